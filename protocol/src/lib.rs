@@ -1,0 +1,35 @@
+//! WayRay's wire protocol: the messages appliance and server exchange, their framing, and the
+//! frame codec.
+//!
+//! Everything here is sans-I/O in the spirit of `quinn-proto`: bytes and sizes go in as
+//! arguments, decisions and bytes come out. The server and the appliance wrap it with QUIC
+//! streams, so all of it is unit-tested and fuzzed without sockets.
+
+pub mod codec;
+pub mod framing;
+pub mod messages;
+
+pub use codec::{Decoder, Encoder, FrameUpdate, Rect, Tile, TileData};
+pub use framing::{FrameReader, FramingError};
+pub use messages::*;
+
+/// ALPN identifier for QUIC connections; a peer speaking anything else is refused in the handshake.
+pub const ALPN: &[u8] = b"wayray/1";
+
+/// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
+/// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves
+/// room for 4K while still bounding what a hostile peer can make us allocate.
+pub const DEFAULT_MAX_MESSAGE_LEN: u32 = 64 * 1024 * 1024;
+
+/// Pixels travel as XRGB8888 little-endian (bytes B, G, R, X), the format Pixman renders and
+/// DRM dumb buffers scan out, so neither side converts.
+pub const BYTES_PER_PIXEL: usize = 4;
+
+/// Digest of a framebuffer, used by tests and logs to prove that the appliance shows exactly what
+/// the server rendered for a given frame sequence number.
+pub fn frame_digest(pixels: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(pixels)
+}

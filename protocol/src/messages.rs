@@ -1,0 +1,128 @@
+//! Wire messages, one enum per stream and direction, so a message on the wrong stream is a
+//! decode error rather than something a handler has to remember to reject.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::FrameUpdate;
+
+/// First byte written on every unidirectional stream, telling the receiver what the stream carries.
+/// (The control stream is the first bidirectional stream the appliance opens, so it needs no tag.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StreamKind {
+    /// Server → appliance: [`DisplayMessage`]s.
+    Display = 1,
+    /// Appliance → server: input events (issue: interactive session).
+    Input = 2,
+    /// Audio frames, either direction.
+    Audio = 3,
+    /// One forwarded USB device.
+    Usb = 4,
+}
+
+impl StreamKind {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Display),
+            2 => Some(Self::Input),
+            3 => Some(Self::Audio),
+            4 => Some(Self::Usb),
+            _ => None,
+        }
+    }
+}
+
+/// Frame encodings an appliance can decode; the server only uses what both sides list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// Codec v1: tiles of Solid / Zstd / ZstdXor.
+    TilesV1,
+}
+
+/// What the appliance can do, sent once in [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// The screen's size in pixels, so the server can size the session output to it.
+    pub screen_width: u32,
+    pub screen_height: u32,
+    pub encodings: Vec<Encoding>,
+    /// Largest message the appliance is willing to receive.
+    pub max_message_len: u32,
+}
+
+/// Appliance → server, first message on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u16,
+    /// Free-form firmware identification for logs and `wradm` (e.g. "wrclient 0.1.0").
+    pub client_name: String,
+    pub capabilities: Capabilities,
+}
+
+/// Server → appliance answer to [`Hello`]: what was agreed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol_version: u16,
+    pub server_name: String,
+    /// Session output size; frames arrive at this size until a later FrameUpdate says otherwise.
+    pub output_width: u32,
+    pub output_height: u32,
+    pub encoding: Encoding,
+    /// Largest message the server will send or accept on this connection.
+    pub max_message_len: u32,
+}
+
+/// Why a side is closing the connection; shown to the user on the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ByeReason {
+    /// Orderly shutdown of the sending side.
+    Shutdown,
+    /// The peers share no protocol major version.
+    VersionMismatch { server: u16, client: u16 },
+    /// No common frame encoding.
+    NoCommonEncoding,
+    /// Another appliance took over this session.
+    Replaced,
+    /// The peer broke the protocol; the text says how.
+    ProtocolError(String),
+}
+
+impl std::fmt::Display for ByeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ByeReason::Shutdown => write!(f, "peer shut down"),
+            ByeReason::VersionMismatch { server, client } => write!(
+                f,
+                "protocol version mismatch: server speaks v{server}, appliance v{client}"
+            ),
+            ByeReason::NoCommonEncoding => write!(f, "no frame encoding in common"),
+            ByeReason::Replaced => write!(f, "session was taken over by another appliance"),
+            ByeReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
+/// Appliance → server on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientControl {
+    Hello(Hello),
+    /// The frame with this sequence number is decoded and handed to the display; it and all
+    /// earlier frames no longer count as in flight.
+    FrameAck {
+        seq: u64,
+    },
+    Bye(ByeReason),
+}
+
+/// Server → appliance on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerControl {
+    Welcome(Welcome),
+    Bye(ByeReason),
+}
+
+/// Server → appliance on the display stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisplayMessage {
+    Frame(FrameUpdate),
+}
