@@ -1,0 +1,191 @@
+//! Renders the space into an in-memory XRGB8888 framebuffer with Pixman and turns each render's
+//! damage into an encoded `FrameUpdate`.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::Path,
+};
+
+use smithay::{
+    backend::{
+        allocator::Fourcc,
+        renderer::{
+            damage::OutputDamageTracker, element::surface::WaylandSurfaceRenderElement,
+            pixman::PixmanRenderer, Bind, Offscreen,
+        },
+    },
+    desktop::{space::render_output, Space, Window},
+    output::Output,
+    reexports::pixman,
+};
+use wayray_protocol::{framing, DisplayMessage, Encoder, Rect};
+
+/// Background behind all windows.
+const CLEAR_COLOR: [f32; 4] = [0.07, 0.09, 0.13, 1.0];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot create the Pixman renderer: {0}")]
+    Renderer(String),
+    #[error("cannot allocate a {0}x{1} framebuffer: {2}")]
+    Allocate(u32, u32, String),
+    #[error("rendering the output failed: {0}")]
+    Render(String),
+    #[error("encoding frame {seq} failed: {why}")]
+    Encode { seq: u64, why: String },
+    #[error("cannot write frame log: {0}")]
+    FrameLog(#[from] std::io::Error),
+}
+
+pub struct Capture {
+    renderer: PixmanRenderer,
+    image: pixman::Image<'static, 'static>,
+    tracker: OutputDamageTracker,
+    /// Buffer age for the damage tracker: 0 before the first render (everything is damage),
+    /// then 1, because we always render into the same image.
+    age: usize,
+    encoder: Encoder,
+    width: u32,
+    height: u32,
+    frame_log: Option<BufWriter<File>>,
+}
+
+impl Capture {
+    pub fn new(output: &Output, width: u32, height: u32) -> Result<Self, CaptureError> {
+        let mut renderer =
+            PixmanRenderer::new().map_err(|e| CaptureError::Renderer(e.to_string()))?;
+        let image = Offscreen::<pixman::Image<'static, 'static>>::create_buffer(
+            &mut renderer,
+            Fourcc::Xrgb8888,
+            (width as i32, height as i32).into(),
+        )
+        .map_err(|e| CaptureError::Allocate(width, height, e.to_string()))?;
+        if image.stride() != width as usize * wayray_protocol::BYTES_PER_PIXEL {
+            return Err(CaptureError::Allocate(
+                width,
+                height,
+                format!("unexpected stride {}", image.stride()),
+            ));
+        }
+        Ok(Self {
+            renderer,
+            image,
+            tracker: OutputDamageTracker::from_output(output),
+            age: 0,
+            encoder: Encoder::new(width, height),
+            width,
+            height,
+            frame_log: None,
+        })
+    }
+
+    /// Appends `<seq> <digest> <w>x<h>` per sent frame, the same format the appliance writes, so
+    /// tests can prove both framebuffers are byte-identical for each frame.
+    pub fn set_frame_log(&mut self, path: &Path) -> Result<(), CaptureError> {
+        let file = File::options().create(true).append(true).open(path)?;
+        self.frame_log = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    pub fn full_damage(&self) -> Vec<Rect> {
+        vec![Rect {
+            x: 0,
+            y: 0,
+            w: self.width,
+            h: self.height,
+        }]
+    }
+
+    /// Renders the space; returns the damaged rectangles, empty when nothing changed.
+    pub fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<Vec<Rect>, CaptureError> {
+        let mut target = self
+            .renderer
+            .bind(&mut self.image)
+            .map_err(|e| CaptureError::Render(e.to_string()))?;
+        let result = render_output::<_, WaylandSurfaceRenderElement<PixmanRenderer>, _, _>(
+            output,
+            &mut self.renderer,
+            &mut target,
+            1.0,
+            self.age,
+            [space],
+            &[],
+            &mut self.tracker,
+            CLEAR_COLOR,
+        )
+        .map_err(|e| CaptureError::Render(format!("{e:?}")))?;
+        self.age = 1;
+        let (w, h) = (self.width as i32, self.height as i32);
+        let damage = result
+            .damage
+            .map(|rects| {
+                rects
+                    .iter()
+                    .filter_map(|r| {
+                        let x0 = r.loc.x.clamp(0, w);
+                        let y0 = r.loc.y.clamp(0, h);
+                        let x1 = (r.loc.x + r.size.w).clamp(0, w);
+                        let y1 = (r.loc.y + r.size.h).clamp(0, h);
+                        (x1 > x0 && y1 > y0).then(|| Rect {
+                            x: x0 as u32,
+                            y: y0 as u32,
+                            w: (x1 - x0) as u32,
+                            h: (y1 - y0) as u32,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(damage)
+    }
+
+    /// The framebuffer as rendered last: XRGB8888 little-endian, stride = width × 4.
+    pub fn pixels(&self) -> &[u8] {
+        let len = self.image.stride() * self.image.height();
+        // SAFETY: pixman owns `len` bytes of pixel data for the image's lifetime; no render
+        // target is bound while we read (the target only lives inside `render`), and `&self`
+        // keeps `render` from running concurrently.
+        unsafe { std::slice::from_raw_parts(self.image.data() as *const u8, len) }
+    }
+
+    /// Forgets the appliance's reference frame: the next encode is a key frame.
+    pub fn reset_encoder(&mut self) {
+        self.encoder.reset();
+    }
+
+    /// Encodes the current framebuffer's `damage` as frame `seq`, framed for the display stream.
+    pub fn encode(&mut self, seq: u64, damage: &[Rect]) -> Result<Vec<u8>, CaptureError> {
+        let len = self.image.stride() * self.image.height();
+        // SAFETY: as in `pixels`; the borrow of `self.encoder` is disjoint from the image.
+        let pixels = unsafe { std::slice::from_raw_parts(self.image.data() as *const u8, len) };
+        let update = self
+            .encoder
+            .encode(seq, pixels, damage)
+            .map_err(|e| CaptureError::Encode {
+                seq,
+                why: e.to_string(),
+            })?;
+        let bytes = framing::encode(&DisplayMessage::Frame(update)).map_err(|e| {
+            CaptureError::Encode {
+                seq,
+                why: e.to_string(),
+            }
+        })?;
+        if let Some(log) = self.frame_log.as_mut() {
+            writeln!(
+                log,
+                "{seq} {:016x} {}x{}",
+                wayray_protocol::frame_digest(pixels),
+                self.width,
+                self.height
+            )?;
+            log.flush()?;
+        }
+        Ok(bytes)
+    }
+}

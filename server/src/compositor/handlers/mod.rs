@@ -1,0 +1,10 @@
+//! Protocol handlers, one file per protocol family, each an `impl XHandler for WayRay` and its
+//! `delegate_*!` line.
+
+mod compositor;
+mod decoration;
+mod output;
+mod seat;
+mod xdg_shell;
+
+pub use xdg_shell::handle_commit as xdg_handle_commit;

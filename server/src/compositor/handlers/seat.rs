@@ -1,0 +1,51 @@
+//! wl_seat and wl_data_device (clipboard / drag and drop; some clients crash without it).
+
+use smithay::{
+    delegate_data_device, delegate_seat,
+    input::{pointer::CursorImageStatus, Seat, SeatHandler, SeatState},
+    reexports::wayland_server::{protocol::wl_surface::WlSurface, Resource},
+    wayland::selection::{
+        data_device::{
+            set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
+            ServerDndGrabHandler,
+        },
+        SelectionHandler,
+    },
+};
+
+use crate::compositor::state::WayRay;
+
+impl SeatHandler for WayRay {
+    type KeyboardFocus = WlSurface;
+    type PointerFocus = WlSurface;
+    type TouchFocus = WlSurface;
+
+    fn seat_state(&mut self) -> &mut SeatState<WayRay> {
+        &mut self.seat_state
+    }
+
+    fn cursor_image(&mut self, _seat: &Seat<Self>, _image: CursorImageStatus) {}
+
+    fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
+        let dh = &self.display_handle;
+        let client = focused.and_then(|s| dh.get_client(s.id()).ok());
+        set_data_device_focus(dh, seat, client);
+    }
+}
+
+delegate_seat!(WayRay);
+
+impl SelectionHandler for WayRay {
+    type SelectionUserData = ();
+}
+
+impl DataDeviceHandler for WayRay {
+    fn data_device_state(&self) -> &DataDeviceState {
+        &self.data_device_state
+    }
+}
+
+impl ClientDndGrabHandler for WayRay {}
+impl ServerDndGrabHandler for WayRay {}
+
+delegate_data_device!(WayRay);

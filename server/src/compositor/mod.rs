@@ -1,0 +1,309 @@
+//! The headless session compositor: Smithay protocol state, Pixman rendering into memory, and
+//! frame pacing driven by the attached appliance's acks.
+
+mod capture;
+mod handlers;
+mod pacing;
+mod placement;
+mod state;
+
+use std::{
+    ffi::OsString,
+    path::PathBuf,
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use smithay::{
+    desktop::{PopupManager, Space},
+    input::{keyboard::XkbConfig, SeatState},
+    output::{Mode, Output, PhysicalProperties, Subpixel},
+    reexports::{
+        calloop::{
+            channel::{Channel, Event as ChannelEvent},
+            generic::Generic,
+            EventLoop, Interest, Mode as LoopMode, PostAction,
+        },
+        wayland_server::Display,
+    },
+    utils::Transform,
+    wayland::{
+        compositor::CompositorState,
+        fractional_scale::FractionalScaleManagerState,
+        output::OutputManagerState,
+        selection::data_device::DataDeviceState,
+        shell::xdg::{decoration::XdgDecorationState, XdgShellState},
+        shm::ShmState,
+        socket::ListeningSocketSource,
+        viewporter::ViewporterState,
+    },
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use capture::CaptureError;
+use capture::Capture;
+use pacing::Pacer;
+pub use state::WayRay;
+
+use crate::link::{ToCompositor, ToTransport};
+
+/// What a session compositor needs to start.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub output_size: (u32, u32),
+    /// Socket name under `$XDG_RUNTIME_DIR`; `None` picks a free `wayland-N`.
+    pub socket_name: Option<String>,
+    /// Shell commands started as Wayland clients of this session.
+    pub spawn: Vec<String>,
+    pub frame_log: Option<PathBuf>,
+    pub max_frames_in_flight: usize,
+    pub detached_frame_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CompositorError {
+    #[error("cannot create the event loop or Wayland display: {0}")]
+    Setup(String),
+    #[error("cannot listen on a Wayland socket (is $XDG_RUNTIME_DIR writable?): {0}")]
+    Socket(String),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("the event loop failed: {0}")]
+    EventLoop(String),
+}
+
+/// Runs the session until the transport says to shut down.
+pub fn run(
+    opts: SessionOptions,
+    to_transport: UnboundedSender<ToTransport>,
+    from_transport: Channel<ToCompositor>,
+) -> Result<(), CompositorError> {
+    let mut event_loop: EventLoop<WayRay> =
+        EventLoop::try_new().map_err(|e| CompositorError::Setup(e.to_string()))?;
+    let display: Display<WayRay> =
+        Display::new().map_err(|e| CompositorError::Setup(e.to_string()))?;
+    let dh = display.handle();
+
+    let (width, height) = opts.output_size;
+    let output = Output::new(
+        "WR-1".into(),
+        PhysicalProperties {
+            size: (0, 0).into(),
+            subpixel: Subpixel::Unknown,
+            make: "WayRay".into(),
+            model: "Appliance".into(),
+        },
+    );
+    let _output_global = output.create_global::<WayRay>(&dh);
+    let mode = Mode {
+        size: (width as i32, height as i32).into(),
+        refresh: 60_000,
+    };
+    output.change_current_state(Some(mode), Some(Transform::Normal), None, Some((0, 0).into()));
+    output.set_preferred(mode);
+    let mut space = Space::default();
+    space.map_output(&output, (0, 0));
+
+    let mut seat_state = SeatState::new();
+    let mut seat = seat_state.new_wl_seat(&dh, "seat0");
+    // Key repeat is done by clients: 25/s after 600 ms matches common desktop defaults and is
+    // slow enough that a late release over the network rarely produces a phantom repeat.
+    seat.add_keyboard(XkbConfig::default(), 600, 25)
+        .map_err(|e| CompositorError::Setup(format!("keyboard: {e}")))?;
+    seat.add_pointer();
+
+    let mut capture = Capture::new(&output, width, height)?;
+    if let Some(path) = &opts.frame_log {
+        capture.set_frame_log(path)?;
+    }
+
+    let socket = match &opts.socket_name {
+        Some(name) => ListeningSocketSource::with_name(name),
+        None => ListeningSocketSource::new_auto(),
+    }
+    .map_err(|e| CompositorError::Socket(e.to_string()))?;
+    let socket_name: OsString = socket.socket_name().to_os_string();
+
+    let handle = event_loop.handle();
+    handle
+        .insert_source(socket, |stream, _, state: &mut WayRay| {
+            if let Err(err) = state
+                .display_handle
+                .insert_client(stream, state::new_client_data())
+            {
+                tracing::warn!(%err, "cannot add wayland client");
+            }
+        })
+        .map_err(|e| CompositorError::Setup(e.to_string()))?;
+    handle
+        .insert_source(
+            Generic::new(display, Interest::READ, LoopMode::Level),
+            |_, display, state| {
+                // SAFETY: the display is never dropped while the event loop owns it.
+                if let Err(err) = unsafe { display.get_mut().dispatch_clients(state) } {
+                    tracing::error!(%err, "dispatching wayland clients failed");
+                }
+                Ok(PostAction::Continue)
+            },
+        )
+        .map_err(|e| CompositorError::Setup(e.to_string()))?;
+    handle
+        .insert_source(from_transport, |event, _, state| match event {
+            ChannelEvent::Msg(msg) => state.on_transport(msg),
+            ChannelEvent::Closed => state.loop_signal.stop(),
+        })
+        .map_err(|e| CompositorError::Setup(e.to_string()))?;
+
+    let mut state = WayRay {
+        start_time: Instant::now(),
+        display_handle: dh.clone(),
+        loop_signal: event_loop.get_signal(),
+        space,
+        output,
+        popups: PopupManager::default(),
+        unmapped: Vec::new(),
+        compositor_state: CompositorState::new::<WayRay>(&dh),
+        xdg_shell_state: XdgShellState::new::<WayRay>(&dh),
+        xdg_decoration_state: XdgDecorationState::new::<WayRay>(&dh),
+        shm_state: ShmState::new::<WayRay>(&dh, vec![]),
+        output_manager_state: OutputManagerState::new_with_xdg_output::<WayRay>(&dh),
+        seat_state,
+        data_device_state: DataDeviceState::new::<WayRay>(&dh),
+        viewporter_state: ViewporterState::new::<WayRay>(&dh),
+        fractional_scale_state: FractionalScaleManagerState::new::<WayRay>(&dh),
+        seat,
+        capture,
+        pacer: Pacer::new(opts.max_frames_in_flight),
+        needs_render: true,
+        last_frame_callbacks: Instant::now(),
+        to_transport,
+    };
+
+    println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
+    tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
+    for cmd in &opts.spawn {
+        spawn_client(cmd, &socket_name);
+    }
+
+    let interval = opts.detached_frame_interval;
+    event_loop
+        .run(Some(interval.min(Duration::from_millis(250))), &mut state, |state| {
+            state.after_dispatch(interval)
+        })
+        .map_err(|e| CompositorError::EventLoop(e.to_string()))?;
+    tracing::info!("session compositor stopped");
+    Ok(())
+}
+
+/// Starts `cmd` through `sh -c` as a client of this session. A thread waits for it so it never
+/// lingers as a zombie and its exit is logged.
+fn spawn_client(cmd: &str, socket: &OsString) {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("WAYLAND_DISPLAY", socket)
+        .env_remove("DISPLAY")
+        .spawn();
+    match child {
+        Ok(mut child) => {
+            tracing::info!(cmd, pid = child.id(), "started client");
+            let cmd = cmd.to_owned();
+            std::thread::spawn(move || match child.wait() {
+                Ok(status) => tracing::info!(cmd, %status, "client exited"),
+                Err(err) => tracing::warn!(cmd, %err, "cannot wait for client"),
+            });
+        }
+        Err(err) => tracing::error!(cmd, %err, "cannot start client"),
+    }
+}
+
+impl WayRay {
+    fn on_transport(&mut self, msg: ToCompositor) {
+        match msg {
+            ToCompositor::Attached { appliance, screen } => {
+                tracing::info!(appliance, ?screen, "appliance attached; sending a key frame");
+                self.pacer.attach(appliance);
+                self.capture.reset_encoder();
+            }
+            ToCompositor::Detached { appliance } => {
+                if self.pacer.detach(appliance) {
+                    tracing::info!(appliance, "appliance detached; session keeps running");
+                }
+            }
+            ToCompositor::FrameAck { appliance, seq } => {
+                if self.pacer.ack(appliance, seq) {
+                    self.send_frame_callbacks();
+                }
+            }
+            ToCompositor::Shutdown => self.loop_signal.stop(),
+        }
+    }
+
+    /// Runs after every event-loop dispatch: render and send if the appliance can take a frame,
+    /// keep detached clients ticking slowly, and flush Wayland events.
+    fn after_dispatch(&mut self, detached_interval: Duration) {
+        self.space.refresh();
+        self.popups.cleanup();
+        if self.pacer.attached().is_none() {
+            if self.last_frame_callbacks.elapsed() >= detached_interval {
+                self.send_frame_callbacks();
+            }
+        } else if (self.needs_render || self.pacer.key_frame_due()) && self.pacer.can_send() {
+            self.render_and_send();
+        }
+        if let Err(err) = self.display_handle.flush_clients() {
+            tracing::warn!(%err, "flushing wayland clients failed");
+        }
+    }
+
+    fn render_and_send(&mut self) {
+        self.needs_render = false;
+        let mut damage = match self.capture.render(&self.space, &self.output) {
+            Ok(damage) => damage,
+            Err(err) => {
+                tracing::error!(%err, "render failed");
+                return;
+            }
+        };
+        if self.pacer.key_frame_due() {
+            damage = self.capture.full_damage();
+        }
+        if !damage.is_empty() {
+            let seq = self.pacer.next_seq();
+            match self.capture.encode(seq, &damage) {
+                Ok(bytes) => {
+                    let appliance = self.pacer.attached().unwrap_or_default();
+                    tracing::trace!(seq, rects = damage.len(), bytes = bytes.len(), "frame");
+                    let msg = ToTransport::Frame {
+                        appliance,
+                        seq,
+                        bytes: Arc::from(bytes),
+                    };
+                    if self.to_transport.send(msg).is_err() {
+                        tracing::error!("transport is gone; stopping");
+                        self.loop_signal.stop();
+                        return;
+                    }
+                    self.pacer.frame_sent();
+                }
+                Err(err) => {
+                    tracing::error!(%err, "cannot encode frame");
+                    self.capture.reset_encoder();
+                }
+            }
+        }
+        if self.pacer.release_callbacks_after_render() {
+            self.send_frame_callbacks();
+        }
+    }
+
+    fn send_frame_callbacks(&mut self) {
+        let now = self.start_time.elapsed();
+        let output = self.output.clone();
+        for window in self.space.elements() {
+            window.send_frame(&output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
+        }
+        self.last_frame_callbacks = Instant::now();
+    }
+}

@@ -1,0 +1,122 @@
+//! `wrsrvd` configuration: a TOML file with documented defaults, overridden by command-line flags.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+/// Settings of one `wrsrvd`. Every field has a default, so an empty or missing file is valid.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// UDP address of the QUIC endpoint appliances connect to. Default `0.0.0.0:7390`.
+    pub listen: SocketAddr,
+    /// Where the server keeps its TLS certificate and key (created on first start).
+    /// Default `/var/lib/wayray`.
+    pub state_dir: PathBuf,
+    /// Size of the session output in pixels until an appliance asks for another. Default 1280×800.
+    pub output_width: u32,
+    pub output_height: u32,
+    /// Frames sent but not yet acknowledged before the server stops rendering and merges damage
+    /// into the next frame instead. Default 2: one on screen, one on the wire.
+    pub max_frames_in_flight: usize,
+    /// Wayland socket name under `$XDG_RUNTIME_DIR`; empty picks the first free `wayland-N`.
+    pub wayland_socket: String,
+    /// With no appliance attached, clients still get frame callbacks at this interval (ms), so they
+    /// stay responsive without burning CPU on frames nobody sees. Default 1000.
+    pub detached_frame_interval_ms: u64,
+    /// The name the server certificate is issued for; appliances check it (SNI). Default
+    /// `wayray-server`.
+    pub server_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7390)),
+            state_dir: PathBuf::from("/var/lib/wayray"),
+            output_width: 1280,
+            output_height: 800,
+            max_frames_in_flight: 2,
+            wayland_socket: String::new(),
+            detached_frame_interval_ms: 1000,
+            server_name: "wayray-server".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("output size {0}x{1} is out of range (16..=8192 on each side)")]
+    OutputSize(u32, u32),
+    #[error("max_frames_in_flight must be at least 1")]
+    InFlight,
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ok = |v: u32| (16..=8192).contains(&v);
+        if !ok(self.output_width) || !ok(self.output_height) {
+            return Err(ConfigError::OutputSize(self.output_width, self.output_height));
+        }
+        if self.max_frames_in_flight == 0 {
+            return Err(ConfigError::InFlight);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn fields_override_and_unknown_keys_fail() {
+        let c: Config = toml::from_str("output_width = 1920\noutput_height = 1080").unwrap();
+        assert_eq!((c.output_width, c.output_height), (1920, 1080));
+        assert!(toml::from_str::<Config>("outptu_width = 3").is_err());
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        let c = Config {
+            output_width: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            max_frames_in_flight: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+}

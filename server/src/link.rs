@@ -1,0 +1,37 @@
+//! Messages between the compositor thread (calloop) and the transport thread (tokio + quinn).
+//!
+//! The compositor never touches sockets and the transport never touches Wayland state; these
+//! two enums are the whole interface, which is what lets the per-session compositor move into its
+//! own process later without changing either side.
+
+use std::sync::Arc;
+
+/// Identifies one appliance connection for its lifetime; a reconnect gets a new id.
+pub type ApplianceId = u64;
+
+/// Transport → compositor.
+#[derive(Debug)]
+pub enum ToCompositor {
+    /// An appliance finished Hello/Welcome and now shows this session; it needs a key frame.
+    Attached {
+        appliance: ApplianceId,
+        screen: (u32, u32),
+    },
+    /// The appliance went away (closed, timed out, broke the protocol, or was replaced).
+    Detached { appliance: ApplianceId },
+    /// The appliance displayed frame `seq`.
+    FrameAck { appliance: ApplianceId, seq: u64 },
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+/// Compositor → transport.
+#[derive(Debug)]
+pub enum ToTransport {
+    /// A framed `DisplayMessage::Frame`, ready for the display stream of `appliance`.
+    Frame {
+        appliance: ApplianceId,
+        seq: u64,
+        bytes: Arc<[u8]>,
+    },
+}

@@ -1,0 +1,217 @@
+//! One appliance connection: Hello/Welcome on the control stream, frames out on the display
+//! stream, acks back on the control stream.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use wayray_protocol::{
+    framing, ByeReason, ClientControl, Encoding, FrameReader, Hello, ServerControl, StreamKind,
+    Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+};
+
+use super::Shared;
+use crate::link::{ApplianceId, ToCompositor};
+
+/// How long an appliance may take between connecting and saying Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Events for one connection task from the router.
+#[derive(Debug)]
+pub enum ConnEvent {
+    Frame { seq: u64, bytes: Arc<[u8]> },
+    Replaced,
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] quinn::ConnectionError),
+    #[error("appliance did not open a control stream and say Hello in time")]
+    HelloTimeout,
+    #[error("control stream: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("stream write: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("cannot open display stream: {0}")]
+    Open(quinn::ConnectionError),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("incompatible appliance: {0}")]
+    Incompatible(ByeReason),
+}
+
+pub async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let remote = incoming.remote_address();
+    let span = tracing::info_span!("appliance", id, %remote);
+    async move {
+        match run(incoming, id, &shared).await {
+            Ok(()) => tracing::info!("appliance disconnected"),
+            Err(err) => tracing::warn!(%err, "appliance connection ended"),
+        }
+        let was_current = shared
+            .router
+            .lock()
+            .map(|mut r| r.detach(id))
+            .unwrap_or(false);
+        if was_current {
+            let _ = shared.compositor.send(ToCompositor::Detached { appliance: id });
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Result<(), ConnError> {
+    let conn = incoming.await?;
+    let (mut ctrl_send, mut ctrl_recv) =
+        match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+            Ok(streams) => streams?,
+            Err(_) => return Err(ConnError::HelloTimeout),
+        };
+    let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_msg(&mut ctrl_recv, &mut reader)).await {
+        Ok(Ok(Some(ClientControl::Hello(hello)))) => hello,
+        Ok(Ok(Some(other))) => {
+            return Err(ConnError::Protocol(format!("expected Hello, got {other:?}")))
+        }
+        Ok(Ok(None)) => return Err(ConnError::Protocol("control stream closed before Hello".into())),
+        Ok(Err(err)) => return Err(err),
+        Err(_) => return Err(ConnError::HelloTimeout),
+    };
+    tracing::info!(
+        client = %hello.client_name,
+        screen = ?(hello.capabilities.screen_width, hello.capabilities.screen_height),
+        "hello"
+    );
+    let welcome = match negotiate(&hello, shared) {
+        Ok(w) => w,
+        Err(reason) => {
+            send(&mut ctrl_send, &ServerControl::Bye(reason.clone())).await?;
+            let _ = ctrl_send.finish();
+            // Let the Bye arrive before the connection closes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            return Err(ConnError::Incompatible(reason));
+        }
+    };
+    reader.set_max_len(welcome.max_message_len);
+    send(&mut ctrl_send, &ServerControl::Welcome(welcome)).await?;
+
+    let mut display = conn.open_uni().await.map_err(ConnError::Open)?;
+    display.write_all(&[StreamKind::Display as u8]).await?;
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    if let Ok(mut router) = shared.router.lock() {
+        router.attach(id, tx);
+    }
+    let _ = shared.compositor.send(ToCompositor::Attached {
+        appliance: id,
+        screen: (
+            hello.capabilities.screen_width,
+            hello.capabilities.screen_height,
+        ),
+    });
+
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(ConnEvent::Frame { seq, bytes }) => {
+                    tracing::trace!(seq, len = bytes.len(), "sending frame");
+                    display.write_all(&bytes).await?;
+                }
+                Some(ConnEvent::Replaced) => {
+                    bye(&conn, &mut ctrl_send, ByeReason::Replaced).await;
+                    return Ok(());
+                }
+                Some(ConnEvent::Shutdown) | None => {
+                    bye(&conn, &mut ctrl_send, ByeReason::Shutdown).await;
+                    return Ok(());
+                }
+            },
+            msg = read_msg(&mut ctrl_recv, &mut reader) => match msg {
+                Ok(Some(ClientControl::FrameAck { seq })) => {
+                    let _ = shared.compositor.send(ToCompositor::FrameAck { appliance: id, seq });
+                }
+                Ok(Some(ClientControl::Bye(reason))) => {
+                    tracing::info!(%reason, "appliance said bye");
+                    return Ok(());
+                }
+                Ok(Some(ClientControl::Hello(_))) => {
+                    let err = "second Hello on the control stream".to_string();
+                    bye(&conn, &mut ctrl_send, ByeReason::ProtocolError(err.clone())).await;
+                    return Err(ConnError::Protocol(err));
+                }
+                Ok(None) => return Ok(()),
+                Err(ConnError::Protocol(err)) => {
+                    bye(&conn, &mut ctrl_send, ByeReason::ProtocolError(err.clone())).await;
+                    return Err(ConnError::Protocol(err));
+                }
+                Err(err) => return Err(err),
+            },
+        }
+    }
+}
+
+/// Checks the appliance's Hello against what this server speaks.
+fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(ByeReason::VersionMismatch {
+            server: PROTOCOL_VERSION,
+            client: hello.protocol_version,
+        });
+    }
+    if !hello.capabilities.encodings.contains(&Encoding::TilesV1) {
+        return Err(ByeReason::NoCommonEncoding);
+    }
+    Ok(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        server_name: shared.server_name.clone(),
+        output_width: shared.output_size.0,
+        output_height: shared.output_size.1,
+        encoding: Encoding::TilesV1,
+        max_message_len: hello.capabilities.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN),
+    })
+}
+
+async fn send(stream: &mut quinn::SendStream, msg: &ServerControl) -> Result<(), ConnError> {
+    let bytes = framing::encode(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
+    stream.write_all(&bytes).await?;
+    Ok(())
+}
+
+async fn bye(conn: &quinn::Connection, stream: &mut quinn::SendStream, reason: ByeReason) {
+    let _ = send(stream, &ServerControl::Bye(reason)).await;
+    let _ = stream.finish();
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.stopped()).await;
+    conn.close(0u32.into(), b"bye");
+}
+
+/// Reads the next control message; `Ok(None)` when the appliance finished the stream.
+/// Cancel-safe: bytes read so far stay in `reader`.
+async fn read_msg(
+    stream: &mut quinn::RecvStream,
+    reader: &mut FrameReader,
+) -> Result<Option<ClientControl>, ConnError> {
+    loop {
+        if let Some(msg) = reader
+            .next::<ClientControl>()
+            .map_err(|e| ConnError::Protocol(e.to_string()))?
+        {
+            return Ok(Some(msg));
+        }
+        match stream.read_chunk(reader.wanted().max(1), true).await? {
+            Some(chunk) => reader.push(&chunk.bytes),
+            None => {
+                reader
+                    .finish()
+                    .map_err(|e| ConnError::Protocol(e.to_string()))?;
+                return Ok(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The QUIC endpoint appliances connect to, and the routing of encoded frames to whichever
+//! appliance currently shows the session.
+
+mod cert;
+mod connection;
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::AtomicU64, Arc, Mutex},
+    time::Duration,
+};
+
+use smithay::reexports::calloop::channel::Sender as CompositorSender;
+use tokio::sync::mpsc;
+
+pub use cert::{load_or_create, CertError, Identity};
+use connection::ConnEvent;
+
+use crate::link::{ApplianceId, ToCompositor, ToTransport};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TransportError {
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    #[error("cannot listen on UDP {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The appliance that shows the session right now; frames for anyone else are dropped.
+#[derive(Default)]
+pub struct Router {
+    current: Option<(ApplianceId, mpsc::UnboundedSender<ConnEvent>)>,
+}
+
+impl Router {
+    /// Makes `id` the current appliance; the previous one is told it was replaced.
+    fn attach(&mut self, id: ApplianceId, tx: mpsc::UnboundedSender<ConnEvent>) {
+        if let Some((old, old_tx)) = self.current.replace((id, tx)) {
+            tracing::info!(old, new = id, "appliance replaced by a newer connection");
+            let _ = old_tx.send(ConnEvent::Replaced);
+        }
+    }
+
+    /// Returns whether `id` was current.
+    fn detach(&mut self, id: ApplianceId) -> bool {
+        if self.current.as_ref().is_some_and(|(c, _)| *c == id) {
+            self.current = None;
+            return true;
+        }
+        false
+    }
+
+    fn route(&self, msg: ToTransport) {
+        match msg {
+            ToTransport::Frame {
+                appliance,
+                seq,
+                bytes,
+            } => match &self.current {
+                Some((id, tx)) if *id == appliance => {
+                    let _ = tx.send(ConnEvent::Frame { seq, bytes });
+                }
+                _ => tracing::debug!(appliance, seq, "dropping frame for a detached appliance"),
+            },
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some((_, tx)) = self.current.take() {
+            let _ = tx.send(ConnEvent::Shutdown);
+        }
+    }
+}
+
+/// Shared by every connection task.
+pub struct Shared {
+    pub router: Mutex<Router>,
+    pub compositor: CompositorSender<ToCompositor>,
+    pub next_id: AtomicU64,
+    pub server_name: String,
+    pub output_size: (u32, u32),
+}
+
+/// Builds the QUIC server endpoint. Must be called inside a tokio runtime.
+pub fn endpoint(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint, TransportError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| TransportError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+    .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // A vanished appliance is noticed within a few seconds, so its session is detached promptly.
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(5)).map_err(|e| TransportError::Tls(e.to_string()))?,
+    ));
+    // Room for a full key frame on the wire without stalling on flow control.
+    transport.send_window(32 * 1024 * 1024);
+    transport.max_concurrent_uni_streams(8u32.into());
+    transport.max_concurrent_bidi_streams(4u32.into());
+    config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(config, addr).map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// Accepts appliances and routes frames until shutdown (Ctrl-C / SIGTERM).
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    mut frames: mpsc::UnboundedReceiver<ToTransport>,
+) {
+    let router_shared = shared.clone();
+    let router = tokio::spawn(async move {
+        while let Some(msg) = frames.recv().await {
+            match router_shared.router.lock() {
+                Ok(router) => router.route(msg),
+                Err(_) => break,
+            }
+        }
+    });
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                tokio::spawn(connection::handle(incoming, shared.clone()));
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+        }
+    }
+    if let Ok(mut router) = shared.router.lock() {
+        router.shutdown();
+    }
+    let _ = shared.compositor.send(ToCompositor::Shutdown);
+    // Give the Bye a moment to leave before closing every connection.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    endpoint.close(0u32.into(), b"server shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    router.abort();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
