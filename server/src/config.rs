@@ -24,6 +24,9 @@ pub struct Config {
     /// With no appliance attached, clients still get frame callbacks at this interval (ms), so they
     /// stay responsive without burning CPU on frames nobody sees. Default 1000.
     pub detached_frame_interval_ms: u64,
+    /// Refresh rate of the session output in Hz: at most this many frames per second are rendered
+    /// and sent, and clients get frame callbacks at most this often. Default 60.
+    pub refresh_hz: u32,
     /// The name the server certificate is issued for; appliances check it (SNI). Default
     /// `wayray-server`.
     pub server_name: String,
@@ -39,6 +42,7 @@ impl Default for Config {
             max_frames_in_flight: 2,
             wayland_socket: String::new(),
             detached_frame_interval_ms: 1000,
+            refresh_hz: 60,
             server_name: "wayray-server".into(),
         }
     }
@@ -60,6 +64,8 @@ pub enum ConfigError {
     },
     #[error("output size {0}x{1} is out of range (16..=8192 on each side)")]
     OutputSize(u32, u32),
+    #[error("refresh_hz {0} is out of range (1..=1000)")]
+    Refresh(u32),
     #[error("max_frames_in_flight must be at least 1")]
     InFlight,
 }
@@ -80,6 +86,9 @@ impl Config {
         let ok = |v: u32| (16..=8192).contains(&v);
         if !ok(self.output_width) || !ok(self.output_height) {
             return Err(ConfigError::OutputSize(self.output_width, self.output_height));
+        }
+        if !(1..=1000).contains(&self.refresh_hz) {
+            return Err(ConfigError::Refresh(self.refresh_hz));
         }
         if self.max_frames_in_flight == 0 {
             return Err(ConfigError::InFlight);

@@ -144,6 +144,7 @@ fn main() -> miette::Result<()> {
         frame_log: cli.frame_log,
         max_frames_in_flight: config.max_frames_in_flight,
         detached_frame_interval: Duration::from_millis(config.detached_frame_interval_ms),
+        refresh_hz: config.refresh_hz,
     };
     let result = compositor::run(opts, to_transport, from_transport);
     if net.join().is_err() {

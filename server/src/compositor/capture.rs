@@ -88,10 +88,6 @@ impl Capture {
         Ok(())
     }
 
-    pub fn size(&self) -> (u32, u32) {
-        (self.width, self.height)
-    }
-
     pub fn full_damage(&self) -> Vec<Rect> {
         vec![Rect {
             x: 0,
@@ -144,15 +140,6 @@ impl Capture {
         Ok(damage)
     }
 
-    /// The framebuffer as rendered last: XRGB8888 little-endian, stride = width × 4.
-    pub fn pixels(&self) -> &[u8] {
-        let len = self.image.stride() * self.image.height();
-        // SAFETY: pixman owns `len` bytes of pixel data for the image's lifetime; no render
-        // target is bound while we read (the target only lives inside `render`), and `&self`
-        // keeps `render` from running concurrently.
-        unsafe { std::slice::from_raw_parts(self.image.data() as *const u8, len) }
-    }
-
     /// Forgets the appliance's reference frame: the next encode is a key frame.
     pub fn reset_encoder(&mut self) {
         self.encoder.reset();
@@ -160,9 +147,7 @@ impl Capture {
 
     /// Encodes the current framebuffer's `damage` as frame `seq`, framed for the display stream.
     pub fn encode(&mut self, seq: u64, damage: &[Rect]) -> Result<Vec<u8>, CaptureError> {
-        let len = self.image.stride() * self.image.height();
-        // SAFETY: as in `pixels`; the borrow of `self.encoder` is disjoint from the image.
-        let pixels = unsafe { std::slice::from_raw_parts(self.image.data() as *const u8, len) };
+        let pixels = image_bytes(&self.image);
         let update = self
             .encoder
             .encode(seq, pixels, damage)
@@ -188,4 +173,12 @@ impl Capture {
         }
         Ok(bytes)
     }
+}
+
+/// The framebuffer as rendered last: XRGB8888 little-endian, stride = width × 4.
+fn image_bytes<'a>(image: &'a pixman::Image<'static, 'static>) -> &'a [u8] {
+    let len = image.stride() * image.height();
+    // SAFETY: pixman owns `len` bytes of pixel data for the image's lifetime; the render target
+    // only lives inside `Capture::render`, which needs `&mut`, so nothing writes while we read.
+    unsafe { std::slice::from_raw_parts(image.data() as *const u8, len) }
 }

@@ -23,6 +23,7 @@ use smithay::{
         calloop::{
             channel::{Channel, Event as ChannelEvent},
             generic::Generic,
+            timer::{TimeoutAction, Timer},
             EventLoop, Interest, Mode as LoopMode, PostAction,
         },
         wayland_server::Display,
@@ -59,6 +60,8 @@ pub struct SessionOptions {
     pub frame_log: Option<PathBuf>,
     pub max_frames_in_flight: usize,
     pub detached_frame_interval: Duration,
+    /// Output refresh rate in Hz: the most frames per second rendered and sent.
+    pub refresh_hz: u32,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -98,7 +101,7 @@ pub fn run(
     let _output_global = output.create_global::<WayRay>(&dh);
     let mode = Mode {
         size: (width as i32, height as i32).into(),
-        refresh: 60_000,
+        refresh: opts.refresh_hz as i32 * 1000,
     };
     output.change_current_state(Some(mode), Some(Transform::Normal), None, Some((0, 0).into()));
     output.set_preferred(mode);
@@ -165,18 +168,24 @@ pub fn run(
         unmapped: Vec::new(),
         compositor_state: CompositorState::new::<WayRay>(&dh),
         xdg_shell_state: XdgShellState::new::<WayRay>(&dh),
-        xdg_decoration_state: XdgDecorationState::new::<WayRay>(&dh),
         shm_state: ShmState::new::<WayRay>(&dh, vec![]),
-        output_manager_state: OutputManagerState::new_with_xdg_output::<WayRay>(&dh),
         seat_state,
         data_device_state: DataDeviceState::new::<WayRay>(&dh),
-        viewporter_state: ViewporterState::new::<WayRay>(&dh),
-        fractional_scale_state: FractionalScaleManagerState::new::<WayRay>(&dh),
+        _globals: state::KeptGlobals {
+            xdg_decoration: XdgDecorationState::new::<WayRay>(&dh),
+            output_manager: OutputManagerState::new_with_xdg_output::<WayRay>(&dh),
+            viewporter: ViewporterState::new::<WayRay>(&dh),
+            fractional_scale: FractionalScaleManagerState::new::<WayRay>(&dh),
+        },
         seat,
         capture,
         pacer: Pacer::new(opts.max_frames_in_flight),
         needs_render: true,
         last_frame_callbacks: Instant::now(),
+        last_render: None,
+        min_frame_interval: Duration::from_secs(1) / opts.refresh_hz.max(1),
+        render_timer_armed: false,
+        loop_handle: event_loop.handle(),
         to_transport,
     };
 
@@ -250,15 +259,34 @@ impl WayRay {
                 self.send_frame_callbacks();
             }
         } else if (self.needs_render || self.pacer.key_frame_due()) && self.pacer.can_send() {
-            self.render_and_send();
+            match self.last_render.map(|t| t + self.min_frame_interval) {
+                Some(due) if due > Instant::now() => self.wake_at(due),
+                _ => self.render_and_send(),
+            }
         }
         if let Err(err) = self.display_handle.flush_clients() {
             tracing::warn!(%err, "flushing wayland clients failed");
         }
     }
 
+    /// Makes the event loop run again at `due`, when the next frame may be rendered.
+    fn wake_at(&mut self, due: Instant) {
+        if self.render_timer_armed {
+            return;
+        }
+        let timer = Timer::from_deadline(due);
+        match self.loop_handle.insert_source(timer, |_, _, state| {
+            state.render_timer_armed = false;
+            TimeoutAction::Drop
+        }) {
+            Ok(_) => self.render_timer_armed = true,
+            Err(err) => tracing::error!(%err, "cannot arm the render timer"),
+        }
+    }
+
     fn render_and_send(&mut self) {
         self.needs_render = false;
+        self.last_render = Some(Instant::now());
         let mut damage = match self.capture.render(&self.space, &self.output) {
             Ok(damage) => damage,
             Err(err) => {

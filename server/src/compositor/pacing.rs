@@ -99,7 +99,8 @@ impl Pacer {
         false
     }
 
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 }

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Instant};
 
 use smithay::{
-    desktop::{PopupManager, Space, Window, WindowSurfaceType},
+    desktop::{PopupManager, Space, Window},
     input::{Seat, SeatState},
     output::Output,
     reexports::{
@@ -14,7 +14,6 @@ use smithay::{
             DisplayHandle,
         },
     },
-    utils::{Logical, Point},
     wayland::{
         compositor::{CompositorClientState, CompositorState},
         fractional_scale::FractionalScaleManagerState,
@@ -42,13 +41,13 @@ pub struct WayRay {
 
     pub compositor_state: CompositorState,
     pub xdg_shell_state: XdgShellState,
-    pub xdg_decoration_state: XdgDecorationState,
     pub shm_state: ShmState,
-    pub output_manager_state: OutputManagerState,
     pub seat_state: SeatState<WayRay>,
     pub data_device_state: DataDeviceState,
-    pub viewporter_state: ViewporterState,
-    pub fractional_scale_state: FractionalScaleManagerState,
+    /// Globals that only need to stay alive; their handlers keep no state here.
+    pub _globals: KeptGlobals,
+    /// Used by input forwarding (interactive-session issue).
+    #[allow(dead_code)]
     pub seat: Seat<WayRay>,
 
     pub capture: Capture,
@@ -56,22 +55,25 @@ pub struct WayRay {
     /// Something committed since the last render pass.
     pub needs_render: bool,
     pub last_frame_callbacks: Instant,
+    /// When the last frame was rendered; renders are at least `min_frame_interval` apart, the
+    /// output's refresh period, so no client draws faster than a screen could show.
+    pub last_render: Option<Instant>,
+    pub min_frame_interval: std::time::Duration,
+    pub render_timer_armed: bool,
+    pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
     pub to_transport: tokio::sync::mpsc::UnboundedSender<crate::link::ToTransport>,
 }
 
-impl WayRay {
-    /// The surface under a point of the output, with that surface's origin, for pointer focus.
-    pub fn surface_under(
-        &self,
-        pos: Point<f64, Logical>,
-    ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        self.space.element_under(pos).and_then(|(window, location)| {
-            window
-                .surface_under(pos - location.to_f64(), WindowSurfaceType::ALL)
-                .map(|(s, p)| (s, (p + location).to_f64()))
-        })
-    }
+/// Protocol states owned only so their globals stay advertised; nothing reads them.
+#[allow(dead_code)]
+pub struct KeptGlobals {
+    pub xdg_decoration: XdgDecorationState,
+    pub output_manager: OutputManagerState,
+    pub viewporter: ViewporterState,
+    pub fractional_scale: FractionalScaleManagerState,
+}
 
+impl WayRay {
     /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.space

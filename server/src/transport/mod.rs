@@ -13,7 +13,7 @@ use std::{
 use smithay::reexports::calloop::channel::Sender as CompositorSender;
 use tokio::sync::mpsc;
 
-pub use cert::{load_or_create, CertError, Identity};
+pub use cert::{load_or_create, Identity};
 use connection::ConnEvent;
 
 use crate::link::{ApplianceId, ToCompositor, ToTransport};

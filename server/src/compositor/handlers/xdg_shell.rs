@@ -18,7 +18,10 @@ use smithay::{
     backend::renderer::utils::with_renderer_surface_state,
 };
 
-use crate::compositor::{placement::place_new_window, state::WayRay};
+use crate::compositor::{
+    placement::{place_new_window, Placed},
+    state::WayRay,
+};
 
 impl XdgShellHandler for WayRay {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
@@ -92,13 +95,18 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
             state.unmapped.remove(idx);
             let size = window.geometry().size;
             let out = state.output.current_mode().map(|m| m.size).unwrap_or_default();
-            let occupied: Vec<(i32, i32)> = state
+            let existing: Vec<Placed> = state
                 .space
                 .elements()
-                .filter_map(|w| state.space.element_location(w))
-                .map(|p| (p.x, p.y))
+                .filter_map(|w| state.space.element_geometry(w))
+                .map(|g| Placed {
+                    x: g.loc.x,
+                    y: g.loc.y,
+                    w: g.size.w,
+                    h: g.size.h,
+                })
                 .collect();
-            let pos = place_new_window((out.w, out.h), (size.w, size.h), &occupied);
+            let pos = place_new_window((out.w, out.h), (size.w, size.h), &existing);
             tracing::info!(x = pos.0, y = pos.1, w = size.w, h = size.h, "mapping toplevel");
             state.space.map_element(window, pos, true);
         }

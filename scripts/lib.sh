@@ -1,0 +1,37 @@
+# Shared by scripts/*: installs what a fresh Debian machine lacks. Source it, don't run it.
+
+# Packages to build the workspace.
+WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev)
+# Real Wayland clients the tests and the demo run inside wrsrvd.
+WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core)
+
+# ensure_packages PKG... : apt-get installs the ones not yet installed (needs root).
+ensure_packages() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+        exit 1
+    fi
+}
+
+# A private XDG_RUNTIME_DIR when the caller has none (root shells, CI).
+ensure_runtime_dir() {
+    if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+        export XDG_RUNTIME_DIR="/tmp/wayray-runtime-$(id -u)"
+        mkdir -p "$XDG_RUNTIME_DIR"
+        chmod 700 "$XDG_RUNTIME_DIR"
+    fi
+}

@@ -1,0 +1,304 @@
+//! Starting real `wrsrvd` and `wrclient` processes for end-to-end tests.
+//!
+//! Each test gets its own temporary directory (state, runtime dir, logs) and its own ports and
+//! Wayland socket, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub fn wrsrvd() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wrsrvd"))
+}
+
+/// `wrclient` lives in the same target directory; `scripts/test` builds all binaries first.
+pub fn wrclient() -> PathBuf {
+    let path = wrsrvd().with_file_name("wrclient");
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let base = std::env::var_os("WAYRAY_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!(
+            "wayray-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (rand_u64() & 0xffff_ffff) as u128
+        ));
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("WAYRAY_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// A running `wrsrvd`, killed with its clients when dropped.
+pub struct Server {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub wayland_display: String,
+    pub dir: PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+pub struct ServerOpts<'a> {
+    pub spawn: &'a [&'a str],
+    /// UDP address; default 127.0.0.1:0 (a free port).
+    pub listen: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
+    pub extra: &'a [&'a str],
+}
+
+impl Default for ServerOpts<'_> {
+    fn default() -> Self {
+        Self {
+            spawn: &[],
+            listen: None,
+            state_dir: None,
+            extra: &[],
+        }
+    }
+}
+
+impl Server {
+    pub fn start(dir: &TempDir, opts: ServerOpts) -> Server {
+        let socket = format!("wr-test-{}", dir.0.file_name().unwrap().to_string_lossy());
+        let state = opts.state_dir.unwrap_or_else(|| dir.path("server-state"));
+        let mut cmd = Command::new(wrsrvd());
+        let listen = opts
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1:0".into());
+        cmd.args(["--listen", &listen, "--socket", &socket])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--frame-log")
+            .arg(dir.path("server-frames.log"))
+            .args(opts.extra)
+            .env("XDG_RUNTIME_DIR", dir.path("run"))
+            .env("RUST_LOG", "info,wrsrvd=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for s in opts.spawn {
+            cmd.args(["--spawn", s]);
+        }
+        let mut child = cmd.spawn().expect("start wrsrvd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&strip_ansi(&line));
+                s.push('\n');
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (mut listen, mut wayland) = (None, None);
+        let mut line = String::new();
+        while listen.is_none() || wayland.is_none() {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!(
+                    "wrsrvd exited before it was ready:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if let Some(v) = line.trim().strip_prefix("WAYRAY_LISTEN=") {
+                listen = Some(v.parse().unwrap());
+            }
+            if let Some(v) = line.trim().strip_prefix("WAYLAND_DISPLAY=") {
+                wayland = Some(v.to_string());
+            }
+        }
+        Server {
+            child,
+            listen: listen.unwrap(),
+            wayland_display: wayland.unwrap(),
+            dir: dir.0.clone(),
+            stderr,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the server log has `n` lines containing `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize, timeout: Duration) {
+        let start = Instant::now();
+        while self.log().matches(needle).count() < n {
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {n}× {needle:?} in server log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A command with this server's Wayland environment.
+    pub fn wayland_client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("XDG_RUNTIME_DIR", self.dir.join("run"))
+            .env("WAYLAND_DISPLAY", &self.wayland_display)
+            .env_remove("DISPLAY");
+        cmd
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn frames(&self) -> Vec<FrameLine> {
+        read_frame_log(&self.dir.join("server-frames.log"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The whole process group: wrsrvd and the clients it spawned.
+        let pgid = self.child.id() as i32;
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameLine {
+    pub seq: u64,
+    pub digest: String,
+    pub size: String,
+}
+
+pub fn read_frame_log(path: &Path) -> Vec<FrameLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some(FrameLine {
+                seq: it.next()?.parse().ok()?,
+                digest: it.next()?.to_string(),
+                size: it.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `wrclient` against `server` to completion with the given extra flags.
+pub fn run_appliance(dir: &TempDir, server: SocketAddr, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(wrclient());
+    cmd.arg("--server")
+        .arg(server.to_string())
+        .arg("--state-dir")
+        .arg(dir.path("appliance-state"))
+        .arg("--frame-log")
+        .arg(dir.path("appliance-frames.log"))
+        .args(extra)
+        .env("RUST_LOG", "info");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wrclient");
+    wait_with_timeout(child, Duration::from_secs(60))
+}
+
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Decodes a PNG screenshot into (width, height, RGB bytes).
+pub fn read_png_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    (info.width, info.height, rgb)
+}
