@@ -1,1 +1,55 @@
-fn main() {}
+//! `wrclient`, the WayRay appliance firmware: connects to a WayRay server and shows the desktop
+//! session it streams. This file only wires the pieces together.
+
+mod atomic_file;
+mod backoff;
+mod config;
+mod connection;
+mod display;
+mod pinning;
+mod report;
+mod screen;
+mod screenshot;
+mod signals;
+mod supervisor;
+mod transport;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use miette::{Context, IntoDiagnostic};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> miette::Result<()> {
+    let cli = config::Cli::parse();
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+    // Unwrapped lines, so a file path in an error (which file to remove) can be copied whole.
+    miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .wrap_lines(false)
+                .color(ansi)
+                .build(),
+        )
+    }))
+    .into_diagnostic()?;
+    let config = config::Config::resolve(cli).into_diagnostic()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()
+        .wrap_err("cannot start the async runtime")?;
+    // The protocol loop runs on this thread; quinn's I/O runs on the runtime's workers, so
+    // decoding a large frame here does not stall the network.
+    runtime
+        .block_on(supervisor::run(&config, display::HeadlessSink::new()))
+        .into_diagnostic()
+}

@@ -1,0 +1,420 @@
+//! What the appliance is told to do: command line flags, an optional TOML file for the settings
+//! an installed appliance keeps (server, trust, screen), and the defaults for both.
+//!
+//! Flags are all `Option`s so that "not given" is visible: a flag beats the file, the file beats
+//! the default, and the defaults live only in the `DEFAULT_*` constants below.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wayray_protocol::codec::MAX_DIMENSION;
+
+/// UDP port `wrsrvd` listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7390;
+/// Name the server's self-signed certificate is issued for.
+pub const DEFAULT_SERVER_NAME: &str = "wayray-server";
+/// Where an installed appliance keeps what must survive a reboot (known server certificates).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/wayray-appliance";
+/// A common small panel size, so a headless demo without `--screen` still gets a usable desktop.
+pub const DEFAULT_SCREEN: ScreenSize = ScreenSize {
+    width: 1280,
+    height: 800,
+};
+
+/// Command line of `wrclient`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "wrclient",
+    version,
+    about = "WayRay appliance firmware: shows the desktop session a WayRay server (wrsrvd) streams to it over QUIC.",
+    after_help = "Logging: set RUST_LOG (default \"info\"), e.g. RUST_LOG=debug or RUST_LOG=wrclient=debug,quinn=warn.\n\
+                  Signals: SIGINT/SIGTERM say goodbye to the server and exit 0; SIGUSR1 writes the --screenshot."
+)]
+pub struct Cli {
+    /// Server to connect to, as HOST or HOST:PORT (IPv6 as [ADDR]:PORT); the port defaults to 7390.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub server: Option<ServerAddr>,
+
+    /// Name sent as TLS SNI; the server's self-signed certificate is issued for it [default: wayray-server].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// Trust exactly this server certificate (DER or PEM) instead of trusting the first one the server presents.
+    #[arg(long, value_name = "PATH")]
+    pub server_cert: Option<PathBuf>,
+
+    /// Directory for state that must survive restarts: certificates of servers trusted on first use are kept
+    /// in STATE_DIR/known_servers/HOST_PORT.der [default: /var/lib/wayray-appliance].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Screen size announced to the server, which sizes the session's desktop to it [default: 1280x800].
+    #[arg(long, value_name = "WxH")]
+    pub screen: Option<ScreenSize>,
+
+    /// TOML file with any of: server, server-name, server-cert, state-dir, screen (same meaning as the flags;
+    /// a flag given on the command line wins).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Append "<seq> <digest> <width>x<height>" for every frame shown (digest: 16 hex digits of
+    /// wayray_protocol::frame_digest of the whole framebuffer), so tests can compare with the server's log.
+    #[arg(long, value_name = "PATH")]
+    pub frame_log: Option<PathBuf>,
+
+    /// Write what is on screen as a PNG to this path on exit and whenever SIGUSR1 arrives.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+
+    /// Run this many seconds (fractions allowed), then say goodbye, write the screenshot and exit 0 (demos, tests).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub exit_after: Option<Duration>,
+
+    /// Once this many frames have been shown and acknowledged, say goodbye, write the screenshot and exit 0 (tests).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub exit_after_frames: Option<u64>,
+}
+
+/// Settings an installed appliance may keep in `--config`; keys are the flag names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ConfigFile {
+    server: Option<String>,
+    server_name: Option<String>,
+    server_cert: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    screen: Option<String>,
+}
+
+/// Everything resolved: what the rest of the firmware runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerAddr,
+    pub server_name: String,
+    pub server_cert: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub screen: ScreenSize,
+    pub frame_log: Option<PathBuf>,
+    pub screenshot: Option<PathBuf>,
+    pub exit_after: Option<Duration>,
+    pub exit_after_frames: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid `{key}` in config file {path}: {reason}")]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        reason: String,
+    },
+    #[error(
+        "no server to connect to: pass --server HOST[:PORT] or set `server` in the --config file"
+    )]
+    NoServer,
+}
+
+impl Config {
+    /// Merges the command line over the `--config` file (if any) over the defaults.
+    pub fn resolve(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let file_path = cli.config.clone().unwrap_or_default();
+        let value_error = |key, reason: String| ConfigError::Value {
+            path: file_path.clone(),
+            key,
+            reason,
+        };
+
+        let server = match (cli.server, file.server) {
+            (Some(server), _) => server,
+            (None, Some(text)) => text.parse().map_err(|e| value_error("server", e))?,
+            (None, None) => return Err(ConfigError::NoServer),
+        };
+        let screen = match (cli.screen, file.screen) {
+            (Some(screen), _) => screen,
+            (None, Some(text)) => text.parse().map_err(|e| value_error("screen", e))?,
+            (None, None) => DEFAULT_SCREEN,
+        };
+        Ok(Self {
+            server,
+            server_name: cli
+                .server_name
+                .or(file.server_name)
+                .unwrap_or_else(|| DEFAULT_SERVER_NAME.to_owned()),
+            server_cert: cli.server_cert.or(file.server_cert),
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            screen,
+            frame_log: cli.frame_log,
+            screenshot: cli.screenshot,
+            exit_after: cli.exit_after,
+            exit_after_frames: cli.exit_after_frames,
+        })
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a usable duration"))
+}
+
+/// Where the server is, as the user wrote it: the host name is kept (not just an address) because
+/// it is resolved again on every reconnect and names the server's pinned certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for ServerAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad_port = |port: &str| format!("`{port}` in `{text}` is not a port number");
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            // [v6] or [v6]:port
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}` lacks the closing `]` of an IPv6 address"))?;
+            let port = match after {
+                "" => DEFAULT_PORT,
+                _ => {
+                    let port = after
+                        .strip_prefix(':')
+                        .ok_or_else(|| format!("expected `:PORT` after `]` in `{text}`"))?;
+                    port.parse().map_err(|_| bad_port(port))?
+                }
+            };
+            (host, port)
+        } else {
+            match text.rsplit_once(':') {
+                // More than one colon without brackets: a bare IPv6 address.
+                Some((host, _)) if host.contains(':') => (text, DEFAULT_PORT),
+                Some((host, port)) => (host, port.parse().map_err(|_| bad_port(port))?),
+                None => (text, DEFAULT_PORT),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{text}` has no host"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Size of the appliance's screen in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for ScreenSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (w, h) = text
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT, e.g. 1280x800"))?;
+        let dimension = |s: &str| match s.parse::<u32>() {
+            Ok(v) if (1..=MAX_DIMENSION).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "`{s}` in `{text}` is not a size between 1 and {MAX_DIMENSION} pixels"
+            )),
+        };
+        Ok(Self {
+            width: dimension(w)?,
+            height: dimension(h)?,
+        })
+    }
+}
+
+impl fmt::Display for ScreenSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    fn addr(host: &str, port: u16) -> ServerAddr {
+        ServerAddr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn server_addresses() {
+        assert_eq!("srv".parse(), Ok(addr("srv", DEFAULT_PORT)));
+        assert_eq!("srv:9000".parse(), Ok(addr("srv", 9000)));
+        assert_eq!("10.0.0.1:1".parse(), Ok(addr("10.0.0.1", 1)));
+        assert_eq!("[::1]:9000".parse(), Ok(addr("::1", 9000)));
+        assert_eq!("[::1]".parse(), Ok(addr("::1", DEFAULT_PORT)));
+        assert_eq!("fe80::1".parse(), Ok(addr("fe80::1", DEFAULT_PORT)));
+        assert_eq!(addr("::1", 9000).to_string(), "[::1]:9000");
+        for bad in [
+            "",
+            ":7390",
+            "srv:port",
+            "srv:70000",
+            "[::1",
+            "[::1]x",
+            "[]:1",
+        ] {
+            assert!(bad.parse::<ServerAddr>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn screen_sizes() {
+        assert_eq!(
+            "1920x1080".parse(),
+            Ok(ScreenSize {
+                width: 1920,
+                height: 1080
+            })
+        );
+        for bad in ["1920", "0x100", "100x0", "x", "100x99999", "-1x5"] {
+            assert!(bad.parse::<ScreenSize>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_help_states_them() {
+        let cli = Cli::try_parse_from(["wrclient", "--server", "srv"]).unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.server, addr("srv", DEFAULT_PORT));
+        assert_eq!(config.server_name, DEFAULT_SERVER_NAME);
+        assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(config.screen, DEFAULT_SCREEN);
+
+        // The help text spells the defaults out by hand; keep it honest.
+        let help = Cli::command().render_long_help().to_string();
+        for default in [
+            DEFAULT_PORT.to_string(),
+            DEFAULT_SERVER_NAME.to_owned(),
+            DEFAULT_STATE_DIR.to_owned(),
+            DEFAULT_SCREEN.to_string(),
+        ] {
+            assert!(help.contains(&default), "help does not mention {default}");
+        }
+    }
+
+    #[test]
+    fn command_line_beats_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(
+            &path,
+            "server = \"filehost:1234\"\nscreen = \"640x480\"\nstate-dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let path_arg = path.to_str().unwrap();
+
+        let cli = Cli::try_parse_from(["wrclient", "--config", path_arg]).unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.server, addr("filehost", 1234));
+        assert_eq!(config.screen.to_string(), "640x480");
+        assert_eq!(config.state_dir, Path::new("/tmp/x"));
+
+        let cli = Cli::try_parse_from([
+            "wrclient", "--config", path_arg, "--server", "cli", "--screen", "800x600",
+        ])
+        .unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.server, addr("cli", DEFAULT_PORT));
+        assert_eq!(config.screen.to_string(), "800x600");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(&path, "screen = \"big\"\nserver = \"s\"\n").unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
+        let err = Config::resolve(cli).unwrap_err().to_string();
+        assert!(
+            err.contains("screen") && err.contains("wrclient.toml"),
+            "{err}"
+        );
+
+        std::fs::write(&path, "sever = \"typo\"\n").unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(matches!(
+            Config::resolve(cli),
+            Err(ConfigError::Parse { .. })
+        ));
+
+        let cli = Cli::try_parse_from(["wrclient"]).unwrap();
+        assert!(matches!(Config::resolve(cli), Err(ConfigError::NoServer)));
+    }
+
+    #[test]
+    fn example_config_file_is_valid_and_states_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/wrclient.example.toml");
+        let cli = Cli::try_parse_from(["wrclient", "--config", example]).unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.server, addr("wayray.example.net", DEFAULT_PORT));
+        assert_eq!(config.server_name, DEFAULT_SERVER_NAME);
+        assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(config.screen, DEFAULT_SCREEN);
+    }
+
+    #[test]
+    fn exit_after_takes_fractional_seconds() {
+        let cli =
+            Cli::try_parse_from(["wrclient", "--server", "s", "--exit-after", "1.5"]).unwrap();
+        assert_eq!(cli.exit_after, Some(Duration::from_millis(1500)));
+        assert!(Cli::try_parse_from(["wrclient", "--exit-after", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["wrclient", "--exit-after-frames", "0"]).is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! One connection's protocol: Hello/Welcome on the control stream, then frames from the display
+//! stream decoded, shown and acknowledged, until either side says goodbye or the link breaks.
+//!
+//! Everything the server sends is untrusted: a malformed message or frame ends the connection
+//! with `Bye(ProtocolError)` (the supervisor then reconnects), never a panic.
+
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream};
+use serde::de::DeserializeOwned;
+use wayray_protocol::{
+    framing, ByeReason, Capabilities, ClientControl, Decoder, DisplayMessage, Encoding,
+    FrameReader, FramingError, Hello, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
+    PROTOCOL_VERSION,
+};
+
+use crate::config::ScreenSize;
+use crate::display::DisplaySink;
+use crate::screen::{Screen, ScreenError};
+use crate::signals::{Command, Commands};
+
+/// QUIC application close codes (ours to choose; the server only logs them).
+const CLOSE_NORMAL: u32 = 0;
+const CLOSE_PROTOCOL_ERROR: u32 = 1;
+/// How long a goodbye waits for the server to acknowledge it before closing anyway.
+const BYE_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("cannot open the control stream")]
+    OpenControl(#[source] quinn::ConnectionError),
+    #[error("connection lost")]
+    Lost(#[source] quinn::ConnectionError),
+    #[error("cannot read from the server")]
+    Read(#[source] quinn::ReadError),
+    #[error("cannot send to the server")]
+    Write(#[source] quinn::WriteError),
+    #[error("cannot encode a message for the server")]
+    Encode(#[source] FramingError),
+    #[error("server sent a malformed message")]
+    Malformed(#[source] FramingError),
+    #[error("server closed the {0} stream")]
+    StreamEnded(&'static str),
+    #[error("server said goodbye: {0}")]
+    ServerBye(ByeReason),
+    #[error("server welcomed us with protocol v{server}, this appliance speaks v{client}")]
+    VersionMismatch { server: u16, client: u16 },
+    #[error("server sent {0}")]
+    Unexpected(&'static str),
+    #[error("server opened a stream of unknown kind {0}")]
+    UnknownStream(u8),
+    #[error("cannot decode frame {seq}: {reason}")]
+    BadFrame { seq: u64, reason: String },
+    #[error(transparent)]
+    Screen(#[from] ScreenError),
+}
+
+impl ConnectionError {
+    /// No reconnect can help: the versions differ, or this appliance cannot show anything.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Self::VersionMismatch { .. } | Self::ServerBye(ByeReason::VersionMismatch { .. }) => {
+                true
+            }
+            Self::Screen(ScreenError::Unsupported { .. }) => false,
+            Self::Screen(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The server broke the protocol, so it is told why before the connection closes.
+    fn is_protocol_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_)
+                | Self::Unexpected(_)
+                | Self::UnknownStream(_)
+                | Self::BadFrame { .. }
+                | Self::Screen(ScreenError::Unsupported { .. })
+        )
+    }
+}
+
+/// How a connection ended when it was the appliance's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A signal or `--exit-after` asked the appliance to stop.
+    Shutdown(&'static str),
+    /// `--exit-after-frames` frames were shown.
+    FrameBudgetSpent,
+}
+
+/// The Hello this appliance sends.
+pub fn hello(screen: ScreenSize) -> Hello {
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_name: concat!("wrclient ", env!("CARGO_PKG_VERSION")).to_owned(),
+        capabilities: Capabilities {
+            screen_width: screen.width,
+            screen_height: screen.height,
+            encodings: vec![Encoding::TilesV1],
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+        },
+    }
+}
+
+/// A connection the server has welcomed.
+pub struct Established {
+    connection: quinn::Connection,
+    control_send: SendStream,
+    control_recv: MessageReader,
+    pub welcome: Welcome,
+}
+
+/// Opens the control stream, sends Hello and waits for the server's answer.
+pub async fn handshake(
+    connection: &quinn::Connection,
+    hello: Hello,
+) -> Result<Established, ConnectionError> {
+    let (mut control_send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(ConnectionError::OpenControl)?;
+    let mut control_recv = MessageReader::new(recv, DEFAULT_MAX_MESSAGE_LEN);
+    let answer = async {
+        send(&mut control_send, &ClientControl::Hello(hello)).await?;
+        match control_recv.next::<ServerControl>().await? {
+            Some(ServerControl::Welcome(welcome))
+                if welcome.protocol_version != PROTOCOL_VERSION =>
+            {
+                Err(ConnectionError::VersionMismatch {
+                    server: welcome.protocol_version,
+                    client: PROTOCOL_VERSION,
+                })
+            }
+            Some(ServerControl::Welcome(welcome)) => Ok(welcome),
+            Some(ServerControl::Bye(reason)) => Err(ConnectionError::ServerBye(reason)),
+            None => Err(ConnectionError::StreamEnded("control")),
+        }
+    }
+    .await;
+    match answer {
+        Ok(welcome) => {
+            // Agreed: neither side sends more than the smaller of the two limits.
+            let max = welcome.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN);
+            control_recv.frames.set_max_len(max);
+            Ok(Established {
+                connection: connection.clone(),
+                control_send,
+                control_recv,
+                welcome,
+            })
+        }
+        Err(e) => {
+            close(connection, &mut control_send, Err(&e)).await;
+            Err(e)
+        }
+    }
+}
+
+impl Established {
+    /// Shows the session until one side ends the connection, then closes it (with a goodbye
+    /// saying why, when the appliance is the one ending it).
+    pub async fn run<S: DisplaySink>(
+        mut self,
+        screen: &mut Screen<S>,
+        commands: &mut Commands,
+    ) -> Result<Ended, ConnectionError> {
+        let result = self.serve(screen, commands).await;
+        close(&self.connection, &mut self.control_send, result.as_ref()).await;
+        result
+    }
+
+    async fn serve<S: DisplaySink>(
+        &mut self,
+        screen: &mut Screen<S>,
+        commands: &mut Commands,
+    ) -> Result<Ended, ConnectionError> {
+        screen.resize(self.welcome.output_width, self.welcome.output_height)?;
+        let max_message_len = self.welcome.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN);
+        let mut display: Option<MessageReader> = None;
+        // Per connection: the server starts every connection with a key frame.
+        let mut decoder = Decoder::new();
+
+        loop {
+            tokio::select! {
+                // Signals first, so a flood of frames cannot delay a shutdown.
+                biased;
+                command = commands.next() => match command {
+                    Command::Screenshot => screen.write_screenshot(),
+                    Command::Shutdown(why) => return Ok(Ended::Shutdown(why)),
+                },
+                message = self.control_recv.next::<ServerControl>() => match message? {
+                    Some(ServerControl::Bye(reason)) => return Err(ConnectionError::ServerBye(reason)),
+                    Some(ServerControl::Welcome(_)) => {
+                        return Err(ConnectionError::Unexpected("a second Welcome"))
+                    }
+                    None => return Err(ConnectionError::StreamEnded("control")),
+                },
+                stream = self.connection.accept_uni() => {
+                    let stream = stream.map_err(ConnectionError::Lost)?;
+                    if display.is_some() {
+                        return Err(ConnectionError::Unexpected("a second unidirectional stream"));
+                    }
+                    display = Some(open_display_stream(stream, max_message_len).await?);
+                }
+                message = next_display_message(&mut display) => match message? {
+                    Some(DisplayMessage::Frame(update)) => {
+                        let seq = update.seq;
+                        let damage = decoder.apply(&update).map_err(|e| {
+                            ConnectionError::BadFrame { seq, reason: e.to_string() }
+                        })?;
+                        screen.present(seq, decoder.pixels(), decoder.width(), decoder.height(), &damage)?;
+                        // Right away: the server paces this appliance by its acknowledgements.
+                        send(&mut self.control_send, &ClientControl::FrameAck { seq }).await?;
+                        if screen.frame_budget_spent() {
+                            return Ok(Ended::FrameBudgetSpent);
+                        }
+                    }
+                    None => return Err(ConnectionError::StreamEnded("display")),
+                },
+            }
+        }
+    }
+}
+
+/// Reads the stream-kind byte of the server's unidirectional stream; only a display stream is
+/// expected from the server.
+async fn open_display_stream(
+    mut stream: RecvStream,
+    max_message_len: u32,
+) -> Result<MessageReader, ConnectionError> {
+    let mut kind = [0u8];
+    stream.read_exact(&mut kind).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => ConnectionError::StreamEnded("display"),
+        quinn::ReadExactError::ReadError(e) => read_error(e),
+    })?;
+    match StreamKind::from_byte(kind[0]) {
+        Some(StreamKind::Display) => Ok(MessageReader::new(stream, max_message_len)),
+        Some(_) => Err(ConnectionError::Unexpected(
+            "a stream other than a display stream",
+        )),
+        None => Err(ConnectionError::UnknownStream(kind[0])),
+    }
+}
+
+/// The next display message, or never if the display stream is not open yet.
+async fn next_display_message(
+    display: &mut Option<MessageReader>,
+) -> Result<Option<DisplayMessage>, ConnectionError> {
+    match display {
+        Some(reader) => reader.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the goodbye that `result` calls for and closes the connection.
+async fn close(
+    connection: &quinn::Connection,
+    control_send: &mut SendStream,
+    result: Result<&Ended, &ConnectionError>,
+) {
+    let (bye, code) = match result {
+        Ok(_) => (Some(ByeReason::Shutdown), CLOSE_NORMAL),
+        Err(e) if e.is_protocol_violation() => (
+            Some(ByeReason::ProtocolError(e.to_string())),
+            CLOSE_PROTOCOL_ERROR,
+        ),
+        // The server ended it or the link is gone: nobody to tell.
+        Err(_) => (None, CLOSE_NORMAL),
+    };
+    if let Some(bye) = bye {
+        let said = async {
+            send(control_send, &ClientControl::Bye(bye)).await?;
+            let _ = control_send.finish();
+            // Until the server has the goodbye (and the last FrameAck); closing sooner drops them.
+            let _ = control_send.stopped().await;
+            Ok::<_, ConnectionError>(())
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(BYE_GRACE, said).await {
+            tracing::debug!(error = %e, "could not say goodbye");
+        }
+    }
+    connection.close(code.into(), b"");
+}
+
+async fn send(stream: &mut SendStream, message: &ClientControl) -> Result<(), ConnectionError> {
+    let bytes = framing::encode(message).map_err(ConnectionError::Encode)?;
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(ConnectionError::Write)
+}
+
+fn read_error(e: quinn::ReadError) -> ConnectionError {
+    match e {
+        quinn::ReadError::ConnectionLost(e) => ConnectionError::Lost(e),
+        e => ConnectionError::Read(e),
+    }
+}
+
+/// Whole messages from a QUIC receive stream.
+struct MessageReader {
+    stream: RecvStream,
+    frames: FrameReader,
+}
+
+impl MessageReader {
+    fn new(stream: RecvStream, max_message_len: u32) -> Self {
+        Self {
+            stream,
+            frames: FrameReader::new(max_message_len),
+        }
+    }
+
+    /// The next message, `None` when the server finished the stream cleanly between messages.
+    /// Cancel-safe (bytes read are kept in the `FrameReader`), so it can sit in a `select!`.
+    async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ConnectionError> {
+        loop {
+            if let Some(message) = self.frames.next().map_err(ConnectionError::Malformed)? {
+                return Ok(Some(message));
+            }
+            // Ask for exactly the rest of the current message: a large frame body arrives in as
+            // few chunks as QUIC delivered it, and never runs into the next message.
+            match self
+                .stream
+                .read_chunk(self.frames.wanted(), true)
+                .await
+                .map_err(read_error)?
+            {
+                Some(chunk) => self.frames.push(&chunk.bytes),
+                None => {
+                    self.frames.finish().map_err(ConnectionError::Malformed)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}

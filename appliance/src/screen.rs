@@ -1,0 +1,214 @@
+//! The appliance's screen as the protocol loop sees it: a [`DisplaySink`] plus what tests and
+//! demos observe of it (the frame log, screenshots, the `--exit-after-frames` count).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use wayray_protocol::codec::MAX_DIMENSION;
+use wayray_protocol::{frame_digest, Rect};
+
+use crate::display::{DisplayError, DisplaySink};
+use crate::report::error_chain;
+use crate::screenshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScreenError {
+    /// The server asked for a size no appliance screen has; the server is at fault.
+    #[error("server sent a {width}x{height} frame; the most this appliance shows is {MAX_DIMENSION}x{MAX_DIMENSION}")]
+    Unsupported { width: u32, height: u32 },
+    #[error(transparent)]
+    Display(#[from] DisplayError),
+    #[error("cannot open frame log {}", path.display())]
+    OpenFrameLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write frame log {}", path.display())]
+    WriteFrameLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Screen<S> {
+    sink: S,
+    size: Option<(u32, u32)>,
+    frame_log: Option<(File, PathBuf)>,
+    screenshot: Option<PathBuf>,
+    frames_presented: u64,
+    exit_after_frames: Option<u64>,
+}
+
+impl<S: DisplaySink> Screen<S> {
+    /// Opens the frame log for appending (a test may run several appliances against one log).
+    pub fn new(
+        sink: S,
+        frame_log: Option<&Path>,
+        screenshot: Option<PathBuf>,
+        exit_after_frames: Option<u64>,
+    ) -> Result<Self, ScreenError> {
+        let frame_log = frame_log
+            .map(|path| {
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map(|file| (file, path.to_owned()))
+                    .map_err(|source| ScreenError::OpenFrameLog {
+                        path: path.to_owned(),
+                        source,
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            sink,
+            size: None,
+            frame_log,
+            screenshot,
+            frames_presented: 0,
+            exit_after_frames,
+        })
+    }
+
+    /// Makes the sink `width`×`height`; only an actual change reaches it, so a reconnect to a
+    /// session of the same size keeps the old picture up until the key frame arrives.
+    pub fn resize(&mut self, width: u32, height: u32) -> Result<(), ScreenError> {
+        if self.size == Some((width, height)) {
+            return Ok(());
+        }
+        if !(1..=MAX_DIMENSION).contains(&width) || !(1..=MAX_DIMENSION).contains(&height) {
+            return Err(ScreenError::Unsupported { width, height });
+        }
+        self.sink.configure(width, height)?;
+        self.size = Some((width, height));
+        Ok(())
+    }
+
+    /// Shows decoded frame `seq` whose `damage` changed, and logs it.
+    pub fn present(
+        &mut self,
+        seq: u64,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        damage: &[Rect],
+    ) -> Result<(), ScreenError> {
+        let full;
+        let damage = if self.size == Some((width, height)) {
+            damage
+        } else {
+            // A new size invalidates everything the sink had.
+            self.resize(width, height)?;
+            full = [Rect::new(0, 0, width, height)];
+            &full
+        };
+        self.sink.present(pixels, width, height, damage)?;
+        self.frames_presented += 1;
+
+        // Hashing a whole framebuffer costs about a millisecond at 1080p: only when someone looks.
+        if self.frame_log.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+            let line = frame_log_line(seq, frame_digest(pixels), width, height);
+            tracing::debug!(frame = %line.trim_end(), rects = damage.len(), "presented");
+            if let Some((file, path)) = &mut self.frame_log {
+                // One write per line, so lines from concurrent writers never interleave.
+                file.write_all(line.as_bytes())
+                    .and_then(|()| file.flush())
+                    .map_err(|source| ScreenError::WriteFrameLog {
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn show_status(&mut self, text: &str) {
+        self.sink.show_status(text);
+    }
+
+    /// `--exit-after-frames` reached.
+    pub fn frame_budget_spent(&self) -> bool {
+        self.exit_after_frames
+            .is_some_and(|n| self.frames_presented >= n)
+    }
+
+    pub fn frames_presented(&self) -> u64 {
+        self.frames_presented
+    }
+
+    /// Writes the `--screenshot`, if one was asked for and there is a picture. Failures are
+    /// logged, not returned: a screenshot is never a reason to drop the session.
+    pub fn write_screenshot(&self) {
+        let Some(path) = &self.screenshot else {
+            return;
+        };
+        let Some(frame) = self.sink.contents() else {
+            tracing::warn!(path = %path.display(), "nothing on screen yet; no screenshot written");
+            return;
+        };
+        match screenshot::write_png(path, frame) {
+            Ok(()) => tracing::info!(
+                path = %path.display(),
+                width = frame.width,
+                height = frame.height,
+                "wrote screenshot"
+            ),
+            Err(e) => tracing::error!(error = %error_chain(&e), "screenshot failed"),
+        }
+    }
+}
+
+fn frame_log_line(seq: u64, digest: u64, width: u32, height: u32) -> String {
+    format!("{seq} {digest:016x} {width}x{height}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::HeadlessSink;
+
+    #[test]
+    fn frame_log_line_format() {
+        assert_eq!(
+            frame_log_line(7, 0xabc, 1280, 800),
+            "7 0000000000000abc 1280x800\n"
+        );
+    }
+
+    #[test]
+    fn presents_log_lines_and_counts_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("frames.log");
+        let mut screen = Screen::new(HeadlessSink::new(), Some(&log), None, Some(2)).unwrap();
+        let pixels = vec![1u8; 2 * 2 * 4];
+        // No configure before: a frame's size alone sets the screen up.
+        screen.present(1, &pixels, 2, 2, &[]).unwrap();
+        assert!(!screen.frame_budget_spent());
+        screen.present(2, &pixels, 2, 2, &[]).unwrap();
+        assert!(screen.frame_budget_spent());
+
+        let digest = frame_digest(&pixels);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            format!("1 {digest:016x} 2x2\n2 {digest:016x} 2x2\n")
+        );
+        // The size change made the first frame a full update.
+        assert_eq!(screen.sink.contents().unwrap().pixels, &pixels[..]);
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_allocating() {
+        let mut screen = Screen::new(HeadlessSink::new(), None, None, None).unwrap();
+        assert!(matches!(
+            screen.resize(100_000, 100_000),
+            Err(ScreenError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            screen.resize(0, 10),
+            Err(ScreenError::Unsupported { .. })
+        ));
+    }
+}
