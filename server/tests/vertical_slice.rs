@@ -383,3 +383,64 @@ async fn raw_connect(addr: std::net::SocketAddr) -> quinn::Connection {
         .await
         .expect("QUIC handshake with wrsrvd")
 }
+
+/// The server restarts (same identity, same port): the appliance says why it lost the session,
+/// reconnects by itself and shows the new session from a fresh key frame.
+#[test]
+fn appliance_reconnects_when_the_server_comes_back() {
+    let dir = TempDir::new("reconnect");
+    let state = dir.path("server-state");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &["weston-simple-shm"],
+            state_dir: Some(state.clone()),
+            ..Default::default()
+        },
+    );
+    let addr = server.listen;
+    let appliance = std::process::Command::new(wrclient())
+        .arg("--server")
+        .arg(addr.to_string())
+        .arg("--state-dir")
+        .arg(dir.path("appliance-state"))
+        .arg("--frame-log")
+        .arg(dir.path("appliance-frames.log"))
+        .args(["--exit-after", "12"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let frames = || read_frame_log(&dir.path("appliance-frames.log"));
+    let start = Instant::now();
+    while frames().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no frame from the first server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    let before = frames().len();
+
+    let dir2 = TempDir::new("reconnect2");
+    let _server = Server::start(
+        &dir2,
+        ServerOpts {
+            spawn: &["weston-simple-shm"],
+            state_dir: Some(state),
+            listen: Some(addr),
+            ..Default::default()
+        },
+    );
+    let out = wait_with_timeout(appliance, Duration::from_secs(30));
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "wrclient failed:\n{stderr}");
+    let shown = frames();
+    assert!(shown.len() > before, "nothing shown after the restart:\n{stderr}");
+    // The new server numbers its frames from 1 again, starting with a key frame.
+    assert!(
+        shown[before..].iter().any(|f| f.seq == 1),
+        "no fresh key frame after reconnecting: {:?}",
+        &shown[before..]
+    );
+    assert!(stderr.to_lowercase().contains("reconnect"), "reconnect not reported:\n{stderr}");
+}
