@@ -13,7 +13,7 @@ use serde::Deserialize;
 use wayray_protocol::codec::MAX_DIMENSION;
 
 /// UDP port `wrsrvd` listens on unless told otherwise.
-pub const DEFAULT_PORT: u16 = 7390;
+pub use wayray_protocol::DEFAULT_PORT;
 /// Name the server's self-signed certificate is issued for.
 pub const DEFAULT_SERVER_NAME: &str = "wayray-server";
 /// Where an installed appliance keeps what must survive a reboot (known server certificates).

@@ -87,6 +87,8 @@ impl FrameReader {
 
     /// Pops the next whole message, `Ok(None)` if more bytes are needed. After an error the
     /// stream is unusable: the caller closes the connection.
+    // Not `Iterator`: the message type is chosen per call and errors are not items.
+    #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FramingError> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);

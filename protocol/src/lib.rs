@@ -9,12 +9,15 @@ pub mod codec;
 pub mod framing;
 pub mod messages;
 
-pub use codec::{Decoder, Encoder, FrameUpdate, Rect, Tile, TileData};
+pub use codec::{DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData};
 pub use framing::{FrameReader, FramingError};
 pub use messages::*;
 
 /// ALPN identifier for QUIC connections; a peer speaking anything else is refused in the handshake.
 pub const ALPN: &[u8] = b"wayray/1";
+
+/// UDP port a server listens on and an appliance dials when none is given.
+pub const DEFAULT_PORT: u16 = 7390;
 
 /// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
 pub const PROTOCOL_VERSION: u16 = 1;

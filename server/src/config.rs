@@ -35,7 +35,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 7390)),
+            listen: SocketAddr::from(([0, 0, 0, 0], wayray_protocol::DEFAULT_PORT)),
             state_dir: PathBuf::from("/var/lib/wayray"),
             output_width: 1280,
             output_height: 800,
@@ -85,7 +85,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ok = |v: u32| (16..=8192).contains(&v);
         if !ok(self.output_width) || !ok(self.output_height) {
-            return Err(ConfigError::OutputSize(self.output_width, self.output_height));
+            return Err(ConfigError::OutputSize(
+                self.output_width,
+                self.output_height,
+            ));
         }
         if !(1..=1000).contains(&self.refresh_hz) {
             return Err(ConfigError::Refresh(self.refresh_hz));

@@ -66,7 +66,11 @@ fn appliance_framebuffer_matches_server_for_foot_and_simple_shm() {
         server.listen,
         &["--exit-after", "3", "--screenshot", shot.to_str().unwrap()],
     );
-    assert!(out.status.success(), "wrclient failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wrclient failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(server.is_running(), "server died:\n{}", server.log());
 
     let sent: HashMap<u64, FrameLine> = server.frames().into_iter().map(|f| (f.seq, f)).collect();
@@ -77,9 +81,16 @@ fn appliance_framebuffer_matches_server_for_foot_and_simple_shm() {
         let expected = sent
             .get(&frame.seq)
             .unwrap_or_else(|| panic!("appliance shows frame {} the server never sent", frame.seq));
-        assert_eq!(frame, expected, "framebuffers differ at frame {}", frame.seq);
+        assert_eq!(
+            frame, expected,
+            "framebuffers differ at frame {}",
+            frame.seq
+        );
     }
-    assert!(shown.windows(2).all(|w| w[0].seq < w[1].seq), "frames out of order");
+    assert!(
+        shown.windows(2).all(|w| w[0].seq < w[1].seq),
+        "frames out of order"
+    );
 
     // The screenshot is the appliance's framebuffer: it must hold both windows' pixels.
     let (w, h, rgb) = read_png_rgb(&shot);
@@ -94,14 +105,21 @@ fn appliance_framebuffer_matches_server_for_foot_and_simple_shm() {
         .filter(|&(x, y)| px(x, y) != background)
         .count();
     // foot maps at 700×500; anything much less means a client is missing.
-    assert!(covered > 300_000, "only {covered} pixels differ from the background");
+    assert!(
+        covered > 300_000,
+        "only {covered} pixels differ from the background"
+    );
     let mut colours = std::collections::HashSet::new();
     for y in (0..h).step_by(2) {
         for x in (0..w).step_by(2) {
             colours.insert(px(x, y));
         }
     }
-    assert!(colours.len() > 20, "only {} colours on screen", colours.len());
+    assert!(
+        colours.len() > 20,
+        "only {} colours on screen",
+        colours.len()
+    );
 }
 
 /// With nothing changing, nothing is rendered or sent after the key frame.
@@ -119,7 +137,11 @@ fn idle_session_sends_nothing_after_the_key_frame() {
     // Let foot finish its first paints before the appliance attaches.
     std::thread::sleep(Duration::from_secs(1));
     let out = run_appliance(&dir, server.listen, &["--exit-after", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown = read_frame_log(&dir.path("appliance-frames.log"));
     assert!(!shown.is_empty(), "no key frame arrived");
     assert!(
@@ -141,15 +163,27 @@ fn wrong_server_certificate_is_refused() {
     let out = run_appliance(
         &dir,
         server.listen,
-        &["--server-cert", bogus.to_str().unwrap(), "--exit-after", "5"],
+        &[
+            "--server-cert",
+            bogus.to_str().unwrap(),
+            "--exit-after",
+            "5",
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "accepted a wrong certificate: {stderr}");
+    assert!(
+        !out.status.success(),
+        "accepted a wrong certificate: {stderr}"
+    );
     assert!(stderr.contains("certificate"), "unclear error: {stderr}");
 
     // Trust on first use, then the server's identity changes.
     let out = run_appliance(&dir, server.listen, &["--exit-after-frames", "1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let addr = server.listen;
     drop(server);
     let dir2 = TempDir::new("cert2");
@@ -162,9 +196,15 @@ fn wrong_server_certificate_is_refused() {
     );
     let out = run_appliance(&dir, imposter.listen, &["--exit-after", "5"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "accepted a changed certificate: {stderr}");
+    assert!(
+        !out.status.success(),
+        "accepted a changed certificate: {stderr}"
+    );
     assert!(stderr.contains("certificate"), "unclear error: {stderr}");
-    assert!(stderr.contains("known_servers"), "error does not say which file to remove: {stderr}");
+    assert!(
+        stderr.contains("known_servers"),
+        "error does not say which file to remove: {stderr}"
+    );
 }
 
 /// Garbage on the UDP port, a peer breaking the framing, and a Wayland client breaking the
@@ -204,11 +244,16 @@ fn hostile_input_does_not_stop_the_server() {
     }
 
     // 2. A QUIC peer whose control stream carries a length over the maximum, then garbage.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let conn = raw_connect(server.listen).await;
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&(DEFAULT_MAX_MESSAGE_LEN + 1).to_le_bytes()).await.unwrap();
+        send.write_all(&(DEFAULT_MAX_MESSAGE_LEN + 1).to_le_bytes())
+            .await
+            .unwrap();
         send.write_all(&[0xff; 64]).await.unwrap();
         let reply = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20)).await;
         let bytes = reply.expect("server did not answer").unwrap_or_default();
@@ -220,7 +265,9 @@ fn hostile_input_does_not_stop_the_server() {
         }
         let conn = raw_connect(server.listen).await;
         let (mut send, _recv) = conn.open_bi().await.unwrap();
-        send.write_all(&[3, 0, 0, 0, 0xee, 0xee, 0xee]).await.unwrap();
+        send.write_all(&[3, 0, 0, 0, 0xee, 0xee, 0xee])
+            .await
+            .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
     });
 
@@ -250,8 +297,15 @@ fn hostile_input_does_not_stop_the_server() {
 
     assert!(server.is_running(), "server died:\n{}", server.log());
     let out = run_appliance(&dir, server.listen, &["--exit-after-frames", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(server.log().contains("protocol error"), "protocol error not logged");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server.log().contains("protocol error"),
+        "protocol error not logged"
+    );
 }
 
 /// A client never runs ahead of the appliance: without acks, at most `max_frames_in_flight`
@@ -268,7 +322,10 @@ fn frames_are_paced_by_acks() {
         },
     );
     server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let conn = raw_connect(server.listen).await;
         let (mut ctrl, mut ctrl_recv) = conn.open_bi().await.unwrap();
@@ -282,7 +339,9 @@ fn frames_are_paced_by_acks() {
                 max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             },
         });
-        ctrl.write_all(&framing::encode(&hello).unwrap()).await.unwrap();
+        ctrl.write_all(&framing::encode(&hello).unwrap())
+            .await
+            .unwrap();
         let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
         loop {
             let chunk = ctrl_recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
@@ -310,11 +369,17 @@ fn frames_are_paced_by_acks() {
             frames.push(&chunk.bytes);
             collect(&mut frames, &mut seqs);
         }
-        assert_eq!(seqs.len(), 2, "without acks exactly 2 frames may be in flight: {seqs:?}");
+        assert_eq!(
+            seqs.len(),
+            2,
+            "without acks exactly 2 frames may be in flight: {seqs:?}"
+        );
 
         // One ack frees one slot: exactly one more frame follows.
         let ack = ClientControl::FrameAck { seq: seqs[0] };
-        ctrl.write_all(&framing::encode(&ack).unwrap()).await.unwrap();
+        ctrl.write_all(&framing::encode(&ack).unwrap())
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_millis(1500);
         while let Ok(Ok(Some(chunk))) =
             tokio::time::timeout_at(deadline.into(), display.read_chunk(1 << 20, true)).await
@@ -322,7 +387,11 @@ fn frames_are_paced_by_acks() {
             frames.push(&chunk.bytes);
             collect(&mut frames, &mut seqs);
         }
-        assert_eq!(seqs.len(), 3, "one ack must release exactly one frame: {seqs:?}");
+        assert_eq!(
+            seqs.len(),
+            3,
+            "one ack must release exactly one frame: {seqs:?}"
+        );
     });
 }
 
@@ -415,7 +484,10 @@ fn appliance_reconnects_when_the_server_comes_back() {
     let frames = || read_frame_log(&dir.path("appliance-frames.log"));
     let start = Instant::now();
     while frames().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(20), "no frame from the first server");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no frame from the first server"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(server);
@@ -435,12 +507,18 @@ fn appliance_reconnects_when_the_server_comes_back() {
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "wrclient failed:\n{stderr}");
     let shown = frames();
-    assert!(shown.len() > before, "nothing shown after the restart:\n{stderr}");
+    assert!(
+        shown.len() > before,
+        "nothing shown after the restart:\n{stderr}"
+    );
     // The new server numbers its frames from 1 again, starting with a key frame.
     assert!(
         shown[before..].iter().any(|f| f.seq == 1),
         "no fresh key frame after reconnecting: {:?}",
         &shown[before..]
     );
-    assert!(stderr.to_lowercase().contains("reconnect"), "reconnect not reported:\n{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("reconnect"),
+        "reconnect not reported:\n{stderr}"
+    );
 }

@@ -98,7 +98,11 @@ impl Capture {
     }
 
     /// Renders the space; returns the damaged rectangles, empty when nothing changed.
-    pub fn render(&mut self, space: &Space<Window>, output: &Output) -> Result<Vec<Rect>, CaptureError> {
+    pub fn render(
+        &mut self,
+        space: &Space<Window>,
+        output: &Output,
+    ) -> Result<Vec<Rect>, CaptureError> {
         let mut target = self
             .renderer
             .bind(&mut self.image)
@@ -148,19 +152,18 @@ impl Capture {
     /// Encodes the current framebuffer's `damage` as frame `seq`, framed for the display stream.
     pub fn encode(&mut self, seq: u64, damage: &[Rect]) -> Result<Vec<u8>, CaptureError> {
         let pixels = image_bytes(&self.image);
-        let update = self
-            .encoder
-            .encode(seq, pixels, damage)
-            .map_err(|e| CaptureError::Encode {
+        let update =
+            self.encoder
+                .encode(seq, pixels, damage)
+                .map_err(|e| CaptureError::Encode {
+                    seq,
+                    why: e.to_string(),
+                })?;
+        let bytes =
+            framing::encode(&DisplayMessage::Frame(update)).map_err(|e| CaptureError::Encode {
                 seq,
                 why: e.to_string(),
             })?;
-        let bytes = framing::encode(&DisplayMessage::Frame(update)).map_err(|e| {
-            CaptureError::Encode {
-                seq,
-                why: e.to_string(),
-            }
-        })?;
         if let Some(log) = self.frame_log.as_mut() {
             writeln!(
                 log,

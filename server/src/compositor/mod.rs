@@ -42,8 +42,8 @@ use smithay::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use capture::CaptureError;
 use capture::Capture;
+pub use capture::CaptureError;
 use pacing::Pacer;
 pub use state::WayRay;
 
@@ -103,7 +103,12 @@ pub fn run(
         size: (width as i32, height as i32).into(),
         refresh: opts.refresh_hz as i32 * 1000,
     };
-    output.change_current_state(Some(mode), Some(Transform::Normal), None, Some((0, 0).into()));
+    output.change_current_state(
+        Some(mode),
+        Some(Transform::Normal),
+        None,
+        Some((0, 0).into()),
+    );
     output.set_preferred(mode);
     let mut space = Space::default();
     space.map_output(&output, (0, 0));
@@ -197,9 +202,11 @@ pub fn run(
 
     let interval = opts.detached_frame_interval;
     event_loop
-        .run(Some(interval.min(Duration::from_millis(250))), &mut state, |state| {
-            state.after_dispatch(interval)
-        })
+        .run(
+            Some(interval.min(Duration::from_millis(250))),
+            &mut state,
+            |state| state.after_dispatch(interval),
+        )
         .map_err(|e| CompositorError::EventLoop(e.to_string()))?;
     tracing::info!("session compositor stopped");
     Ok(())
@@ -231,7 +238,11 @@ impl WayRay {
     fn on_transport(&mut self, msg: ToCompositor) {
         match msg {
             ToCompositor::Attached { appliance, screen } => {
-                tracing::info!(appliance, ?screen, "appliance attached; sending a key frame");
+                tracing::info!(
+                    appliance,
+                    ?screen,
+                    "appliance attached; sending a key frame"
+                );
                 self.pacer.attach(appliance);
                 self.capture.reset_encoder();
             }
@@ -330,7 +341,9 @@ impl WayRay {
         let now = self.start_time.elapsed();
         let output = self.output.clone();
         for window in self.space.elements() {
-            window.send_frame(&output, now, Some(Duration::ZERO), |_, _| Some(output.clone()));
+            window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
         }
         self.last_frame_callbacks = Instant::now();
     }

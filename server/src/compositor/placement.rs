@@ -26,7 +26,10 @@ fn overlap(a: Placed, b: Placed) -> i64 {
 
 /// Top-left corner for a new window of `size` on an output of `output` pixels.
 pub fn place_new_window(output: (i32, i32), size: (i32, i32), existing: &[Placed]) -> (i32, i32) {
-    let center = (((output.0 - size.0) / 2).max(0), ((output.1 - size.1) / 2).max(0));
+    let center = (
+        ((output.0 - size.0) / 2).max(0),
+        ((output.1 - size.1) / 2).max(0),
+    );
     let cost = |x: i32, y: i32| -> (i64, i64) {
         let me = Placed {
             x,
@@ -94,7 +97,11 @@ mod tests {
         // overlaps it by 185×225, the least possible; centered would cover it whole.
         let small = placed((515, 275), (250, 250));
         let pos = place_new_window((1280, 800), (700, 500), &[small]);
-        assert_eq!(overlap(small, placed(pos, (700, 500))), 185 * 225, "at {pos:?}");
+        assert_eq!(
+            overlap(small, placed(pos, (700, 500))),
+            185 * 225,
+            "at {pos:?}"
+        );
     }
 
     #[test]
@@ -102,7 +109,10 @@ mod tests {
         let mut existing = Vec::new();
         for _ in 0..10 {
             let (x, y) = place_new_window((1280, 800), (500, 400), &existing);
-            assert!(x >= 0 && y >= 0 && x + 500 <= 1280 && y + 400 <= 800, "{x},{y}");
+            assert!(
+                x >= 0 && y >= 0 && x + 500 <= 1280 && y + 400 <= 800,
+                "{x},{y}"
+            );
             existing.push(placed((x, y), (500, 400)));
         }
     }

@@ -60,7 +60,9 @@ pub async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
             .map(|mut r| r.detach(id))
             .unwrap_or(false);
         if was_current {
-            let _ = shared.compositor.send(ToCompositor::Detached { appliance: id });
+            let _ = shared
+                .compositor
+                .send(ToCompositor::Detached { appliance: id });
         }
     }
     .instrument(span)
@@ -75,15 +77,22 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             Err(_) => return Err(ConnError::HelloTimeout),
         };
     let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_msg(&mut ctrl_recv, &mut reader)).await {
-        Ok(Ok(Some(ClientControl::Hello(hello)))) => hello,
-        Ok(Ok(Some(other))) => {
-            return Err(ConnError::Protocol(format!("expected Hello, got {other:?}")))
-        }
-        Ok(Ok(None)) => return Err(ConnError::Protocol("control stream closed before Hello".into())),
-        Ok(Err(err)) => return Err(err),
-        Err(_) => return Err(ConnError::HelloTimeout),
-    };
+    let hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_msg(&mut ctrl_recv, &mut reader)).await {
+            Ok(Ok(Some(ClientControl::Hello(hello)))) => hello,
+            Ok(Ok(Some(other))) => {
+                return Err(ConnError::Protocol(format!(
+                    "expected Hello, got {other:?}"
+                )))
+            }
+            Ok(Ok(None)) => {
+                return Err(ConnError::Protocol(
+                    "control stream closed before Hello".into(),
+                ))
+            }
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(ConnError::HelloTimeout),
+        };
     tracing::info!(
         client = %hello.client_name,
         screen = ?(hello.capabilities.screen_width, hello.capabilities.screen_height),
@@ -174,7 +183,10 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
         output_width: shared.output_size.0,
         output_height: shared.output_size.1,
         encoding: Encoding::TilesV1,
-        max_message_len: hello.capabilities.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN),
+        max_message_len: hello
+            .capabilities
+            .max_message_len
+            .min(DEFAULT_MAX_MESSAGE_LEN),
     })
 }
 

@@ -104,7 +104,8 @@ pub fn endpoint(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint
     // A vanished appliance is noticed within a few seconds, so its session is detached promptly.
     transport.keep_alive_interval(Some(Duration::from_secs(1)));
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(5)).map_err(|e| TransportError::Tls(e.to_string()))?,
+        quinn::IdleTimeout::try_from(Duration::from_secs(5))
+            .map_err(|e| TransportError::Tls(e.to_string()))?,
     ));
     // Room for a full key frame on the wire without stalling on flow control.
     transport.send_window(32 * 1024 * 1024);

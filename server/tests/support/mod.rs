@@ -77,23 +77,13 @@ pub struct Server {
     pub stderr: Arc<Mutex<String>>,
 }
 
+#[derive(Default)]
 pub struct ServerOpts<'a> {
     pub spawn: &'a [&'a str],
     /// UDP address; default 127.0.0.1:0 (a free port).
     pub listen: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
     pub extra: &'a [&'a str],
-}
-
-impl Default for ServerOpts<'_> {
-    fn default() -> Self {
-        Self {
-            spawn: &[],
-            listen: None,
-            state_dir: None,
-            extra: &[],
-        }
-    }
 }
 
 impl Server {
@@ -166,7 +156,10 @@ impl Server {
         let start = Instant::now();
         while self.log().matches(needle).count() < n {
             if start.elapsed() > timeout {
-                panic!("timed out waiting for {n}× {needle:?} in server log:\n{}", self.log());
+                panic!(
+                    "timed out waiting for {n}× {needle:?} in server log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -2,10 +2,9 @@
 //! tracked and kept inside the output.
 
 use smithay::{
+    backend::renderer::utils::with_renderer_surface_state,
     delegate_xdg_shell,
-    desktop::{
-        find_popup_root_surface, get_popup_toplevel_coords, PopupKind, Window,
-    },
+    desktop::{find_popup_root_surface, get_popup_toplevel_coords, PopupKind, Window},
     reexports::wayland_server::protocol::{wl_seat, wl_surface::WlSurface},
     utils::Serial,
     wayland::{
@@ -15,7 +14,6 @@ use smithay::{
             XdgToplevelSurfaceData,
         },
     },
-    backend::renderer::utils::with_renderer_surface_state,
 };
 
 use crate::compositor::{
@@ -94,7 +92,11 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
         if has_buffer {
             state.unmapped.remove(idx);
             let size = window.geometry().size;
-            let out = state.output.current_mode().map(|m| m.size).unwrap_or_default();
+            let out = state
+                .output
+                .current_mode()
+                .map(|m| m.size)
+                .unwrap_or_default();
             let existing: Vec<Placed> = state
                 .space
                 .elements()
@@ -107,7 +109,13 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
                 })
                 .collect();
             let pos = place_new_window((out.w, out.h), (size.w, size.h), &existing);
-            tracing::info!(x = pos.0, y = pos.1, w = size.w, h = size.h, "mapping toplevel");
+            tracing::info!(
+                x = pos.0,
+                y = pos.1,
+                w = size.w,
+                h = size.h,
+                "mapping toplevel"
+            );
             state.space.map_element(window, pos, true);
         }
         return;

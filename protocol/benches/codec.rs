@@ -1,0 +1,394 @@
+//! Frame codec throughput against two baselines: copying the damaged pixels (the least any
+//! transport must do) and zstd level 1 over the raw frame (what tiling has to beat).
+//!
+//! Run with `cargo bench -p wayray-protocol --bench codec` (or `scripts/bench`). Captured desktop
+//! frames come from `benches/fixtures/desktop-{W}x{H}-{a,b}.png`; `WAYRAY_BENCH_FIXTURES=DIR`
+//! reads them from elsewhere. `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to
+//! pick the encoder defaults; `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose
+//! "{W}x{H} {name}" contains TEXT.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wayray_protocol::codec::{Decoder, Encoder, EncoderConfig, FrameUpdate, Rect, XorChoice};
+use wayray_protocol::{framing, DisplayMessage};
+
+/// Timed frames per measurement; the median is reported, so a few scheduler hiccups on a shared
+/// machine do not move the result.
+const FRAMES: usize = 31;
+const SIZES: [(u32, u32); 2] = [(1280, 800), (1920, 1080)];
+const GLYPH: Rect = Rect::new(301, 207, 10, 18);
+
+struct Workload {
+    name: &'static str,
+    /// Frames encoded in turn after an untimed key frame of `frames[0]`.
+    frames: Vec<Vec<u8>>,
+    damage: Rect,
+}
+
+struct Measured {
+    enc: Duration,
+    /// Fastest frame: less disturbed by other processes than the median, for comparing settings.
+    enc_min: Duration,
+    dec: Duration,
+    bytes: usize,
+    memcpy: Duration,
+    zstd_raw: Duration,
+    zstd_raw_bytes: usize,
+}
+
+fn main() {
+    let dir = std::env::var_os("WAYRAY_BENCH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures"));
+    let tune = std::env::var_os("WAYRAY_BENCH_TUNE").is_some();
+    let only = std::env::var("WAYRAY_BENCH_ONLY").unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut tuning = Vec::new();
+
+    for (w, h) in SIZES {
+        let desktop = load_desktop(&dir, w, h);
+        let glyph_name = if desktop.is_some() {
+            "glyph 10×18 on desktop A"
+        } else {
+            "glyph 10×18 on synthetic desktop"
+        };
+        let base = match &desktop {
+            Some((a, _)) => a.clone(),
+            None => synthetic_desktop(w, h),
+        };
+        let mut workloads = Vec::new();
+        if let Some((a, b)) = desktop {
+            // Every tile with detail changes when the whole screen scrolls, unlike A⇄B where
+            // windows that stay put are skipped.
+            let scrolled = scroll(&a, w, 3);
+            workloads.push(Workload {
+                name: "desktop A⇄B, full damage",
+                frames: vec![a.clone(), b],
+                damage: Rect::new(0, 0, w, h),
+            });
+            workloads.push(Workload {
+                name: "desktop A scrolled 3 px, full damage",
+                frames: vec![a, scrolled],
+                damage: Rect::new(0, 0, w, h),
+            });
+        }
+        let with_glyph = draw_glyph(&base, w, GLYPH);
+        workloads.push(Workload {
+            name: glyph_name,
+            frames: vec![base, with_glyph],
+            damage: GLYPH,
+        });
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        workloads.push(Workload {
+            name: "noise, full damage",
+            frames: (0..4).map(|_| noise(&mut rng, w, h)).collect(),
+            damage: Rect::new(0, 0, w, h),
+        });
+
+        workloads.retain(|wl| format!("{w}x{h} {}", wl.name).contains(&only));
+        for wl in &workloads {
+            let m = measure(wl, w, h, EncoderConfig::default());
+            rows.push((w, h, wl.name, wl.damage.area() as usize * 4, m));
+        }
+        for wl in workloads
+            .iter()
+            .filter(|wl| tune && wl.name.starts_with("desktop"))
+        {
+            for config in tuning_configs() {
+                let m = measure(wl, w, h, config);
+                tuning.push((w, h, wl.name, config, m));
+            }
+        }
+    }
+
+    println!("\n## Frame codec v1 (one core, median of {FRAMES} frames)\n");
+    println!(
+        "| size | workload | enc MB/s | enc fps | dec MB/s | dec fps | bytes/frame | memcpy MB/s \
+         | zstd-1 raw MB/s | zstd-1 raw bytes | enc time / memcpy | enc bytes / zstd-1 | enc speed / zstd-1 |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (w, h, name, damaged, m) in &rows {
+        let frame = *w as usize * *h as usize * 4;
+        println!(
+            "| {w}×{h} | {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {} | {:.1}× | {:.3} | {:.2}× |",
+            mbps(*damaged, m.enc),
+            fps(m.enc),
+            mbps(*damaged, m.dec),
+            fps(m.dec),
+            m.bytes,
+            mbps(*damaged, m.memcpy),
+            mbps(frame, m.zstd_raw),
+            m.zstd_raw_bytes,
+            m.enc.as_secs_f64() / m.memcpy.as_secs_f64(),
+            m.bytes as f64 / m.zstd_raw_bytes as f64,
+            m.zstd_raw.as_secs_f64() / m.enc.as_secs_f64(),
+        );
+    }
+    println!(
+        "\nMB/s counts damaged pixels (zstd-1 raw: the whole frame); enc speed / zstd-1 is zstd \
+         time per frame over encoder time per frame."
+    );
+
+    if tune {
+        println!("\n## Tuning: encoder settings on the desktop workloads\n");
+        println!(
+            "| size | workload | level | photo level | photo below % | xor choice | block (cells) | enc fps \
+             | enc fps (best frame) | dec fps | bytes/frame |"
+        );
+        println!("|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
+        for (w, h, name, c, m) in &tuning {
+            println!(
+                "| {w}×{h} | {name} | {} | {} | {} | {:?} | {} | {:.0} | {:.0} | {:.0} | {} |",
+                c.level,
+                c.photo_level,
+                c.photo_below_pct,
+                c.xor_choice,
+                c.block,
+                fps(m.enc),
+                fps(m.enc_min),
+                fps(m.dec),
+                m.bytes
+            );
+        }
+    }
+}
+
+/// The default, then one setting changed at a time, then the levels with the fastest choices.
+fn tuning_configs() -> Vec<EncoderConfig> {
+    let d = EncoderConfig::default();
+    let mut v = vec![d];
+    for xor_choice in [XorChoice::Smaller, XorChoice::Raw, XorChoice::Xor] {
+        v.push(EncoderConfig { xor_choice, ..d });
+    }
+    for block in [1, 2, 8, 16] {
+        v.push(EncoderConfig { block, ..d });
+    }
+    for level in [3, 1, -1, -3] {
+        if level != d.level {
+            v.push(EncoderConfig { level, ..d });
+        }
+    }
+    for photo_level in [1, -3, -5, -20] {
+        v.push(EncoderConfig { photo_level, ..d });
+    }
+    for photo_below_pct in [0, 25, 75] {
+        v.push(EncoderConfig {
+            photo_below_pct,
+            ..d
+        });
+    }
+    v
+}
+
+fn measure(wl: &Workload, w: u32, h: u32, config: EncoderConfig) -> Measured {
+    let mut enc = Encoder::with_config(w, h, config);
+    let mut dec = Decoder::new();
+    let key = enc
+        .encode_full(0, &wl.frames[0])
+        .expect("key frame encodes");
+    dec.apply(&key).expect("key frame decodes");
+    let mut enc_times = Vec::with_capacity(FRAMES);
+    let mut dec_times = Vec::with_capacity(FRAMES);
+    let mut sizes = Vec::with_capacity(FRAMES);
+    // Each update is decoded and dropped before the next, as in the real pipeline, so the
+    // allocator recycles memory instead of faulting in fresh pages inside the timed encode.
+    for i in 1..=FRAMES {
+        let frame = &wl.frames[i % wl.frames.len()];
+        let t = Instant::now();
+        let u = enc
+            .encode(i as u64, frame, &[wl.damage])
+            .expect("frame encodes");
+        enc_times.push(t.elapsed());
+        let t = Instant::now();
+        black_box(dec.apply(&u).expect("frame decodes"));
+        dec_times.push(t.elapsed());
+        // Untimed: the bench doubles as an end-to-end check on real content.
+        assert!(dec.pixels() == frame.as_slice(), "decoder diverged");
+        sizes.push(wire_len(&u));
+    }
+
+    let stride = w as usize * 4;
+    let mut dst = vec![0u8; wl.frames[0].len()];
+    let memcpy_times: Vec<Duration> = (0..FRAMES)
+        .map(|i| {
+            let src = &wl.frames[i % wl.frames.len()];
+            let r = wl.damage;
+            let t = Instant::now();
+            for y in r.y as usize..(r.y + r.h) as usize {
+                let s = y * stride + r.x as usize * 4;
+                let e = s + r.w as usize * 4;
+                dst[s..e].copy_from_slice(&src[s..e]);
+            }
+            black_box(&mut dst);
+            t.elapsed()
+        })
+        .collect();
+
+    let mut zstd_bytes = Vec::new();
+    let zstd_times: Vec<Duration> = (0..FRAMES.min(11))
+        .map(|i| {
+            let src = &wl.frames[i % wl.frames.len()];
+            let t = Instant::now();
+            let c = zstd::bulk::compress(src, 1).expect("zstd compresses");
+            let el = t.elapsed();
+            zstd_bytes.push(c.len());
+            el
+        })
+        .collect();
+
+    Measured {
+        enc_min: enc_times.iter().copied().min().unwrap_or_default(),
+        enc: median(enc_times),
+        dec: median(dec_times),
+        bytes: median_of(&mut sizes),
+        memcpy: median(memcpy_times),
+        zstd_raw: median(zstd_times),
+        zstd_raw_bytes: median_of(&mut zstd_bytes),
+    }
+}
+
+fn wire_len(u: &FrameUpdate) -> usize {
+    framing::encode(&DisplayMessage::Frame(u.clone()))
+        .expect("update serializes")
+        .len()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn median_of(v: &mut [usize]) -> usize {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mbps(bytes: usize, t: Duration) -> f64 {
+    bytes as f64 / t.as_secs_f64() / 1e6
+}
+
+fn fps(t: Duration) -> f64 {
+    1.0 / t.as_secs_f64()
+}
+
+/// Both captured frames as XRGB8888, or `None` (after saying which file is missing).
+fn load_desktop(dir: &Path, w: u32, h: u32) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut frames = Vec::new();
+    for which in ["a", "b"] {
+        let path = dir.join(format!("desktop-{w}x{h}-{which}.png"));
+        if !path.exists() {
+            println!(
+                "missing fixture {}: skipping the desktop A⇄B workload at {w}×{h}",
+                path.display()
+            );
+            return None;
+        }
+        match load_png(&path, w, h) {
+            Ok(px) => frames.push(px),
+            Err(e) => panic!("cannot use fixture {}: {e}", path.display()),
+        }
+    }
+    let b = frames.pop()?;
+    let a = frames.pop()?;
+    Some((a, b))
+}
+
+/// Decodes an 8-bit RGB(A) or grey PNG into XRGB8888 little-endian (B, G, R, X bytes).
+fn load_png(path: &Path, w: u32, h: u32) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut decoder = png::Decoder::new(file);
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    if (info.width, info.height) != (w, h) {
+        return Err(format!(
+            "is {}x{}, expected {w}x{h}",
+            info.width, info.height
+        ));
+    }
+    let channels = match info.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => return Err(format!("unsupported colour type {other:?}")),
+    };
+    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    for row in buf[..info.buffer_size()].chunks_exact(info.line_size) {
+        for px in row[..w as usize * channels].chunks_exact(channels) {
+            let (r, g, b) = if channels < 3 {
+                (px[0], px[0], px[0])
+            } else {
+                (px[0], px[1], px[2])
+            };
+            out.extend_from_slice(&[b, g, r, 0xff]);
+        }
+    }
+    Ok(out)
+}
+
+/// Stand-in for a capture when fixtures are missing: flat panels with text-like strokes.
+fn synthetic_desktop(w: u32, h: u32) -> Vec<u8> {
+    let mut px = vec![0u8; w as usize * h as usize * 4];
+    let mut rng = 42u64;
+    for y in 0..h {
+        for x in 0..w {
+            let panel = (x / 400 + y / 300) % 3;
+            let bg: [u8; 4] = [
+                [0xe3, 0xf6, 0xfd, 0xff],
+                [0x36, 0x2a, 0x28, 0xff],
+                [0x52, 0x42, 0x3b, 0xff],
+            ][panel as usize];
+            let line = y % 16;
+            let ink = line > 3
+                && line < 14
+                && (x / 7 + y / 16) % 11 != 0
+                && next(&mut rng) < u64::MAX / 3;
+            let i = (y as usize * w as usize + x as usize) * 4;
+            px[i..i + 4].copy_from_slice(if ink { &[0x20, 0x20, 0x20, 0xff] } else { &bg });
+        }
+    }
+    px
+}
+
+/// `frame` moved up by `dy` rows, the bottom rows repeated: a full-screen scroll.
+fn scroll(frame: &[u8], w: u32, dy: usize) -> Vec<u8> {
+    let stride = w as usize * 4;
+    let mut px = frame[dy * stride..].to_vec();
+    px.extend_from_slice(&frame[frame.len() - dy * stride..]);
+    px
+}
+
+fn draw_glyph(base: &[u8], w: u32, r: Rect) -> Vec<u8> {
+    let mut px = base.to_vec();
+    for y in r.y..r.y + r.h {
+        for x in r.x..r.x + r.w {
+            let i = (y as usize * w as usize + x as usize) * 4;
+            if (x + y) % 3 != 0 {
+                px[i..i + 3].iter_mut().for_each(|c| *c = !*c);
+            }
+        }
+    }
+    px
+}
+
+fn noise(rng: &mut u64, w: u32, h: u32) -> Vec<u8> {
+    let len = w as usize * h as usize * 4;
+    let mut px = Vec::with_capacity(len + 8);
+    while px.len() < len {
+        px.extend_from_slice(&next(rng).to_le_bytes());
+    }
+    px.truncate(len);
+    px
+}
+
+/// xorshift64*: enough randomness for incompressible test pixels.
+fn next(s: &mut u64) -> u64 {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}

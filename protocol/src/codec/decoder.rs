@@ -1,0 +1,276 @@
+//! Appliance side: [`FrameUpdate`] → framebuffer. Every update comes from the network, so the
+//! decoder checks everything and never panics; a rejected update leaves the framebuffer as it was.
+
+use zstd::bulk::Decompressor;
+
+use super::tiles;
+use super::{FrameUpdate, Rect, TileData, MAX_DIMENSION};
+use crate::BYTES_PER_PIXEL;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "frame size {width}x{height} is invalid: each side must be 1..={MAX_DIMENSION} pixels"
+    )]
+    InvalidSize { width: u32, height: u32 },
+    #[error("delta frame {seq} arrived before any key frame")]
+    NoKeyFrame { seq: u64 },
+    #[error("delta frame {seq} is {width}x{height} but the framebuffer is {fb_width}x{fb_height}")]
+    SizeMismatch {
+        seq: u64,
+        width: u32,
+        height: u32,
+        fb_width: u32,
+        fb_height: u32,
+    },
+    #[error("frame seq {seq} does not come after the last applied frame {last}")]
+    SeqNotIncreasing { seq: u64, last: u64 },
+    #[error("tile {index} at {rect:?} is empty or outside the {width}x{height} frame")]
+    TileOutside {
+        index: usize,
+        rect: Rect,
+        width: u32,
+        height: u32,
+    },
+    #[error("tiles cover more pixels than the {width}x{height} frame holds (tiles overlap)")]
+    TilesOverlap { width: u32, height: u32 },
+    #[error("tile {index} is an XOR tile in a key frame, which has nothing to XOR with")]
+    XorInKeyFrame { index: usize },
+    #[error("tile {index}: payload decompresses to {got} bytes, the tile holds {expected}")]
+    WrongSize {
+        index: usize,
+        expected: usize,
+        got: u64,
+    },
+    #[error("tile {index}: corrupt zstd payload: {reason}")]
+    Corrupt { index: usize, reason: String },
+    #[error("cannot create a zstd decompression context: {0}")]
+    Zstd(String),
+}
+
+/// Holds the appliance's framebuffer and applies updates to it.
+pub struct Decoder {
+    width: u32,
+    height: u32,
+    pixels: Vec<u8>,
+    last_seq: Option<u64>,
+    decompressor: Option<Decompressor<'static>>,
+    /// Decompressed tiles of the update being applied, so a bad tile late in the update is
+    /// found before anything touched the framebuffer.
+    scratch: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// An empty 0×0 decoder; the first update it accepts is a key frame.
+    pub fn new() -> Decoder {
+        Decoder {
+            width: 0,
+            height: 0,
+            pixels: Vec::new(),
+            last_seq: None,
+            decompressor: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// XRGB8888 little-endian, `width * 4` bytes per row.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Sequence number of the last update applied, which is what the appliance acknowledges.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Applies `update` and returns the rects it changed: the whole frame for a key frame, else
+    /// the tiles' rects. On error nothing changes.
+    pub fn apply(&mut self, update: &FrameUpdate) -> Result<Vec<Rect>, DecodeError> {
+        self.check_header(update)?;
+        let scratch_len = check_tiles(update)?;
+        self.decompress_all(update, scratch_len)?;
+
+        // Everything is validated: from here on nothing fails.
+        let (width, height) = (update.width, update.height);
+        if update.key {
+            self.width = width;
+            self.height = height;
+            self.pixels.clear();
+            self.pixels
+                .resize(width as usize * height as usize * BYTES_PER_PIXEL, 0);
+        }
+        let mut offset = 0;
+        for tile in &update.tiles {
+            let row_len = tile.rect.w as usize * BYTES_PER_PIXEL;
+            match &tile.data {
+                TileData::Solid(colour) => {
+                    let colour = colour.to_le_bytes();
+                    for r in tiles::rows(tile.rect, width) {
+                        for px in self.pixels[r].chunks_exact_mut(BYTES_PER_PIXEL) {
+                            px.copy_from_slice(&colour);
+                        }
+                    }
+                }
+                TileData::Zstd(_) => {
+                    for r in tiles::rows(tile.rect, width) {
+                        self.pixels[r].copy_from_slice(&self.scratch[offset..offset + row_len]);
+                        offset += row_len;
+                    }
+                }
+                TileData::ZstdXor(_) => {
+                    for r in tiles::rows(tile.rect, width) {
+                        let src = &self.scratch[offset..offset + row_len];
+                        for (d, s) in self.pixels[r].iter_mut().zip(src) {
+                            *d ^= s;
+                        }
+                        offset += row_len;
+                    }
+                }
+            }
+        }
+        self.last_seq = Some(update.seq);
+
+        Ok(if update.key {
+            vec![Rect::new(0, 0, width, height)]
+        } else {
+            update.tiles.iter().map(|t| t.rect).collect()
+        })
+    }
+
+    fn check_header(&self, update: &FrameUpdate) -> Result<(), DecodeError> {
+        let (seq, width, height) = (update.seq, update.width, update.height);
+        if let Some(last) = self.last_seq {
+            if seq <= last {
+                return Err(DecodeError::SeqNotIncreasing { seq, last });
+            }
+        }
+        if update.key {
+            if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+                return Err(DecodeError::InvalidSize { width, height });
+            }
+        } else if self.last_seq.is_none() {
+            return Err(DecodeError::NoKeyFrame { seq });
+        } else if (width, height) != (self.width, self.height) {
+            return Err(DecodeError::SizeMismatch {
+                seq,
+                width,
+                height,
+                fb_width: self.width,
+                fb_height: self.height,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decompresses every zstd tile, in order, into `scratch`.
+    fn decompress_all(
+        &mut self,
+        update: &FrameUpdate,
+        scratch_len: usize,
+    ) -> Result<(), DecodeError> {
+        if scratch_len == 0 {
+            return Ok(());
+        }
+        let dctx = match &mut self.decompressor {
+            Some(d) => d,
+            None => self
+                .decompressor
+                .insert(Decompressor::new().map_err(|e| DecodeError::Zstd(e.to_string()))?),
+        };
+        // Grow only: the buffer's old contents are overwritten, never read.
+        if self.scratch.len() < scratch_len {
+            self.scratch.resize(scratch_len, 0);
+        }
+        let mut offset = 0;
+        for (index, tile) in update.tiles.iter().enumerate() {
+            if let TileData::Zstd(payload) | TileData::ZstdXor(payload) = &tile.data {
+                let len = tile.rect.w as usize * tile.rect.h as usize * BYTES_PER_PIXEL;
+                let dst = &mut self.scratch[offset..offset + len];
+                decompress_exact(dctx, payload, dst, index)?;
+                offset += len;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks the tiles' geometry against the (already checked) frame size and returns how many
+/// bytes their zstd payloads must decompress to.
+fn check_tiles(update: &FrameUpdate) -> Result<usize, DecodeError> {
+    let (width, height) = (update.width, update.height);
+    let frame_area = u64::from(width) * u64::from(height);
+    let mut area = 0u64;
+    let mut zstd_area = 0u64;
+    for (index, tile) in update.tiles.iter().enumerate() {
+        let rect = tile.rect;
+        if rect.is_empty() || !rect.fits_in(width, height) {
+            return Err(DecodeError::TileOutside {
+                index,
+                rect,
+                width,
+                height,
+            });
+        }
+        // Valid tiles never overlap, so their areas add up to at most the frame's. Checking
+        // the sum bounds the scratch memory and work per update to one frame.
+        area += rect.area();
+        if area > frame_area {
+            return Err(DecodeError::TilesOverlap { width, height });
+        }
+        match tile.data {
+            TileData::Solid(_) => {}
+            TileData::ZstdXor(_) if update.key => return Err(DecodeError::XorInKeyFrame { index }),
+            TileData::Zstd(_) | TileData::ZstdXor(_) => zstd_area += rect.area(),
+        }
+    }
+    // At most MAX_DIMENSION² × 4 = 256 MiB, which fits a 32-bit usize too.
+    Ok(zstd_area as usize * BYTES_PER_PIXEL)
+}
+
+/// Decompresses `src` into exactly `dst`; zstd never writes past `dst`, so a payload that
+/// claims gigabytes (a zstd bomb) fails after filling at most one tile.
+fn decompress_exact(
+    dctx: &mut Decompressor<'static>,
+    src: &[u8],
+    dst: &mut [u8],
+    index: usize,
+) -> Result<(), DecodeError> {
+    let expected = dst.len();
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(src) {
+        if declared != expected as u64 {
+            return Err(DecodeError::WrongSize {
+                index,
+                expected,
+                got: declared,
+            });
+        }
+    }
+    let got = dctx
+        .decompress_to_buffer(src, dst)
+        .map_err(|e| DecodeError::Corrupt {
+            index,
+            reason: e.to_string(),
+        })?;
+    if got != expected {
+        return Err(DecodeError::WrongSize {
+            index,
+            expected,
+            got: got as u64,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Tile grid geometry and row addressing shared by the encoder and decoder.
+
+use std::ops::Range;
+
+use super::{Rect, TILE_SIZE};
+use crate::BYTES_PER_PIXEL;
+
+/// The fixed 64×64 grid over a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TileGrid {
+    pub width: u32,
+    pub height: u32,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+impl TileGrid {
+    pub fn new(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            cols: width.div_ceil(TILE_SIZE),
+            rows: height.div_ceil(TILE_SIZE),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cols as usize * self.rows as usize
+    }
+
+    /// Rect of tile `(col, row)`, clipped at the right and bottom edges.
+    pub fn tile_rect(&self, col: u32, row: u32) -> Rect {
+        let x = col * TILE_SIZE;
+        let y = row * TILE_SIZE;
+        Rect::new(
+            x,
+            y,
+            TILE_SIZE.min(self.width - x),
+            TILE_SIZE.min(self.height - y),
+        )
+    }
+
+    /// Marks in `mask` (row-major, `len()` entries) every tile that `damage` touches after
+    /// clipping it to the frame.
+    pub fn mark(&self, damage: &Rect, mask: &mut [bool]) {
+        let Some(r) = damage.clip(self.width, self.height) else {
+            return;
+        };
+        let (c0, c1) = (r.x / TILE_SIZE, (r.x + r.w - 1) / TILE_SIZE);
+        let (r0, r1) = (r.y / TILE_SIZE, (r.y + r.h - 1) / TILE_SIZE);
+        for row in r0..=r1 {
+            let base = (row * self.cols) as usize;
+            mask[base + c0 as usize..=base + c1 as usize].fill(true);
+        }
+    }
+}
+
+/// Byte ranges of each row of `rect` in a tightly packed frame `frame_width` pixels wide.
+/// The caller has checked that `rect` fits in the frame.
+pub(crate) fn rows(rect: Rect, frame_width: u32) -> impl Iterator<Item = Range<usize>> {
+    let stride = frame_width as usize * BYTES_PER_PIXEL;
+    let row_len = rect.w as usize * BYTES_PER_PIXEL;
+    let x0 = rect.x as usize * BYTES_PER_PIXEL;
+    (rect.y as usize..rect.y as usize + rect.h as usize).map(move |y| {
+        let start = y * stride + x0;
+        start..start + row_len
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_tiles_are_clipped() {
+        let g = TileGrid::new(130, 65);
+        assert_eq!((g.cols, g.rows, g.len()), (3, 2, 6));
+        assert_eq!(g.tile_rect(2, 1), Rect::new(128, 64, 2, 1));
+        assert_eq!(g.tile_rect(1, 0), Rect::new(64, 0, 64, 64));
+    }
+
+    #[test]
+    fn damage_marks_touched_tiles_only() {
+        let g = TileGrid::new(200, 150);
+        let mut mask = vec![false; g.len()];
+        g.mark(&Rect::new(63, 64, 2, 1), &mut mask);
+        let marked: Vec<usize> = (0..g.len()).filter(|&i| mask[i]).collect();
+        // Row 1 (y = 64), columns 0 and 1 of a 4-column grid.
+        assert_eq!(marked, vec![4, 5]);
+    }
+
+    #[test]
+    fn damage_outside_or_empty_marks_nothing() {
+        let g = TileGrid::new(100, 100);
+        let mut mask = vec![false; g.len()];
+        g.mark(&Rect::new(100, 0, 10, 10), &mut mask);
+        g.mark(&Rect::new(5, 5, 0, 10), &mut mask);
+        g.mark(
+            &Rect::new(u32::MAX, u32::MAX, u32::MAX, u32::MAX),
+            &mut mask,
+        );
+        assert!(mask.iter().all(|m| !m));
+        g.mark(&Rect::new(90, 90, u32::MAX, u32::MAX), &mut mask);
+        assert_eq!(mask, vec![false, false, false, true]);
+    }
+
+    #[test]
+    fn rows_address_the_rect() {
+        let r: Vec<_> = rows(Rect::new(1, 2, 3, 2), 10).collect();
+        assert_eq!(r, vec![84..96, 124..136]);
+    }
+}

@@ -1,0 +1,456 @@
+//! The decoder faces bytes from the network: every malformed update must be an error, never a
+//! panic, and must leave the framebuffer exactly as it was.
+
+use proptest::prelude::*;
+use wayray_protocol::codec::{
+    DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, MAX_DIMENSION,
+};
+use wayray_protocol::{framing, DisplayMessage, FramingError};
+
+const W: u32 = 100;
+const H: u32 = 70;
+
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+/// A decoder that accepted a key frame (seq 10) of W×H noise, and that frame's pixels.
+fn keyed() -> (Decoder, Vec<u8>) {
+    let px = noise((W * H * 4) as usize, 7);
+    let key = Encoder::new(W, H).encode_full(10, &px).unwrap();
+    let mut dec = Decoder::new();
+    assert_eq!(dec.apply(&key).unwrap(), vec![Rect::new(0, 0, W, H)]);
+    (dec, px)
+}
+
+fn update(seq: u64, key: bool, tiles: Vec<Tile>) -> FrameUpdate {
+    FrameUpdate {
+        seq,
+        width: W,
+        height: H,
+        key,
+        tiles,
+    }
+}
+
+fn zstd_of(len: usize) -> Vec<u8> {
+    zstd::bulk::compress(&noise(len, 3), 1).unwrap()
+}
+
+/// Applies `u`, expects `err`, and checks nothing changed.
+fn rejects(dec: &mut Decoder, u: &FrameUpdate, err: impl Fn(&DecodeError) -> bool) {
+    let (pixels, seq, size) = (
+        dec.pixels().to_vec(),
+        dec.last_seq(),
+        (dec.width(), dec.height()),
+    );
+    match dec.apply(u) {
+        Err(e) => assert!(err(&e), "unexpected error {e:?}"),
+        Ok(r) => panic!("accepted a bad update, changed {r:?}"),
+    }
+    assert!(
+        dec.pixels() == pixels,
+        "framebuffer changed by a rejected update"
+    );
+    assert_eq!((dec.last_seq(), (dec.width(), dec.height())), (seq, size));
+}
+
+#[test]
+fn truncated_zstd_payload_is_rejected() {
+    let (mut dec, _) = keyed();
+    let payload = zstd_of(64 * 64 * 4);
+    for keep in [payload.len() - 1, payload.len() / 2, 3, 1] {
+        let u = update(
+            11,
+            false,
+            vec![Tile {
+                rect: Rect::new(0, 0, 64, 64),
+                data: TileData::Zstd(payload[..keep].to_vec()),
+            }],
+        );
+        rejects(&mut dec, &u, |e| {
+            matches!(e, DecodeError::Corrupt { index: 0, .. })
+        });
+    }
+    let u = update(
+        11,
+        false,
+        vec![Tile {
+            rect: Rect::new(0, 0, 64, 64),
+            data: TileData::ZstdXor(vec![]),
+        }],
+    );
+    rejects(&mut dec, &u, |e| {
+        matches!(e, DecodeError::WrongSize { got: 0, .. })
+    });
+}
+
+#[test]
+fn wrong_decompressed_size_is_rejected() {
+    let (mut dec, _) = keyed();
+    let rect = Rect::new(64, 0, 36, 64);
+    let len = 36 * 64 * 4;
+    for (bytes, got) in [
+        (len - 4, len - 4),
+        (len + 4, len + 4),
+        (len * 1000, len * 1000),
+    ] {
+        let u = update(
+            11,
+            false,
+            vec![Tile {
+                rect,
+                data: TileData::Zstd(zstd_of(bytes)),
+            }],
+        );
+        rejects(&mut dec, &u, |e| {
+            *e == DecodeError::WrongSize {
+                index: 0,
+                expected: len,
+                got: got as u64,
+            }
+        });
+    }
+}
+
+/// A frame whose header hides its size and that would inflate to 64 MiB: zstd stops at the
+/// tile's capacity instead of allocating.
+#[test]
+fn zstd_bomb_without_content_size_is_rejected() {
+    let mut c = zstd::bulk::Compressor::new(19).unwrap();
+    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
+        .unwrap();
+    let bomb = c.compress(&vec![0u8; 64 << 20]).unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let (mut dec, _) = keyed();
+    let u = update(
+        11,
+        false,
+        vec![Tile {
+            rect: Rect::new(0, 0, 8, 8),
+            data: TileData::Zstd(bomb),
+        }],
+    );
+    rejects(&mut dec, &u, |e| {
+        matches!(e, DecodeError::Corrupt { index: 0, .. })
+    });
+}
+
+#[test]
+fn tiles_outside_the_frame_are_rejected() {
+    let (mut dec, _) = keyed();
+    let bad = [
+        Rect::new(W, 0, 1, 1),
+        Rect::new(0, H, 1, 1),
+        Rect::new(90, 0, 11, 1),
+        Rect::new(0, 60, 1, 11),
+        Rect::new(u32::MAX, 0, 2, 1),
+        Rect::new(1, 1, u32::MAX, u32::MAX),
+        Rect::new(0, 0, 0, 5),
+        Rect::new(0, 0, 5, 0),
+    ];
+    for rect in bad {
+        let u = update(
+            11,
+            false,
+            vec![
+                Tile {
+                    rect: Rect::new(0, 0, 1, 1),
+                    data: TileData::Solid(1),
+                },
+                Tile {
+                    rect,
+                    data: TileData::Solid(0),
+                },
+            ],
+        );
+        rejects(
+            &mut dec,
+            &u,
+            |e| matches!(e, DecodeError::TileOutside { index: 1, rect: r, .. } if *r == rect),
+        );
+    }
+}
+
+#[test]
+fn overlapping_tiles_beyond_the_frame_area_are_rejected() {
+    let (mut dec, _) = keyed();
+    let full = Tile {
+        rect: Rect::new(0, 0, W, H),
+        data: TileData::Solid(0),
+    };
+    let u = update(11, false, vec![full.clone(), full]);
+    rejects(&mut dec, &u, |e| {
+        matches!(e, DecodeError::TilesOverlap { .. })
+    });
+}
+
+#[test]
+fn delta_before_any_key_frame_is_rejected() {
+    let mut dec = Decoder::new();
+    let u = update(1, false, vec![]);
+    rejects(&mut dec, &u, |e| *e == DecodeError::NoKeyFrame { seq: 1 });
+    assert_eq!((dec.width(), dec.height(), dec.pixels().len()), (0, 0, 0));
+}
+
+#[test]
+fn invalid_key_frame_sizes_are_rejected() {
+    let mut dec = Decoder::new();
+    for (width, height) in [
+        (0, 10),
+        (10, 0),
+        (MAX_DIMENSION + 1, 1),
+        (1, MAX_DIMENSION + 1),
+    ] {
+        let u = FrameUpdate {
+            seq: 1,
+            width,
+            height,
+            key: true,
+            tiles: vec![],
+        };
+        rejects(&mut dec, &u, |e| {
+            *e == DecodeError::InvalidSize { width, height }
+        });
+    }
+}
+
+#[test]
+fn largest_key_frame_is_accepted() {
+    let mut dec = Decoder::new();
+    let u = FrameUpdate {
+        seq: 1,
+        width: MAX_DIMENSION,
+        height: 1,
+        key: true,
+        tiles: vec![Tile {
+            rect: Rect::new(0, 0, MAX_DIMENSION, 1),
+            data: TileData::Solid(0x00ff0000),
+        }],
+    };
+    dec.apply(&u).unwrap();
+    assert_eq!(&dec.pixels()[..4], &[0, 0, 0xff, 0]);
+}
+
+#[test]
+fn delta_of_another_size_is_rejected() {
+    let (mut dec, _) = keyed();
+    let mut u = update(11, false, vec![]);
+    u.width = W + 1;
+    rejects(&mut dec, &u, |e| {
+        matches!(e, DecodeError::SizeMismatch { .. })
+    });
+}
+
+#[test]
+fn seq_must_increase() {
+    let (mut dec, _) = keyed();
+    for seq in [10, 9, 0] {
+        rejects(&mut dec, &update(seq, false, vec![]), |e| {
+            *e == DecodeError::SeqNotIncreasing { seq, last: 10 }
+        });
+        // A key frame does not get to rewind either.
+        let key = update(seq, true, vec![]);
+        rejects(&mut dec, &key, |e| {
+            matches!(e, DecodeError::SeqNotIncreasing { .. })
+        });
+    }
+    assert_eq!(dec.apply(&update(11, false, vec![])).unwrap(), vec![]);
+    assert_eq!(dec.last_seq(), Some(11));
+}
+
+#[test]
+fn xor_tile_in_key_frame_is_rejected() {
+    let mut dec = Decoder::new();
+    let u = update(
+        1,
+        true,
+        vec![Tile {
+            rect: Rect::new(0, 0, 8, 8),
+            data: TileData::ZstdXor(zstd_of(8 * 8 * 4)),
+        }],
+    );
+    rejects(&mut dec, &u, |e| {
+        *e == DecodeError::XorInKeyFrame { index: 0 }
+    });
+}
+
+/// The bad tile comes last, after tiles that would have changed pixels.
+#[test]
+fn late_bad_tile_leaves_the_framebuffer_untouched() {
+    let (mut dec, _) = keyed();
+    let u = update(
+        11,
+        false,
+        vec![
+            Tile {
+                rect: Rect::new(0, 0, 64, 64),
+                data: TileData::Solid(0),
+            },
+            Tile {
+                rect: Rect::new(64, 0, 36, 64),
+                data: TileData::Zstd(zstd_of(36 * 64 * 4)),
+            },
+            Tile {
+                rect: Rect::new(0, 64, 64, 6),
+                data: TileData::ZstdXor(b"not zstd at all".to_vec()),
+            },
+        ],
+    );
+    rejects(&mut dec, &u, |e| {
+        matches!(e, DecodeError::Corrupt { index: 2, .. })
+    });
+}
+
+#[test]
+fn tiles_apply_as_documented() {
+    let (mut dec, before) = keyed();
+    let xor = vec![0xffu8; 2 * 2 * 4];
+    let raw = noise(3 * 4, 99);
+    let u = update(
+        12,
+        false,
+        vec![
+            Tile {
+                rect: Rect::new(0, 0, 1, 2),
+                data: TileData::Solid(0x11223344),
+            },
+            Tile {
+                rect: Rect::new(10, 10, 2, 2),
+                data: TileData::ZstdXor(zstd::bulk::compress(&xor, 1).unwrap()),
+            },
+            Tile {
+                rect: Rect::new(97, 69, 3, 1),
+                data: TileData::Zstd(zstd::bulk::compress(&raw, 1).unwrap()),
+            },
+        ],
+    );
+    let changed = dec.apply(&u).unwrap();
+    assert_eq!(changed, u.tiles.iter().map(|t| t.rect).collect::<Vec<_>>());
+    let at = |x: u32, y: u32| ((y * W + x) * 4) as usize;
+    let px = dec.pixels();
+    assert_eq!(&px[at(0, 1)..at(0, 1) + 4], &[0x44, 0x33, 0x22, 0x11]);
+    for i in at(11, 11)..at(11, 11) + 4 {
+        assert_eq!(px[i], !before[i]);
+    }
+    assert_eq!(&px[at(97, 69)..], &raw[..]);
+    assert_eq!(&px[at(2, 0)..at(10, 0)], &before[at(2, 0)..at(10, 0)]);
+}
+
+#[test]
+fn garbage_display_messages_are_errors() {
+    let valid = framing::encode(&DisplayMessage::Frame(
+        Encoder::new(W, H)
+            .encode_full(1, &noise((W * H * 4) as usize, 5))
+            .unwrap(),
+    ))
+    .unwrap();
+    let body = &valid[framing::HEADER_LEN..];
+    assert!(framing::decode_body::<DisplayMessage>(body).is_ok());
+    // Every proper prefix is malformed.
+    for len in 0..body.len() {
+        assert!(matches!(
+            framing::decode_body::<DisplayMessage>(&body[..len]),
+            Err(FramingError::Malformed(_))
+        ));
+    }
+    for garbage in [
+        &[0xffu8; 16][..],
+        &[1, 0],
+        &[
+            0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ],
+    ] {
+        assert!(framing::decode_body::<DisplayMessage>(garbage).is_err());
+    }
+}
+
+fn any_rect() -> impl Strategy<Value = Rect> {
+    prop_oneof![
+        (0u32..W + 8, 0u32..H + 8, 0u32..W + 8, 0u32..H + 8),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+    ]
+    .prop_map(|(x, y, w, h)| Rect::new(x, y, w, h))
+}
+
+fn any_tile() -> impl Strategy<Value = Tile> {
+    let data = prop_oneof![
+        any::<u32>().prop_map(TileData::Solid),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(TileData::Zstd),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(TileData::ZstdXor),
+        // Valid zstd of a random length, so the size checks (not just the parser) are reached.
+        (0usize..40_000, any::<bool>()).prop_map(|(len, xor)| {
+            let z = zstd_of(len);
+            if xor {
+                TileData::ZstdXor(z)
+            } else {
+                TileData::Zstd(z)
+            }
+        }),
+    ];
+    (any_rect(), data).prop_map(|(rect, data)| Tile { rect, data })
+}
+
+fn any_update() -> impl Strategy<Value = FrameUpdate> {
+    (
+        0u64..20,
+        prop_oneof![
+            Just((W, H)),
+            (0u32..130, 0u32..90),
+            (any::<u32>(), any::<u32>())
+        ],
+        any::<bool>(),
+        prop::collection::vec(any_tile(), 0..6),
+    )
+        .prop_map(|(seq, (width, height), key, tiles)| FrameUpdate {
+            seq,
+            width,
+            height,
+            key,
+            tiles,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Arbitrary updates: the decoder either applies one or rejects it untouched.
+    #[test]
+    fn arbitrary_updates_never_panic(updates in prop::collection::vec(any_update(), 1..8)) {
+        let (mut dec, _) = keyed();
+        let mut fresh = Decoder::new();
+        for u in &updates {
+            for d in [&mut dec, &mut fresh] {
+                let before = (d.pixels().to_vec(), d.last_seq(), d.width(), d.height());
+                match d.apply(u) {
+                    Ok(changed) => {
+                        prop_assert_eq!(d.last_seq(), Some(u.seq));
+                        prop_assert!(changed.iter().all(|r| r.fits_in(d.width(), d.height())));
+                    }
+                    Err(_) => {
+                        prop_assert!(before == (d.pixels().to_vec(), d.last_seq(), d.width(), d.height()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_are_not_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(DisplayMessage::Frame(u)) = framing::decode_body::<DisplayMessage>(&bytes) {
+            let _ = Decoder::new().apply(&u);
+        }
+        let mut r = framing::FrameReader::new(1 << 16);
+        r.push(&bytes);
+        while let Ok(Some(DisplayMessage::Frame(u))) = r.next::<DisplayMessage>() {
+            let _ = Decoder::new().apply(&u);
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! What the encoder sends for typical changes: the choices that make the codec cheap.
+
+use wayray_protocol::codec::{
+    Decoder, EncodeError, Encoder, EncoderConfig, FrameUpdate, Rect, TileData, XorChoice,
+};
+
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+fn solid(w: u32, h: u32, colour: u32) -> Vec<u8> {
+    colour.to_le_bytes().repeat((w * h) as usize)
+}
+
+fn set(px: &mut [u8], w: u32, x: u32, y: u32, colour: u32) {
+    let i = ((y * w + x) * 4) as usize;
+    px[i..i + 4].copy_from_slice(&colour.to_le_bytes());
+}
+
+fn kinds(u: &FrameUpdate) -> Vec<(Rect, &'static str)> {
+    u.tiles
+        .iter()
+        .map(|t| {
+            let kind = match t.data {
+                TileData::Solid(_) => "solid",
+                TileData::Zstd(_) => "zstd",
+                TileData::ZstdXor(_) => "xor",
+            };
+            (t.rect, kind)
+        })
+        .collect()
+}
+
+#[test]
+fn wrong_pixel_length_is_an_error_and_harmless() {
+    let mut enc = Encoder::new(10, 10);
+    let err = enc.encode(1, &[0; 399], &[]).unwrap_err();
+    assert!(matches!(
+        err,
+        EncodeError::PixelsLength {
+            expected: 400,
+            got: 399,
+            ..
+        }
+    ));
+    // Still the first frame: the failed call did not count.
+    assert!(enc.encode(2, &[0; 400], &[]).unwrap().key);
+}
+
+#[test]
+fn unencodable_sizes_are_errors() {
+    for (w, h) in [(0, 10), (10, 0), (8193, 1)] {
+        let mut enc = Encoder::new(w, h);
+        let err = enc.encode(1, &[], &[]).unwrap_err();
+        assert!(
+            matches!(err, EncodeError::InvalidSize { width, height } if (width, height) == (w, h))
+        );
+    }
+}
+
+#[test]
+fn key_frame_covers_the_frame_with_solid_tiles_where_flat() {
+    let (w, h) = (130, 70);
+    let mut px = solid(w, h, 0x00204060);
+    let u = Encoder::new(w, h).encode(1, &px, &[]).unwrap();
+    assert!(u.key);
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "solid")]);
+    assert_eq!(u.tiles[0].data, TileData::Solid(0x00204060));
+
+    // With one-cell blocks, only the cell holding the odd pixel needs zstd.
+    set(&mut px, w, 129, 69, 0x00ffffff);
+    let one_cell = EncoderConfig {
+        block: 1,
+        ..EncoderConfig::default()
+    };
+    let u = Encoder::with_config(w, h, one_cell)
+        .encode(1, &px, &[])
+        .unwrap();
+    assert_eq!(
+        kinds(&u),
+        vec![
+            (Rect::new(0, 0, 64, 64), "solid"),
+            (Rect::new(64, 0, 64, 64), "solid"),
+            (Rect::new(128, 0, 2, 64), "solid"),
+            (Rect::new(0, 64, 64, 6), "solid"),
+            (Rect::new(64, 64, 64, 6), "solid"),
+            (Rect::new(128, 64, 2, 6), "zstd"),
+        ]
+    );
+    let u = Encoder::new(w, h).encode(1, &px, &[]).unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "zstd")]);
+}
+
+#[test]
+fn damage_is_expanded_to_its_tile_and_unchanged_tiles_are_skipped() {
+    let (w, h) = (200, 150);
+    let mut px = noise((w * h * 4) as usize, 1);
+    let mut enc = Encoder::new(w, h);
+    enc.encode(1, &px, &[]).unwrap();
+
+    set(&mut px, w, 70, 70, 0x00abcdef);
+    // The second rect is damaged but unchanged; the third lies outside the frame.
+    let damage = [
+        Rect::new(70, 70, 1, 1),
+        Rect::new(0, 0, 5, 5),
+        Rect::new(500, 0, 5, 5),
+    ];
+    let u = enc.encode(2, &px, &damage).unwrap();
+    assert!(!u.key);
+    assert_eq!(kinds(&u), vec![(Rect::new(64, 64, 64, 64), "xor")]);
+
+    let u = enc.encode(3, &px, &[Rect::new(0, 0, w, h)]).unwrap();
+    assert!(u.tiles.is_empty(), "nothing changed since the last frame");
+}
+
+#[test]
+fn xor_for_small_edits_raw_for_replaced_content() {
+    let (w, h) = (64, 64);
+    let base = noise((w * h * 4) as usize, 2);
+    let mut enc = Encoder::new(w, h);
+    enc.encode(1, &base, &[]).unwrap();
+
+    // A few pixels of a detailed tile change: XOR is mostly zeros.
+    let mut edited = base.clone();
+    for x in 10..20 {
+        set(&mut edited, w, x, 5, 0);
+    }
+    let u = enc.encode(2, &edited, &[Rect::new(0, 0, w, h)]).unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 64, 64), "xor")]);
+
+    // The tile now shows text-like stripes: raw has the runs, XOR with noise has none.
+    let mut stripes = solid(w, h, 0x00ffffff);
+    for y in (0..h).step_by(4) {
+        for x in 0..w {
+            set(&mut stripes, w, x, y, 0);
+        }
+    }
+    let u = enc.encode(3, &stripes, &[Rect::new(0, 0, w, h)]).unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 64, 64), "zstd")]);
+}
+
+#[test]
+fn changed_cells_of_a_block_travel_as_one_tile() {
+    let (w, h) = (320, 64);
+    let px = noise((w * h * 4) as usize, 3);
+    let three = EncoderConfig {
+        block: 3,
+        ..EncoderConfig::default()
+    };
+    let u = Encoder::with_config(w, h, three)
+        .encode(1, &px, &[])
+        .unwrap();
+    assert_eq!(
+        kinds(&u),
+        vec![
+            (Rect::new(0, 0, 192, 64), "zstd"),
+            (Rect::new(192, 0, 128, 64), "zstd")
+        ]
+    );
+
+    // Two-cell blocks: cells (0,0) and (1,1) share a block, (2,0) and (0,2) do not.
+    let (w, h) = (200, 150);
+    let mut px = noise((w * h * 4) as usize, 4);
+    let two = EncoderConfig {
+        block: 2,
+        ..EncoderConfig::default()
+    };
+    let mut enc = Encoder::with_config(w, h, two);
+    enc.encode(1, &px, &[]).unwrap();
+    let mut damage = Vec::new();
+    for (x, y) in [(1, 1), (100, 100), (130, 2), (3, 140)] {
+        set(&mut px, w, x, y, 0);
+        damage.push(Rect::new(x, y, 1, 1));
+    }
+    let u = enc.encode(2, &px, &damage).unwrap();
+    assert_eq!(
+        kinds(&u),
+        vec![
+            (Rect::new(0, 0, 128, 128), "xor"),
+            (Rect::new(128, 0, 64, 64), "xor"),
+            (Rect::new(0, 128, 64, 22), "xor"),
+        ]
+    );
+}
+
+#[test]
+fn flat_block_is_one_solid_tile() {
+    let (w, h) = (256, 128);
+    let mut px = noise((w * h * 4) as usize, 4);
+    let flat = solid(128, 1, 0x00112233);
+    for y in 0..h as usize {
+        let s = y * w as usize * 4;
+        px[s..s + 512].copy_from_slice(&flat);
+    }
+    let two = EncoderConfig {
+        block: 2,
+        ..EncoderConfig::default()
+    };
+    let u = Encoder::with_config(w, h, two).encode(1, &px, &[]).unwrap();
+    assert_eq!(
+        kinds(&u),
+        vec![
+            (Rect::new(0, 0, 128, 128), "solid"),
+            (Rect::new(128, 0, 128, 128), "zstd")
+        ]
+    );
+    assert_eq!(u.tiles[0].data, TileData::Solid(0x00112233));
+}
+
+#[test]
+fn reset_and_resize_send_a_full_key_frame() {
+    let (w, h) = (100, 100);
+    let px = noise((w * h * 4) as usize, 5);
+    let mut enc = Encoder::new(w, h);
+    let first = enc.encode(1, &px, &[]).unwrap();
+    assert!(!enc.encode(2, &px, &[]).unwrap().key);
+
+    enc.reset();
+    let again = enc.encode(3, &px, &[]).unwrap();
+    assert!(again.key);
+    assert_eq!(
+        again.tiles, first.tiles,
+        "a key frame does not depend on history"
+    );
+
+    enc.resize(30, 20);
+    let small = noise(30 * 20 * 4, 6);
+    let u = enc.encode(4, &small, &[]).unwrap();
+    assert!(u.key);
+    assert_eq!((u.width, u.height), (30, 20));
+    let mut dec = Decoder::new();
+    dec.apply(&u).unwrap();
+    assert_eq!(dec.pixels(), &small[..]);
+    assert!(matches!(
+        enc.encode(5, &px, &[]),
+        Err(EncodeError::PixelsLength { .. })
+    ));
+}
+
+/// Every choice strategy decodes to the same pixels; `Smaller` never sends more than the others.
+#[test]
+fn xor_choices_agree_on_pixels() {
+    let (w, h) = (256, 128);
+    let a = noise((w * h * 4) as usize, 7);
+    let mut b = a.clone();
+    for y in 0..h {
+        for x in 0..w / 2 {
+            set(
+                &mut b,
+                w,
+                x,
+                y,
+                if (x / 8 + y / 8) % 2 == 0 {
+                    0
+                } else {
+                    0x00ffffff
+                },
+            );
+        }
+        set(&mut b, w, 200, y, 0x00ff0000);
+    }
+    let mut sizes = Vec::new();
+    for xor_choice in [
+        XorChoice::Heuristic,
+        XorChoice::Smaller,
+        XorChoice::Raw,
+        XorChoice::Xor,
+    ] {
+        let config = EncoderConfig {
+            xor_choice,
+            ..EncoderConfig::default()
+        };
+        let mut enc = Encoder::with_config(w, h, config);
+        let mut dec = Decoder::new();
+        dec.apply(&enc.encode(1, &a, &[]).unwrap()).unwrap();
+        let u = enc.encode(2, &b, &[Rect::new(0, 0, w, h)]).unwrap();
+        dec.apply(&u).unwrap();
+        assert_eq!(dec.pixels(), &b[..], "{xor_choice:?}");
+        sizes.push((xor_choice, u.payload_len()));
+    }
+    let smaller = sizes[1].1;
+    assert!(sizes.iter().all(|&(_, s)| smaller <= s), "{sizes:?}");
+}
