@@ -1,7 +1,7 @@
 # Shared by scripts/*: installs what a fresh Debian machine lacks. Source it, don't run it.
 
 # Packages to build the workspace.
-WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev)
+WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core)
 

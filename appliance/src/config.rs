@@ -1,5 +1,6 @@
 //! What the appliance is told to do: command line flags, an optional TOML file for the settings
-//! an installed appliance keeps (server, trust, screen), and the defaults for both.
+//! an installed appliance keeps (server, trust, screen, keyboard, input devices), and the
+//! defaults for both.
 //!
 //! Flags are all `Option`s so that "not given" is visible: a flag beats the file, the file beats
 //! the default, and the defaults live only in the `DEFAULT_*` constants below.
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wayray_protocol::codec::MAX_DIMENSION;
+
+use crate::keymap::XkbNames;
 
 /// UDP port `wrsrvd` listens on unless told otherwise.
 pub use wayray_protocol::DEFAULT_PORT;
@@ -30,7 +33,7 @@ pub const DEFAULT_SCREEN: ScreenSize = ScreenSize {
     name = "wrclient",
     version,
     about = "WayRay appliance firmware: shows the desktop session a WayRay server (wrsrvd) streams to it over QUIC.",
-    after_help = "Logging: set RUST_LOG (default \"info\"), e.g. RUST_LOG=debug or RUST_LOG=wrclient=debug,quinn=warn.\n\
+    after_help = "Logging: set RUST_LOG (default \"info,libseat=warn\"), e.g. RUST_LOG=debug or RUST_LOG=wrclient=debug,quinn=warn.\n\
                   Signals: SIGINT/SIGTERM say goodbye to the server and exit 0; SIGUSR1 writes the --screenshot."
 )]
 pub struct Cli {
@@ -55,10 +58,50 @@ pub struct Cli {
     #[arg(long, value_name = "WxH")]
     pub screen: Option<ScreenSize>,
 
-    /// TOML file with any of: server, server-name, server-cert, state-dir, screen (same meaning as the flags;
-    /// a flag given on the command line wins).
+    /// TOML file with any of: server, server-name, server-cert, state-dir, screen, input, input-device (a list),
+    /// xkb-layout, xkb-variant, xkb-model, xkb-options (same meaning as the flags; a flag given on the command
+    /// line wins).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Where keyboard, mouse and touch input comes from: real devices through libinput, the --input-script, or
+    /// nowhere [default: script with --input-script; else libinput if /dev/input exists (continuing without
+    /// input if no device can be opened); else none].
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub input: Option<InputKind>,
+
+    /// Replay input from this script once a server has welcomed the appliance (implies --input script). One
+    /// command per line, `#` starts a comment line: wait MS, wait-frame, keymap LAYOUT [VARIANT], type TEXT,
+    /// type-delay MS, key|press|release NAME, combo MOD+…+KEY, move X Y, rel DX DY, button NAME down|up,
+    /// click NAME, scroll DX DY (v120 units), scroll-finger DX DY, scroll-stop, touch down|move SLOT X Y,
+    /// touch up SLOT, touch frame, touch cancel, exit (say goodbye and exit 0).
+    #[arg(long, value_name = "PATH")]
+    pub input_script: Option<PathBuf>,
+
+    /// Read only this input device, e.g. /dev/input/event3 (repeatable; implies --input libinput). Without it
+    /// libinput takes the seat's devices through libseat, or, as root without a seat manager, every
+    /// /dev/input/event*.
+    #[arg(long, value_name = "PATH")]
+    pub input_device: Vec<PathBuf>,
+
+    /// XKB keyboard layout, e.g. de or us,de [default: $XKB_DEFAULT_LAYOUT, else XKBLAYOUT in
+    /// /etc/default/keyboard, else us]; the server interprets keys with it.
+    #[arg(long, value_name = "LAYOUT")]
+    pub xkb_layout: Option<String>,
+
+    /// XKB layout variant, e.g. nodeadkeys; it belongs to the layout given with it [default: the variant that
+    /// comes with the layout].
+    #[arg(long, value_name = "VARIANT")]
+    pub xkb_variant: Option<String>,
+
+    /// XKB keyboard model [default: $XKB_DEFAULT_MODEL, else XKBMODEL in /etc/default/keyboard, else pc105].
+    #[arg(long, value_name = "MODEL")]
+    pub xkb_model: Option<String>,
+
+    /// XKB options, e.g. ctrl:nocaps,compose:ralt [default: $XKB_DEFAULT_OPTIONS, else XKBOPTIONS in
+    /// /etc/default/keyboard, else none].
+    #[arg(long, value_name = "OPTIONS")]
+    pub xkb_options: Option<String>,
 
     /// Append "<seq> <digest> <width>x<height>" for every frame shown (digest: 16 hex digits of
     /// wayray_protocol::frame_digest of the whole framebuffer), so tests can compare with the server's log.
@@ -68,6 +111,16 @@ pub struct Cli {
     /// Write what is on screen as a PNG to this path on exit and whenever SIGUSR1 arrives.
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
+
+    /// Draw the cursor into --screenshot (by default a screenshot is the server's framebuffer alone, so it
+    /// can be compared with the server's).
+    #[arg(long)]
+    pub screenshot_cursor: bool,
+
+    /// Append "<keycode> <ns>" for every key press sent: nanoseconds from writing the press to the input
+    /// stream until the next frame that changed something is on screen (input-to-photon benchmarks).
+    #[arg(long, value_name = "PATH")]
+    pub latency_log: Option<PathBuf>,
 
     /// Run this many seconds (fractions allowed), then say goodbye, write the screenshot and exit 0 (demos, tests).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -87,7 +140,41 @@ struct ConfigFile {
     server_cert: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     screen: Option<String>,
+    input: Option<String>,
+    input_device: Option<Vec<PathBuf>>,
+    xkb_layout: Option<String>,
+    xkb_variant: Option<String>,
+    xkb_model: Option<String>,
+    xkb_options: Option<String>,
 }
+
+/// Input sources `--input` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputKind {
+    /// Keyboards, mice, touchpads and touch screens through libinput.
+    Libinput,
+    /// The --input-script.
+    Script,
+    /// No input (a display-only appliance).
+    None,
+}
+
+/// Where input comes from, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputChoice {
+    /// Real devices: `devices` if given, else the seat's. `required` is false when nobody asked
+    /// for it (the default on a machine with /dev/input), so a machine without usable devices
+    /// still shows the session.
+    Libinput {
+        devices: Vec<PathBuf>,
+        required: bool,
+    },
+    Script(PathBuf),
+    None,
+}
+
+/// Where input devices live; their presence makes libinput the default input.
+pub const INPUT_DEVICE_DIR: &str = "/dev/input";
 
 /// Everything resolved: what the rest of the firmware runs on.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,8 +186,14 @@ pub struct Config {
     pub screen: ScreenSize,
     pub frame_log: Option<PathBuf>,
     pub screenshot: Option<PathBuf>,
+    pub screenshot_cursor: bool,
+    pub latency_log: Option<PathBuf>,
     pub exit_after: Option<Duration>,
     pub exit_after_frames: Option<u64>,
+    pub input: InputChoice,
+    /// Keyboard layout names from the flags or the file; the environment and the system fill in
+    /// the rest (see `keymap::Rmlvo::system`).
+    pub xkb: XkbNames,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +220,12 @@ pub enum ConfigError {
         "no server to connect to: pass --server HOST[:PORT] or set `server` in the --config file"
     )]
     NoServer,
+    #[error("--input {0} conflicts with --input-script; leave one out")]
+    InputConflict(&'static str),
+    #[error("--input script needs --input-script PATH")]
+    NoInputScript,
+    #[error("--input-device needs --input libinput, not --input {0}")]
+    DevicesWithoutLibinput(&'static str),
 }
 
 impl Config {
@@ -153,6 +252,42 @@ impl Config {
             (None, Some(text)) => text.parse().map_err(|e| value_error("screen", e))?,
             (None, None) => DEFAULT_SCREEN,
         };
+        // Input is decided as a whole: any input flag overrides all of the file's input keys,
+        // so `--input-script` works on an appliance whose file lists its devices.
+        let (input_kind, input_script, input_devices) = if cli.input.is_some()
+            || cli.input_script.is_some()
+            || !cli.input_device.is_empty()
+        {
+            (cli.input, cli.input_script, cli.input_device)
+        } else {
+            let kind = file
+                .input
+                .map(|text| {
+                    <InputKind as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
+                        value_error("input", format!("`{text}` is not libinput, script or none"))
+                    })
+                })
+                .transpose()?;
+            (kind, None, file.input_device.unwrap_or_default())
+        };
+        let input = choose_input(
+            input_kind,
+            input_script,
+            input_devices,
+            Path::new(INPUT_DEVICE_DIR).exists(),
+        )?;
+        // A variant belongs to its layout: the file's variant does not carry over to a layout
+        // given on the command line.
+        let (layout, variant) = match cli.xkb_layout {
+            Some(layout) => (Some(layout), cli.xkb_variant),
+            None => (file.xkb_layout, cli.xkb_variant.or(file.xkb_variant)),
+        };
+        let xkb = XkbNames {
+            layout,
+            variant,
+            model: cli.xkb_model.or(file.xkb_model),
+            options: cli.xkb_options.or(file.xkb_options),
+        };
         Ok(Self {
             server,
             server_name: cli
@@ -167,9 +302,55 @@ impl Config {
             screen,
             frame_log: cli.frame_log,
             screenshot: cli.screenshot,
+            screenshot_cursor: cli.screenshot_cursor,
+            latency_log: cli.latency_log,
             exit_after: cli.exit_after,
             exit_after_frames: cli.exit_after_frames,
+            input,
+            xkb,
         })
+    }
+}
+
+/// `--input`, `--input-script` and `--input-device` together; `have_devices` says whether
+/// /dev/input exists, which decides the default.
+fn choose_input(
+    kind: Option<InputKind>,
+    script: Option<PathBuf>,
+    devices: Vec<PathBuf>,
+    have_devices: bool,
+) -> Result<InputChoice, ConfigError> {
+    let name = |kind| match kind {
+        InputKind::Libinput => "libinput",
+        InputKind::Script => "script",
+        InputKind::None => "none",
+    };
+    match (kind, script) {
+        (Some(kind @ (InputKind::Libinput | InputKind::None)), Some(_)) => {
+            Err(ConfigError::InputConflict(name(kind)))
+        }
+        (Some(InputKind::Script), None) => Err(ConfigError::NoInputScript),
+        (Some(kind), _) if !devices.is_empty() && kind != InputKind::Libinput => {
+            Err(ConfigError::DevicesWithoutLibinput(name(kind)))
+        }
+        (None, Some(_)) if !devices.is_empty() => {
+            Err(ConfigError::DevicesWithoutLibinput("script"))
+        }
+        (_, Some(script)) => Ok(InputChoice::Script(script)),
+        (Some(InputKind::Libinput), None) => Ok(InputChoice::Libinput {
+            devices,
+            required: true,
+        }),
+        (Some(InputKind::None), None) => Ok(InputChoice::None),
+        (None, None) if !devices.is_empty() => Ok(InputChoice::Libinput {
+            devices,
+            required: true,
+        }),
+        (None, None) if have_devices => Ok(InputChoice::Libinput {
+            devices,
+            required: false,
+        }),
+        (None, None) => Ok(InputChoice::None),
     }
 }
 
@@ -407,6 +588,118 @@ mod tests {
         assert_eq!(config.server_name, DEFAULT_SERVER_NAME);
         assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
         assert_eq!(config.screen, DEFAULT_SCREEN);
+    }
+
+    #[test]
+    fn input_choice() {
+        let dev = || vec![PathBuf::from("/dev/input/event3")];
+        let script = || Some(PathBuf::from("demo.script"));
+        let libinput = |devices, required| InputChoice::Libinput { devices, required };
+        assert_eq!(
+            choose_input(None, script(), vec![], true).unwrap(),
+            InputChoice::Script("demo.script".into())
+        );
+        assert_eq!(
+            choose_input(Some(InputKind::Script), script(), vec![], false).unwrap(),
+            InputChoice::Script("demo.script".into())
+        );
+        assert_eq!(
+            choose_input(None, None, vec![], true).unwrap(),
+            libinput(vec![], false)
+        );
+        assert_eq!(
+            choose_input(None, None, vec![], false).unwrap(),
+            InputChoice::None
+        );
+        assert_eq!(
+            choose_input(None, None, dev(), false).unwrap(),
+            libinput(dev(), true)
+        );
+        assert_eq!(
+            choose_input(Some(InputKind::Libinput), None, vec![], false).unwrap(),
+            libinput(vec![], true)
+        );
+        assert!(matches!(
+            choose_input(Some(InputKind::Libinput), script(), vec![], true),
+            Err(ConfigError::InputConflict("libinput"))
+        ));
+        assert!(matches!(
+            choose_input(Some(InputKind::Script), None, vec![], true),
+            Err(ConfigError::NoInputScript)
+        ));
+        assert!(matches!(
+            choose_input(Some(InputKind::None), None, dev(), true),
+            Err(ConfigError::DevicesWithoutLibinput("none"))
+        ));
+        assert!(matches!(
+            choose_input(None, script(), dev(), true),
+            Err(ConfigError::DevicesWithoutLibinput("script"))
+        ));
+    }
+
+    #[test]
+    fn keyboard_and_input_from_the_config_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(
+            &path,
+            "server = \"s\"\nxkb-layout = \"de\"\nxkb-variant = \"nodeadkeys\"\nxkb-options = \"ctrl:nocaps\"\ninput = \"libinput\"\ninput-device = [\"/dev/input/event1\"]\n",
+        )
+        .unwrap();
+        let path_arg = path.to_str().unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path_arg]).unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.xkb.layout.as_deref(), Some("de"));
+        assert_eq!(config.xkb.variant.as_deref(), Some("nodeadkeys"));
+        assert_eq!(config.xkb.model, None);
+        assert_eq!(
+            config.input,
+            InputChoice::Libinput {
+                devices: vec!["/dev/input/event1".into()],
+                required: true
+            }
+        );
+
+        let cli = Cli::try_parse_from([
+            "wrclient",
+            "--config",
+            path_arg,
+            "--xkb-layout",
+            "fr",
+            "--input",
+            "none",
+            "--input-device",
+            "/dev/input/event2",
+        ])
+        .unwrap();
+        assert!(matches!(
+            Config::resolve(cli),
+            Err(ConfigError::DevicesWithoutLibinput("none"))
+        ));
+        // An input flag overrides the file's input settings as a whole.
+        let cli = Cli::try_parse_from([
+            "wrclient",
+            "--config",
+            path_arg,
+            "--xkb-layout",
+            "fr",
+            "--input-script",
+            "x.script",
+        ])
+        .unwrap();
+        let config = Config::resolve(cli).unwrap();
+        assert_eq!(config.input, InputChoice::Script("x.script".into()));
+        assert_eq!(config.xkb.layout.as_deref(), Some("fr"));
+        assert_eq!(
+            config.xkb.variant, None,
+            "de's variant must not stick to fr"
+        );
+        assert_eq!(config.xkb.options.as_deref(), Some("ctrl:nocaps"));
+
+        std::fs::write(&path, "server = \"s\"\ninput = \"mouse\"\n").unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path_arg]).unwrap();
+        let err = Config::resolve(cli).unwrap_err().to_string();
+        assert!(err.contains("`input`"), "{err}");
     }
 
     #[test]

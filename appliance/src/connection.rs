@@ -1,5 +1,6 @@
-//! One connection's protocol: Hello/Welcome on the control stream, then frames from the display
-//! stream decoded, shown and acknowledged, until either side says goodbye or the link breaks.
+//! One connection's protocol: Hello/Welcome on the control stream, then frames and cursor
+//! images from the display stream decoded, shown and acknowledged, and local input sent on the
+//! input stream, until either side says goodbye or the link breaks.
 //!
 //! Everything the server sends is untrusted: a malformed message or frame ends the connection
 //! with `Bye(ProtocolError)` (the supervisor then reconnects), never a panic.
@@ -8,16 +9,21 @@ use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wayray_protocol::cursor::CursorError;
 use wayray_protocol::{
-    framing, ByeReason, Capabilities, ClientControl, Decoder, DisplayMessage, Encoding,
-    FrameReader, FramingError, Hello, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
-    PROTOCOL_VERSION,
+    framing, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder, DisplayMessage,
+    Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, ServerControl, StreamKind,
+    Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use crate::config::ScreenSize;
 use crate::display::DisplaySink;
-use crate::screen::{Screen, ScreenError};
-use crate::signals::{Command, Commands};
+use crate::input::Action;
+use crate::latency::LatencyError;
+use crate::local::Local;
+use crate::screen::ScreenError;
+use crate::signals::Command;
 
 /// QUIC application close codes (ours to choose; the server only logs them).
 const CLOSE_NORMAL: u32 = 0;
@@ -51,8 +57,12 @@ pub enum ConnectionError {
     UnknownStream(u8),
     #[error("cannot decode frame {seq}: {reason}")]
     BadFrame { seq: u64, reason: String },
+    #[error("server sent an unusable cursor image")]
+    BadCursor(#[source] CursorError),
     #[error(transparent)]
     Screen(#[from] ScreenError),
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
 }
 
 impl ConnectionError {
@@ -63,7 +73,7 @@ impl ConnectionError {
                 true
             }
             Self::Screen(ScreenError::Unsupported { .. }) => false,
-            Self::Screen(_) => true,
+            Self::Screen(_) | Self::Latency(_) => true,
             _ => false,
         }
     }
@@ -76,6 +86,7 @@ impl ConnectionError {
                 | Self::Unexpected(_)
                 | Self::UnknownStream(_)
                 | Self::BadFrame { .. }
+                | Self::BadCursor(_)
                 | Self::Screen(ScreenError::Unsupported { .. })
         )
     }
@@ -84,14 +95,14 @@ impl ConnectionError {
 /// How a connection ended when it was the appliance's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// A signal or `--exit-after` asked the appliance to stop.
+    /// A signal, `--exit-after` or the input script asked the appliance to stop.
     Shutdown(&'static str),
     /// `--exit-after-frames` frames were shown.
     FrameBudgetSpent,
 }
 
-/// The Hello this appliance sends.
-pub fn hello(screen: ScreenSize) -> Hello {
+/// The Hello this appliance sends; `keymap` is its keyboard's current layout.
+pub fn hello(screen: ScreenSize, keymap: Keymap) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         client_name: concat!("wrclient ", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -101,6 +112,7 @@ pub fn hello(screen: ScreenSize) -> Hello {
             encodings: vec![Encoding::TilesV1],
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
         },
+        keymap: Some(keymap),
     }
 }
 
@@ -159,36 +171,67 @@ pub async fn handshake(
 }
 
 impl Established {
-    /// Shows the session until one side ends the connection, then closes it (with a goodbye
-    /// saying why, when the appliance is the one ending it).
+    /// Shows the session and sends input until one side ends the connection, then closes it
+    /// (with a goodbye saying why, when the appliance is the one ending it).
     pub async fn run<S: DisplaySink>(
         mut self,
-        screen: &mut Screen<S>,
-        commands: &mut Commands,
+        local: &mut Local<S>,
     ) -> Result<Ended, ConnectionError> {
-        let result = self.serve(screen, commands).await;
+        let result = self.serve(local).await;
+        local.input.set_connected(false);
+        if let Some(latency) = &mut local.latency {
+            latency.forget_pending();
+        }
         close(&self.connection, &mut self.control_send, result.as_ref()).await;
         result
     }
 
     async fn serve<S: DisplaySink>(
         &mut self,
-        screen: &mut Screen<S>,
-        commands: &mut Commands,
+        local: &mut Local<S>,
     ) -> Result<Ended, ConnectionError> {
-        screen.resize(self.welcome.output_width, self.welcome.output_height)?;
+        let Local {
+            screen,
+            input,
+            commands,
+            latency,
+        } = local;
+        let (width, height) = (self.welcome.output_width, self.welcome.output_height);
+        screen.resize(width, height)?;
+        if let Some(pointer) = input.set_output(width, height) {
+            screen.move_cursor(pointer);
+        }
         let max_message_len = self.welcome.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN);
         let mut display: Option<MessageReader> = None;
+        let mut input_stream = InputStream::open(&self.connection).await?;
+        input.set_connected(true);
         // Per connection: the server starts every connection with a key frame.
         let mut decoder = Decoder::new();
 
         loop {
             tokio::select! {
-                // Signals first, so a flood of frames cannot delay a shutdown.
+                // Signals first, so a flood of frames cannot delay a shutdown; then input, so a
+                // key release never waits behind a frame.
                 biased;
                 command = commands.next() => match command {
                     Command::Screenshot => screen.write_screenshot(),
                     Command::Shutdown(why) => return Ok(Ended::Shutdown(why)),
+                },
+                event = input.next() => match input.route(event) {
+                    Action::Exit => return Ok(Ended::Shutdown("the input script said exit")),
+                    Action::Send { messages, pointer } => {
+                        if let Some(pointer) = pointer {
+                            screen.move_cursor(pointer);
+                        }
+                        for message in &messages {
+                            input_stream.send(message).await?;
+                            if let (Some(latency), InputMessage::Key { keycode, pressed: true, .. }) =
+                                (latency.as_mut(), message)
+                            {
+                                latency.key_pressed(*keycode);
+                            }
+                        }
+                    }
                 },
                 message = self.control_recv.next::<ServerControl>() => match message? {
                     Some(ServerControl::Bye(reason)) => return Err(ConnectionError::ServerBye(reason)),
@@ -207,20 +250,53 @@ impl Established {
                 message = next_display_message(&mut display) => match message? {
                     Some(DisplayMessage::Frame(update)) => {
                         let seq = update.seq;
+                        let changed = !update.tiles.is_empty();
                         let damage = decoder.apply(&update).map_err(|e| {
                             ConnectionError::BadFrame { seq, reason: e.to_string() }
                         })?;
-                        screen.present(seq, decoder.pixels(), decoder.width(), decoder.height(), &damage)?;
+                        let (width, height) = (decoder.width(), decoder.height());
+                        screen.present(seq, decoder.pixels(), width, height, &damage)?;
+                        if let (true, Some(latency)) = (changed, latency.as_mut()) {
+                            latency.frame_presented()?;
+                        }
+                        if let Some(pointer) = input.set_output(width, height) {
+                            screen.move_cursor(pointer);
+                        }
                         // Right away: the server paces this appliance by its acknowledgements.
                         send(&mut self.control_send, &ClientControl::FrameAck { seq }).await?;
                         if screen.frame_budget_spent() {
                             return Ok(Ended::FrameBudgetSpent);
                         }
                     }
+                    Some(DisplayMessage::Cursor(CursorUpdate::Hidden)) => screen.set_cursor(None),
+                    Some(DisplayMessage::Cursor(CursorUpdate::Image(image))) => {
+                        image.validate().map_err(ConnectionError::BadCursor)?;
+                        screen.set_cursor(Some(&image));
+                    }
                     None => return Err(ConnectionError::StreamEnded("display")),
                 },
             }
         }
+    }
+}
+
+/// The appliance's input stream: opened once per connection, then one framed
+/// [`InputMessage`] per event, written as soon as it happens.
+struct InputStream(SendStream);
+
+impl InputStream {
+    async fn open(connection: &quinn::Connection) -> Result<Self, ConnectionError> {
+        let mut stream = connection.open_uni().await.map_err(ConnectionError::Lost)?;
+        // The kind byte goes out at once, so the server sees the stream before the first event.
+        stream
+            .write_all(&[StreamKind::Input as u8])
+            .await
+            .map_err(ConnectionError::Write)?;
+        Ok(Self(stream))
+    }
+
+    async fn send(&mut self, message: &InputMessage) -> Result<(), ConnectionError> {
+        write_message(&mut self.0, message).await
     }
 }
 
@@ -285,6 +361,13 @@ async fn close(
 }
 
 async fn send(stream: &mut SendStream, message: &ClientControl) -> Result<(), ConnectionError> {
+    write_message(stream, message).await
+}
+
+async fn write_message<T: Serialize>(
+    stream: &mut SendStream,
+    message: &T,
+) -> Result<(), ConnectionError> {
     let bytes = framing::encode(message).map_err(ConnectionError::Encode)?;
     stream
         .write_all(&bytes)

@@ -6,7 +6,12 @@ mod backoff;
 mod config;
 mod connection;
 mod display;
+mod input;
+mod keymap;
+mod latency;
+mod local;
 mod pinning;
+mod pointer;
 mod report;
 mod screen;
 mod screenshot;
@@ -25,7 +30,9 @@ fn main() -> miette::Result<()> {
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // libseat narrates every backend it tries at info level; its warnings are enough.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,libseat=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
@@ -41,6 +48,10 @@ fn main() -> miette::Result<()> {
     }))
     .into_diagnostic()?;
     let config = config::Config::resolve(cli).into_diagnostic()?;
+    let keyboard =
+        keymap::Layout::compile(&keymap::Rmlvo::system(config.xkb.clone())).into_diagnostic()?;
+    tracing::info!(layout = %keyboard.wire.layout, "keyboard layout");
+    let input_source = input::open_source(&config.input, &keyboard).into_diagnostic()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -50,6 +61,11 @@ fn main() -> miette::Result<()> {
     // The protocol loop runs on this thread; quinn's I/O runs on the runtime's workers, so
     // decoding a large frame here does not stall the network.
     runtime
-        .block_on(supervisor::run(&config, display::HeadlessSink::new()))
+        .block_on(supervisor::run(
+            &config,
+            display::HeadlessSink::new(),
+            keyboard.wire,
+            input_source,
+        ))
         .into_diagnostic()
 }

@@ -1,12 +1,14 @@
 //! The appliance's screen as the protocol loop sees it: a [`DisplaySink`] plus what tests and
-//! demos observe of it (the frame log, screenshots, the `--exit-after-frames` count).
+//! demos observe of it (the frame log, screenshots, the `--exit-after-frames` count, the count
+//! of frames presented that input scripts wait on).
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tokio::sync::watch;
 use wayray_protocol::codec::MAX_DIMENSION;
-use wayray_protocol::{frame_digest, Rect};
+use wayray_protocol::{frame_digest, CursorImage, Rect};
 
 use crate::display::{DisplayError, DisplaySink};
 use crate::report::error_chain;
@@ -33,12 +35,21 @@ pub enum ScreenError {
     },
 }
 
+/// What a screenshot is of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screenshot {
+    pub path: PathBuf,
+    /// Draw the cursor over the picture. Off by default, so a screenshot shows exactly the
+    /// server's framebuffer and stays comparable with the server's.
+    pub with_cursor: bool,
+}
+
 pub struct Screen<S> {
     sink: S,
     size: Option<(u32, u32)>,
     frame_log: Option<(File, PathBuf)>,
-    screenshot: Option<PathBuf>,
-    frames_presented: u64,
+    screenshot: Option<Screenshot>,
+    frames_presented: watch::Sender<u64>,
     exit_after_frames: Option<u64>,
 }
 
@@ -47,7 +58,7 @@ impl<S: DisplaySink> Screen<S> {
     pub fn new(
         sink: S,
         frame_log: Option<&Path>,
-        screenshot: Option<PathBuf>,
+        screenshot: Option<Screenshot>,
         exit_after_frames: Option<u64>,
     ) -> Result<Self, ScreenError> {
         let frame_log = frame_log
@@ -68,7 +79,7 @@ impl<S: DisplaySink> Screen<S> {
             size: None,
             frame_log,
             screenshot,
-            frames_presented: 0,
+            frames_presented: watch::Sender::new(0),
             exit_after_frames,
         })
     }
@@ -106,7 +117,7 @@ impl<S: DisplaySink> Screen<S> {
             &full
         };
         self.sink.present(pixels, width, height, damage)?;
-        self.frames_presented += 1;
+        self.frames_presented.send_modify(|n| *n += 1);
 
         // Hashing a whole framebuffer costs about a millisecond at 1080p: only when someone looks.
         if self.frame_log.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
@@ -129,27 +140,49 @@ impl<S: DisplaySink> Screen<S> {
         self.sink.show_status(text);
     }
 
+    /// Shows the server's cursor image (validated by the caller), or hides the cursor. Failures
+    /// are logged: a missing cursor is no reason to drop the session.
+    pub fn set_cursor(&mut self, image: Option<&CursorImage>) {
+        if let Err(e) = self.sink.set_cursor(image) {
+            tracing::warn!(error = %error_chain(&e), "cannot change the cursor");
+        }
+    }
+
+    /// Moves the cursor to the local pointer position (output pixels).
+    pub fn move_cursor(&mut self, (x, y): (f64, f64)) {
+        // Pointer positions are clamped to the output, so they fit an i32.
+        if let Err(e) = self.sink.move_cursor(x.floor() as i32, y.floor() as i32) {
+            tracing::warn!(error = %error_chain(&e), "cannot move the cursor");
+        }
+    }
+
     /// `--exit-after-frames` reached.
     pub fn frame_budget_spent(&self) -> bool {
         self.exit_after_frames
-            .is_some_and(|n| self.frames_presented >= n)
+            .is_some_and(|n| self.frames_presented() >= n)
     }
 
     pub fn frames_presented(&self) -> u64 {
-        self.frames_presented
+        *self.frames_presented.borrow()
+    }
+
+    /// Follows the count of frames presented (input scripts' `wait-frame`).
+    pub fn watch_frames(&self) -> watch::Receiver<u64> {
+        self.frames_presented.subscribe()
     }
 
     /// Writes the `--screenshot`, if one was asked for and there is a picture. Failures are
     /// logged, not returned: a screenshot is never a reason to drop the session.
     pub fn write_screenshot(&self) {
-        let Some(path) = &self.screenshot else {
+        let Some(Screenshot { path, with_cursor }) = &self.screenshot else {
             return;
         };
         let Some(frame) = self.sink.contents() else {
             tracing::warn!(path = %path.display(), "nothing on screen yet; no screenshot written");
             return;
         };
-        match screenshot::write_png(path, frame) {
+        let cursor = self.sink.cursor().filter(|_| *with_cursor);
+        match screenshot::write_png(path, frame, cursor) {
             Ok(()) => tracing::info!(
                 path = %path.display(),
                 width = frame.width,

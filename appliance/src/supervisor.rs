@@ -8,14 +8,19 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use wayray_protocol::Keymap;
+
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::connection::{self, ConnectionError, Ended};
 use crate::display::DisplaySink;
+use crate::input::{Input, InputSource};
+use crate::latency::{LatencyError, LatencyLog};
+use crate::local::Local;
 use crate::pinning::{PinError, TrustStore};
 use crate::report::error_chain;
-use crate::screen::{Screen, ScreenError};
-use crate::signals::{self, Command, Commands};
+use crate::screen::{Screen, ScreenError, Screenshot};
+use crate::signals::{self, Command};
 use crate::transport::{self, TransportError};
 
 /// Bounds the QUIC handshake plus Hello/Welcome. QUIC has no "connection refused", so this is how
@@ -33,6 +38,8 @@ pub enum ApplianceError {
     Pin(#[from] PinError),
     #[error(transparent)]
     Screen(#[from] ScreenError),
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
     #[error("no answer from the server within {} s", CONNECT_TIMEOUT.as_secs())]
     ConnectTimeout,
     #[error("cannot install signal handlers")]
@@ -44,42 +51,66 @@ impl ApplianceError {
         match self {
             Self::Transport(e) => e.is_fatal(),
             Self::Connection(e) => e.is_fatal(),
-            Self::Pin(_) | Self::Screen(_) | Self::Signals(_) => true,
+            Self::Pin(_) | Self::Screen(_) | Self::Latency(_) | Self::Signals(_) => true,
             Self::ConnectTimeout => false,
         }
     }
 }
 
-/// Runs the appliance until a shutdown request, `--exit-after-frames`, or a fatal error; writes
-/// the `--screenshot` on the way out in every case.
-pub async fn run<S: DisplaySink>(config: &Config, sink: S) -> Result<(), ApplianceError> {
+/// Runs the appliance until a shutdown request, `--exit-after-frames`, the input script's `exit`,
+/// or a fatal error; writes the `--screenshot` on the way out in every case. `keymap` is the
+/// keyboard's layout, announced in every Hello until the input source switches it.
+pub async fn run<S: DisplaySink>(
+    config: &Config,
+    sink: S,
+    keymap: Keymap,
+    input_source: Option<Box<dyn InputSource>>,
+) -> Result<(), ApplianceError> {
     let trust = TrustStore::open(config.server_cert.as_deref(), &config.state_dir)?;
-    let mut screen = Screen::new(
+    let screenshot = config.screenshot.clone().map(|path| Screenshot {
+        path,
+        with_cursor: config.screenshot_cursor,
+    });
+    let screen = Screen::new(
         sink,
         config.frame_log.as_deref(),
-        config.screenshot.clone(),
+        screenshot,
         config.exit_after_frames,
     )?;
-    let mut commands = signals::listen(config.exit_after).map_err(ApplianceError::Signals)?;
+    let input = Input::new(keymap, config.screen.width, config.screen.height);
+    let latency = config
+        .latency_log
+        .as_deref()
+        .map(LatencyLog::open)
+        .transpose()?;
+    let commands = signals::listen(config.exit_after).map_err(ApplianceError::Signals)?;
+    let mut local = Local {
+        screen,
+        input,
+        commands,
+        latency,
+    };
+    local.screen.move_cursor(local.input.pointer());
+    let frames = local.screen.watch_frames();
+    local.input.start(input_source, frames);
 
-    let result = reconnect_loop(config, &trust, &mut screen, &mut commands).await;
+    let result = reconnect_loop(config, &trust, &mut local).await;
     if let Err(e) = &result {
-        screen.show_status(&e.to_string());
+        local.screen.show_status(&e.to_string());
     }
-    screen.write_screenshot();
+    local.screen.write_screenshot();
     result
 }
 
 async fn reconnect_loop<S: DisplaySink>(
     config: &Config,
     trust: &TrustStore,
-    screen: &mut Screen<S>,
-    commands: &mut Commands,
+    local: &mut Local<S>,
 ) -> Result<(), ApplianceError> {
     let mut backoff = Backoff::RECONNECT;
     for attempt in 1u64.. {
         let span = tracing::info_span!("connection", server = %config.server, attempt);
-        let outcome = attempt_once(config, trust, screen, commands, &mut backoff)
+        let outcome = attempt_once(config, trust, local, &mut backoff)
             .instrument(span.clone())
             .await;
         match outcome {
@@ -91,7 +122,7 @@ async fn reconnect_loop<S: DisplaySink>(
             Ok(Some(Ended::FrameBudgetSpent)) => {
                 tracing::info!(
                     parent: &span,
-                    frames = screen.frames_presented(),
+                    frames = local.screen.frames_presented(),
                     "--exit-after-frames reached; exiting"
                 );
                 return Ok(());
@@ -101,11 +132,11 @@ async fn reconnect_loop<S: DisplaySink>(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(parent: &span, error = %error_chain(&e), retry_in = ?delay, "connection ended");
-                screen.show_status(&format!(
+                local.screen.show_status(&format!(
                     "{e}; reconnecting in {:.1} s",
                     delay.as_secs_f64()
                 ));
-                if unless_shutdown(tokio::time::sleep(delay), screen, commands)
+                if unless_shutdown(tokio::time::sleep(delay), local)
                     .await
                     .is_none()
                 {
@@ -122,16 +153,18 @@ async fn reconnect_loop<S: DisplaySink>(
 async fn attempt_once<S: DisplaySink>(
     config: &Config,
     trust: &TrustStore,
-    screen: &mut Screen<S>,
-    commands: &mut Commands,
+    local: &mut Local<S>,
     backoff: &mut Backoff,
 ) -> Result<Option<Ended>, ApplianceError> {
     tracing::info!("connecting");
-    screen.show_status(&format!("connecting to {}", config.server));
+    local
+        .screen
+        .show_status(&format!("connecting to {}", config.server));
     let trust = trust.load(&config.server)?;
+    let hello = connection::hello(config.screen, local.input.keymap().clone());
     let connect = async {
         let link = transport::connect(&config.server, &config.server_name, trust).await?;
-        match connection::handshake(&link.connection, connection::hello(config.screen)).await {
+        match connection::handshake(&link.connection, hello).await {
             Ok(established) => Ok((link, established)),
             Err(e) => {
                 link.finish().await;
@@ -144,7 +177,7 @@ async fn attempt_once<S: DisplaySink>(
             .await
             .unwrap_or(Err(ApplianceError::ConnectTimeout))
     };
-    let Some(connected) = unless_shutdown(connect, screen, commands).await else {
+    let Some(connected) = unless_shutdown(connect, local).await else {
         return Ok(None);
     };
     let (link, established) = connected?;
@@ -157,29 +190,35 @@ async fn attempt_once<S: DisplaySink>(
         height = welcome.output_height,
         "welcomed"
     );
-    screen.show_status(&format!("connected to {}", welcome.server_name));
-    let ended = established.run(screen, commands).await;
+    local
+        .screen
+        .show_status(&format!("connected to {}", welcome.server_name));
+    let ended = established.run(local).await;
     link.finish().await;
     Ok(Some(ended?))
 }
 
-/// Runs `work` while still obeying commands: screenshots are taken meanwhile, and a shutdown
+/// Runs `work` while still obeying commands and draining input: screenshots are taken
+/// meanwhile, input moves only the local cursor, and a shutdown (or the input script's `exit`)
 /// abandons `work` and returns `None`.
 async fn unless_shutdown<T, S: DisplaySink>(
     work: impl Future<Output = T>,
-    screen: &Screen<S>,
-    commands: &mut Commands,
+    local: &mut Local<S>,
 ) -> Option<T> {
     let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             done = &mut work => return Some(done),
-            command = commands.next() => match command {
-                Command::Screenshot => screen.write_screenshot(),
+            command = local.commands.next() => match command {
+                Command::Screenshot => local.screen.write_screenshot(),
                 Command::Shutdown(why) => {
                     tracing::info!(why, "shutting down");
                     return None;
                 }
+            },
+            event = local.input.next() => if !local.drop_input(event) {
+                tracing::info!("the input script said exit; shutting down");
+                return None;
             },
         }
     }

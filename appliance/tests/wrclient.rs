@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use support::*;
 use wayray_protocol::{
-    frame_digest, ByeReason, ClientControl, Encoding, FrameUpdate, ServerControl, Tile, TileData,
-    DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    frame_digest, ByeReason, ClientControl, CursorImage, CursorUpdate, DisplayMessage, Encoding,
+    FrameUpdate, ServerControl, Tile, TileData, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 const W: u32 = 320;
@@ -47,6 +47,12 @@ async fn key_frame_is_shown_acknowledged_logged_and_screenshotted() {
     );
     assert_eq!(hello.capabilities.encodings, [Encoding::TilesV1]);
     assert_eq!(hello.capabilities.max_message_len, DEFAULT_MAX_MESSAGE_LEN);
+    let keymap = hello.keymap.expect("Hello carries the keyboard's keymap");
+    assert!(keymap.text.starts_with("xkb_keymap"), "{}", keymap.layout);
+    // Without flags or XKB_DEFAULT_* (cleared by `wrclient`), the system's file decides.
+    if !std::path::Path::new("/etc/default/keyboard").exists() {
+        assert_eq!(keymap.layout, "us");
+    }
 
     appliance.welcome(W, H).await;
     appliance.open_display().await;
@@ -186,7 +192,27 @@ async fn protocol_errors_say_why_and_reconnect() {
         "{bye:?}"
     );
 
-    // 3. A well-behaved connection.
+    // 3. A cursor image whose pixels do not match its size.
+    let mut appliance = server.accept().await;
+    appliance.expect_hello().await;
+    appliance.welcome(W, H).await;
+    appliance.open_display().await;
+    appliance
+        .send_display(&DisplayMessage::Cursor(CursorUpdate::Image(CursorImage {
+            width: 8,
+            height: 8,
+            hotspot_x: 0,
+            hotspot_y: 0,
+            pixels: vec![0; 10],
+        })))
+        .await;
+    let bye = appliance.next_control().await;
+    assert!(
+        matches!(&bye, Some(ClientControl::Bye(ByeReason::ProtocolError(why))) if why.contains("cursor")),
+        "{bye:?}"
+    );
+
+    // 4. A well-behaved connection.
     let mut appliance = server.accept().await;
     appliance.expect_hello().await;
     appliance.welcome(W, H).await;

@@ -136,6 +136,7 @@ mod tests {
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: 1 << 20,
             },
+            keymap: None,
         })
     }
 

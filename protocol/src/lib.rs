@@ -6,11 +6,15 @@
 //! streams, so all of it is unit-tested and fuzzed without sockets.
 
 pub mod codec;
+pub mod cursor;
 pub mod framing;
+pub mod input;
 pub mod messages;
 
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData};
+pub use cursor::{CursorImage, CursorUpdate};
 pub use framing::{FrameReader, FramingError};
+pub use input::{AxisSource, AxisValue, InputMessage, Keymap};
 pub use messages::*;
 
 /// ALPN identifier for QUIC connections; a peer speaking anything else is refused in the handshake.

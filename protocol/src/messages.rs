@@ -57,6 +57,9 @@ pub struct Hello {
     /// Free-form firmware identification for logs and `wradm` (e.g. "wrclient 0.1.0").
     pub client_name: String,
     pub capabilities: Capabilities,
+    /// The appliance keyboard's layout; `None` keeps the server's default (US). Later changes
+    /// arrive as [`crate::InputMessage::Keymap`].
+    pub keymap: Option<crate::Keymap>,
 }
 
 /// Server → appliance answer to [`Hello`]: what was agreed.
@@ -125,4 +128,6 @@ pub enum ServerControl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DisplayMessage {
     Frame(FrameUpdate),
+    /// The pointer's image changed; the appliance draws it at its local pointer position.
+    Cursor(crate::CursorUpdate),
 }

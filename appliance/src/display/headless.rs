@@ -1,16 +1,19 @@
 //! A screen in memory: keeps its own copy of the framebuffer, updated only where frames say it
-//! changed, exactly as a DRM sink updates its scanout buffer. Tests and demos look at it through
-//! screenshots; statuses go to the log.
+//! changed, exactly as a DRM sink updates its scanout buffer, and the cursor beside it as a
+//! cursor plane would hold it. Tests and demos look at it through screenshots; statuses go to
+//! the log.
 
-use wayray_protocol::{Rect, BYTES_PER_PIXEL};
+use wayray_protocol::{CursorImage, Rect, BYTES_PER_PIXEL};
 
-use super::{DisplayError, DisplaySink, FrameView};
+use super::{CursorView, DisplayError, DisplaySink, FrameView};
 
 #[derive(Debug, Default)]
 pub struct HeadlessSink {
     width: u32,
     height: u32,
     pixels: Vec<u8>,
+    cursor: Option<CursorImage>,
+    cursor_at: (i32, i32),
 }
 
 impl HeadlessSink {
@@ -81,6 +84,21 @@ impl DisplaySink for HeadlessSink {
             height: self.height,
         })
     }
+
+    fn set_cursor(&mut self, image: Option<&CursorImage>) -> Result<(), DisplayError> {
+        self.cursor = image.cloned();
+        Ok(())
+    }
+
+    fn move_cursor(&mut self, x: i32, y: i32) -> Result<(), DisplayError> {
+        self.cursor_at = (x, y);
+        Ok(())
+    }
+
+    fn cursor(&self) -> Option<CursorView<'_>> {
+        let (x, y) = self.cursor_at;
+        self.cursor.as_ref().map(|image| CursorView { image, x, y })
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +151,27 @@ mod tests {
         let bottom_right = (2 * 4 + 3) * 4;
         assert_eq!(view.pixels[bottom_right..bottom_right + 4], [0xFF; 4]);
         assert_eq!(view.pixels.iter().filter(|&&b| b == 0xFF).count(), 4);
+    }
+
+    #[test]
+    fn cursor_is_kept_apart_from_the_framebuffer() {
+        let mut sink = HeadlessSink::new();
+        sink.configure(4, 3).unwrap();
+        assert!(sink.cursor().is_none());
+        let image = CursorImage {
+            width: 1,
+            height: 1,
+            hotspot_x: 0,
+            hotspot_y: 0,
+            pixels: vec![255; 4],
+        };
+        sink.set_cursor(Some(&image)).unwrap();
+        sink.move_cursor(2, 1).unwrap();
+        let cursor = sink.cursor().unwrap();
+        assert_eq!((cursor.x, cursor.y, cursor.image), (2, 1, &image));
+        assert!(sink.contents().unwrap().pixels.iter().all(|&b| b == 0));
+        sink.set_cursor(None).unwrap();
+        assert!(sink.cursor().is_none());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Where decoded frames go. One trait, one file per backend: `headless` (memory, for tests and
 //! demos) now; a DRM/KMS sink (dumb buffers, page flip on vblank) is meant to slot in beside it,
-//! which is why the trait speaks in damage rectangles and explicit size changes.
+//! which is why the trait speaks in damage rectangles and explicit size changes, and keeps the
+//! cursor apart from the framebuffer (a DRM sink puts it on the hardware cursor plane, so moving
+//! the pointer never redraws the picture).
 
-use wayray_protocol::Rect;
+use wayray_protocol::{CursorImage, Rect};
 
 pub mod headless;
 
@@ -52,6 +54,16 @@ pub trait DisplaySink {
 
     /// What the screen shows now, for screenshots; `None` until the first `configure`.
     fn contents(&self) -> Option<FrameView<'_>>;
+
+    /// Changes the pointer's image (already validated); `None` hides the cursor.
+    fn set_cursor(&mut self, image: Option<&CursorImage>) -> Result<(), DisplayError>;
+
+    /// Puts the pointer at (`x`, `y`) of the framebuffer: the image's hotspot goes there. Called
+    /// on every local motion, so it must not touch the framebuffer.
+    fn move_cursor(&mut self, x: i32, y: i32) -> Result<(), DisplayError>;
+
+    /// The cursor as shown now, for screenshots; `None` while hidden.
+    fn cursor(&self) -> Option<CursorView<'_>>;
 }
 
 /// A borrowed framebuffer in the wire pixel format.
@@ -60,4 +72,12 @@ pub struct FrameView<'a> {
     pub pixels: &'a [u8],
     pub width: u32,
     pub height: u32,
+}
+
+/// A borrowed cursor image and where the pointer (the image's hotspot) is.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorView<'a> {
+    pub image: &'a CursorImage,
+    pub x: i32,
+    pub y: i32,
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wayray_protocol::{
     framing, ClientControl, DisplayMessage, Encoder, Encoding, FrameReader, FrameUpdate, Hello,
-    Rect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    InputMessage, Rect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
+    PROTOCOL_VERSION,
 };
 
 /// Long enough for a loaded CI machine, short enough that a hang fails the test visibly.
@@ -156,9 +157,57 @@ impl Appliance {
     }
 
     pub async fn send_frame(&mut self, update: FrameUpdate) {
-        let bytes = framing::encode(&DisplayMessage::Frame(update)).unwrap();
+        self.send_display(&DisplayMessage::Frame(update)).await;
+    }
+
+    pub async fn send_display(&mut self, message: &DisplayMessage) {
+        let bytes = framing::encode(message).unwrap();
         let display = self.display.as_mut().expect("display stream open");
-        display.write_all(&bytes).await.expect("write frame");
+        display
+            .write_all(&bytes)
+            .await
+            .expect("write display message");
+    }
+
+    /// The input stream the appliance opens after Welcome; checks its kind byte.
+    pub async fn accept_input(&mut self) -> InputStream {
+        tokio::time::timeout(STEP_TIMEOUT, async {
+            let mut recv = self.conn.accept_uni().await.expect("input stream");
+            let mut kind = [0u8];
+            recv.read_exact(&mut kind).await.expect("stream kind byte");
+            assert_eq!(kind[0], StreamKind::Input as u8, "not an input stream");
+            InputStream {
+                recv,
+                reader: FrameReader::new(DEFAULT_MAX_MESSAGE_LEN),
+            }
+        })
+        .await
+        .expect("appliance opened no input stream in time")
+    }
+}
+
+/// The appliance's input stream, seen from the server.
+pub struct InputStream {
+    recv: quinn::RecvStream,
+    reader: FrameReader,
+}
+
+impl InputStream {
+    /// The next input message, `None` if the stream ended.
+    pub async fn next(&mut self) -> Option<InputMessage> {
+        tokio::time::timeout(STEP_TIMEOUT, async {
+            loop {
+                if let Some(msg) = self.reader.next::<InputMessage>().expect("well-formed") {
+                    return Some(msg);
+                }
+                match self.recv.read_chunk(self.reader.wanted(), true).await {
+                    Ok(Some(chunk)) => self.reader.push(&chunk.bytes),
+                    Ok(None) | Err(_) => return None,
+                }
+            }
+        })
+        .await
+        .expect("appliance sent no input in time")
     }
 }
 
@@ -186,14 +235,27 @@ pub fn key_frame(seq: u64, width: u32, height: u32, pixels: &[u8]) -> FrameUpdat
         .expect("encode key frame")
 }
 
-/// `wrclient` pointed at `server` with its state in `dir`, plus `extra` flags.
+/// `wrclient` pointed at `server` with its state in `dir`, plus `extra` flags. Unless a test
+/// gives an input script, the appliance takes no input (never the real devices of the machine
+/// running the tests), and its keyboard layout does not come from the environment.
 pub fn wrclient(dir: &Path, server: SocketAddr, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wrclient"));
     cmd.arg("--server")
         .arg(server.to_string())
         .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(extra)
+        .arg(dir.join("state"));
+    if !extra.contains(&"--input-script") {
+        cmd.args(["--input", "none"]);
+    }
+    for var in [
+        "XKB_DEFAULT_LAYOUT",
+        "XKB_DEFAULT_VARIANT",
+        "XKB_DEFAULT_MODEL",
+        "XKB_DEFAULT_OPTIONS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(extra)
         .env("RUST_LOG", "debug,quinn=info,rustls=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

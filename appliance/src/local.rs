@@ -1,0 +1,33 @@
+//! What the appliance brings to every connection and keeps between them: its screen, its input,
+//! the requests from outside that it obeys, and what benchmarks measure.
+
+use crate::display::DisplaySink;
+use crate::input::{Action, Input, InputEvent};
+use crate::latency::LatencyLog;
+use crate::screen::Screen;
+use crate::signals::Commands;
+
+pub struct Local<S> {
+    pub screen: Screen<S>,
+    pub input: Input,
+    pub commands: Commands,
+    pub latency: Option<LatencyLog>,
+}
+
+impl<S: DisplaySink> Local<S> {
+    /// Input while no server takes it: the cursor still follows the pointer (a person sees the
+    /// appliance is alive), everything else is dropped rather than replayed late. Returns
+    /// `false` when the source asked the appliance to exit.
+    pub fn drop_input(&mut self, event: InputEvent) -> bool {
+        match self.input.route(event) {
+            Action::Exit => false,
+            Action::Send { messages, pointer } => {
+                if let Some(pointer) = pointer {
+                    self.screen.move_cursor(pointer);
+                }
+                tracing::trace!(dropped = messages.len(), "input while disconnected");
+                true
+            }
+        }
+    }
+}
