@@ -3,7 +3,7 @@
 # Packages to build the workspace.
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
-WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core)
+WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
 
 # ensure_packages PKG... : apt-get installs the ones not yet installed (needs root).
 ensure_packages() {

@@ -363,7 +363,8 @@ fn garbage_display_messages_are_errors() {
     }
     for garbage in [
         &[0xffu8; 16][..],
-        &[1, 0],
+        // No DisplayMessage variant 9.
+        &[9, 0],
         &[
             0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
         ],

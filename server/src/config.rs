@@ -30,6 +30,14 @@ pub struct Config {
     /// The name the server certificate is issued for; appliances check it (SNI). Default
     /// `wayray-server`.
     pub server_name: String,
+    /// xcursor theme of the cursors the server draws: the arrow over the background and the
+    /// shapes clients name through cursor-shape-v1 (clients drawing their own cursor pick their
+    /// own theme). Unset: `$XCURSOR_THEME`, else `default`, the system's default theme. Adwaita
+    /// and DMZ-White are tried after it, and with no theme installed a built-in arrow is used.
+    pub cursor_theme: Option<String>,
+    /// Nominal size in pixels of those cursors (1..=256); the theme's nearest size is used.
+    /// Unset: `$XCURSOR_SIZE`, else 24.
+    pub cursor_size: Option<u32>,
 }
 
 impl Default for Config {
@@ -44,6 +52,8 @@ impl Default for Config {
             detached_frame_interval_ms: 1000,
             refresh_hz: 60,
             server_name: "wayray-server".into(),
+            cursor_theme: None,
+            cursor_size: None,
         }
     }
 }
@@ -68,6 +78,10 @@ pub enum ConfigError {
     Refresh(u32),
     #[error("max_frames_in_flight must be at least 1")]
     InFlight,
+    #[error("cursor_size {0} is out of range (1..={max})", max = wayray_protocol::cursor::MAX_CURSOR_SIZE)]
+    CursorSize(u32),
+    #[error("cursor_theme is empty; leave it out to use $XCURSOR_THEME or the default theme")]
+    CursorTheme,
 }
 
 impl Config {
@@ -96,7 +110,53 @@ impl Config {
         if self.max_frames_in_flight == 0 {
             return Err(ConfigError::InFlight);
         }
+        if let Some(size) = self.cursor_size.filter(|s| !cursor_size_ok(*s)) {
+            return Err(ConfigError::CursorSize(size));
+        }
+        if self.cursor_theme.as_deref() == Some("") {
+            return Err(ConfigError::CursorTheme);
+        }
         Ok(())
+    }
+
+    /// `cursor_theme`, else `$XCURSOR_THEME`, else `default`.
+    pub fn resolved_cursor_theme(&self) -> String {
+        let env = std::env::var("XCURSOR_THEME").ok();
+        resolve_cursor_theme(self.cursor_theme.as_deref(), env.as_deref())
+    }
+
+    /// `cursor_size`, else `$XCURSOR_SIZE`, else 24.
+    pub fn resolved_cursor_size(&self) -> u32 {
+        let env = std::env::var("XCURSOR_SIZE").ok();
+        resolve_cursor_size(self.cursor_size, env.as_deref())
+    }
+}
+
+const DEFAULT_CURSOR_THEME: &str = "default";
+const DEFAULT_CURSOR_SIZE: u32 = 24;
+
+fn cursor_size_ok(size: u32) -> bool {
+    (1..=wayray_protocol::cursor::MAX_CURSOR_SIZE).contains(&size)
+}
+
+fn resolve_cursor_theme(config: Option<&str>, env: Option<&str>) -> String {
+    config
+        .or(env.filter(|t| !t.is_empty()))
+        .unwrap_or(DEFAULT_CURSOR_THEME)
+        .to_owned()
+}
+
+fn resolve_cursor_size(config: Option<u32>, env: Option<&str>) -> u32 {
+    if let Some(size) = config {
+        return size;
+    }
+    match env.map(|s| s.trim().parse::<u32>()) {
+        Some(Ok(size)) if cursor_size_ok(size) => size,
+        Some(_) => {
+            tracing::warn!(value = ?env, "ignoring invalid $XCURSOR_SIZE");
+            DEFAULT_CURSOR_SIZE
+        }
+        None => DEFAULT_CURSOR_SIZE,
     }
 }
 
@@ -130,5 +190,38 @@ mod tests {
         };
         assert!(c.validate().is_err());
         assert!(Config::default().validate().is_ok());
+        for size in [0, 257] {
+            let c = Config {
+                cursor_size: Some(size),
+                ..Config::default()
+            };
+            assert!(matches!(c.validate(), Err(ConfigError::CursorSize(_))));
+        }
+        let c = Config {
+            cursor_theme: Some(String::new()),
+            ..Config::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::CursorTheme)));
+    }
+
+    #[test]
+    fn cursor_settings_prefer_config_then_environment() {
+        assert_eq!(
+            resolve_cursor_theme(Some("DMZ-White"), Some("x")),
+            "DMZ-White"
+        );
+        assert_eq!(resolve_cursor_theme(None, Some("Adwaita")), "Adwaita");
+        assert_eq!(resolve_cursor_theme(None, Some("")), "default");
+        assert_eq!(resolve_cursor_theme(None, None), "default");
+        assert_eq!(resolve_cursor_size(Some(32), Some("48")), 32);
+        assert_eq!(resolve_cursor_size(None, Some("48")), 48);
+        assert_eq!(resolve_cursor_size(None, Some("huge")), 24);
+        assert_eq!(resolve_cursor_size(None, Some("0")), 24);
+        assert_eq!(resolve_cursor_size(None, None), 24);
+        let c: Config = toml::from_str("cursor_theme = \"Adwaita\"\ncursor_size = 32").unwrap();
+        assert_eq!(
+            (c.cursor_theme.as_deref(), c.cursor_size),
+            (Some("Adwaita"), Some(32))
+        );
     }
 }

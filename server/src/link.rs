@@ -16,6 +16,13 @@ pub enum ToCompositor {
     Attached {
         appliance: ApplianceId,
         screen: (u32, u32),
+        /// The appliance keyboard's layout, if it sent one.
+        keymap: Option<wayray_protocol::Keymap>,
+    },
+    /// An input event from the attached appliance, already validated.
+    Input {
+        appliance: ApplianceId,
+        event: wayray_protocol::InputMessage,
     },
     /// The appliance went away (closed, timed out, broke the protocol, or was replaced).
     Detached { appliance: ApplianceId },
@@ -32,6 +39,12 @@ pub enum ToTransport {
     Frame {
         appliance: ApplianceId,
         seq: u64,
+        bytes: Arc<[u8]>,
+    },
+    /// A framed `DisplayMessage::Cursor` for the same stream, so it stays in order with frames.
+    /// It is not a frame: the appliance does not acknowledge it and it never counts in flight.
+    Cursor {
+        appliance: ApplianceId,
         bytes: Arc<[u8]>,
     },
 }

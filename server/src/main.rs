@@ -145,6 +145,10 @@ fn main() -> miette::Result<()> {
         max_frames_in_flight: config.max_frames_in_flight,
         detached_frame_interval: Duration::from_millis(config.detached_frame_interval_ms),
         refresh_hz: config.refresh_hz,
+        cursor: compositor::CursorSettings {
+            theme: config.resolved_cursor_theme(),
+            size: config.resolved_cursor_size(),
+        },
     };
     let result = compositor::run(opts, to_transport, from_transport);
     if net.join().is_err() {

@@ -6,14 +6,12 @@ mod support;
 use std::{
     collections::HashMap,
     net::UdpSocket,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use support::*;
 use wayray_protocol::{
-    framing, Capabilities, ClientControl, DisplayMessage, Encoding, FrameReader, Hello,
-    ServerControl, StreamKind, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    ClientControl, DisplayMessage, FrameReader, ServerControl, DEFAULT_MAX_MESSAGE_LEN,
 };
 
 const GLOBALS: &[&str] = &[
@@ -27,6 +25,7 @@ const GLOBALS: &[&str] = &[
     "wl_data_device_manager",
     "wp_viewporter",
     "wp_fractional_scale_manager_v1",
+    "wp_cursor_shape_manager_v1",
 ];
 
 #[test]
@@ -327,48 +326,17 @@ fn frames_are_paced_by_acks() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let conn = raw_connect(server.listen).await;
-        let (mut ctrl, mut ctrl_recv) = conn.open_bi().await.unwrap();
-        let hello = ClientControl::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_name: "pacing-test".into(),
-            capabilities: Capabilities {
-                screen_width: 1280,
-                screen_height: 800,
-                encodings: vec![Encoding::TilesV1],
-                max_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            },
-        });
-        ctrl.write_all(&framing::encode(&hello).unwrap())
-            .await
-            .unwrap();
-        let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
-        loop {
-            let chunk = ctrl_recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
-            reader.push(&chunk.bytes);
-            if let Some(msg) = reader.next::<ServerControl>().unwrap() {
-                assert!(matches!(msg, ServerControl::Welcome(_)), "{msg:?}");
-                break;
-            }
-        }
-        let mut display = conn.accept_uni().await.unwrap();
-        let mut kind = [0u8];
-        display.read_exact(&mut kind).await.unwrap();
-        assert_eq!(kind[0], StreamKind::Display as u8);
-        let mut frames = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
-        let mut seqs = Vec::new();
-        let collect = |frames: &mut FrameReader, seqs: &mut Vec<u64>| {
-            while let Some(DisplayMessage::Frame(f)) = frames.next::<DisplayMessage>().unwrap() {
-                seqs.push(f.seq);
-            }
+        let mut peer = RawAppliance::attach(server.listen, "pacing-test").await;
+        // Cursor updates share the display stream but are not frames: they are not paced.
+        let frame_seqs = |msgs: Vec<DisplayMessage>| -> Vec<u64> {
+            msgs.into_iter()
+                .filter_map(|m| match m {
+                    DisplayMessage::Frame(f) => Some(f.seq),
+                    DisplayMessage::Cursor(_) => None,
+                })
+                .collect()
         };
-        let deadline = Instant::now() + Duration::from_millis(1500);
-        while let Ok(Ok(Some(chunk))) =
-            tokio::time::timeout_at(deadline.into(), display.read_chunk(1 << 20, true)).await
-        {
-            frames.push(&chunk.bytes);
-            collect(&mut frames, &mut seqs);
-        }
+        let mut seqs = frame_seqs(peer.display_for(Duration::from_millis(1500)).await);
         assert_eq!(
             seqs.len(),
             2,
@@ -376,81 +344,16 @@ fn frames_are_paced_by_acks() {
         );
 
         // One ack frees one slot: exactly one more frame follows.
-        let ack = ClientControl::FrameAck { seq: seqs[0] };
-        ctrl.write_all(&framing::encode(&ack).unwrap())
-            .await
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(1500);
-        while let Ok(Ok(Some(chunk))) =
-            tokio::time::timeout_at(deadline.into(), display.read_chunk(1 << 20, true)).await
-        {
-            frames.push(&chunk.bytes);
-            collect(&mut frames, &mut seqs);
-        }
+        peer.send(&ClientControl::FrameAck { seq: seqs[0] }).await;
+        seqs.extend(frame_seqs(
+            peer.display_for(Duration::from_millis(1500)).await,
+        ));
         assert_eq!(
             seqs.len(),
             3,
             "one ack must release exactly one frame: {seqs:?}"
         );
     });
-}
-
-/// Connects with TLS verification off: this peer tests the server, not the certificate.
-async fn raw_connect(addr: std::net::SocketAddr) -> quinn::Connection {
-    #[derive(Debug)]
-    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Err(rustls::Error::General("TLS 1.2 is not used".into()))
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &rustls::pki_types::CertificateDer<'_>,
-            dss: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    endpoint
-        .connect(addr, "wayray-server")
-        .unwrap()
-        .await
-        .expect("QUIC handshake with wrsrvd")
 }
 
 /// The server restarts (same identity, same port): the appliance says why it lost the session,

@@ -10,16 +10,15 @@ use std::{
 use smithay::{
     backend::{
         allocator::Fourcc,
-        renderer::{
-            damage::OutputDamageTracker, element::surface::WaylandSurfaceRenderElement,
-            pixman::PixmanRenderer, Bind, Offscreen,
-        },
+        renderer::{damage::OutputDamageTracker, pixman::PixmanRenderer, Bind, Offscreen},
     },
-    desktop::{space::render_output, Space, Window},
+    desktop::{Space, Window},
     output::Output,
     reexports::pixman,
 };
 use wayray_protocol::{framing, DisplayMessage, Encoder, Rect};
+
+use super::decorations::Decorations;
 
 /// Background behind all windows.
 const CLEAR_COLOR: [f32; 4] = [0.07, 0.09, 0.13, 1.0];
@@ -101,24 +100,23 @@ impl Capture {
     pub fn render(
         &mut self,
         space: &Space<Window>,
-        output: &Output,
+        decorations: &mut Decorations,
     ) -> Result<Vec<Rect>, CaptureError> {
+        let elements = decorations.scene(&mut self.renderer, space);
         let mut target = self
             .renderer
             .bind(&mut self.image)
             .map_err(|e| CaptureError::Render(e.to_string()))?;
-        let result = render_output::<_, WaylandSurfaceRenderElement<PixmanRenderer>, _, _>(
-            output,
-            &mut self.renderer,
-            &mut target,
-            1.0,
-            self.age,
-            [space],
-            &[],
-            &mut self.tracker,
-            CLEAR_COLOR,
-        )
-        .map_err(|e| CaptureError::Render(format!("{e:?}")))?;
+        let result = self
+            .tracker
+            .render_output(
+                &mut self.renderer,
+                &mut target,
+                self.age,
+                &elements,
+                CLEAR_COLOR,
+            )
+            .map_err(|e| CaptureError::Render(format!("{e:?}")))?;
         self.age = 1;
         let (w, h) = (self.width as i32, self.height as i32);
         let damage = result

@@ -2,10 +2,14 @@
 //! frame pacing driven by the attached appliance's acks.
 
 mod capture;
+mod cursor;
+mod decorations;
 mod handlers;
+mod input;
 mod pacing;
 mod placement;
 mod state;
+mod wm;
 
 use std::{
     ffi::OsString,
@@ -44,6 +48,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use capture::Capture;
 pub use capture::CaptureError;
+pub use cursor::CursorSettings;
 use pacing::Pacer;
 pub use state::WayRay;
 
@@ -62,6 +67,8 @@ pub struct SessionOptions {
     pub detached_frame_interval: Duration,
     /// Output refresh rate in Hz: the most frames per second rendered and sent.
     pub refresh_hz: u32,
+    /// Theme and size of named cursors (cursor-shape-v1, the default arrow).
+    pub cursor: CursorSettings,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -120,6 +127,7 @@ pub fn run(
     seat.add_keyboard(XkbConfig::default(), 600, 25)
         .map_err(|e| CompositorError::Setup(format!("keyboard: {e}")))?;
     seat.add_pointer();
+    seat.add_touch();
 
     let mut capture = Capture::new(&output, width, height)?;
     if let Some(path) = &opts.frame_log {
@@ -181,9 +189,16 @@ pub fn run(
             output_manager: OutputManagerState::new_with_xdg_output::<WayRay>(&dh),
             viewporter: ViewporterState::new::<WayRay>(&dh),
             fractional_scale: FractionalScaleManagerState::new::<WayRay>(&dh),
+            cursor_shape: smithay::wayland::cursor_shape::CursorShapeManagerState::new::<WayRay>(
+                &dh,
+            ),
         },
         seat,
         capture,
+        cursor: cursor::CursorForwarder::new(&opts.cursor),
+        decorations: decorations::Decorations::default(),
+        wm: Box::new(wm::FloatingWm),
+        suppressed_keys: Default::default(),
         pacer: Pacer::new(opts.max_frames_in_flight),
         needs_render: true,
         last_frame_callbacks: Instant::now(),
@@ -237,13 +252,21 @@ fn spawn_client(cmd: &str, socket: &OsString) {
 impl WayRay {
     fn on_transport(&mut self, msg: ToCompositor) {
         match msg {
-            ToCompositor::Attached { appliance, screen } => {
+            ToCompositor::Attached {
+                appliance,
+                screen,
+                keymap,
+            } => {
                 tracing::info!(
                     appliance,
                     ?screen,
                     "appliance attached; sending a key frame"
                 );
+                if let Some(keymap) = keymap {
+                    self.set_keymap(&keymap);
+                }
                 self.pacer.attach(appliance);
+                self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
             }
             ToCompositor::Detached { appliance } => {
@@ -254,6 +277,12 @@ impl WayRay {
             ToCompositor::FrameAck { appliance, seq } => {
                 if self.pacer.ack(appliance, seq) {
                     self.send_frame_callbacks();
+                }
+            }
+            ToCompositor::Input { appliance, event } => {
+                // Only the appliance showing the session may drive it.
+                if self.pacer.attached() == Some(appliance) {
+                    self.on_input(event);
                 }
             }
             ToCompositor::Shutdown => self.loop_signal.stop(),
@@ -298,7 +327,7 @@ impl WayRay {
     fn render_and_send(&mut self) {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
-        let mut damage = match self.capture.render(&self.space, &self.output) {
+        let mut damage = match self.capture.render(&self.space, &mut self.decorations) {
             Ok(damage) => damage,
             Err(err) => {
                 tracing::error!(%err, "render failed");

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Instant};
 
 use smithay::{
-    desktop::{PopupManager, Space, Window},
+    desktop::{PopupManager, Space, Window, WindowSurfaceType},
     input::{Seat, SeatState},
     output::Output,
     reexports::{
@@ -14,6 +14,7 @@ use smithay::{
             DisplayHandle,
         },
     },
+    utils::{Logical, Point},
     wayland::{
         compositor::{CompositorClientState, CompositorState},
         fractional_scale::FractionalScaleManagerState,
@@ -25,7 +26,14 @@ use smithay::{
     },
 };
 
-use super::{capture::Capture, pacing::Pacer};
+use std::collections::HashSet;
+
+use super::{
+    capture::Capture,
+    decorations::Decorations,
+    pacing::Pacer,
+    wm::{Area, WindowPolicy},
+};
 
 pub struct WayRay {
     pub start_time: Instant,
@@ -46,11 +54,16 @@ pub struct WayRay {
     pub data_device_state: DataDeviceState,
     /// Globals that only need to stay alive; their handlers keep no state here.
     pub _globals: KeptGlobals,
-    /// Used by input forwarding (interactive-session issue).
-    #[allow(dead_code)]
     pub seat: Seat<WayRay>,
 
     pub capture: Capture,
+    /// The pointer's image, forwarded to the appliance which draws it.
+    pub cursor: super::cursor::CursorForwarder,
+    pub decorations: Decorations,
+    /// The window-management policy (built-in floating WM for now).
+    pub wm: Box<dyn WindowPolicy>,
+    /// evdev keycodes whose press went to the WM, so their release is not sent to a client.
+    pub suppressed_keys: HashSet<u32>,
     pub pacer: Pacer,
     /// Something committed since the last render pass.
     pub needs_render: bool,
@@ -71,9 +84,39 @@ pub struct KeptGlobals {
     pub output_manager: OutputManagerState,
     pub viewporter: ViewporterState,
     pub fractional_scale: FractionalScaleManagerState,
+    pub cursor_shape: smithay::wayland::cursor_shape::CursorShapeManagerState,
 }
 
 impl WayRay {
+    /// The surface under a point of the output, with that surface's origin, for pointer focus.
+    pub fn surface_under(
+        &self,
+        pos: Point<f64, Logical>,
+    ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        self.space
+            .element_under(pos)
+            .and_then(|(window, location)| {
+                window
+                    .surface_under(pos - location.to_f64(), WindowSurfaceType::ALL)
+                    .map(|(s, p)| (s, (p + location).to_f64()))
+            })
+    }
+
+    /// Where windows may go: the whole output (no panels yet).
+    pub fn usable_area(&self) -> Area {
+        let size = self
+            .output
+            .current_mode()
+            .map(|m| m.size)
+            .unwrap_or_default();
+        Area {
+            x: 0,
+            y: 0,
+            w: size.w,
+            h: size.h,
+        }
+    }
+
     /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.space

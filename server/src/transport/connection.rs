@@ -13,7 +13,7 @@ use wayray_protocol::{
     Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
-use super::Shared;
+use super::{input, Shared};
 use crate::link::{ApplianceId, ToCompositor};
 
 /// How long an appliance may take between connecting and saying Hello.
@@ -23,6 +23,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub enum ConnEvent {
     Frame { seq: u64, bytes: Arc<[u8]> },
+    Cursor { bytes: Arc<[u8]> },
     Replaced,
     Shutdown,
 }
@@ -124,13 +125,28 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             hello.capabilities.screen_width,
             hello.capabilities.screen_height,
         ),
+        keymap: hello.keymap.clone(),
     });
+    let input_task = tokio::spawn(
+        input::accept(
+            conn.clone(),
+            id,
+            shared.compositor.clone(),
+            shared.output_size,
+        )
+        .instrument(tracing::Span::current()),
+    );
+    let _abort_input = AbortOnDrop(input_task);
 
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(ConnEvent::Frame { seq, bytes }) => {
                     tracing::trace!(seq, len = bytes.len(), "sending frame");
+                    display.write_all(&bytes).await?;
+                }
+                Some(ConnEvent::Cursor { bytes }) => {
+                    tracing::trace!(len = bytes.len(), "sending cursor");
                     display.write_all(&bytes).await?;
                 }
                 Some(ConnEvent::Replaced) => {
@@ -163,6 +179,15 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 Err(err) => return Err(err),
             },
         }
+    }
+}
+
+/// Stops the input reader when the connection handler ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

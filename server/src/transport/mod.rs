@@ -3,6 +3,7 @@
 
 mod cert;
 mod connection;
+mod input;
 
 use std::{
     net::SocketAddr,
@@ -65,6 +66,12 @@ impl Router {
                     let _ = tx.send(ConnEvent::Frame { seq, bytes });
                 }
                 _ => tracing::debug!(appliance, seq, "dropping frame for a detached appliance"),
+            },
+            ToTransport::Cursor { appliance, bytes } => match &self.current {
+                Some((id, tx)) if *id == appliance => {
+                    let _ = tx.send(ConnEvent::Cursor { bytes });
+                }
+                _ => tracing::debug!(appliance, "dropping cursor for a detached appliance"),
             },
         }
     }

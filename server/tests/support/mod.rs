@@ -295,3 +295,174 @@ pub fn read_png_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
     };
     (info.width, info.height, rgb)
 }
+
+/// Connects with TLS verification off: this peer tests the server, not the certificate.
+pub async fn raw_connect(addr: SocketAddr) -> quinn::Connection {
+    #[derive(Debug)]
+    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::General("TLS 1.2 is not used".into()))
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+        .connect(addr, "wayray-server")
+        .unwrap()
+        .await
+        .expect("QUIC handshake with wrsrvd")
+}
+
+/// A hand-driven appliance speaking the wire protocol directly, for tests that need to see or
+/// withhold individual messages (acks, cursor updates) that `wrclient` handles by itself.
+pub struct RawAppliance {
+    pub conn: quinn::Connection,
+    pub ctrl: quinn::SendStream,
+    pub ctrl_recv: quinn::RecvStream,
+    pub welcome: wayray_protocol::Welcome,
+    display: quinn::RecvStream,
+    display_reader: wayray_protocol::FrameReader,
+}
+
+impl RawAppliance {
+    /// Connects, says Hello for a 1280×800 screen, and waits for Welcome and the display stream.
+    pub async fn attach(addr: SocketAddr, name: &str) -> RawAppliance {
+        use wayray_protocol::{
+            framing, Capabilities, ClientControl, Encoding, FrameReader, Hello, ServerControl,
+            StreamKind, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+        };
+        let conn = raw_connect(addr).await;
+        let (mut ctrl, mut ctrl_recv) = conn.open_bi().await.unwrap();
+        let hello = ClientControl::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_name: name.into(),
+            capabilities: Capabilities {
+                screen_width: 1280,
+                screen_height: 800,
+                encodings: vec![Encoding::TilesV1],
+                max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            },
+            keymap: None,
+        });
+        ctrl.write_all(&framing::encode(&hello).unwrap())
+            .await
+            .unwrap();
+        let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
+        let welcome = loop {
+            let chunk = ctrl_recv.read_chunk(1 << 16, true).await.unwrap().unwrap();
+            reader.push(&chunk.bytes);
+            match reader.next::<ServerControl>().unwrap() {
+                Some(ServerControl::Welcome(welcome)) => break welcome,
+                Some(other) => panic!("expected Welcome, got {other:?}"),
+                None => {}
+            }
+        };
+        let mut display = conn.accept_uni().await.unwrap();
+        let mut kind = [0u8];
+        display.read_exact(&mut kind).await.unwrap();
+        assert_eq!(kind[0], StreamKind::Display as u8);
+        RawAppliance {
+            conn,
+            ctrl,
+            ctrl_recv,
+            welcome,
+            display,
+            display_reader: FrameReader::new(DEFAULT_MAX_MESSAGE_LEN),
+        }
+    }
+
+    /// The next message on the display stream, or `None` if none arrives before `deadline`.
+    pub async fn next_display(
+        &mut self,
+        deadline: Instant,
+    ) -> Option<wayray_protocol::DisplayMessage> {
+        loop {
+            if let Some(msg) = self.display_reader.next().unwrap() {
+                return Some(msg);
+            }
+            match tokio::time::timeout_at(deadline.into(), self.display.read_chunk(1 << 20, true))
+                .await
+            {
+                Ok(Ok(Some(chunk))) => self.display_reader.push(&chunk.bytes),
+                Ok(Ok(None)) => return None,
+                Ok(Err(err)) => panic!("display stream: {err}"),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Every display message that arrives within `wait`.
+    pub async fn display_for(&mut self, wait: Duration) -> Vec<wayray_protocol::DisplayMessage> {
+        let deadline = Instant::now() + wait;
+        let mut msgs = Vec::new();
+        while let Some(msg) = self.next_display(deadline).await {
+            msgs.push(msg);
+        }
+        msgs
+    }
+
+    /// Opens the input stream; send events on it with [`send_input`].
+    pub async fn open_input(&mut self) -> quinn::SendStream {
+        let mut input = self.conn.open_uni().await.unwrap();
+        input
+            .write_all(&[wayray_protocol::StreamKind::Input as u8])
+            .await
+            .unwrap();
+        input
+    }
+
+    pub async fn send(&mut self, msg: &wayray_protocol::ClientControl) {
+        self.ctrl
+            .write_all(&wayray_protocol::framing::encode(msg).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn send_input(input: &mut quinn::SendStream, msg: &wayray_protocol::InputMessage) {
+    input
+        .write_all(&wayray_protocol::framing::encode(msg).unwrap())
+        .await
+        .unwrap();
+}

@@ -2,6 +2,7 @@
 //! `delegate_*!` line.
 
 mod compositor;
+mod cursor_shape;
 mod decoration;
 mod output;
 mod seat;

@@ -4,9 +4,13 @@
 use smithay::{
     backend::renderer::utils::with_renderer_surface_state,
     delegate_xdg_shell,
-    desktop::{find_popup_root_surface, get_popup_toplevel_coords, PopupKind, Window},
+    desktop::{
+        find_popup_root_surface, get_popup_toplevel_coords, PopupKeyboardGrab, PopupKind,
+        PopupPointerGrab, PopupUngrabStrategy, Window,
+    },
+    input::{pointer::Focus, Seat},
     reexports::wayland_server::protocol::{wl_seat, wl_surface::WlSurface},
-    utils::Serial,
+    utils::{Serial, SERIAL_COUNTER},
     wayland::{
         compositor::with_states,
         shell::xdg::{
@@ -16,10 +20,7 @@ use smithay::{
     },
 };
 
-use crate::compositor::{
-    placement::{place_new_window, Placed},
-    state::WayRay,
-};
+use crate::compositor::{decorations, state::WayRay, wm::Area};
 
 impl XdgShellHandler for WayRay {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
@@ -58,8 +59,43 @@ impl XdgShellHandler for WayRay {
         surface.send_repositioned(token);
     }
 
-    fn grab(&mut self, _surface: PopupSurface, _seat: wl_seat::WlSeat, _serial: Serial) {
-        // Popup grabs come with input forwarding (interactive-session issue).
+    /// A menu grabs keyboard and pointer; a click outside it dismisses the whole popup chain.
+    fn grab(&mut self, surface: PopupSurface, seat: wl_seat::WlSeat, serial: Serial) {
+        let Some(seat) = Seat::<WayRay>::from_resource(&seat) else {
+            return;
+        };
+        let kind = PopupKind::Xdg(surface);
+        let Some(root) = find_popup_root_surface(&kind)
+            .ok()
+            .and_then(|root| self.window_for_surface(&root))
+            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()))
+        else {
+            return;
+        };
+        let Ok(mut grab) = self.popups.grab_popup(root, kind, &seat, serial) else {
+            return;
+        };
+        if let Some(keyboard) = seat.get_keyboard() {
+            if keyboard.is_grabbed()
+                && !(keyboard.has_grab(serial)
+                    || keyboard.has_grab(grab.previous_serial().unwrap_or(serial)))
+            {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            keyboard.set_focus(self, grab.current_grab(), serial);
+            keyboard.set_grab(self, PopupKeyboardGrab::new(&grab), serial);
+        }
+        if let Some(pointer) = seat.get_pointer() {
+            if pointer.is_grabbed()
+                && !(pointer.has_grab(serial)
+                    || pointer.has_grab(grab.previous_serial().unwrap_or_else(|| grab.serial())))
+            {
+                grab.ungrab(PopupUngrabStrategy::All);
+                return;
+            }
+            pointer.set_grab(self, PopupPointerGrab::new(&grab), serial, Focus::Keep);
+        }
     }
 }
 
@@ -92,23 +128,25 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
         if has_buffer {
             state.unmapped.remove(idx);
             let size = window.geometry().size;
-            let out = state
-                .output
-                .current_mode()
-                .map(|m| m.size)
-                .unwrap_or_default();
-            let existing: Vec<Placed> = state
+            let existing: Vec<Area> = state
                 .space
                 .elements()
-                .filter_map(|w| state.space.element_geometry(w))
-                .map(|g| Placed {
-                    x: g.loc.x,
-                    y: g.loc.y,
-                    w: g.size.w,
-                    h: g.size.h,
+                .filter_map(|w| {
+                    let g = state.space.element_geometry(w)?;
+                    let title = decorations::title_height(w);
+                    Some(Area {
+                        x: g.loc.x,
+                        y: g.loc.y - title,
+                        w: g.size.w,
+                        h: g.size.h + title,
+                    })
                 })
                 .collect();
-            let pos = place_new_window((out.w, out.h), (size.w, size.h), &existing);
+            let title = decorations::title_height(&window);
+            let (x, y) = state
+                .wm
+                .place(state.usable_area(), (size.w, size.h + title), &existing);
+            let pos = (x, y + title);
             tracing::info!(
                 x = pos.0,
                 y = pos.1,
@@ -116,7 +154,8 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
                 h = size.h,
                 "mapping toplevel"
             );
-            state.space.map_element(window, pos, true);
+            state.space.map_element(window.clone(), pos, true);
+            state.focus_window(Some(window), SERIAL_COUNTER.next_serial());
         }
         return;
     }

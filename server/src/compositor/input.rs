@@ -1,0 +1,404 @@
+//! Input from the appliance into the seat: keys with the appliance's keymap, pointer, scroll and
+//! touch, plus click-to-focus and the WM's key and pointer bindings.
+
+use smithay::{
+    backend::input::{Axis, AxisSource as SmithayAxisSource, ButtonState, KeyState},
+    desktop::Window,
+    input::{
+        keyboard::{FilterResult, Keycode},
+        pointer::{
+            AxisFrame, ButtonEvent, CursorImageStatus, Focus, MotionEvent, RelativeMotionEvent,
+        },
+        touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
+    },
+    utils::{Point, Serial, SERIAL_COUNTER},
+};
+use wayray_protocol::{AxisSource, AxisValue, InputMessage, Keymap};
+
+use super::{
+    decorations::{self, DecorationHit},
+    state::WayRay,
+    wm::{grabs::WindowGrab, Mods, WmAction},
+};
+
+/// evdev BTN_LEFT.
+const BTN_LEFT: u32 = 0x110;
+
+impl WayRay {
+    /// Compiles the appliance's keymap and makes the seat use it, so clients see the user's
+    /// layout. A keymap that does not compile keeps the previous one.
+    pub fn set_keymap(&mut self, keymap: &Keymap) {
+        let Some(keyboard) = self.seat.get_keyboard() else {
+            return;
+        };
+        match keyboard.set_keymap_from_string(self, keymap.text.clone()) {
+            Ok(()) => tracing::info!(layout = %keymap.layout, "keymap set from the appliance"),
+            Err(err) => {
+                tracing::warn!(layout = %keymap.layout, ?err, "appliance keymap does not compile; keeping the previous one")
+            }
+        }
+    }
+
+    pub fn on_input(&mut self, event: InputMessage) {
+        match event {
+            InputMessage::Keymap(keymap) => self.set_keymap(&keymap),
+            InputMessage::Key {
+                time_ms,
+                keycode,
+                pressed,
+            } => self.on_key(time_ms, keycode, pressed),
+            InputMessage::PointerMotion { time_ms, x, y } => {
+                self.on_pointer_motion(time_ms, (x, y).into())
+            }
+            InputMessage::PointerRelative {
+                time_ms,
+                dx,
+                dy,
+                dx_unaccel,
+                dy_unaccel,
+            } => {
+                let Some(pointer) = self.seat.get_pointer() else {
+                    return;
+                };
+                let under = self.surface_under(pointer.current_location());
+                pointer.relative_motion(
+                    self,
+                    under,
+                    &RelativeMotionEvent {
+                        delta: (dx, dy).into(),
+                        delta_unaccel: (dx_unaccel, dy_unaccel).into(),
+                        utime: time_ms as u64 * 1000,
+                    },
+                );
+                pointer.frame(self);
+            }
+            InputMessage::PointerButton {
+                time_ms,
+                button,
+                pressed,
+            } => self.on_button(time_ms, button, pressed),
+            InputMessage::PointerAxis {
+                time_ms,
+                source,
+                horizontal,
+                vertical,
+            } => self.on_axis(time_ms, source, horizontal, vertical),
+            InputMessage::TouchDown {
+                time_ms,
+                slot,
+                x,
+                y,
+            } => {
+                let Some(touch) = self.seat.get_touch() else {
+                    return;
+                };
+                let location = (x, y).into();
+                if let Some(window) = self.window_under(location) {
+                    self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
+                }
+                let focus = self.surface_under(location);
+                touch.down(
+                    self,
+                    focus,
+                    &DownEvent {
+                        slot: Some(slot).into(),
+                        location,
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: time_ms,
+                    },
+                );
+            }
+            InputMessage::TouchMotion {
+                time_ms,
+                slot,
+                x,
+                y,
+            } => {
+                let Some(touch) = self.seat.get_touch() else {
+                    return;
+                };
+                let location = (x, y).into();
+                let focus = self.surface_under(location);
+                touch.motion(
+                    self,
+                    focus,
+                    &TouchMotionEvent {
+                        slot: Some(slot).into(),
+                        location,
+                        time: time_ms,
+                    },
+                );
+            }
+            InputMessage::TouchUp { time_ms, slot } => {
+                let Some(touch) = self.seat.get_touch() else {
+                    return;
+                };
+                touch.up(
+                    self,
+                    &UpEvent {
+                        slot: Some(slot).into(),
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: time_ms,
+                    },
+                );
+            }
+            InputMessage::TouchFrame => {
+                if let Some(touch) = self.seat.get_touch() {
+                    touch.frame(self);
+                }
+            }
+            InputMessage::TouchCancel => {
+                if let Some(touch) = self.seat.get_touch() {
+                    touch.cancel(self);
+                }
+            }
+        }
+    }
+
+    fn on_key(&mut self, time_ms: u32, keycode: u32, pressed: bool) {
+        let Some(keyboard) = self.seat.get_keyboard() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        let state = if pressed {
+            KeyState::Pressed
+        } else {
+            KeyState::Released
+        };
+        // XKB keycodes are evdev keycodes + 8.
+        let action = keyboard.input(
+            self,
+            Keycode::new(keycode + 8),
+            state,
+            serial,
+            time_ms,
+            |state, mods, keysym| {
+                if !pressed {
+                    // The client never saw the press of a WM binding, so not its release either.
+                    return if state.suppressed_keys.remove(&keycode) {
+                        FilterResult::Intercept(None)
+                    } else {
+                        FilterResult::Forward
+                    };
+                }
+                match state
+                    .wm
+                    .key_binding(Mods::from(mods), keysym.modified_sym())
+                {
+                    Some(action) => {
+                        state.suppressed_keys.insert(keycode);
+                        FilterResult::Intercept(Some(action))
+                    }
+                    None => FilterResult::Forward,
+                }
+            },
+        );
+        if let Some(Some(action)) = action {
+            self.run_wm_action(action, serial);
+        }
+    }
+
+    fn on_pointer_motion(&mut self, time_ms: u32, location: Point<f64, smithay::utils::Logical>) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        let under = self.surface_under(location);
+        // Over the background or a title bar no client owns the cursor: show the default one
+        // (repeats are deduplicated before anything is sent).
+        let over_client = under.is_some();
+        pointer.motion(
+            self,
+            under,
+            &MotionEvent {
+                location,
+                serial: SERIAL_COUNTER.next_serial(),
+                time: time_ms,
+            },
+        );
+        pointer.frame(self);
+        if !over_client && !pointer.is_grabbed() {
+            self.set_cursor(CursorImageStatus::default_named());
+        }
+    }
+
+    fn on_button(&mut self, time_ms: u32, button: u32, pressed: bool) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        let serial = SERIAL_COUNTER.next_serial();
+        let location = pointer.current_location();
+        if pressed && !pointer.is_grabbed() {
+            let mods = self
+                .seat
+                .get_keyboard()
+                .map(|k| Mods::from(&k.modifier_state()))
+                .unwrap_or_default();
+            let binding = self.wm.pointer_binding(mods, button);
+            match (binding, decorations::hit(&self.space, location)) {
+                (Some(action @ (WmAction::BeginMove | WmAction::BeginResize)), _) => {
+                    if let Some(window) = self.window_under(location) {
+                        self.focus_window(Some(window.clone()), serial);
+                        self.start_window_grab(window, action, button, serial, time_ms);
+                    }
+                }
+                (_, Some((window, DecorationHit::Close))) if button == BTN_LEFT => {
+                    if let Some(toplevel) = window.toplevel() {
+                        toplevel.send_close();
+                    }
+                    return;
+                }
+                (_, Some((window, DecorationHit::TitleBar))) if button == BTN_LEFT => {
+                    self.focus_window(Some(window.clone()), serial);
+                    self.start_window_grab(window, WmAction::BeginMove, button, serial, time_ms);
+                }
+                _ => {
+                    let window = self.window_under(location);
+                    self.focus_window(window, serial);
+                }
+            }
+        }
+        pointer.button(
+            self,
+            &ButtonEvent {
+                button,
+                state: if pressed {
+                    ButtonState::Pressed
+                } else {
+                    ButtonState::Released
+                },
+                serial,
+                time: time_ms,
+            },
+        );
+        pointer.frame(self);
+    }
+
+    fn on_axis(
+        &mut self,
+        time_ms: u32,
+        source: AxisSource,
+        horizontal: AxisValue,
+        vertical: AxisValue,
+    ) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        let source = match source {
+            AxisSource::Wheel => SmithayAxisSource::Wheel,
+            AxisSource::Finger => SmithayAxisSource::Finger,
+            AxisSource::Continuous => SmithayAxisSource::Continuous,
+            AxisSource::WheelTilt => SmithayAxisSource::WheelTilt,
+        };
+        let mut frame = AxisFrame::new(time_ms).source(source);
+        for (axis, v) in [(Axis::Horizontal, horizontal), (Axis::Vertical, vertical)] {
+            if v.value != 0.0 {
+                frame = frame.value(axis, v.value);
+            }
+            if let Some(v120) = v.v120.filter(|d| *d != 0) {
+                frame = frame.v120(axis, v120);
+            }
+            if v.stop {
+                frame = frame.stop(axis);
+            }
+        }
+        pointer.axis(self, frame);
+        pointer.frame(self);
+    }
+
+    /// The toplevel under a point, including its title bar.
+    pub fn window_under(&self, location: Point<f64, smithay::utils::Logical>) -> Option<Window> {
+        if let Some((window, _)) = decorations::hit(&self.space, location) {
+            return Some(window);
+        }
+        self.space.element_under(location).map(|(w, _)| w.clone())
+    }
+
+    /// Raises `window` and gives it keyboard focus; `None` unfocuses everything.
+    pub fn focus_window(&mut self, window: Option<Window>, serial: Serial) {
+        if let Some(window) = &window {
+            self.space.raise_element(window, true);
+        }
+        for w in self.space.elements() {
+            let active = window.as_ref() == Some(w);
+            w.set_activated(active);
+            if let Some(t) = w.toplevel() {
+                t.send_pending_configure();
+            }
+        }
+        let surface = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        if let Some(keyboard) = self.seat.get_keyboard() {
+            keyboard.set_focus(self, surface, serial);
+        }
+        self.needs_render = true;
+    }
+
+    fn start_window_grab(
+        &mut self,
+        window: Window,
+        action: WmAction,
+        button: u32,
+        serial: Serial,
+        time_ms: u32,
+    ) {
+        let Some(pointer) = self.seat.get_pointer() else {
+            return;
+        };
+        let Some(location) = self.space.element_location(&window) else {
+            return;
+        };
+        let start = smithay::input::pointer::GrabStartData {
+            focus: None,
+            button,
+            location: pointer.current_location(),
+        };
+        let grab = match action {
+            WmAction::BeginResize => WindowGrab::resizing(start, window, button),
+            _ => WindowGrab::moving(start, window, location, button),
+        };
+        let _ = time_ms;
+        pointer.set_grab(self, grab, serial, Focus::Clear);
+    }
+
+    fn run_wm_action(&mut self, action: WmAction, serial: Serial) {
+        let focused = self
+            .seat
+            .get_keyboard()
+            .and_then(|k| k.current_focus())
+            .and_then(|s| self.window_for_surface(&s));
+        match action {
+            WmAction::CloseFocused => {
+                if let Some(toplevel) = focused.as_ref().and_then(|w| w.toplevel()) {
+                    toplevel.send_close();
+                }
+            }
+            WmAction::FocusNext => {
+                // The bottom-most window comes to the top: repeated Alt+Tab visits every window.
+                let next = self.space.elements().next().cloned();
+                if next.is_some() && next != focused {
+                    self.focus_window(next, serial);
+                }
+            }
+            WmAction::Snap(snap) => {
+                let Some(window) = focused else { return };
+                let area =
+                    self.wm
+                        .snap_area(snap, self.usable_area(), decorations::title_height(&window));
+                if let Some(toplevel) = window.toplevel() {
+                    toplevel.with_pending_state(|s| {
+                        s.size = Some((area.w, area.h).into());
+                        let maximized = smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::State::Maximized;
+                        if snap == super::wm::Snap::Maximize {
+                            s.states.set(maximized);
+                        } else {
+                            s.states.unset(maximized);
+                        }
+                    });
+                    toplevel.send_pending_configure();
+                }
+                self.space.map_element(window, (area.x, area.y), true);
+                self.needs_render = true;
+            }
+            WmAction::BeginMove | WmAction::BeginResize => {}
+        }
+    }
+}
