@@ -382,3 +382,30 @@ fn clicking_outside_a_popup_dismisses_it() {
         .unwrap_or_else(|| panic!("popup not dismissed:\n{got}"));
     assert!(shown < done, "{got}");
 }
+
+#[test]
+fn super_right_drag_resizes_a_window() {
+    let dir = TempDir::new("resize");
+    let (server, events) = start_with_probe(&dir, "resize 300 200");
+    let (x, y) = mapped_at(&server, 0);
+    run_script(
+        &dir,
+        &server,
+        &format!(
+            "press leftmeta\nmove {} {}\nbutton right down\nmove {} {}\nbutton right up\nrelease leftmeta\nwait 300\nexit\n",
+            x + 150.0,
+            y + 100.0,
+            x + 250.0,
+            y + 150.0
+        ),
+    );
+    let got = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        got.lines().any(|l| l == "configure 400 250"),
+        "the window was not resized by the drag (100, 50):\n{got}"
+    );
+    assert!(
+        !got.contains("popup shown"),
+        "the right button reached the client:\n{got}"
+    );
+}

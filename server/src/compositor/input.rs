@@ -159,6 +159,9 @@ impl WayRay {
         let Some(keyboard) = self.seat.get_keyboard() else {
             return;
         };
+        if pressed && self.key_pressed_at.is_none() {
+            self.key_pressed_at = Some(std::time::Instant::now());
+        }
         let serial = SERIAL_COUNTER.next_serial();
         let state = if pressed {
             KeyState::Pressed

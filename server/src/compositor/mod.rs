@@ -201,6 +201,7 @@ pub fn run(
         suppressed_keys: Default::default(),
         pacer: Pacer::new(opts.max_frames_in_flight),
         needs_render: true,
+        key_pressed_at: None,
         last_frame_callbacks: Instant::now(),
         last_render: None,
         min_frame_interval: Duration::from_secs(1) / opts.refresh_hz.max(1),
@@ -354,6 +355,13 @@ impl WayRay {
                         return;
                     }
                     self.pacer.frame_sent();
+                    if let Some(at) = self.key_pressed_at.take() {
+                        tracing::debug!(
+                            seq,
+                            micros = at.elapsed().as_micros() as u64,
+                            "key press to frame sent"
+                        );
+                    }
                 }
                 Err(err) => {
                     tracing::error!(%err, "cannot encode frame");

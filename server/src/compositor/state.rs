@@ -67,6 +67,9 @@ pub struct WayRay {
     pub pacer: Pacer,
     /// Something committed since the last render pass.
     pub needs_render: bool,
+    /// When the oldest key press not yet followed by a sent frame reached the compositor; the
+    /// next frame logs how long the server side (client included) took, for the latency bench.
+    pub key_pressed_at: Option<Instant>,
     pub last_frame_callbacks: Instant,
     /// When the last frame was rendered; renders are at least `min_frame_interval` apart, the
     /// output's refresh period, so no client draws faster than a screen could show.
