@@ -241,7 +241,7 @@ impl WayRay {
                 (Some(action @ (WmAction::BeginMove | WmAction::BeginResize)), _) => {
                     if let Some(window) = self.window_under(location) {
                         self.focus_window(Some(window.clone()), serial);
-                        self.start_window_grab(window, action, button, serial, time_ms);
+                        self.start_window_grab(window, action, button, serial);
                     }
                 }
                 (_, Some((window, DecorationHit::Close))) if button == BTN_LEFT => {
@@ -252,7 +252,7 @@ impl WayRay {
                 }
                 (_, Some((window, DecorationHit::TitleBar))) if button == BTN_LEFT => {
                     self.focus_window(Some(window.clone()), serial);
-                    self.start_window_grab(window, WmAction::BeginMove, button, serial, time_ms);
+                    self.start_window_grab(window, WmAction::BeginMove, button, serial);
                 }
                 _ => {
                     let window = self.window_under(location);
@@ -335,14 +335,7 @@ impl WayRay {
         self.needs_render = true;
     }
 
-    fn start_window_grab(
-        &mut self,
-        window: Window,
-        action: WmAction,
-        button: u32,
-        serial: Serial,
-        time_ms: u32,
-    ) {
+    fn start_window_grab(&mut self, window: Window, action: WmAction, button: u32, serial: Serial) {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
@@ -358,7 +351,6 @@ impl WayRay {
             WmAction::BeginResize => WindowGrab::resizing(start, window, button),
             _ => WindowGrab::moving(start, window, location, button),
         };
-        let _ = time_ms;
         pointer.set_grab(self, grab, serial, Focus::Clear);
     }
 
