@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use wayray_protocol::codec::Decoder;
-use wayray_protocol::{ClientControl, DisplayMessage, FrameReader};
+use wayray_protocol::{ClientControl, CursorUpdate, DisplayMessage, FrameReader};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
@@ -26,8 +26,15 @@ fuzz_target!(|data: &[u8]| {
 
     let mut dec = Decoder::new();
     for msg in whole.0 {
-        let DisplayMessage::Frame(u) = msg;
-        let _ = dec.apply(&u);
+        match msg {
+            DisplayMessage::Frame(u) => {
+                let _ = dec.apply(&u);
+            }
+            DisplayMessage::Cursor(CursorUpdate::Image(image)) => {
+                let _ = image.validate();
+            }
+            DisplayMessage::Cursor(CursorUpdate::Hidden) => {}
+        }
     }
 });
 

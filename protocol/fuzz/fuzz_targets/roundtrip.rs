@@ -55,9 +55,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
         seq += 1;
         let update = enc.encode(seq, &px, &damage).expect("valid frame encodes");
         let bytes = framing::encode(&DisplayMessage::Frame(update)).expect("serializes");
-        let DisplayMessage::Frame(update) =
+        let Ok(DisplayMessage::Frame(update)) =
             framing::decode_body::<DisplayMessage>(&bytes[framing::HEADER_LEN..])
-                .expect("own message parses");
+        else {
+            panic!("own frame message does not parse back as a frame");
+        };
         dec.apply(&update).expect("own update decodes");
         assert!(dec.pixels() == px, "decoder diverged from encoder input");
     }
