@@ -21,6 +21,8 @@ pub use wayray_protocol::DEFAULT_PORT;
 pub const DEFAULT_SERVER_NAME: &str = "wayray-server";
 /// Where an installed appliance keeps what must survive a reboot (known server certificates).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/wayray-appliance";
+/// The card `--display drm` drives unless told otherwise.
+pub const DEFAULT_CARD: &str = "/dev/dri/card0";
 /// A common small panel size, so a headless demo without `--screen` still gets a usable desktop.
 pub const DEFAULT_SCREEN: ScreenSize = ScreenSize {
     width: 1280,
@@ -54,11 +56,27 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Screen size announced to the server, which sizes the session's desktop to it [default: 1280x800].
+    /// Screen size announced to the server, which sizes the session's desktop to it [default: 1280x800; with
+    /// --display drm, the display mode's size, which wins over this].
     #[arg(long, value_name = "WxH")]
     pub screen: Option<ScreenSize>,
 
-    /// TOML file with any of: server, server-name, server-cert, state-dir, screen, input, input-device (a list),
+    /// Where the picture goes: drm (the card's first connected display, through KMS, as on an appliance) or
+    /// headless (memory only: for --screenshot and --frame-log) [default: drm with --card or --mode, else
+    /// headless].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub display: Option<DisplayKind>,
+
+    /// DRM device for --display drm (implies it) [default: /dev/dri/card0].
+    #[arg(long, value_name = "PATH")]
+    pub card: Option<PathBuf>,
+
+    /// Display mode for --display drm (implies it), e.g. 1024x768 or 1920x1080@60 [default: the display's
+    /// preferred mode].
+    #[arg(long, value_name = "WxH[@HZ]")]
+    pub mode: Option<ModeRequest>,
+
+    /// TOML file with any of: server, server-name, server-cert, state-dir, screen, display, card, mode, input, input-device (a list),
     /// xkb-layout, xkb-variant, xkb-model, xkb-options (same meaning as the flags; a flag given on the command
     /// line wins).
     #[arg(long, value_name = "PATH")]
@@ -140,12 +158,34 @@ struct ConfigFile {
     server_cert: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     screen: Option<String>,
+    display: Option<String>,
+    card: Option<PathBuf>,
+    mode: Option<String>,
     input: Option<String>,
     input_device: Option<Vec<PathBuf>>,
     xkb_layout: Option<String>,
     xkb_variant: Option<String>,
     xkb_model: Option<String>,
     xkb_options: Option<String>,
+}
+
+/// Displays `--display` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DisplayKind {
+    /// Frames stay in memory (screenshots, frame log).
+    Headless,
+    /// The card's first connected display through DRM/KMS.
+    Drm,
+}
+
+/// Where the picture goes, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisplayChoice {
+    Headless,
+    Drm {
+        card: PathBuf,
+        mode: Option<ModeRequest>,
+    },
 }
 
 /// Input sources `--input` can name.
@@ -184,6 +224,7 @@ pub struct Config {
     pub server_cert: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub screen: ScreenSize,
+    pub display: DisplayChoice,
     pub frame_log: Option<PathBuf>,
     pub screenshot: Option<PathBuf>,
     pub screenshot_cursor: bool,
@@ -224,6 +265,8 @@ pub enum ConfigError {
     InputConflict(&'static str),
     #[error("--input script needs --input-script PATH")]
     NoInputScript,
+    #[error("--card and --mode need --display drm, not --display headless")]
+    DrmOptionsWithoutDrm,
     #[error("--input-device needs --input libinput, not --input {0}")]
     DevicesWithoutLibinput(&'static str),
 }
@@ -251,6 +294,32 @@ impl Config {
             (Some(screen), _) => screen,
             (None, Some(text)) => text.parse().map_err(|e| value_error("screen", e))?,
             (None, None) => DEFAULT_SCREEN,
+        };
+        let display_kind = match (cli.display, file.display) {
+            (Some(kind), _) => Some(kind),
+            (None, Some(text)) => Some(
+                <DisplayKind as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
+                    value_error("display", format!("`{text}` is not drm or headless"))
+                })?,
+            ),
+            (None, None) => None,
+        };
+        let mode = match (cli.mode, file.mode) {
+            (Some(mode), _) => Some(mode),
+            (None, Some(text)) => Some(text.parse().map_err(|e| value_error("mode", e))?),
+            (None, None) => None,
+        };
+        let card = cli.card.or(file.card);
+        let display = match display_kind {
+            Some(DisplayKind::Headless) if card.is_some() || mode.is_some() => {
+                return Err(ConfigError::DrmOptionsWithoutDrm)
+            }
+            Some(DisplayKind::Headless) => DisplayChoice::Headless,
+            None if card.is_none() && mode.is_none() => DisplayChoice::Headless,
+            Some(DisplayKind::Drm) | None => DisplayChoice::Drm {
+                card: card.unwrap_or_else(|| PathBuf::from(DEFAULT_CARD)),
+                mode,
+            },
         };
         // Input is decided as a whole: any input flag overrides all of the file's input keys,
         // so `--input-script` works on an appliance whose file lists its devices.
@@ -300,6 +369,7 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             screen,
+            display,
             frame_log: cli.frame_log,
             screenshot: cli.screenshot,
             screenshot_cursor: cli.screenshot_cursor,
@@ -458,6 +528,53 @@ impl FromStr for ScreenSize {
 impl fmt::Display for ScreenSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// A display mode asked for with `--mode`: a size and maybe a refresh rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeRequest {
+    pub width: u32,
+    pub height: u32,
+    /// Hz, as the kernel rounds it (59.95 Hz is 60).
+    pub refresh: Option<u32>,
+}
+
+impl ModeRequest {
+    /// Whether a mode of `width`×`height` at `refresh` Hz is the one asked for.
+    #[cfg_attr(not(feature = "drm"), allow(dead_code))]
+    pub fn matches(&self, width: u32, height: u32, refresh: u32) -> bool {
+        (width, height) == (self.width, self.height) && self.refresh.is_none_or(|r| r == refresh)
+    }
+}
+
+impl FromStr for ModeRequest {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (size, refresh) = match text.split_once('@') {
+            Some((size, hz)) => match hz.parse::<u32>() {
+                Ok(hz @ 1..=1000) => (size, Some(hz)),
+                _ => return Err(format!("`{hz}` in `{text}` is not a refresh rate in Hz")),
+            },
+            None => (text, None),
+        };
+        let ScreenSize { width, height } = size.parse()?;
+        Ok(Self {
+            width,
+            height,
+            refresh,
+        })
+    }
+}
+
+impl fmt::Display for ModeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)?;
+        match self.refresh {
+            Some(hz) => write!(f, "@{hz}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -700,6 +817,70 @@ mod tests {
         let cli = Cli::try_parse_from(["wrclient", "--config", path_arg]).unwrap();
         let err = Config::resolve(cli).unwrap_err().to_string();
         assert!(err.contains("`input`"), "{err}");
+    }
+
+    #[test]
+    fn display_choice() {
+        let resolve = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["wrclient", "--server", "s"].iter().chain(args)).unwrap();
+            Config::resolve(cli)
+        };
+        assert_eq!(resolve(&[]).unwrap().display, DisplayChoice::Headless);
+        assert_eq!(
+            resolve(&["--display", "drm"]).unwrap().display,
+            DisplayChoice::Drm {
+                card: DEFAULT_CARD.into(),
+                mode: None
+            }
+        );
+        let mode = ModeRequest {
+            width: 1024,
+            height: 768,
+            refresh: Some(60),
+        };
+        assert_eq!(
+            resolve(&["--card", "/dev/dri/card1", "--mode", "1024x768@60"])
+                .unwrap()
+                .display,
+            DisplayChoice::Drm {
+                card: "/dev/dri/card1".into(),
+                mode: Some(mode)
+            }
+        );
+        assert!(matches!(
+            resolve(&["--display", "headless", "--mode", "1024x768"]),
+            Err(ConfigError::DrmOptionsWithoutDrm)
+        ));
+        assert_eq!(mode.to_string(), "1024x768@60");
+        assert!(mode.matches(1024, 768, 60) && !mode.matches(1024, 768, 75));
+        let any_rate: ModeRequest = "800x600".parse().unwrap();
+        assert!(any_rate.matches(800, 600, 75) && !any_rate.matches(600, 800, 75));
+        for bad in ["800x600@", "800x600@0", "800@60", "800x600@fast"] {
+            assert!(bad.parse::<ModeRequest>().is_err(), "{bad:?} accepted");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(DEFAULT_CARD));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(
+            &path,
+            "server = \"s\"\ndisplay = \"drm\"\nmode = \"640x480\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(matches!(
+            Config::resolve(cli).unwrap().display,
+            DisplayChoice::Drm {
+                mode: Some(ModeRequest { width: 640, .. }),
+                ..
+            }
+        ));
+        std::fs::write(&path, "server = \"s\"\ndisplay = \"fb\"\n").unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
+        let err = Config::resolve(cli).unwrap_err().to_string();
+        assert!(err.contains("`display`"), "{err}");
     }
 
     #[test]

@@ -60,12 +60,29 @@ fn main() -> miette::Result<()> {
         .wrap_err("cannot start the async runtime")?;
     // The protocol loop runs on this thread; quinn's I/O runs on the runtime's workers, so
     // decoding a large frame here does not stall the network.
-    runtime
-        .block_on(supervisor::run(
+    match &config.display {
+        config::DisplayChoice::Headless => runtime.block_on(supervisor::run(
             &config,
             display::HeadlessSink::new(),
             keyboard.wire,
             input_source,
-        ))
-        .into_diagnostic()
+        )),
+        #[cfg(feature = "drm")]
+        config::DisplayChoice::Drm { card, mode } => {
+            let sink = display::DrmSink::open(card, *mode).into_diagnostic()?;
+            runtime.block_on(supervisor::run(
+                &config,
+                sink,
+                keyboard.wire,
+                input_source,
+            ))
+        }
+        #[cfg(not(feature = "drm"))]
+        config::DisplayChoice::Drm { .. } => {
+            return Err(miette::miette!(
+                "this wrclient was built without DRM support (cargo feature `drm`); use --display headless"
+            ))
+        }
+    }
+    .into_diagnostic()
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use wayray_protocol::Keymap;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, ScreenSize};
 use crate::connection::{self, ConnectionError, Ended};
 use crate::display::DisplaySink;
 use crate::input::{Input, InputSource};
@@ -66,6 +66,16 @@ pub async fn run<S: DisplaySink>(
     keymap: Keymap,
     input_source: Option<Box<dyn InputSource>>,
 ) -> Result<(), ApplianceError> {
+    // A display with a mode of its own (DRM) asks the server for a session of exactly its size.
+    let mut config = config.clone();
+    if let Some((width, height)) = sink.native_size() {
+        let native = ScreenSize { width, height };
+        if native != config.screen {
+            tracing::info!(screen = %native, "announcing the display's size to the server");
+            config.screen = native;
+        }
+    }
+    let config = &config;
     let trust = TrustStore::open(config.server_cert.as_deref(), &config.state_dir)?;
     let screenshot = config.screenshot.clone().map(|path| Screenshot {
         path,

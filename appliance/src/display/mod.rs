@@ -1,13 +1,19 @@
 //! Where decoded frames go. One trait, one file per backend: `headless` (memory, for tests and
-//! demos) now; a DRM/KMS sink (dumb buffers, page flip on vblank) is meant to slot in beside it,
-//! which is why the trait speaks in damage rectangles and explicit size changes, and keeps the
-//! cursor apart from the framebuffer (a DRM sink puts it on the hardware cursor plane, so moving
-//! the pointer never redraws the picture).
+//! demos) and `drm` (DRM/KMS: dumb buffers, page flip on vblank; its pure half is `compose`).
+//! The trait speaks in damage rectangles and explicit size changes, and keeps the cursor apart
+//! from the framebuffer (the DRM sink puts it on the hardware cursor plane where there is one,
+//! so moving the pointer never redraws the picture).
 
 use wayray_protocol::{CursorImage, Rect};
 
+#[cfg(feature = "drm")]
+mod compose;
+#[cfg(feature = "drm")]
+pub mod drm;
 pub mod headless;
 
+#[cfg(feature = "drm")]
+pub use drm::{DrmError, DrmSink};
 pub use headless::HeadlessSink;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +32,9 @@ pub enum DisplayError {
         needed: usize,
         got: usize,
     },
+    #[cfg(feature = "drm")]
+    #[error(transparent)]
+    Drm(#[from] DrmError),
 }
 
 /// The appliance's screen.
@@ -64,6 +73,12 @@ pub trait DisplaySink {
 
     /// The cursor as shown now, for screenshots; `None` while hidden.
     fn cursor(&self) -> Option<CursorView<'_>>;
+
+    /// The size this screen shows best (a display's mode), which the appliance then asks the
+    /// server for; `None` when any size will do.
+    fn native_size(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// A borrowed framebuffer in the wire pixel format.
