@@ -4,6 +4,9 @@
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
+# The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).
+WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools
+    fdisk qemu-system-x86 socat iproute2 python3)
 
 # ensure_packages PKG... : apt-get installs the ones not yet installed (needs root).
 ensure_packages() {
