@@ -2,19 +2,12 @@
 //! windows already on screen the least (nearest the center among equals), so windows opened in a
 //! row stay visible side by side instead of stacking on one spot.
 
+use super::wm::Area;
+
 /// Candidate positions are tried on this grid, in pixels.
 const GRID: i32 = 16;
 
-/// A window on screen: top-left corner and size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placed {
-    pub x: i32,
-    pub y: i32,
-    pub w: i32,
-    pub h: i32,
-}
-
-fn overlap(a: Placed, b: Placed) -> i64 {
+fn overlap(a: Area, b: Area) -> i64 {
     let w = (a.x + a.w).min(b.x + b.w) - a.x.max(b.x);
     let h = (a.y + a.h).min(b.y + b.h) - a.y.max(b.y);
     if w > 0 && h > 0 {
@@ -24,14 +17,15 @@ fn overlap(a: Placed, b: Placed) -> i64 {
     }
 }
 
-/// Top-left corner for a new window of `size` on an output of `output` pixels.
-pub fn place_new_window(output: (i32, i32), size: (i32, i32), existing: &[Placed]) -> (i32, i32) {
+/// Top-left corner for a new window of `size` on an output of `output` pixels; `existing`
+/// windows are in the same coordinates.
+pub fn place_new_window(output: (i32, i32), size: (i32, i32), existing: &[Area]) -> (i32, i32) {
     let center = (
         ((output.0 - size.0) / 2).max(0),
         ((output.1 - size.1) / 2).max(0),
     );
     let cost = |x: i32, y: i32| -> (i64, i64) {
-        let me = Placed {
+        let me = Area {
             x,
             y,
             w: size.0,
@@ -64,8 +58,8 @@ pub fn place_new_window(output: (i32, i32), size: (i32, i32), existing: &[Placed
 mod tests {
     use super::*;
 
-    fn placed(pos: (i32, i32), size: (i32, i32)) -> Placed {
-        Placed {
+    fn placed(pos: (i32, i32), size: (i32, i32)) -> Area {
+        Area {
             x: pos.0,
             y: pos.1,
             w: size.0,

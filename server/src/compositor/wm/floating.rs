@@ -5,7 +5,7 @@
 use smithay::input::keyboard::Keysym;
 
 use super::{Area, Mods, Snap, WindowPolicy, WmAction};
-use crate::compositor::placement::{place_new_window, Placed};
+use crate::compositor::placement::place_new_window;
 
 /// evdev button codes.
 const BTN_LEFT: u32 = 0x110;
@@ -35,16 +35,15 @@ impl WindowPolicy for FloatingWm {
     }
 
     fn place(&self, usable: Area, size: (i32, i32), existing: &[Area]) -> (i32, i32) {
-        let others: Vec<Placed> = existing
+        let relative: Vec<Area> = existing
             .iter()
-            .map(|a| Placed {
+            .map(|a| Area {
                 x: a.x - usable.x,
                 y: a.y - usable.y,
-                w: a.w,
-                h: a.h,
+                ..*a
             })
             .collect();
-        let (x, y) = place_new_window((usable.w, usable.h), size, &others);
+        let (x, y) = place_new_window((usable.w, usable.h), size, &relative);
         (x + usable.x, y + usable.y)
     }
 
