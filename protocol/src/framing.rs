@@ -137,6 +137,7 @@ mod tests {
                 max_message_len: 1 << 20,
             },
             keymap: None,
+            token: None,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod framing;
 pub mod input;
 pub mod messages;
+pub mod sessions;
 
 pub use codec::{DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData};
 pub use cursor::{CursorImage, CursorUpdate};

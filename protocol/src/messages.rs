@@ -60,6 +60,11 @@ pub struct Hello {
     /// The appliance keyboard's layout; `None` keeps the server's default (US). Later changes
     /// arrive as [`crate::InputMessage::Keymap`].
     pub keymap: Option<crate::Keymap>,
+    /// Who is at this appliance: `<type>.<id>` of the smart card in its reader (e.g.
+    /// `atr3b8f8001.04a1b2c3`), or `pseudo.<MAC>` when there is no card. The server shows the
+    /// session bound to it, or a greeter. `None`: the appliance requires a card and has none,
+    /// so no session is shown (it says "insert your card" itself).
+    pub token: Option<String>,
 }
 
 /// Server → appliance answer to [`Hello`]: what was agreed.
@@ -115,6 +120,17 @@ pub enum ClientControl {
         seq: u64,
     },
     Bye(ByeReason),
+    /// A card went in or out: the appliance now presents this token (see [`Hello::token`]).
+    /// The server detaches the current session and attaches the token's session at once.
+    TokenChanged {
+        token: Option<String>,
+    },
+    /// The appliance's screen changed size (a monitor plugged in or swapped, another mode picked):
+    /// the server resizes the session output to it and the next frame arrives at the new size.
+    ScreenChanged {
+        width: u32,
+        height: u32,
+    },
 }
 
 /// Server → appliance on the control stream.

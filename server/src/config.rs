@@ -16,6 +16,11 @@ pub struct Config {
     /// Size of the session output in pixels until an appliance asks for another. Default 1280×800.
     pub output_width: u32,
     pub output_height: u32,
+    /// Size the session output to the attached appliance's screen (its display mode, told in
+    /// Hello), and resize it when the session moves to another screen or the screen changes, so
+    /// every appliance shows the session pixel for pixel. `false` keeps `output_width` ×
+    /// `output_height` and appliances show it centred or cut. Default `true`.
+    pub output_follows_appliance: bool,
     /// Frames sent but not yet acknowledged before the server stops rendering and merges damage
     /// into the next frame instead. Default 2: one on screen, one on the wire.
     pub max_frames_in_flight: usize,
@@ -47,6 +52,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/wayray"),
             output_width: 1280,
             output_height: 800,
+            output_follows_appliance: true,
             max_frames_in_flight: 2,
             wayland_socket: String::new(),
             detached_frame_interval_ms: 1000,

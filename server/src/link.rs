@@ -15,7 +15,10 @@ pub enum ToCompositor {
     /// An appliance finished Hello/Welcome and now shows this session; it needs a key frame.
     Attached {
         appliance: ApplianceId,
+        /// The appliance's screen, as it said in Hello.
         screen: (u32, u32),
+        /// The size the session output takes for it (told to the appliance in Welcome).
+        output: (u32, u32),
         /// The appliance keyboard's layout, if it sent one.
         keymap: Option<wayray_protocol::Keymap>,
     },
@@ -23,6 +26,11 @@ pub enum ToCompositor {
     Input {
         appliance: ApplianceId,
         event: wayray_protocol::InputMessage,
+    },
+    /// The attached appliance's screen changed size; the session output follows.
+    Resize {
+        appliance: ApplianceId,
+        output: (u32, u32),
     },
     /// The appliance went away (closed, timed out, broke the protocol, or was replaced).
     Detached { appliance: ApplianceId },

@@ -39,9 +39,13 @@ struct Cli {
     /// Directory for the server's TLS certificate and key (created on first start).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Session output size, WIDTHxHEIGHT (default 1280x800).
+    /// Session output size, WIDTHxHEIGHT, until an appliance attaches (default 1280x800). The
+    /// output then takes the appliance's screen size unless --fixed-size is given.
     #[arg(long, value_parser = parse_size)]
     size: Option<(u32, u32)>,
+    /// Keep the output at --size whatever the appliance's screen (it is then shown centred).
+    #[arg(long)]
+    fixed_size: bool,
     /// Wayland socket name under $XDG_RUNTIME_DIR (default: first free wayland-N).
     #[arg(long)]
     socket: Option<String>,
@@ -88,6 +92,9 @@ fn main() -> miette::Result<()> {
         config.output_width = w;
         config.output_height = h;
     }
+    if cli.fixed_size {
+        config.output_follows_appliance = false;
+    }
     if let Some(v) = cli.socket {
         config.wayland_socket = v;
     }
@@ -130,7 +137,8 @@ fn main() -> miette::Result<()> {
         compositor: to_compositor,
         next_id: AtomicU64::new(0),
         server_name: config.server_name.clone(),
-        output_size: (config.output_width, config.output_height),
+        default_output_size: (config.output_width, config.output_height),
+        follow_appliance: config.output_follows_appliance,
     });
     let net = std::thread::Builder::new()
         .name("wrsrvd-quic".into())

@@ -79,6 +79,31 @@ impl Capture {
         })
     }
 
+    /// Reallocates the framebuffer at a new output size; the next render redraws everything
+    /// and the next encode is a key frame at that size.
+    pub fn resize(&mut self, output: &Output, width: u32, height: u32) -> Result<(), CaptureError> {
+        let image = Offscreen::<pixman::Image<'static, 'static>>::create_buffer(
+            &mut self.renderer,
+            Fourcc::Xrgb8888,
+            (width as i32, height as i32).into(),
+        )
+        .map_err(|e| CaptureError::Allocate(width, height, e.to_string()))?;
+        if image.stride() != width as usize * wayray_protocol::BYTES_PER_PIXEL {
+            return Err(CaptureError::Allocate(
+                width,
+                height,
+                format!("unexpected stride {}", image.stride()),
+            ));
+        }
+        self.image = image;
+        self.tracker = OutputDamageTracker::from_output(output);
+        self.age = 0;
+        self.encoder = Encoder::new(width, height);
+        self.width = width;
+        self.height = height;
+        Ok(())
+    }
+
     /// Appends `<seq> <digest> <w>x<h>` per sent frame, the same format the appliance writes, so
     /// tests can prove both framebuffers are byte-identical for each frame.
     pub fn set_frame_log(&mut self, path: &Path) -> Result<(), CaptureError> {

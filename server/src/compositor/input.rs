@@ -201,7 +201,11 @@ impl WayRay {
         }
     }
 
-    fn on_pointer_motion(&mut self, time_ms: u32, location: Point<f64, smithay::utils::Logical>) {
+    pub(super) fn on_pointer_motion(
+        &mut self,
+        time_ms: u32,
+        location: Point<f64, smithay::utils::Logical>,
+    ) {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
@@ -347,6 +351,8 @@ impl WayRay {
             button,
             location: pointer.current_location(),
         };
+        // Placed by hand from now on: an output resize no longer re-snaps it.
+        super::resize::set_snap(&window, None);
         let grab = match action {
             WmAction::BeginResize => WindowGrab::resizing(start, window, button),
             _ => WindowGrab::moving(start, window, location, button),
@@ -390,6 +396,7 @@ impl WayRay {
                     });
                     toplevel.send_pending_configure();
                 }
+                super::resize::set_snap(&window, Some(snap));
                 self.space.map_element(window, (area.x, area.y), true);
                 self.needs_render = true;
             }

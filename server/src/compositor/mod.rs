@@ -8,6 +8,7 @@ mod handlers;
 mod input;
 mod pacing;
 mod placement;
+mod resize;
 mod state;
 mod wm;
 
@@ -256,19 +257,31 @@ impl WayRay {
             ToCompositor::Attached {
                 appliance,
                 screen,
+                output,
                 keymap,
             } => {
                 tracing::info!(
                     appliance,
                     ?screen,
+                    ?output,
                     "appliance attached; sending a key frame"
                 );
+                if let Err(err) = self.resize_output(output) {
+                    tracing::error!(%err, "cannot resize the output; keeping its size");
+                }
                 if let Some(keymap) = keymap {
                     self.set_keymap(&keymap);
                 }
                 self.pacer.attach(appliance);
                 self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
+            }
+            ToCompositor::Resize { appliance, output } => {
+                if self.pacer.attached() == Some(appliance) {
+                    if let Err(err) = self.resize_output(output) {
+                        tracing::error!(%err, "cannot resize the output; keeping its size");
+                    }
+                }
             }
             ToCompositor::Detached { appliance } => {
                 if self.pacer.detach(appliance) {

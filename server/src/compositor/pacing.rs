@@ -52,6 +52,11 @@ impl Pacer {
         true
     }
 
+    /// The next frame must be a full frame (the output was resized).
+    pub fn request_key_frame(&mut self) {
+        self.key_frame_due = true;
+    }
+
     pub fn key_frame_due(&self) -> bool {
         self.key_frame_due
     }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wayray_protocol::{
     framing, ByeReason, ClientControl, Encoding, FrameReader, Hello, ServerControl, StreamKind,
@@ -110,6 +110,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
         }
     };
     reader.set_max_len(welcome.max_message_len);
+    let welcome_size = (welcome.output_width, welcome.output_height);
     send(&mut ctrl_send, &ServerControl::Welcome(welcome)).await?;
 
     let mut display = conn.open_uni().await.map_err(ConnError::Open)?;
@@ -119,22 +120,20 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     if let Ok(mut router) = shared.router.lock() {
         router.attach(id, tx);
     }
+    let output = (welcome_size.0, welcome_size.1);
     let _ = shared.compositor.send(ToCompositor::Attached {
         appliance: id,
         screen: (
             hello.capabilities.screen_width,
             hello.capabilities.screen_height,
         ),
+        output,
         keymap: hello.keymap.clone(),
     });
+    let (output_tx, output_rx) = watch::channel(output);
     let input_task = tokio::spawn(
-        input::accept(
-            conn.clone(),
-            id,
-            shared.compositor.clone(),
-            shared.output_size,
-        )
-        .instrument(tracing::Span::current()),
+        input::accept(conn.clone(), id, shared.compositor.clone(), output_rx)
+            .instrument(tracing::Span::current()),
     );
     let _abort_input = AbortOnDrop(input_task);
 
@@ -161,6 +160,14 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             msg = read_msg(&mut ctrl_recv, &mut reader) => match msg {
                 Ok(Some(ClientControl::FrameAck { seq })) => {
                     let _ = shared.compositor.send(ToCompositor::FrameAck { appliance: id, seq });
+                }
+                Ok(Some(ClientControl::ScreenChanged { width, height })) => {
+                    let output = shared.output_size_for((width, height));
+                    tracing::info!(screen = ?(width, height), ?output, "appliance screen changed");
+                    if let Some(output) = output.filter(|o| *o != *output_tx.borrow()) {
+                        output_tx.send_replace(output);
+                        let _ = shared.compositor.send(ToCompositor::Resize { appliance: id, output });
+                    }
                 }
                 Ok(Some(ClientControl::Bye(reason))) => {
                     tracing::info!(%reason, "appliance said bye");
@@ -202,11 +209,17 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
     if !hello.capabilities.encodings.contains(&Encoding::TilesV1) {
         return Err(ByeReason::NoCommonEncoding);
     }
+    let (output_width, output_height) = shared
+        .output_size_for((
+            hello.capabilities.screen_width,
+            hello.capabilities.screen_height,
+        ))
+        .unwrap_or(shared.default_output_size);
     Ok(Welcome {
         protocol_version: PROTOCOL_VERSION,
         server_name: shared.server_name.clone(),
-        output_width: shared.output_size.0,
-        output_height: shared.output_size.1,
+        output_width,
+        output_height,
         encoding: Encoding::TilesV1,
         max_message_len: hello
             .capabilities

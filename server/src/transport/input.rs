@@ -4,6 +4,7 @@
 //! event (a firmware bug, a glitching device) must not cost the user their session.
 
 use smithay::reexports::calloop::channel::Sender;
+use tokio::sync::watch;
 use wayray_protocol::{
     FrameReader, FramingError, InputMessage, StreamKind, DEFAULT_MAX_MESSAGE_LEN,
 };
@@ -15,7 +16,7 @@ pub async fn accept(
     conn: quinn::Connection,
     appliance: ApplianceId,
     compositor: Sender<ToCompositor>,
-    output: (u32, u32),
+    output: watch::Receiver<(u32, u32)>,
 ) {
     loop {
         let mut stream = match conn.accept_uni().await {
@@ -32,7 +33,7 @@ pub async fn accept(
         }
         match StreamKind::from_byte(kind[0]) {
             Some(StreamKind::Input) => {
-                read_input(stream, appliance, &compositor, output).await;
+                read_input(stream, appliance, &compositor, &output).await;
             }
             other => {
                 tracing::warn!(
@@ -50,13 +51,13 @@ async fn read_input(
     mut stream: quinn::RecvStream,
     appliance: ApplianceId,
     compositor: &Sender<ToCompositor>,
-    (width, height): (u32, u32),
+    output: &watch::Receiver<(u32, u32)>,
 ) {
     let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
     loop {
         loop {
             match reader.next::<InputMessage>() {
-                Ok(Some(event)) => match event.validate(width, height) {
+                Ok(Some(event)) => match validate(&event, output) {
                     Ok(()) => {
                         if compositor
                             .send(ToCompositor::Input { appliance, event })
@@ -88,4 +89,14 @@ async fn read_input(
             }
         }
     }
+}
+
+/// Checks `event` against the output's current size: coordinates are in output pixels, and the
+/// output follows the appliance's screen.
+fn validate(
+    event: &InputMessage,
+    output: &watch::Receiver<(u32, u32)>,
+) -> Result<(), wayray_protocol::input::InputError> {
+    let (width, height) = *output.borrow();
+    event.validate(width, height)
 }

@@ -89,7 +89,27 @@ pub struct Shared {
     pub compositor: CompositorSender<ToCompositor>,
     pub next_id: AtomicU64,
     pub server_name: String,
-    pub output_size: (u32, u32),
+    /// Session output size when the appliance's screen is not followed or not usable.
+    pub default_output_size: (u32, u32),
+    /// Size the session output to each appliance's screen (config `output_follows_appliance`).
+    pub follow_appliance: bool,
+}
+
+impl Shared {
+    /// The session output size for an appliance whose screen is `screen`; `None` when the
+    /// output does not follow appliances or the size is unusable (0, or beyond the codec's limit).
+    pub fn output_size_for(&self, (width, height): (u32, u32)) -> Option<(u32, u32)> {
+        let usable = |v: u32| (16..=wayray_protocol::codec::MAX_DIMENSION).contains(&v);
+        if !self.follow_appliance {
+            return None;
+        }
+        if usable(width) && usable(height) {
+            Some((width, height))
+        } else {
+            tracing::warn!(width, height, "ignoring an unusable appliance screen size");
+            None
+        }
+    }
 }
 
 /// Builds the QUIC server endpoint. Must be called inside a tokio runtime.

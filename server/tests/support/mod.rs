@@ -368,6 +368,15 @@ pub struct RawAppliance {
 impl RawAppliance {
     /// Connects, says Hello for a 1280×800 screen, and waits for Welcome and the display stream.
     pub async fn attach(addr: SocketAddr, name: &str) -> RawAppliance {
+        Self::attach_with_screen(addr, name, (1280, 800)).await
+    }
+
+    /// Like [`RawAppliance::attach`], for a screen of `screen` pixels.
+    pub async fn attach_with_screen(
+        addr: SocketAddr,
+        name: &str,
+        (screen_width, screen_height): (u32, u32),
+    ) -> RawAppliance {
         use wayray_protocol::{
             framing, Capabilities, ClientControl, Encoding, FrameReader, Hello, ServerControl,
             StreamKind, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
@@ -378,12 +387,13 @@ impl RawAppliance {
             protocol_version: PROTOCOL_VERSION,
             client_name: name.into(),
             capabilities: Capabilities {
-                screen_width: 1280,
-                screen_height: 800,
+                screen_width,
+                screen_height,
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             },
             keymap: None,
+            token: Some(format!("pseudo.{name}")),
         });
         ctrl.write_all(&framing::encode(&hello).unwrap())
             .await

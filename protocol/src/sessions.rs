@@ -1,0 +1,317 @@
+//! Messages between the server-side processes, over Unix sockets, framed like the wire
+//! (u32 LE length + postcard, see [`crate::framing`]):
+//!
+//! - `wrsrvd` (the daemon) ⇄ each per-session compositor: [`SessionHello`], [`ToSession`],
+//!   [`FromSession`] on the daemon's `sessions.sock`. Sessions connect to the daemon (not the
+//!   other way round), so a restarted daemon is found again by the sessions still running.
+//! - `wrsrvd` ⇄ `wrsessd` (the session launcher): [`LauncherHello`], [`ToLauncher`],
+//!   [`FromLauncher`] on the daemon's `launcher.sock`. These are the roadmap's launcher events:
+//!   session_requested, session_authenticated, session_logout.
+//! - `wrlogin` (the greeter) ⇄ `wrsessd`: [`LoginRequest`], [`LoginReply`] on `login.sock`.
+//! - `wradm` ⇄ `wrsrvd`: [`AdminRequest`], [`AdminReply`] on `admin.sock`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{InputMessage, Keymap};
+
+/// A session's identity, unique for the life of a server's session store. Shown as 16 hex digits.
+pub type SessionId = u64;
+/// One appliance connection, unique while the daemon runs.
+pub type ApplianceId = u64;
+
+/// Formats a session id the way logs, `wradm` and the store show it.
+pub fn session_id_string(id: SessionId) -> String {
+    format!("{id:016x}")
+}
+
+/// Parses what [`session_id_string`] prints.
+pub fn parse_session_id(s: &str) -> Option<SessionId> {
+    u64::from_str_radix(s.trim(), 16).ok()
+}
+
+// ---- daemon ⇄ session compositor ------------------------------------------------------------
+
+/// First message of a session compositor on `sessions.sock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionHello {
+    pub session: SessionId,
+    /// The secret the launcher (or the daemon, for the shared session) gave this session at
+    /// start; proves the connecting process is that session and not another user's process.
+    pub secret: String,
+    pub pid: u32,
+    /// The session's Wayland socket name, for logs and `wradm show`.
+    pub wayland_display: String,
+    /// True when the daemon this session was talking to went away and this is a re-connection:
+    /// the daemon re-adopts it instead of treating it as new.
+    pub reconnect: bool,
+}
+
+/// Daemon → session compositor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToSession {
+    /// An appliance now shows this session; it needs a key frame at `output` size.
+    Attached {
+        appliance: ApplianceId,
+        screen: (u32, u32),
+        output: (u32, u32),
+        keymap: Option<Keymap>,
+    },
+    /// The attached appliance's screen changed size.
+    Resize {
+        appliance: ApplianceId,
+        output: (u32, u32),
+    },
+    /// A validated input event from the attached appliance.
+    Input {
+        appliance: ApplianceId,
+        event: InputMessage,
+    },
+    /// The appliance acknowledged frame `seq`.
+    FrameAck { appliance: ApplianceId, seq: u64 },
+    /// The appliance is gone or its token left; the session is suspended and keeps running.
+    Detached { appliance: ApplianceId },
+    /// End the session: close its clients and exit.
+    Shutdown,
+}
+
+/// Session compositor → daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromSession {
+    /// A framed `DisplayMessage::Frame` for `appliance`'s display stream, relayed unchanged.
+    Frame {
+        appliance: ApplianceId,
+        seq: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// A framed `DisplayMessage::Cursor`, relayed unchanged; not acknowledged.
+    Cursor {
+        appliance: ApplianceId,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+// ---- daemon ⇄ session launcher ---------------------------------------------------------------
+
+/// First message of `wrsessd` on `launcher.sock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherHello {
+    pub pid: u32,
+}
+
+/// Daemon → launcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToLauncher {
+    /// session_requested: `token` has no session. Start a greeter session with this id and
+    /// secret (a compositor running `wrlogin`, as the unprivileged greeter user).
+    GreeterRequested {
+        token: String,
+        session: SessionId,
+        secret: String,
+    },
+    /// The user authenticated in greeter `greeter` has no session yet: start theirs, as them,
+    /// with this id and secret. The greeter is stopped once it is up.
+    StartUserSession {
+        greeter: SessionId,
+        token: String,
+        user: String,
+        session: SessionId,
+        secret: String,
+    },
+    /// Stop this session's processes (logout by admin, suspended too long, greeter done).
+    Stop { session: SessionId },
+}
+
+/// Launcher → daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromLauncher {
+    /// session_authenticated: PAM accepted `user` in the greeter for `token`. The daemon binds
+    /// the token to the user's running session, or answers with `StartUserSession`.
+    Authenticated {
+        greeter: SessionId,
+        token: String,
+        user: String,
+    },
+    /// A login attempt in that greeter failed (for the audit log; the greeter shows why).
+    AuthFailed {
+        greeter: SessionId,
+        token: String,
+        user: String,
+        reason: String,
+    },
+    /// The launcher started a session's compositor process.
+    Started { session: SessionId, pid: u32 },
+    /// session_logout: the session's compositor exited (logout, crash, or stopped); `status`
+    /// says how, e.g. "exit status: 0" or "signal: 9".
+    Exited { session: SessionId, status: String },
+    /// The launcher could not start the session (no such user's shell, exec failed…).
+    Failed { session: SessionId, reason: String },
+}
+
+// ---- greeter ⇄ launcher ----------------------------------------------------------------------
+
+/// `wrlogin` → `wrsessd`. `ticket` is the greeter's `WAYRAY_LOGIN_TICKET`; it names the greeter
+/// session (and through it the token) so a login can only bind the token it was shown for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginRequest {
+    Login {
+        ticket: String,
+        username: String,
+        password: String,
+    },
+}
+
+/// `wrsessd` → `wrlogin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginReply {
+    /// Authenticated; the user's session replaces the greeter on the appliance.
+    Accepted,
+    /// Shown on the greeter's error line, e.g. "Wrong user name or password".
+    Refused { message: String },
+}
+
+// ---- admin ---------------------------------------------------------------------------------
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionState {
+    /// Started, not yet shown anywhere.
+    Created,
+    /// Shown on an appliance.
+    Active,
+    /// Running, shown nowhere (card out, appliance gone).
+    Suspended,
+    /// Ended; kept in the store for history.
+    Destroyed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Created => "created",
+            SessionState::Active => "active",
+            SessionState::Suspended => "suspended",
+            SessionState::Destroyed => "destroyed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => SessionState::Created,
+            "active" => SessionState::Active,
+            "suspended" => SessionState::Suspended,
+            "destroyed" => SessionState::Destroyed,
+            _ => return None,
+        })
+    }
+}
+
+/// What kind of session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// The login screen for one token.
+    Greeter,
+    /// A user's desktop.
+    User,
+    /// The one session every appliance shows when the server runs without a launcher.
+    Shared,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Greeter => "greeter",
+            SessionKind::User => "user",
+            SessionKind::Shared => "shared",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "greeter" => SessionKind::Greeter,
+            "user" => SessionKind::User,
+            "shared" => SessionKind::Shared,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub kind: SessionKind,
+    pub state: SessionState,
+    pub user: Option<String>,
+    /// Tokens bound to this session.
+    pub tokens: Vec<String>,
+    /// The appliance showing it now.
+    pub appliance: Option<ApplianceId>,
+    pub pid: Option<u32>,
+    pub wayland_display: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub changed_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplianceInfo {
+    pub id: ApplianceId,
+    /// The appliance's address as the server sees it.
+    pub remote: String,
+    pub client_name: String,
+    pub token: Option<String>,
+    pub session: Option<SessionId>,
+    pub screen: (u32, u32),
+    pub connected_ms: u64,
+}
+
+/// `wradm` → daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    ListSessions,
+    ShowSession(SessionId),
+    /// Take the session off its appliance; it keeps running (Suspended).
+    Detach(SessionId),
+    /// End the session and its clients.
+    Kill(SessionId),
+    ListAppliances,
+}
+
+/// Daemon → `wradm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Sessions(Vec<SessionInfo>),
+    Session(SessionInfo),
+    Appliances(Vec<ApplianceInfo>),
+    Done,
+    Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing;
+
+    #[test]
+    fn frames_relay_without_copy_per_byte_encoding() {
+        let msg = FromSession::Frame {
+            appliance: 3,
+            seq: 9,
+            bytes: vec![7; 100_000],
+        };
+        let bytes = framing::encode(&msg).unwrap();
+        // serde_bytes: one length and the raw bytes, not a sequence of 100 000 elements.
+        assert!(bytes.len() < 100_000 + 32);
+        let mut reader = crate::FrameReader::new(1 << 20);
+        reader.push(&bytes);
+        assert_eq!(reader.next::<FromSession>().unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn session_ids_print_and_parse() {
+        assert_eq!(session_id_string(0xab), "00000000000000ab");
+        assert_eq!(parse_session_id("00000000000000ab"), Some(0xab));
+        assert_eq!(parse_session_id("zz"), None);
+    }
+}
