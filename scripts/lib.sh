@@ -1,9 +1,12 @@
 # Shared by scripts/*: installs what a fresh Debian machine lacks. Source it, don't run it.
 
 # Packages to build the workspace.
-WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev)
+WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
+    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
+# Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
+WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).
 WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools
     fdisk qemu-system-x86 socat iproute2 python3)
@@ -36,5 +39,21 @@ ensure_runtime_dir() {
         export XDG_RUNTIME_DIR="/tmp/wayray-runtime-$(id -u)"
         mkdir -p "$XDG_RUNTIME_DIR"
         chmod 700 "$XDG_RUNTIME_DIR"
+    fi
+}
+
+# ensure_pam_service: /etc/pam.d/wayray, the PAM service wrsessd authenticates with (pam_unix;
+# `nodelay` so a wrong password in tests costs no 2 s). An existing file is left alone.
+ensure_pam_service() {
+    if [ ! -e /etc/pam.d/wayray ]; then
+        printf 'auth required pam_unix.so nodelay\naccount required pam_unix.so\n' >/etc/pam.d/wayray
+    fi
+}
+
+# ensure_pcscd: a running pcscd (with the vpcd virtual readers on TCP 35963/35964).
+ensure_pcscd() {
+    if [ ! -S /run/pcscd/pcscd.comm ]; then
+        setsid pcscd -f -a >/tmp/wayray-pcscd.log 2>&1 < /dev/null &
+        for _ in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.1; done
     fi
 }

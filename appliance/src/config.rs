@@ -140,6 +140,21 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub latency_log: Option<PathBuf>,
 
+    /// Follow the smart-card reader NAME through pcscd (exactly, or the first whose name starts with
+    /// it); with an empty NAME (`--card-reader ''`) the first reader there is. The card's token
+    /// selects the session; pulling the card detaches it.
+    #[arg(long, value_name = "NAME")]
+    pub card_reader: Option<String>,
+
+    /// With no card in the reader present no token (the screen asks for a card) instead of the
+    /// pseudo-token `pseudo.<MAC>` that gives this terminal its own session.
+    #[arg(long)]
+    pub require_card: bool,
+
+    /// Present this fixed token instead of cards and the pseudo-token (kiosks, tests).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
     /// Run this many seconds (fractions allowed), then say goodbye, write the screenshot and exit 0 (demos, tests).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub exit_after: Option<Duration>,
@@ -235,6 +250,7 @@ pub struct Config {
     /// Keyboard layout names from the flags or the file; the environment and the system fill in
     /// the rest (see `keymap::Rmlvo::system`).
     pub xkb: XkbNames,
+    pub tokens: crate::token::TokenPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +390,11 @@ impl Config {
             screenshot: cli.screenshot,
             screenshot_cursor: cli.screenshot_cursor,
             latency_log: cli.latency_log,
+            tokens: crate::token::TokenPolicy {
+                card_reader: cli.card_reader,
+                require_card: cli.require_card,
+                fixed: cli.token,
+            },
             exit_after: cli.exit_after,
             exit_after_frames: cli.exit_after_frames,
             input,

@@ -1,6 +1,8 @@
 //! One connection's protocol: Hello/Welcome on the control stream, then frames and cursor
 //! images from the display stream decoded, shown and acknowledged, and local input sent on the
-//! input stream, until either side says goodbye or the link breaks.
+//! input stream, until either side says goodbye or the link breaks. A display plugged in or
+//! swapped meanwhile is followed at once, and a new size is told to the server
+//! (`ScreenChanged`), which answers with frames of that size.
 //!
 //! Everything the server sends is untrusted: a malformed message or frame ends the connection
 //! with `Bye(ProtocolError)` (the supervisor then reconnects), never a panic.
@@ -22,7 +24,7 @@ use crate::display::DisplaySink;
 use crate::input::Action;
 use crate::latency::LatencyError;
 use crate::local::Local;
-use crate::screen::ScreenError;
+use crate::screen::{Screen, ScreenError};
 use crate::signals::Command;
 
 /// QUIC application close codes (ours to choose; the server only logs them).
@@ -102,7 +104,7 @@ pub enum Ended {
 }
 
 /// The Hello this appliance sends; `keymap` is its keyboard's current layout.
-pub fn hello(screen: ScreenSize, keymap: Keymap) -> Hello {
+pub fn hello(screen: ScreenSize, keymap: Keymap, token: Option<String>) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         client_name: concat!("wrclient ", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -113,6 +115,7 @@ pub fn hello(screen: ScreenSize, keymap: Keymap) -> Hello {
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
         },
         keymap: Some(keymap),
+        token,
     }
 }
 
@@ -122,6 +125,8 @@ pub struct Established {
     control_send: SendStream,
     control_recv: MessageReader,
     pub welcome: Welcome,
+    /// The screen size the server last heard of (Hello, then `ScreenChanged`).
+    announced: (u32, u32),
 }
 
 /// Opens the control stream, sends Hello and waits for the server's answer.
@@ -134,6 +139,10 @@ pub async fn handshake(
         .await
         .map_err(ConnectionError::OpenControl)?;
     let mut control_recv = MessageReader::new(recv, DEFAULT_MAX_MESSAGE_LEN);
+    let announced = (
+        hello.capabilities.screen_width,
+        hello.capabilities.screen_height,
+    );
     let answer = async {
         send(&mut control_send, &ClientControl::Hello(hello)).await?;
         match control_recv.next::<ServerControl>().await? {
@@ -161,6 +170,7 @@ pub async fn handshake(
                 control_send,
                 control_recv,
                 welcome,
+                announced,
             })
         }
         Err(e) => {
@@ -195,12 +205,19 @@ impl Established {
             input,
             commands,
             latency,
+            hotplug,
+            tokens,
         } = local;
         let (width, height) = (self.welcome.output_width, self.welcome.output_height);
         screen.resize(width, height)?;
         if let Some(pointer) = input.set_output(width, height) {
             screen.move_cursor(pointer);
         }
+        if tokens.current().is_none() {
+            screen.show_status("Insert your card");
+        }
+        // A display plugged in while Hello was on its way.
+        announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
         let max_message_len = self.welcome.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN);
         let mut display: Option<MessageReader> = None;
         let mut input_stream = InputStream::open(&self.connection).await?;
@@ -217,8 +234,21 @@ impl Established {
                     Command::Screenshot => screen.write_screenshot(),
                     Command::Shutdown(why) => return Ok(Ended::Shutdown(why)),
                 },
+                () = tokens.changed() => {
+                    // Right away: the server moves the session the moment the card moves.
+                    let token = tokens.current();
+                    tracing::info!(?token, "presenting a new token");
+                    if token.is_none() {
+                        screen.show_status("Insert your card");
+                    }
+                    send(&mut self.control_send, &ClientControl::TokenChanged { token }).await?;
+                }
                 event = input.next() => match input.route(event) {
                     Action::Exit => return Ok(Ended::Shutdown("the input script said exit")),
+                    Action::SimulateHotplug { width, height } => {
+                        screen.simulate_hotplug(width, height);
+                        announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
+                    }
                     Action::Send { messages, pointer } => {
                         if let Some(pointer) = pointer {
                             screen.move_cursor(pointer);
@@ -233,6 +263,10 @@ impl Established {
                         }
                     }
                 },
+                () = hotplug.next() => {
+                    screen.rescan();
+                    announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
+                }
                 message = self.control_recv.next::<ServerControl>() => match message? {
                     Some(ServerControl::Bye(reason)) => return Err(ConnectionError::ServerBye(reason)),
                     Some(ServerControl::Welcome(_)) => {
@@ -264,6 +298,8 @@ impl Established {
                         }
                         // Right away: the server paces this appliance by its acknowledgements.
                         send(&mut self.control_send, &ClientControl::FrameAck { seq }).await?;
+                        // A frame that found its display gone or swapped made the sink follow.
+                        announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
                         if screen.frame_budget_spent() {
                             return Ok(Ended::FrameBudgetSpent);
                         }
@@ -278,6 +314,26 @@ impl Established {
             }
         }
     }
+}
+
+/// Tells the server the screen's native size if it is not the one the server last heard of;
+/// the server resizes the session, and the next frames come at that size.
+async fn announce_screen<S: DisplaySink>(
+    control_send: &mut SendStream,
+    announced: &mut (u32, u32),
+    screen: &Screen<S>,
+) -> Result<(), ConnectionError> {
+    let Some((width, height)) = screen.native_size().filter(|size| size != announced) else {
+        return Ok(());
+    };
+    tracing::info!(width, height, "telling the server the screen changed size");
+    send(
+        control_send,
+        &ClientControl::ScreenChanged { width, height },
+    )
+    .await?;
+    *announced = (width, height);
+    Ok(())
 }
 
 /// The appliance's input stream: opened once per connection, then one framed

@@ -3,6 +3,7 @@
 
 mod atomic_file;
 mod backoff;
+mod card;
 mod config;
 mod connection;
 mod display;
@@ -17,6 +18,7 @@ mod screen;
 mod screenshot;
 mod signals;
 mod supervisor;
+mod token;
 mod transport;
 
 use std::io::IsTerminal;
@@ -52,6 +54,7 @@ fn main() -> miette::Result<()> {
         keymap::Layout::compile(&keymap::Rmlvo::system(config.xkb.clone())).into_diagnostic()?;
     tracing::info!(layout = %keyboard.wire.layout, "keyboard layout");
     let input_source = input::open_source(&config.input, &keyboard).into_diagnostic()?;
+    let tokens = token::Tokens::start(&config.tokens).into_diagnostic()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,16 +69,17 @@ fn main() -> miette::Result<()> {
             display::HeadlessSink::new(),
             keyboard.wire,
             input_source,
+            display::Hotplug::none(),
+            tokens,
         )),
         #[cfg(feature = "drm")]
         config::DisplayChoice::Drm { card, mode } => {
             let sink = display::DrmSink::open(card, *mode).into_diagnostic()?;
-            runtime.block_on(supervisor::run(
-                &config,
-                sink,
-                keyboard.wire,
-                input_source,
-            ))
+            runtime.block_on(async {
+                // Inside the runtime: the uevent socket registers with its reactor.
+                let hotplug = display::Hotplug::watch();
+                supervisor::run(&config, sink, keyboard.wire, input_source, hotplug, tokens).await
+            })
         }
         #[cfg(not(feature = "drm"))]
         config::DisplayChoice::Drm { .. } => {

@@ -140,6 +140,42 @@ impl<S: DisplaySink> Screen<S> {
         self.sink.show_status(text);
     }
 
+    /// The size the screen asks the server for, `None` when any size will do.
+    pub fn native_size(&self) -> Option<(u32, u32)> {
+        self.sink.native_size()
+    }
+
+    /// Follows a hotplug: the sink looks at what is attached now. Returns the new native size
+    /// when it changed. A failure is logged, never returned: a monitor that cannot be driven
+    /// must not end the session (the next hotplug tries again).
+    pub fn rescan(&mut self) -> Option<(u32, u32)> {
+        match self.sink.rescan() {
+            Ok(Some((width, height))) => {
+                tracing::info!(width, height, "the display changed size");
+                Some((width, height))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "cannot follow the display change");
+                None
+            }
+        }
+    }
+
+    /// An input script's `screen`: as if a `width`×`height` monitor replaced the screen, then
+    /// the same rescan a real hotplug gets. Returns the new native size when it changed.
+    pub fn simulate_hotplug(&mut self, width: u32, height: u32) -> Option<(u32, u32)> {
+        if !self.sink.simulate_hotplug(width, height) {
+            tracing::warn!(
+                width,
+                height,
+                "this display cannot pretend another screen was plugged in; ignoring `screen`"
+            );
+            return None;
+        }
+        self.rescan()
+    }
+
     /// Shows the server's cursor image (validated by the caller), or hides the cursor. Failures
     /// are logged: a missing cursor is no reason to drop the session.
     pub fn set_cursor(&mut self, image: Option<&CursorImage>) {

@@ -13,7 +13,7 @@ use wayray_protocol::Keymap;
 use crate::backoff::Backoff;
 use crate::config::{Config, ScreenSize};
 use crate::connection::{self, ConnectionError, Ended};
-use crate::display::DisplaySink;
+use crate::display::{DisplaySink, Hotplug};
 use crate::input::{Input, InputSource};
 use crate::latency::{LatencyError, LatencyLog};
 use crate::local::Local;
@@ -21,6 +21,7 @@ use crate::pinning::{PinError, TrustStore};
 use crate::report::error_chain;
 use crate::screen::{Screen, ScreenError, Screenshot};
 use crate::signals::{self, Command};
+use crate::token::Tokens;
 use crate::transport::{self, TransportError};
 
 /// Bounds the QUIC handshake plus Hello/Welcome. QUIC has no "connection refused", so this is how
@@ -59,23 +60,20 @@ impl ApplianceError {
 
 /// Runs the appliance until a shutdown request, `--exit-after-frames`, the input script's `exit`,
 /// or a fatal error; writes the `--screenshot` on the way out in every case. `keymap` is the
-/// keyboard's layout, announced in every Hello until the input source switches it.
+/// keyboard's layout, announced in every Hello until the input source switches it; `hotplug`
+/// says when the sink should look at its display again.
 pub async fn run<S: DisplaySink>(
     config: &Config,
     sink: S,
     keymap: Keymap,
     input_source: Option<Box<dyn InputSource>>,
+    hotplug: Hotplug,
+    tokens: Tokens,
 ) -> Result<(), ApplianceError> {
-    // A display with a mode of its own (DRM) asks the server for a session of exactly its size.
-    let mut config = config.clone();
-    if let Some((width, height)) = sink.native_size() {
-        let native = ScreenSize { width, height };
-        if native != config.screen {
-            tracing::info!(screen = %native, "announcing the display's size to the server");
-            config.screen = native;
-        }
+    let screen_size = screen_size(config, sink.native_size());
+    if screen_size != config.screen {
+        tracing::info!(screen = %screen_size, "announcing the display's size to the server");
     }
-    let config = &config;
     let trust = TrustStore::open(config.server_cert.as_deref(), &config.state_dir)?;
     let screenshot = config.screenshot.clone().map(|path| Screenshot {
         path,
@@ -87,7 +85,7 @@ pub async fn run<S: DisplaySink>(
         screenshot,
         config.exit_after_frames,
     )?;
-    let input = Input::new(keymap, config.screen.width, config.screen.height);
+    let input = Input::new(keymap, screen_size.width, screen_size.height);
     let latency = config
         .latency_log
         .as_deref()
@@ -99,6 +97,8 @@ pub async fn run<S: DisplaySink>(
         input,
         commands,
         latency,
+        hotplug,
+        tokens,
     };
     local.screen.move_cursor(local.input.pointer());
     let frames = local.screen.watch_frames();
@@ -171,7 +171,13 @@ async fn attempt_once<S: DisplaySink>(
         .screen
         .show_status(&format!("connecting to {}", config.server));
     let trust = trust.load(&config.server)?;
-    let hello = connection::hello(config.screen, local.input.keymap().clone());
+    // The display's size now: one plugged in since the last connection counts.
+    let screen_size = screen_size(config, local.screen.native_size());
+    let hello = connection::hello(
+        screen_size,
+        local.input.keymap().clone(),
+        local.tokens.current(),
+    );
     let connect = async {
         let link = transport::connect(&config.server, &config.server_name, trust).await?;
         match connection::handshake(&link.connection, hello).await {
@@ -230,6 +236,20 @@ async fn unless_shutdown<T, S: DisplaySink>(
                 tracing::info!("the input script said exit; shutting down");
                 return None;
             },
+            // Between connections too: the status goes up on a display plugged in meanwhile,
+            // and the next Hello carries its size.
+            () = local.hotplug.next() => {
+                local.screen.rescan();
+            }
         }
     }
+}
+
+/// The size to ask the server for: the display's own (`native`, a DRM mode) when it has one,
+/// else `--screen`.
+fn screen_size(config: &Config, native: Option<(u32, u32)>) -> ScreenSize {
+    native.map_or(config.screen, |(width, height)| ScreenSize {
+        width,
+        height,
+    })
 }

@@ -21,6 +21,12 @@ pub struct Config {
     /// every appliance shows the session pixel for pixel. `false` keeps `output_width` ×
     /// `output_height` and appliances show it centred or cut. Default `true`.
     pub output_follows_appliance: bool,
+    /// Per-token sessions through the session launcher `wrsessd` (greeter, PAM, the user's own
+    /// session) instead of one shared session. Default `false`.
+    pub launcher: bool,
+    /// A user session shown on no appliance for this many seconds is ended (0: never).
+    /// Default 86400 (a day), like a Sun Ray server's disconnected-session timeout.
+    pub suspended_timeout_secs: u64,
     /// Frames sent but not yet acknowledged before the server stops rendering and merges damage
     /// into the next frame instead. Default 2: one on screen, one on the wire.
     pub max_frames_in_flight: usize,
@@ -53,6 +59,8 @@ impl Default for Config {
             output_width: 1280,
             output_height: 800,
             output_follows_appliance: true,
+            launcher: false,
+            suspended_timeout_secs: 86400,
             max_frames_in_flight: 2,
             wayland_socket: String::new(),
             detached_frame_interval_ms: 1000,

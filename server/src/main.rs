@@ -1,9 +1,17 @@
-//! `wrsrvd`: the WayRay server daemon. Runs a headless Wayland session and streams it over QUIC
-//! to the appliance that is attached to it.
+//! `wrsrvd`: the WayRay server daemon. Accepts appliances over QUIC, routes each one to the
+//! session of the token it presents, and relays frames and input between them. Each session is
+//! a separate compositor process (`wrsrvd session`), started by the daemon itself (one shared
+//! session, the default) or by the session launcher `wrsessd` (`--launcher`: a greeter per
+//! token, then the user's own session, running as that user).
 
 mod compositor;
 mod config;
+mod daemon;
 mod link;
+mod session_link;
+// The store's read side (audit log, lookups) serves its tests and future wradm commands.
+#[allow(dead_code)]
+mod store;
 mod transport;
 
 use std::{
@@ -16,29 +24,56 @@ use std::{
 use clap::Parser;
 use miette::{Context, IntoDiagnostic};
 use smithay::reexports::calloop::channel;
+use wayray_protocol::sessions::parse_session_id;
 
 use crate::{
     compositor::SessionOptions,
     config::Config,
-    transport::{Router, Shared},
+    daemon::{Daemon, Mode, RunDir},
+    transport::Shared,
 };
 
-/// WayRay server: a headless Wayland compositor whose session is shown on WayRay appliances.
+/// WayRay server: shows headless Wayland sessions on WayRay appliances.
 ///
-/// Prints `WAYLAND_DISPLAY=…` and `WAYRAY_LISTEN=…` on stdout once ready, so scripts can start
-/// clients and appliances against it.
+/// Prints `WAYRAY_LISTEN=…` and (for the shared session) `WAYLAND_DISPLAY=…` on stdout once
+/// ready, so scripts can start clients and appliances against it.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run one session compositor (started by the daemon or by wrsessd, not by hand). It
+    /// connects to the daemon's sessions socket and proves itself with $WAYRAY_SESSION_SECRET.
+    Session(SessionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DaemonArgs {
     /// TOML config file; flags given here override its values. See `Config` for every key.
-    #[arg(long, short = 'c', env = "WAYRAY_CONFIG")]
+    #[arg(long, short = 'c', env = "WAYRAY_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// UDP address for appliances (QUIC), e.g. 0.0.0.0:7390. Port 0 picks a free port.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Directory for the server's TLS certificate and key (created on first start).
+    /// Directory for the server's TLS certificate and key (created on first start) and the
+    /// session store (sessions.db).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Directory of the daemon's sockets (sessions, launcher, admin). Default:
+    /// $XDG_RUNTIME_DIR/wayray, or /run/wayray when that is unset.
+    #[arg(long, env = "WAYRAY_RUN_DIR")]
+    run_dir: Option<PathBuf>,
+    /// Per-token sessions through the session launcher (wrsessd): a greeter for a token with no
+    /// session, the user's own session after login. Without it, one shared session is shown on
+    /// whichever appliance connected last.
+    #[arg(long)]
+    launcher: bool,
     /// Session output size, WIDTHxHEIGHT, until an appliance attaches (default 1280x800). The
     /// output then takes the appliance's screen size unless --fixed-size is given.
     #[arg(long, value_parser = parse_size)]
@@ -46,18 +81,52 @@ struct Cli {
     /// Keep the output at --size whatever the appliance's screen (it is then shown centred).
     #[arg(long)]
     fixed_size: bool,
-    /// Wayland socket name under $XDG_RUNTIME_DIR (default: first free wayland-N).
+    /// Wayland socket name of the shared session under $XDG_RUNTIME_DIR (default: first free
+    /// wayland-N).
     #[arg(long)]
     socket: Option<String>,
     /// Frames in flight to the appliance before damage is merged instead of sent (default 2).
     #[arg(long)]
     max_frames_in_flight: Option<usize>,
-    /// Append `<seq> <digest> <w>x<h>` for every frame sent, for tests comparing framebuffers.
+    /// Append `<seq> <digest> <w>x<h>` for every frame the shared session sends, for tests
+    /// comparing framebuffers.
+    #[arg(long)]
+    frame_log: Option<PathBuf>,
+    /// Start this shell command as a client of the shared session; repeat for several clients.
+    #[arg(long = "spawn", value_name = "COMMAND")]
+    spawn: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct SessionArgs {
+    /// This session's id (16 hex digits), as the daemon or launcher allotted it.
+    #[arg(long, value_parser = parse_id)]
+    id: u64,
+    /// The daemon's sessions socket.
+    #[arg(long)]
+    daemon: PathBuf,
+    /// Initial output size, WIDTHxHEIGHT; the attached appliance's screen size then applies.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u32, u32)>,
+    /// Wayland socket name under $XDG_RUNTIME_DIR (default: first free wayland-N).
+    #[arg(long)]
+    socket: Option<String>,
+    /// Frames in flight to the appliance before damage is merged instead of sent.
+    #[arg(long)]
+    max_frames_in_flight: Option<usize>,
+    /// Append `<seq> <digest> <w>x<h>` for every frame sent.
     #[arg(long)]
     frame_log: Option<PathBuf>,
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
+    /// Seconds the session waits for a vanished daemon to come back before it ends.
+    #[arg(long, default_value_t = 300)]
+    orphan_timeout: u64,
+}
+
+fn parse_id(s: &str) -> Result<u64, String> {
+    parse_session_id(s).ok_or_else(|| format!("expected 16 hex digits, got {s:?}"))
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -77,11 +146,17 @@ fn main() -> miette::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-
-    let mut config = match &cli.config {
+    let mut config = match &cli.daemon.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    match cli.command {
+        Some(Command::Session(args)) => run_session(config, args),
+        None => run_daemon(&mut config, cli.daemon),
+    }
+}
+
+fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if let Some(v) = cli.listen {
         config.listen = v;
     }
@@ -101,8 +176,27 @@ fn main() -> miette::Result<()> {
     if let Some(v) = cli.max_frames_in_flight {
         config.max_frames_in_flight = v;
     }
+    if cli.launcher {
+        config.launcher = true;
+    }
     config.validate()?;
+    let run_dir =
+        RunDir(
+            cli.run_dir
+                .unwrap_or_else(|| match std::env::var_os("XDG_RUNTIME_DIR") {
+                    Some(dir) => PathBuf::from(dir).join("wayray"),
+                    None => PathBuf::from("/run/wayray"),
+                }),
+        );
     ensure_runtime_dir()?;
+    create_private_dir(&run_dir.0)?;
+    // Session processes of other users must reach sessions.sock inside it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run_dir.0, std::fs::Permissions::from_mode(0o755))
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot open up {}", run_dir.0.display()))?;
+    }
 
     let identity = transport::load_or_create(
         &config.state_dir,
@@ -111,6 +205,20 @@ fn main() -> miette::Result<()> {
     if identity.created {
         tracing::info!(dir = %config.state_dir.display(), "created a new server certificate");
     }
+    let store_path = config.state_dir.join("sessions.db");
+    let store = store::Store::open(&store_path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the session store {}", store_path.display()))?;
+    let mode = if config.launcher {
+        Mode::Launcher
+    } else {
+        Mode::Shared
+    };
+    let mut daemon = Daemon::new(mode.clone(), store);
+    if mode == Mode::Launcher {
+        daemon.load_store();
+    }
+    let daemon = Arc::new(Mutex::new(daemon));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,37 +227,111 @@ fn main() -> miette::Result<()> {
         .build()
         .into_diagnostic()
         .wrap_err("cannot start the network runtime")?;
-    let endpoint = {
-        let _guard = runtime.enter();
-        transport::endpoint(config.listen, &identity)?
-    };
+    let _guard = runtime.enter();
+    let endpoint = transport::endpoint(config.listen, &identity)?;
     let local = endpoint
         .local_addr()
         .into_diagnostic()
         .wrap_err("cannot read the QUIC endpoint's address")?;
-    println!("WAYRAY_LISTEN={local}");
-    tracing::info!(%local, "listening for appliances");
 
-    let (to_compositor, from_transport) = channel::channel();
-    let (to_transport, frames) = tokio::sync::mpsc::unbounded_channel();
+    let bind = |path: PathBuf, mode: u32| {
+        daemon::wire::bind(&path, mode)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot listen on {}", path.display()))
+    };
+    runtime.spawn(daemon::sessions::serve(
+        bind(run_dir.sessions(), 0o666)?,
+        daemon.clone(),
+    ));
+    runtime.spawn(daemon::admin::serve(
+        bind(run_dir.admin(), 0o600)?,
+        daemon.clone(),
+    ));
+    if mode == Mode::Launcher {
+        runtime.spawn(daemon::launcher::serve(
+            bind(run_dir.launcher(), 0o600)?,
+            daemon.clone(),
+        ));
+        let timeout = Duration::from_secs(config.suspended_timeout_secs);
+        if !timeout.is_zero() {
+            let d = daemon.clone();
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    if let Ok(mut d) = d.lock() {
+                        d.expire_suspended(timeout);
+                    }
+                }
+            });
+        }
+    } else {
+        daemon::shared::start(
+            daemon.clone(),
+            daemon::shared::SharedSession {
+                config: cli.config.clone(),
+                sessions_socket: run_dir.sessions(),
+                size: (config.output_width, config.output_height),
+                socket_name: (!config.wayland_socket.is_empty())
+                    .then(|| config.wayland_socket.clone()),
+                frame_log: cli.frame_log,
+                max_frames_in_flight: config.max_frames_in_flight,
+                spawn: cli.spawn,
+            },
+        );
+    }
+    println!("WAYRAY_LISTEN={local}");
+    tracing::info!(%local, run_dir = %run_dir.0.display(), ?mode, "listening for appliances");
+
     let shared = Arc::new(Shared {
-        router: Mutex::new(Router::default()),
-        compositor: to_compositor,
+        daemon: daemon.clone(),
         next_id: AtomicU64::new(0),
         server_name: config.server_name.clone(),
         default_output_size: (config.output_width, config.output_height),
         follow_appliance: config.output_follows_appliance,
     });
-    let net = std::thread::Builder::new()
-        .name("wrsrvd-quic".into())
-        .spawn(move || runtime.block_on(transport::serve(endpoint, shared, frames)))
-        .into_diagnostic()?;
+    runtime.block_on(transport::serve(endpoint, shared));
+    // Let the shared session see its Shutdown before the runtime (and its sockets) go away.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
 
+fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
+    let secret = std::env::var("WAYRAY_SESSION_SECRET")
+        .into_diagnostic()
+        .wrap_err("WAYRAY_SESSION_SECRET must hold the secret the session was started with")?;
+    // SAFETY: no other thread exists yet; the secret must not leak into clients' environments.
+    unsafe { std::env::remove_var("WAYRAY_SESSION_SECRET") };
+    if let Some((w, h)) = args.size {
+        config.output_width = w;
+        config.output_height = h;
+    }
+    if let Some(v) = args.socket {
+        config.wayland_socket = v;
+    }
+    if let Some(v) = args.max_frames_in_flight {
+        config.max_frames_in_flight = v;
+    }
+    config.validate()?;
+    ensure_runtime_dir()?;
+    let span =
+        tracing::info_span!("session", id = %wayray_protocol::sessions::session_id_string(args.id));
+    let _enter = span.enter();
+
+    let (to_compositor, from_link) = channel::channel();
+    let (to_link, frames) = tokio::sync::mpsc::unbounded_channel();
+    let link = session_link::LinkConfig {
+        socket: args.daemon,
+        session: args.id,
+        secret,
+        orphan_timeout: Duration::from_secs(args.orphan_timeout),
+    };
+    let mut frames = Some(frames);
     let opts = SessionOptions {
         output_size: (config.output_width, config.output_height),
         socket_name: (!config.wayland_socket.is_empty()).then(|| config.wayland_socket.clone()),
-        spawn: cli.spawn,
-        frame_log: cli.frame_log,
+        spawn: args.spawn,
+        frame_log: args.frame_log,
         max_frames_in_flight: config.max_frames_in_flight,
         detached_frame_interval: Duration::from_millis(config.detached_frame_interval_ms),
         refresh_hz: config.refresh_hz,
@@ -158,10 +340,18 @@ fn main() -> miette::Result<()> {
             size: config.resolved_cursor_size(),
         },
     };
-    let result = compositor::run(opts, to_transport, from_transport);
-    if net.join().is_err() {
-        tracing::error!("network thread panicked");
-    }
+    let result = compositor::run(opts, to_link, from_link, |socket| {
+        if let Some(frames) = frames.take() {
+            if let Err(err) = session_link::start(
+                link.clone(),
+                socket.to_owned(),
+                to_compositor.clone(),
+                frames,
+            ) {
+                tracing::error!(%err, "cannot start the daemon link");
+            }
+        }
+    });
     Ok(result?)
 }
 

@@ -126,6 +126,8 @@ pub struct Scene {
     mode_width: u32,
     mode_height: u32,
     session: Option<Session>,
+    /// The status text, kept to lay it out again for another mode.
+    status_text: Option<String>,
     status: Option<Overlay>,
     cursor: Option<SoftCursor>,
     /// Where the pointer (the cursor's hotspot) is, in session pixels.
@@ -138,6 +140,7 @@ impl Scene {
             mode_width,
             mode_height,
             session: None,
+            status_text: None,
             status: None,
             cursor: None,
             pointer: (0, 0),
@@ -158,6 +161,19 @@ impl Scene {
             ),
             None => (0, 0),
         }
+    }
+
+    /// The display's mode changed (another monitor was plugged in): the session picture stays
+    /// (centred or cropped as before), the status box is laid out again for the new size, and
+    /// the whole new screen changes.
+    pub fn set_mode(&mut self, mode_width: u32, mode_height: u32) -> Rect {
+        self.mode_width = mode_width;
+        self.mode_height = mode_height;
+        self.status = self
+            .status_text
+            .as_deref()
+            .and_then(|text| render_status(text, mode_width, mode_height));
+        self.screen()
     }
 
     /// A new session size: a black picture, and the whole screen changes.
@@ -212,6 +228,7 @@ impl Scene {
     /// screen rectangles that changed.
     pub fn set_status(&mut self, text: Option<&str>) -> Vec<Rect> {
         let old = self.status.take().map(|s| s.rect);
+        self.status_text = text.map(str::to_owned);
         self.status = text.and_then(|text| render_status(text, self.mode_width, self.mode_height));
         old.into_iter()
             .chain(self.status.as_ref().map(|s| s.rect))
@@ -219,7 +236,7 @@ impl Scene {
     }
 
     pub fn has_status(&self) -> bool {
-        self.status.is_some()
+        self.status_text.is_some()
     }
 
     /// Draws `image` as a software cursor (or stops drawing one); returns the screen
@@ -564,6 +581,38 @@ mod tests {
         // A larger session shows its top-left part.
         scene.configure(10, 10);
         assert_eq!(scene.origin(), (0, 0));
+    }
+
+    #[test]
+    fn another_mode_keeps_the_picture_and_lays_the_status_out_again() {
+        let mut scene = Scene::new(8, 6);
+        scene.configure(4, 2);
+        scene.update_session(&numbered(4, 2), &[Rect::new(0, 0, 4, 2)]);
+        // Too small a screen for any status box: the text waits for a bigger one.
+        assert!(scene.set_status(Some("no server")).is_empty());
+        assert!(scene.has_status());
+
+        assert_eq!(scene.set_mode(640, 480), Rect::new(0, 0, 640, 480));
+        assert_eq!(scene.origin(), (318, 239));
+        assert_eq!(scene.session().unwrap().1, 4);
+        let boxed = scene.set_status(Some("no server"));
+        assert_eq!(
+            boxed.len(),
+            2,
+            "the box laid out for 640x480 is replaced: {boxed:?}"
+        );
+        assert_eq!(boxed[0], boxed[1]);
+
+        // Back to a tiny mode: the session is cropped, the box no longer fits.
+        assert_eq!(scene.set_mode(2, 1), Rect::new(0, 0, 2, 1));
+        assert_eq!(scene.origin(), (0, 0));
+        assert!(scene.has_status());
+        let mut buffer = vec![PAD; 2 * 4];
+        let mut target = Pitched::new(&mut buffer, 8, 2, 1).unwrap();
+        scene.compose(&mut target, scene.screen());
+        assert_eq!(pixel(&buffer, 8, 1, 0), [1, 0, 0x55, 0]);
+        assert!(scene.set_status(None).is_empty());
+        assert!(!scene.has_status());
     }
 
     #[test]

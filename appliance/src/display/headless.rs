@@ -1,7 +1,9 @@
 //! A screen in memory: keeps its own copy of the framebuffer, updated only where frames say it
 //! changed, exactly as a DRM sink updates its scanout buffer, and the cursor beside it as a
 //! cursor plane would hold it. Tests and demos look at it through screenshots; statuses go to
-//! the log.
+//! the log. It has no size of its own (any session size will do) until an input script's
+//! `screen` pretends a monitor was plugged in ([`DisplaySink::simulate_hotplug`]), which the
+//! next [`DisplaySink::rescan`] then finds, as the DRM sink finds a real one.
 
 use wayray_protocol::{CursorImage, Rect, BYTES_PER_PIXEL};
 
@@ -14,6 +16,10 @@ pub struct HeadlessSink {
     pixels: Vec<u8>,
     cursor: Option<CursorImage>,
     cursor_at: (i32, i32),
+    /// The size the appliance asks the server for, as the last rescan found it.
+    native: Option<(u32, u32)>,
+    /// The pretend screen plugged in since, if any.
+    attached: Option<(u32, u32)>,
 }
 
 impl HeadlessSink {
@@ -99,6 +105,28 @@ impl DisplaySink for HeadlessSink {
         let (x, y) = self.cursor_at;
         self.cursor.as_ref().map(|image| CursorView { image, x, y })
     }
+
+    fn native_size(&self) -> Option<(u32, u32)> {
+        self.native
+    }
+
+    fn rescan(&mut self) -> Result<Option<(u32, u32)>, DisplayError> {
+        if self.attached == self.native {
+            return Ok(None);
+        }
+        self.native = self.attached;
+        Ok(self.native)
+    }
+
+    fn simulate_hotplug(&mut self, width: u32, height: u32) -> bool {
+        tracing::debug!(
+            width,
+            height,
+            "pretending a screen of another size was plugged in"
+        );
+        self.attached = Some((width, height));
+        true
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +200,24 @@ mod tests {
         assert!(sink.contents().unwrap().pixels.iter().all(|&b| b == 0));
         sink.set_cursor(None).unwrap();
         assert!(sink.cursor().is_none());
+    }
+
+    #[test]
+    fn a_pretend_hotplug_is_found_by_the_next_rescan_only() {
+        let mut sink = HeadlessSink::new();
+        assert_eq!(sink.native_size(), None);
+        assert_eq!(sink.rescan().unwrap(), None);
+        sink.configure(4, 3).unwrap();
+        assert!(sink.simulate_hotplug(640, 480));
+        // Nothing changes before the rescan, and the picture stays as it was after it.
+        assert_eq!(sink.native_size(), None);
+        assert_eq!(sink.rescan().unwrap(), Some((640, 480)));
+        assert_eq!(sink.native_size(), Some((640, 480)));
+        assert_eq!(sink.rescan().unwrap(), None);
+        assert_eq!(sink.contents().unwrap().width, 4);
+        // The same monitor again is no change.
+        assert!(sink.simulate_hotplug(640, 480));
+        assert_eq!(sink.rescan().unwrap(), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! demos) and `drm` (DRM/KMS: dumb buffers, page flip on vblank; its pure half is `compose`).
 //! The trait speaks in damage rectangles and explicit size changes, and keeps the cursor apart
 //! from the framebuffer (the DRM sink puts it on the hardware cursor plane where there is one,
-//! so moving the pointer never redraws the picture).
+//! so moving the pointer never redraws the picture). Screens come and go: `hotplug` tells when
+//! the kernel saw one change, and [`DisplaySink::rescan`] follows it.
 
 use wayray_protocol::{CursorImage, Rect};
 
@@ -11,10 +12,12 @@ mod compose;
 #[cfg(feature = "drm")]
 pub mod drm;
 pub mod headless;
+pub mod hotplug;
 
 #[cfg(feature = "drm")]
 pub use drm::{DrmError, DrmSink};
 pub use headless::HeadlessSink;
+pub use hotplug::Hotplug;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DisplayError {
@@ -78,6 +81,23 @@ pub trait DisplaySink {
     /// server for; `None` when any size will do.
     fn native_size(&self) -> Option<(u32, u32)> {
         None
+    }
+
+    /// Looks at the screen again after a hotplug (a monitor plugged in, pulled out or swapped)
+    /// and follows it: drives whatever is attached now, showing the last picture or status on
+    /// it. Returns the new [`DisplaySink::native_size`] when it changed (the appliance then asks
+    /// the server for a session of that size), `None` when it did not, or when no screen is
+    /// attached at all (the sink keeps running dark until one comes back).
+    fn rescan(&mut self) -> Result<Option<(u32, u32)>, DisplayError> {
+        Ok(None)
+    }
+
+    /// Pretends a `width`×`height` screen replaced the current one (input scripts' `screen`),
+    /// for the next [`DisplaySink::rescan`] to find. Only a sink without a real screen can
+    /// pretend; the others return `false`.
+    fn simulate_hotplug(&mut self, width: u32, height: u32) -> bool {
+        let _ = (width, height);
+        false
     }
 }
 

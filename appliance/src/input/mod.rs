@@ -52,6 +52,9 @@ pub enum InputEvent {
         slot: u32,
         at: Position,
     },
+    /// As if a `width`×`height` monitor replaced the screen (a script's `screen`, for tests):
+    /// not input, but it must happen in order with the script's input.
+    SimulateHotplug { width: u32, height: u32 },
     /// The source is done and the appliance should exit (a script's `exit`).
     Exit,
 }
@@ -134,6 +137,8 @@ pub enum Action {
         messages: Vec<InputMessage>,
         pointer: Option<(f64, f64)>,
     },
+    /// Pretend a `width`×`height` monitor replaced the screen, and follow it as a hotplug.
+    SimulateHotplug { width: u32, height: u32 },
     /// The source asked the appliance to exit.
     Exit,
 }
@@ -210,6 +215,9 @@ impl Input {
     pub fn route(&mut self, event: InputEvent) -> Action {
         let (messages, pointer) = match event {
             InputEvent::Exit => return Action::Exit,
+            InputEvent::SimulateHotplug { width, height } => {
+                return Action::SimulateHotplug { width, height }
+            }
             InputEvent::Message(message) => {
                 if let InputMessage::Keymap(keymap) = &message {
                     self.keymap = keymap.clone();
@@ -351,5 +359,23 @@ mod tests {
         input.route(InputEvent::Message(InputMessage::Keymap(de.clone())));
         assert_eq!(input.keymap(), &de);
         assert_eq!(input.route(InputEvent::Exit), Action::Exit);
+    }
+
+    #[test]
+    fn a_pretend_hotplug_is_no_input() {
+        let mut input = input();
+        let event = InputEvent::SimulateHotplug {
+            width: 640,
+            height: 480,
+        };
+        assert_eq!(
+            input.route(event),
+            Action::SimulateHotplug {
+                width: 640,
+                height: 480
+            }
+        );
+        // The pointer follows the session's output, not the screen: it moves with the next frame.
+        assert_eq!(input.pointer(), (50.0, 25.0));
     }
 }

@@ -19,6 +19,7 @@
 //! | `scroll DX DY` | wheel scroll in v120 units (`scroll 0 120`: one detent down) |
 //! | `scroll-finger DX DY`, `scroll-stop` | touchpad scrolling in pixels, and its end |
 //! | `touch down SLOT X Y`, `touch move SLOT X Y`, `touch up SLOT`, `touch frame`, `touch cancel` | touch |
+//! | `screen WIDTHxHEIGHT` | as if a monitor of that size replaced the screen (headless display only): the same rescan as a real hotplug, so the appliance sends the server `ScreenChanged` and later Hellos carry the size |
 //! | `exit` | say goodbye to the server and exit 0 |
 //!
 //! A scroll axis given as 0 carries no motion (value 0, no v120), so `scroll 0 120` is a purely
@@ -33,6 +34,7 @@ use wayray_protocol::{AxisSource, AxisValue, InputMessage, Keymap};
 
 use super::keys;
 use super::{now_ms, EventSender, Feedback, InputEvent, InputSource};
+use crate::config::ScreenSize;
 use crate::keymap::{Layout, Rmlvo};
 use crate::pointer::Position;
 
@@ -157,6 +159,7 @@ enum Op {
     TouchUp { slot: u32 },
     TouchFrame,
     TouchCancel,
+    Screen { width: u32, height: u32 },
 }
 
 impl Op {
@@ -247,6 +250,7 @@ impl Op {
             Op::TouchUp { slot } => InputMessage::TouchUp { time_ms, slot },
             Op::TouchFrame => InputMessage::TouchFrame,
             Op::TouchCancel => InputMessage::TouchCancel,
+            Op::Screen { width, height } => return InputEvent::SimulateHotplug { width, height },
         };
         InputEvent::Message(message)
     }
@@ -418,6 +422,10 @@ fn parse_command(
         ),
         ("touch", ["frame"]) => emit(steps, Op::TouchFrame),
         ("touch", ["cancel"]) => emit(steps, Op::TouchCancel),
+        ("screen", [size]) => {
+            let ScreenSize { width, height } = size.parse()?;
+            emit(steps, Op::Screen { width, height });
+        }
         ("exit", []) => steps.push(Step::Exit),
         _ => return Err(usage(command)),
     }
@@ -467,6 +475,7 @@ fn usage(command: &str) -> String {
         "touch" => {
             "touch down SLOT X Y | touch move SLOT X Y | touch up SLOT | touch frame | touch cancel"
         }
+        "screen" => "screen WIDTHxHEIGHT",
         "exit" => "exit",
         _ => return format!("unknown command `{command}`"),
     };
@@ -694,6 +703,22 @@ mod tests {
     }
 
     #[test]
+    fn screen_pretends_a_monitor_swap() {
+        let steps = compile("wait-frame\nscreen 640x480\n", &us()).unwrap();
+        assert_eq!(steps[0], Step::WaitFrame);
+        assert_eq!(
+            ops(steps)
+                .into_iter()
+                .map(|op| op.event(7))
+                .collect::<Vec<_>>(),
+            [InputEvent::SimulateHotplug {
+                width: 640,
+                height: 480
+            }]
+        );
+    }
+
+    #[test]
     fn errors_name_the_line_and_the_problem() {
         let cases = [
             ("wait\n", 1, "wait MS"),
@@ -711,6 +736,9 @@ mod tests {
             ("move 1 NaN", 1, "not a number"),
             ("teleport 1 2", 1, "unknown command `teleport`"),
             ("exit now", 1, "expected `exit`"),
+            ("screen", 1, "expected `screen WIDTHxHEIGHT`"),
+            ("screen big", 1, "`big` is not WIDTHxHEIGHT"),
+            ("screen 0x480", 1, "between 1 and"),
         ];
         for (script, line, needle) in cases {
             let err = compile(script, &us()).unwrap_err();

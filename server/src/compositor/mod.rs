@@ -89,6 +89,7 @@ pub fn run(
     opts: SessionOptions,
     to_transport: UnboundedSender<ToTransport>,
     from_transport: Channel<ToCompositor>,
+    on_ready: impl FnOnce(&str),
 ) -> Result<(), CompositorError> {
     let mut event_loop: EventLoop<WayRay> =
         EventLoop::try_new().map_err(|e| CompositorError::Setup(e.to_string()))?;
@@ -212,6 +213,7 @@ pub fn run(
     };
 
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
+    on_ready(&socket_name.to_string_lossy());
     tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
     for cmd in &opts.spawn {
         spawn_client(cmd, &socket_name);

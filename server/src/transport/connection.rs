@@ -14,7 +14,9 @@ use wayray_protocol::{
 };
 
 use super::{input, Shared};
-use crate::link::{ApplianceId, ToCompositor};
+use wayray_protocol::sessions::{ApplianceId, ToSession};
+
+use crate::daemon::{now_ms, ApplianceSlot};
 
 /// How long an appliance may take between connecting and saying Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,15 +57,8 @@ pub async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
             Ok(()) => tracing::info!("appliance disconnected"),
             Err(err) => tracing::warn!(%err, "appliance connection ended"),
         }
-        let was_current = shared
-            .router
-            .lock()
-            .map(|mut r| r.detach(id))
-            .unwrap_or(false);
-        if was_current {
-            let _ = shared
-                .compositor
-                .send(ToCompositor::Detached { appliance: id });
+        if let Ok(mut daemon) = shared.daemon.lock() {
+            daemon.appliance_gone(id);
         }
     }
     .instrument(span)
@@ -117,22 +112,29 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     display.write_all(&[StreamKind::Display as u8]).await?;
 
     let (tx, mut events) = mpsc::unbounded_channel();
-    if let Ok(mut router) = shared.router.lock() {
-        router.attach(id, tx);
-    }
     let output = (welcome_size.0, welcome_size.1);
-    let _ = shared.compositor.send(ToCompositor::Attached {
-        appliance: id,
-        screen: (
-            hello.capabilities.screen_width,
-            hello.capabilities.screen_height,
-        ),
-        output,
-        keymap: hello.keymap.clone(),
-    });
+    if let Ok(mut daemon) = shared.daemon.lock() {
+        daemon.appliance_connected(
+            id,
+            ApplianceSlot {
+                tx,
+                remote: conn.remote_address().to_string(),
+                client_name: hello.client_name.clone(),
+                token: hello.token.clone(),
+                session: None,
+                screen: (
+                    hello.capabilities.screen_width,
+                    hello.capabilities.screen_height,
+                ),
+                output,
+                keymap: hello.keymap.clone(),
+                connected_ms: now_ms(),
+            },
+        );
+    }
     let (output_tx, output_rx) = watch::channel(output);
     let input_task = tokio::spawn(
-        input::accept(conn.clone(), id, shared.compositor.clone(), output_rx)
+        input::accept(conn.clone(), id, shared.daemon.clone(), output_rx)
             .instrument(tracing::Span::current()),
     );
     let _abort_input = AbortOnDrop(input_task);
@@ -159,14 +161,23 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             },
             msg = read_msg(&mut ctrl_recv, &mut reader) => match msg {
                 Ok(Some(ClientControl::FrameAck { seq })) => {
-                    let _ = shared.compositor.send(ToCompositor::FrameAck { appliance: id, seq });
+                    if let Ok(mut daemon) = shared.daemon.lock() {
+                        daemon.forward_to_session(id, ToSession::FrameAck { appliance: id, seq });
+                    }
+                }
+                Ok(Some(ClientControl::TokenChanged { token })) => {
+                    if let Ok(mut daemon) = shared.daemon.lock() {
+                        daemon.token_changed(id, token);
+                    }
                 }
                 Ok(Some(ClientControl::ScreenChanged { width, height })) => {
                     let output = shared.output_size_for((width, height));
                     tracing::info!(screen = ?(width, height), ?output, "appliance screen changed");
                     if let Some(output) = output.filter(|o| *o != *output_tx.borrow()) {
                         output_tx.send_replace(output);
-                        let _ = shared.compositor.send(ToCompositor::Resize { appliance: id, output });
+                        if let Ok(mut daemon) = shared.daemon.lock() {
+                            daemon.forward_to_session(id, ToSession::Resize { appliance: id, output });
+                        }
                     }
                 }
                 Ok(Some(ClientControl::Bye(reason))) => {

@@ -3,19 +3,20 @@
 //! A malformed or implausible event is logged and dropped; the session goes on, because one bad
 //! event (a firmware bug, a glitching device) must not cost the user their session.
 
-use smithay::reexports::calloop::channel::Sender;
 use tokio::sync::watch;
 use wayray_protocol::{
     FrameReader, FramingError, InputMessage, StreamKind, DEFAULT_MAX_MESSAGE_LEN,
 };
 
-use crate::link::{ApplianceId, ToCompositor};
+use wayray_protocol::sessions::{ApplianceId, ToSession};
+
+use crate::daemon;
 
 /// Accepts the appliance's unidirectional streams; reads the input stream until it ends.
 pub async fn accept(
     conn: quinn::Connection,
     appliance: ApplianceId,
-    compositor: Sender<ToCompositor>,
+    daemon: daemon::Shared,
     output: watch::Receiver<(u32, u32)>,
 ) {
     loop {
@@ -33,7 +34,7 @@ pub async fn accept(
         }
         match StreamKind::from_byte(kind[0]) {
             Some(StreamKind::Input) => {
-                read_input(stream, appliance, &compositor, &output).await;
+                read_input(stream, appliance, &daemon, &output).await;
             }
             other => {
                 tracing::warn!(
@@ -50,7 +51,7 @@ pub async fn accept(
 async fn read_input(
     mut stream: quinn::RecvStream,
     appliance: ApplianceId,
-    compositor: &Sender<ToCompositor>,
+    daemon: &daemon::Shared,
     output: &watch::Receiver<(u32, u32)>,
 ) {
     let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
@@ -58,14 +59,12 @@ async fn read_input(
         loop {
             match reader.next::<InputMessage>() {
                 Ok(Some(event)) => match validate(&event, output) {
-                    Ok(()) => {
-                        if compositor
-                            .send(ToCompositor::Input { appliance, event })
-                            .is_err()
-                        {
-                            return;
+                    Ok(()) => match daemon.lock() {
+                        Ok(mut d) => {
+                            d.forward_to_session(appliance, ToSession::Input { appliance, event })
                         }
-                    }
+                        Err(_) => return,
+                    },
                     Err(err) => tracing::warn!(%err, ?event, "dropping invalid input event"),
                 },
                 Ok(None) => break,

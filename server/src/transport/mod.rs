@@ -7,17 +7,12 @@ mod input;
 
 use std::{
     net::SocketAddr,
-    sync::{atomic::AtomicU64, Arc, Mutex},
+    sync::{atomic::AtomicU64, Arc},
     time::Duration,
 };
 
-use smithay::reexports::calloop::channel::Sender as CompositorSender;
-use tokio::sync::mpsc;
-
 pub use cert::{load_or_create, Identity};
-use connection::ConnEvent;
-
-use crate::link::{ApplianceId, ToCompositor, ToTransport};
+pub use connection::ConnEvent;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TransportError {
@@ -31,62 +26,9 @@ pub enum TransportError {
     },
 }
 
-/// The appliance that shows the session right now; frames for anyone else are dropped.
-#[derive(Default)]
-pub struct Router {
-    current: Option<(ApplianceId, mpsc::UnboundedSender<ConnEvent>)>,
-}
-
-impl Router {
-    /// Makes `id` the current appliance; the previous one is told it was replaced.
-    fn attach(&mut self, id: ApplianceId, tx: mpsc::UnboundedSender<ConnEvent>) {
-        if let Some((old, old_tx)) = self.current.replace((id, tx)) {
-            tracing::info!(old, new = id, "appliance replaced by a newer connection");
-            let _ = old_tx.send(ConnEvent::Replaced);
-        }
-    }
-
-    /// Returns whether `id` was current.
-    fn detach(&mut self, id: ApplianceId) -> bool {
-        if self.current.as_ref().is_some_and(|(c, _)| *c == id) {
-            self.current = None;
-            return true;
-        }
-        false
-    }
-
-    fn route(&self, msg: ToTransport) {
-        match msg {
-            ToTransport::Frame {
-                appliance,
-                seq,
-                bytes,
-            } => match &self.current {
-                Some((id, tx)) if *id == appliance => {
-                    let _ = tx.send(ConnEvent::Frame { seq, bytes });
-                }
-                _ => tracing::debug!(appliance, seq, "dropping frame for a detached appliance"),
-            },
-            ToTransport::Cursor { appliance, bytes } => match &self.current {
-                Some((id, tx)) if *id == appliance => {
-                    let _ = tx.send(ConnEvent::Cursor { bytes });
-                }
-                _ => tracing::debug!(appliance, "dropping cursor for a detached appliance"),
-            },
-        }
-    }
-
-    fn shutdown(&mut self) {
-        if let Some((_, tx)) = self.current.take() {
-            let _ = tx.send(ConnEvent::Shutdown);
-        }
-    }
-}
-
 /// Shared by every connection task.
 pub struct Shared {
-    pub router: Mutex<Router>,
-    pub compositor: CompositorSender<ToCompositor>,
+    pub daemon: crate::daemon::Shared,
     pub next_id: AtomicU64,
     pub server_name: String,
     /// Session output size when the appliance's screen is not followed or not usable.
@@ -143,21 +85,7 @@ pub fn endpoint(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint
 }
 
 /// Accepts appliances and routes frames until shutdown (Ctrl-C / SIGTERM).
-pub async fn serve(
-    endpoint: quinn::Endpoint,
-    shared: Arc<Shared>,
-    mut frames: mpsc::UnboundedReceiver<ToTransport>,
-) {
-    let router_shared = shared.clone();
-    let router = tokio::spawn(async move {
-        while let Some(msg) = frames.recv().await {
-            match router_shared.router.lock() {
-                Ok(router) => router.route(msg),
-                Err(_) => break,
-            }
-        }
-    });
-
+pub async fn serve(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -172,15 +100,13 @@ pub async fn serve(
             }
         }
     }
-    if let Ok(mut router) = shared.router.lock() {
-        router.shutdown();
+    if let Ok(mut daemon) = shared.daemon.lock() {
+        daemon.shutdown();
     }
-    let _ = shared.compositor.send(ToCompositor::Shutdown);
     // Give the Bye a moment to leave before closing every connection.
     tokio::time::sleep(Duration::from_millis(100)).await;
     endpoint.close(0u32.into(), b"server shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    router.abort();
 }
 
 async fn shutdown_signal() {

@@ -84,6 +84,9 @@ pub struct ServerOpts<'a> {
     pub listen: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
     pub extra: &'a [&'a str],
+    /// `--launcher`: per-token sessions through wrsessd; no shared session, so no
+    /// `WAYLAND_DISPLAY` line to wait for.
+    pub launcher: bool,
 }
 
 impl Server {
@@ -109,6 +112,9 @@ impl Server {
         for s in opts.spawn {
             cmd.args(["--spawn", s]);
         }
+        if opts.launcher {
+            cmd.arg("--launcher");
+        }
         let mut child = cmd.spawn().expect("start wrsrvd");
         let stderr = Arc::new(Mutex::new(String::new()));
         let err_pipe = child.stderr.take().unwrap();
@@ -123,7 +129,7 @@ impl Server {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let (mut listen, mut wayland) = (None, None);
         let mut line = String::new();
-        while listen.is_none() || wayland.is_none() {
+        while listen.is_none() || (wayland.is_none() && !opts.launcher) {
             line.clear();
             if out.read_line(&mut line).unwrap_or(0) == 0 {
                 panic!(
@@ -141,7 +147,7 @@ impl Server {
         Server {
             child,
             listen: listen.unwrap(),
-            wayland_display: wayland.unwrap(),
+            wayland_display: wayland.unwrap_or_default(),
             dir: dir.0.clone(),
             stderr,
         }

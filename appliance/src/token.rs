@@ -1,0 +1,83 @@
+//! The token this appliance presents to the server: the smart card's when one is in the reader,
+//! else the pseudo-token of its network interface, unless a card is required (then none, and
+//! the screen asks for a card).
+
+use tokio::sync::watch;
+
+use crate::card::{pseudo_token, CardError, CardWatcher};
+
+/// How the appliance decides who is at it (`--card`, `--card-reader`, `--require-card`,
+/// `--token`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// Follow a PC/SC card reader (this one by name, or the first one when `Some("")`).
+    pub card_reader: Option<String>,
+    /// With no card in the reader, present no token rather than the pseudo-token.
+    pub require_card: bool,
+    /// A fixed token instead of cards and the pseudo-token (kiosks, tests).
+    pub fixed: Option<String>,
+}
+
+pub struct Tokens {
+    card: Option<watch::Receiver<Option<String>>>,
+    _watcher: Option<CardWatcher>,
+    pseudo: Option<String>,
+    require_card: bool,
+    fixed: Option<String>,
+}
+
+impl Tokens {
+    /// Starts following the card reader, if any. pcscd may start after the appliance: the
+    /// watcher then waits for it, presenting no card meanwhile.
+    pub fn start(policy: &TokenPolicy) -> Result<Self, CardError> {
+        let watcher = match &policy.card_reader {
+            Some(name) if policy.fixed.is_none() => Some(CardWatcher::start_waiting(
+                (!name.is_empty()).then(|| name.clone()),
+            )?),
+            _ => None,
+        };
+        let pseudo = match pseudo_token(None) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                if policy.fixed.is_none() && !policy.require_card {
+                    tracing::warn!(%err, "no pseudo-token; without a card this appliance presents no token");
+                }
+                None
+            }
+        };
+        Ok(Self {
+            card: watcher.as_ref().map(|w| w.subscribe()),
+            _watcher: watcher,
+            pseudo,
+            require_card: policy.require_card,
+            fixed: policy.fixed.clone(),
+        })
+    }
+
+    /// The token to present now.
+    pub fn current(&self) -> Option<String> {
+        if let Some(fixed) = &self.fixed {
+            return Some(fixed.clone());
+        }
+        let card = self.card.as_ref().and_then(|c| c.borrow().clone());
+        match card {
+            Some(token) => Some(token),
+            None if self.require_card => None,
+            None => self.pseudo.clone(),
+        }
+    }
+
+    /// Resolves when a card goes in or out; never when there is no reader to follow.
+    pub async fn changed(&mut self) {
+        match self.card.as_mut() {
+            Some(card) => {
+                if card.changed().await.is_err() {
+                    // The watcher is gone: no more changes.
+                    self.card = None;
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}

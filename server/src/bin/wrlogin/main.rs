@@ -1,0 +1,88 @@
+//! `wrlogin`: the greeter. The only Wayland client of a greeter session, shown on an appliance
+//! whose token has no session yet: a full-screen login form whose logins go to the session
+//! launcher (`wrsessd`) over `login.sock`. Exits 0 once a login is accepted; the launcher then
+//! replaces this session with the user's.
+//!
+//! - [`form`]: the form's state machine (pure).
+//! - [`render`]: draws the form into an XRGB8888 buffer (pure).
+//! - [`link`]: the login request/reply on `login.sock`, on its own thread.
+//! - [`app`]: the Wayland client (smithay-client-toolkit) and the event loop.
+
+mod app;
+mod font;
+mod form;
+mod link;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// WayRay greeter: a full-screen login form for a smart card (or appliance) that has no session
+/// yet. Logins go to the session launcher; exits 0 once one is accepted.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wrlogin",
+    version,
+    about,
+    long_about,
+    after_help = "Environment:\n  \
+        WAYLAND_DISPLAY       the greeter session to show the form in\n  \
+        WAYRAY_LOGIN_TICKET   names this greeter to the launcher (set by wrsessd; kept out of the command line)\n  \
+        WAYRAY_LOGIN_SOCKET   default for --login-socket\n  \
+        RUST_LOG              log filter (default \"info\"); logins are logged with the user name, never the password"
+)]
+struct Cli {
+    /// TrueType/OpenType font for the form [default: the first of /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+    /// and other common DejaVu, Liberation and Noto Sans paths that exists].
+    #[arg(long, value_name = "PATH")]
+    font: Option<PathBuf>,
+    /// The launcher's login socket, where logins are sent.
+    #[arg(long, value_name = "PATH", env = "WAYRAY_LOGIN_SOCKET")]
+    login_socket: Option<PathBuf>,
+    /// Host name shown under the title [default: this machine's host name].
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+}
+
+fn main() -> miette::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+
+    let font_path = font::find(cli.font.as_deref())?;
+    let painter = render::Painter::new(font::load(&font_path)?);
+    let ticket = std::env::var("WAYRAY_LOGIN_TICKET")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if ticket.is_none() {
+        tracing::warn!("WAYRAY_LOGIN_TICKET is not set: logins will fail");
+    }
+    if cli.login_socket.is_none() {
+        tracing::warn!("no login socket (WAYRAY_LOGIN_SOCKET or --login-socket): logins will fail");
+    }
+    tracing::info!(font = %font_path.display(), "wrlogin starting");
+    app::run(app::Config {
+        painter,
+        host: cli.host.unwrap_or_else(host_name),
+        link: link::LoginLink {
+            socket: cli.login_socket,
+            ticket,
+        },
+    })?;
+    Ok(())
+}
+
+/// This machine's host name, or "" if it cannot be read (the title alone is then shown).
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

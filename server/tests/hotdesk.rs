@@ -1,0 +1,304 @@
+//! Hot-desking end to end with the real parts: `wrsrvd --launcher`, `wrsessd` with PAM, the
+//! `wrlogin` greeter, a test user's own session running foot, two `wrclient` appliances
+//! following the two vpcd virtual readers of a real pcscd, and our virtual card (`vcard`).
+//!
+//! Needs root (useradd, PAM, sessions as another user), pcscd with vsmartcard-vpcd and
+//! /etc/pam.d/wayray: `scripts/test` provides them. The test is skipped with a message when not
+//! run as root.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+const READER_A: &str = "Virtual PCD 00 00";
+const READER_B: &str = "Virtual PCD 00 01";
+const PORT_A: &str = "35963";
+const PORT_B: &str = "35964";
+const ATR: &str = "3B8F8001804F0CA000000306030001000000006A";
+
+struct User(String);
+
+impl User {
+    fn create(name: &str, password: &str) -> User {
+        let _ = Command::new("userdel").args(["-r", name]).output();
+        let ok = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .status()
+            .expect("useradd");
+        assert!(ok.success(), "useradd {name} failed");
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        use std::io::Write;
+        chpasswd
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{name}:{password}\n").as_bytes())
+            .unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+        User(name.to_owned())
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.0])
+            .status();
+        let _ = Command::new("userdel").args(["-r", &self.0]).output();
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn vcard() -> PathBuf {
+    let path = wrsrvd().parent().unwrap().join("examples").join("vcard");
+    assert!(
+        path.exists(),
+        "{} not built: `cargo build --workspace --examples` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Puts a card with `uid` into the vpcd reader on `port`; dropping it pulls the card out.
+fn insert_card(port: &str, uid: &str) -> Killed {
+    let child = Command::new(vcard())
+        .args(["--port", port, "--atr", ATR, "--uid", uid])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start vcard");
+    Killed(child)
+}
+
+fn appliance(
+    dir: &TempDir,
+    name: &str,
+    server: std::net::SocketAddr,
+    reader: &str,
+    script: &Path,
+) -> Killed {
+    let child = Command::new(wrclient())
+        .arg("--server")
+        .arg(server.to_string())
+        .arg("--state-dir")
+        .arg(dir.path(&format!("{name}-state")))
+        .arg("--frame-log")
+        .arg(dir.path(&format!("{name}-frames.log")))
+        .args([
+            "--screen",
+            "800x600",
+            "--card-reader",
+            reader,
+            "--require-card",
+        ])
+        .arg("--input-script")
+        .arg(script)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("start wrclient");
+    Killed(child)
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {what}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read(path: &Path) -> String {
+    strip_ansi(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// The whole Sun Ray promise: card in at A → greeter; a wrong password is refused; log in →
+/// foot; type a marker; card out → the session is suspended and A asks for a card; card in at
+/// B → B shows that very framebuffer (same digest), marker included.
+#[test]
+fn pcsc_hot_desking_moves_the_session_with_the_card() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("skipped: needs root (useradd, PAM, sessions as another user)");
+        return;
+    }
+    let dir = TempDir::new("hotdesk");
+    let user = User::create(&format!("wrhd{}", std::process::id() % 100000), "s3cret-pw");
+    let run_dir = dir.path("wayray-run");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            launcher: true,
+            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            ..Default::default()
+        },
+    );
+    let sessd_log = dir.path("wrsessd.log");
+    let _sessd = Killed(
+        Command::new(wrsrvd().with_file_name("wrsessd"))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args(["--greeter-user", "nobody"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&sessd_log).unwrap())
+            .spawn()
+            .expect("start wrsessd"),
+    );
+    let all_logs = || {
+        format!(
+            "--- wrsrvd\n{}\n--- wrsessd\n{}\n--- A\n{}\n--- B\n{}",
+            server.log(),
+            read(&sessd_log),
+            read(&dir.path("a.log")),
+            read(&dir.path("b.log"))
+        )
+    };
+
+    // A types a wrong password first, then the right one, then a marker into foot.
+    let script_a = dir.path("a.script");
+    std::fs::write(
+        &script_a,
+        format!(
+            "wait 4000\ntype {u}\nkey tab\ntype wrong-pw\nkey enter\nwait 3000\n\
+             type s3cret-pw\nkey enter\nwait 6000\ntype echo HOTDESK-MARKER\nkey enter\n",
+            u = user.0
+        ),
+    )
+    .unwrap();
+    let script_b = dir.path("b.script");
+    std::fs::write(&script_b, "wait 600000\n").unwrap();
+
+    let card = insert_card(PORT_A, "04A1B2C3");
+    let _a = appliance(&dir, "a", server.listen, READER_A, &script_a);
+    let _b = appliance(&dir, "b", server.listen, READER_B, &script_b);
+    wait_for(
+        "the greeter on A",
+        Duration::from_secs(30),
+        || server.log().contains("starting a greeter"),
+        all_logs,
+    );
+    wait_for(
+        "the wrong password to be refused",
+        Duration::from_secs(30),
+        || server.log().contains("login failed"),
+        all_logs,
+    );
+    assert!(
+        !server.log().contains("starting the user's session"),
+        "a wrong password started a session\n{}",
+        all_logs()
+    );
+    wait_for(
+        "the user's session",
+        Duration::from_secs(30),
+        || server.log().contains("starting the user's session"),
+        all_logs,
+    );
+    // foot maps in the user's session (its log is under the run dir).
+    let session_logs = || -> String {
+        std::fs::read_dir(run_dir.join("sessions"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| read(&e.path()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    wait_for(
+        "foot in the user's session",
+        Duration::from_secs(30),
+        || session_logs().contains("mapping toplevel"),
+        || format!("{}\n--- sessions\n{}", all_logs(), session_logs()),
+    );
+    // The marker is typed 6 s after login; give foot time to show it.
+    std::thread::sleep(Duration::from_secs(9));
+    let a_frames = read_frame_log(&dir.path("a-frames.log"));
+    let before = a_frames.last().expect("A showed frames").clone();
+
+    // Card out at A: the session is suspended, A asks for a card.
+    drop(card);
+    wait_for(
+        "the session to be detached from A",
+        Duration::from_secs(15),
+        || server.log().contains("token removed"),
+        all_logs,
+    );
+    wait_for(
+        "A to ask for a card",
+        Duration::from_secs(5),
+        || {
+            read(&dir.path("a.log")).matches("Insert your card").count() > 0
+                || read(&dir.path("a.log")).contains("presenting a new token token=None")
+        },
+        all_logs,
+    );
+
+    // Card in at B: B shows the same framebuffer A showed last.
+    let started = Instant::now();
+    let _card_b = insert_card(PORT_B, "04A1B2C3");
+    wait_for(
+        "B to show the session",
+        Duration::from_secs(20),
+        || {
+            read_frame_log(&dir.path("b-frames.log"))
+                .iter()
+                .any(|f| f.digest == before.digest)
+        },
+        || {
+            format!(
+                "A's last frame {} {}\nB frames {:?}\n{}",
+                before.seq,
+                before.digest,
+                read_frame_log(&dir.path("b-frames.log"))
+                    .iter()
+                    .map(|f| f.digest.clone())
+                    .collect::<Vec<_>>(),
+                all_logs()
+            )
+        },
+    );
+    eprintln!(
+        "card in at B → A's framebuffer on B: {:?} (including pcscd noticing the card)",
+        started.elapsed()
+    );
+    // Exactly one user session was ever started, and the greeter for the token is gone.
+    assert_eq!(
+        server.log().matches("starting the user's session").count(),
+        1,
+        "{}",
+        all_logs()
+    );
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
