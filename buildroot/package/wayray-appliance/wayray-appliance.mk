@@ -26,7 +26,7 @@ WAYRAY_APPLIANCE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude=/protocol/fuzz/target --exclude=/protocol/fuzz/corpus \
 	--exclude=/protocol/fuzz/artifacts
 
-# libxkbcommon, libinput, libseat (seatd) and libudev are linked; pkg-config
+# libxkbcommon, libinput, libseat (seatd), libpcsclite (pcsc-lite) and libudev are linked; pkg-config
 # finds them (the crates' build scripts accept Buildroot's PKG_CONFIG wrapper
 # for cross builds). xkeyboard-config is the keymap data libxkbcommon reads
 # at run time.
@@ -35,6 +35,7 @@ WAYRAY_APPLIANCE_DEPENDENCIES = \
 	libxkbcommon \
 	xkeyboard-config \
 	libinput \
+	pcsc-lite \
 	seatd \
 	udev
 
