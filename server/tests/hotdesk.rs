@@ -289,13 +289,73 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         "card in at B → A's framebuffer on B: {:?} (including pcscd noticing the card)",
         started.elapsed()
     );
-    // Exactly one user session was ever started, and the greeter for the token is gone.
+    // Exactly one user session was ever started.
     assert_eq!(
         server.log().matches("starting the user's session").count(),
         1,
         "{}",
         all_logs()
     );
+    let user_session = wradm_sessions(&run_dir)
+        .into_iter()
+        .find(|s| s["kind"] == "user")
+        .unwrap_or_else(|| panic!("wradm lists no user session\n{}", all_logs()));
+    assert_eq!(user_session["state"], "active", "{user_session}");
+
+    // Another card at A (another person) never reaches this session: it gets its own greeter.
+    let _other = insert_card(PORT_A, "0BADCAFE");
+    wait_for(
+        "a second greeter for the other card",
+        Duration::from_secs(20),
+        || server.log().matches("starting a greeter").count() >= 2,
+        all_logs,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let a_after = read_frame_log(&dir.path("a-frames.log"));
+    assert!(
+        a_after
+            .iter()
+            .skip(a_frames.len())
+            .all(|f| f.digest != before.digest),
+        "the other card's appliance showed the user's session\n{}",
+        all_logs()
+    );
+
+    // B dies mid-session (SIGKILL, no goodbye): the session is suspended and loses nothing.
+    drop(_b);
+    wait_for(
+        "the session to be suspended after B vanished",
+        Duration::from_secs(20),
+        || {
+            wradm_sessions(&run_dir)
+                .iter()
+                .any(|s| s["kind"] == "user" && s["state"] == "suspended")
+        },
+        all_logs,
+    );
+    let _b2 = appliance(&dir, "b2", server.listen, READER_B, &script_b);
+    wait_for(
+        "a new appliance at B to show the same session again",
+        Duration::from_secs(20),
+        || {
+            read_frame_log(&dir.path("b2-frames.log"))
+                .iter()
+                .any(|f| f.digest == before.digest)
+        },
+        all_logs,
+    );
+}
+
+/// `wradm sessions --json` against the daemon.
+fn wradm_sessions(run_dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(wrsrvd().with_file_name("wradm"))
+        .arg("--socket")
+        .arg(run_dir.join("admin.sock"))
+        .args(["sessions", "--json"])
+        .output()
+        .expect("run wradm");
+    assert!(out.status.success(), "wradm failed: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("wradm --json prints JSON")
 }
 
 extern "C" {
