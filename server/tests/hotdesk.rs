@@ -362,3 +362,124 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// The daemon restarts under a running session: the session process reconnects, the new daemon
+/// re-adopts it from the store with its token binding, and the appliance gets it back unchanged.
+#[test]
+fn pcsc_daemon_restart_readopts_running_sessions() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("skipped: needs root (useradd, PAM, sessions as another user)");
+        return;
+    }
+    let dir = TempDir::new("hotdesk-restart");
+    let user = User::create(&format!("wrhr{}", std::process::id() % 100000), "s3cret-pw");
+    let run_dir = dir.path("wayray-run");
+    let listen = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let opts = || ServerOpts {
+        launcher: true,
+        listen: Some(listen),
+        extra: &[],
+        ..Default::default()
+    };
+    let mut extra = vec![
+        "--run-dir".to_string(),
+        run_dir.to_str().unwrap().to_string(),
+    ];
+    let extra_refs: Vec<&str> = extra.iter_mut().map(|s| s.as_str()).collect();
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            extra: &extra_refs,
+            ..opts()
+        },
+    );
+    let sessd_log = dir.path("wrsessd.log");
+    let _sessd = Killed(
+        Command::new(wrsrvd().with_file_name("wrsessd"))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args(["--greeter-user", "nobody"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&sessd_log).unwrap())
+            .spawn()
+            .expect("start wrsessd"),
+    );
+    let script = dir.path("a.script");
+    std::fs::write(
+        &script,
+        format!(
+            "wait 3000\ntype {u}\nkey tab\ntype s3cret-pw\nkey enter\nwait 5000\ntype echo RESTART-MARKER\nkey enter\n",
+            u = user.0
+        ),
+    )
+    .unwrap();
+    let _card = insert_card(PORT_A, "04C0FFEE");
+    let _a = appliance(&dir, "a", listen, READER_A, &script);
+    let logs = |server: &Server| {
+        format!(
+            "--- wrsrvd\n{}\n--- wrsessd\n{}\n--- A\n{}",
+            server.log(),
+            read(&sessd_log),
+            read(&dir.path("a.log"))
+        )
+    };
+    wait_for(
+        "the user's session",
+        Duration::from_secs(40),
+        || server.log().contains("starting the user's session"),
+        || logs(&server),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let before = read_frame_log(&dir.path("a-frames.log"))
+        .last()
+        .expect("A showed frames")
+        .clone();
+    let session = wradm_sessions(&run_dir)
+        .into_iter()
+        .find(|s| s["kind"] == "user")
+        .expect("a user session");
+
+    drop(server);
+    let shown_before = read_frame_log(&dir.path("a-frames.log")).len();
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            extra: &extra_refs,
+            ..opts()
+        },
+    );
+    wait_for(
+        "the session process to reconnect",
+        Duration::from_secs(20),
+        || server.log().contains("reconnect=true"),
+        || logs(&server),
+    );
+    wait_for(
+        "A to show the same session again",
+        Duration::from_secs(30),
+        || {
+            read_frame_log(&dir.path("a-frames.log"))
+                .iter()
+                .skip(shown_before)
+                .any(|f| f.digest == before.digest)
+        },
+        || logs(&server),
+    );
+    let after = wradm_sessions(&run_dir)
+        .into_iter()
+        .find(|s| s["kind"] == "user")
+        .expect("the user session after the restart");
+    assert_eq!(after["id"], session["id"], "{}", logs(&server));
+    assert_eq!(after["state"], "active", "{after}");
+    assert_eq!(
+        server.log().matches("starting the user's session").count(),
+        0,
+        "the restarted daemon started a new session instead of adopting\n{}",
+        logs(&server)
+    );
+}
