@@ -385,11 +385,8 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
         extra: &[],
         ..Default::default()
     };
-    let mut extra = vec![
-        "--run-dir".to_string(),
-        run_dir.to_str().unwrap().to_string(),
-    ];
-    let extra_refs: Vec<&str> = extra.iter_mut().map(|s| s.as_str()).collect();
+    let run_dir_arg = run_dir.to_str().unwrap().to_string();
+    let extra_refs = ["--run-dir", run_dir_arg.as_str()];
     let server = Server::start(
         &dir,
         ServerOpts {
