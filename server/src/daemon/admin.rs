@@ -9,20 +9,13 @@ use wayray_protocol::{
     sessions::{AdminReply, AdminRequest},
 };
 
-use super::{wire::MessageReader, Shared};
+use super::{
+    wire::{self, MessageReader},
+    Shared,
+};
 
 pub async fn serve(listener: tokio::net::UnixListener, daemon: Shared) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(handle(stream, daemon.clone()));
-            }
-            Err(err) => {
-                tracing::error!(%err, "admin socket failed");
-                return;
-            }
-        }
-    }
+    wire::accept_loop(listener, daemon, "admin", handle).await
 }
 
 async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {

@@ -9,28 +9,18 @@ use super::{
 };
 
 pub async fn serve(listener: tokio::net::UnixListener, daemon: Shared) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                // Only root (or the daemon's own user) may launch sessions for others.
-                let uid = wire::peer_uid(&stream);
-                // SAFETY: getuid has no preconditions.
-                let me = unsafe { libc::getuid() };
-                if uid != Some(0) && uid != Some(me) {
-                    tracing::warn!(?uid, "refused a launcher connection from another user");
-                    continue;
-                }
-                tokio::spawn(handle(stream, daemon.clone()));
-            }
-            Err(err) => {
-                tracing::error!(%err, "launcher socket failed");
-                return;
-            }
-        }
-    }
+    wire::accept_loop(listener, daemon, "launcher", handle).await
 }
 
 async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
+    // Only root (or the daemon's own user) may launch sessions for others.
+    let uid = wire::peer_uid(&stream);
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if uid != Some(0) && uid != Some(me) {
+        tracing::warn!(?uid, "refused a launcher connection from another user");
+        return;
+    }
     let (read, write) = stream.into_split();
     let mut reader = MessageReader::new(read);
     let hello = match reader.next::<LauncherHello>().await {
@@ -53,7 +43,7 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
-            d.route_again(id);
+            d.route(id);
         }
     }
     loop {

@@ -92,6 +92,16 @@ pub struct ApplianceSlot {
 }
 
 impl ApplianceSlot {
+    /// What the session is told when it is shown on this appliance.
+    fn attached(&self, id: ApplianceId) -> ToSession {
+        ToSession::Attached {
+            appliance: id,
+            screen: self.screen,
+            output: self.output,
+            keymap: self.keymap.clone(),
+        }
+    }
+
     fn identity(&self, id: ApplianceId) -> String {
         format!("{id} {} {}", self.remote, self.client_name)
     }
@@ -268,11 +278,8 @@ impl Daemon {
     }
 
     /// The session an appliance's token leads to, starting a greeter when there is none.
-    pub fn route_again(&mut self, appliance: ApplianceId) {
-        self.route(appliance);
-    }
-
-    fn route(&mut self, appliance: ApplianceId) {
+    /// Shows `appliance` the session its token leads to (none, a greeter, or its own).
+    pub fn route(&mut self, appliance: ApplianceId) {
         let Some(slot) = self.appliances.get(&appliance) else {
             return;
         };
@@ -347,12 +354,7 @@ impl Daemon {
             return;
         };
         a.session = Some(session);
-        let msg = ToSession::Attached {
-            appliance,
-            screen: a.screen,
-            output: a.output,
-            keymap: a.keymap.clone(),
-        };
+        let msg = a.attached(appliance);
         let identity = a.identity(appliance);
         let token = a.token.clone();
         if let Some(s) = self.sessions.get_mut(&session) {
@@ -475,12 +477,7 @@ impl Daemon {
         // An appliance may already be waiting for it (a greeter or a fresh user session).
         if let Some(appliance) = self.sessions.get(&id).and_then(|s| s.appliance) {
             if let Some(a) = self.appliances.get(&appliance) {
-                let msg = ToSession::Attached {
-                    appliance,
-                    screen: a.screen,
-                    output: a.output,
-                    keymap: a.keymap.clone(),
-                };
+                let msg = a.attached(appliance);
                 if let Some(link) = self.sessions.get(&id).and_then(|s| s.link.as_ref()) {
                     let _ = link.send(msg);
                 }

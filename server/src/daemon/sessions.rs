@@ -13,17 +13,7 @@ use crate::transport::ConnEvent;
 
 /// Accepts session processes until the listener fails.
 pub async fn serve(listener: tokio::net::UnixListener, daemon: Shared) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(handle(stream, daemon.clone()));
-            }
-            Err(err) => {
-                tracing::error!(%err, "sessions socket failed");
-                return;
-            }
-        }
-    }
+    wire::accept_loop(listener, daemon, "sessions", handle).await
 }
 
 async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {

@@ -90,3 +90,26 @@ pub fn bind(path: &std::path::Path, mode: u32) -> std::io::Result<tokio::net::Un
 pub fn peer_uid(stream: &tokio::net::UnixStream) -> Option<u32> {
     stream.peer_cred().ok().map(|c| c.uid())
 }
+
+/// Accepts connections on `listener` until it fails, handling each on its own task.
+pub async fn accept_loop<F, Fut>(
+    listener: tokio::net::UnixListener,
+    daemon: super::Shared,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(tokio::net::UnixStream, super::Shared) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle(stream, daemon.clone()));
+            }
+            Err(err) => {
+                tracing::error!(%err, what, "socket failed");
+                return;
+            }
+        }
+    }
+}
