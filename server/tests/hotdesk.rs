@@ -117,6 +117,21 @@ fn appliance(
     Killed(child)
 }
 
+/// The session launcher, as root, with `nobody` as the greeter user.
+fn start_wrsessd(run_dir: &Path, log: &Path) -> Killed {
+    Killed(
+        Command::new(wrsrvd().with_file_name("wrsessd"))
+            .arg("--run-dir")
+            .arg(run_dir)
+            .args(["--greeter-user", "nobody"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start wrsessd"),
+    )
+}
+
 fn wait_for(
     what: &str,
     timeout: Duration,
@@ -160,17 +175,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         },
     );
     let sessd_log = dir.path("wrsessd.log");
-    let _sessd = Killed(
-        Command::new(wrsrvd().with_file_name("wrsessd"))
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .args(["--greeter-user", "nobody"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&sessd_log).unwrap())
-            .spawn()
-            .expect("start wrsessd"),
-    );
+    let _sessd = start_wrsessd(&run_dir, &sessd_log);
     let all_logs = || {
         format!(
             "--- wrsrvd\n{}\n--- wrsessd\n{}\n--- A\n{}\n--- B\n{}",
@@ -395,17 +400,7 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
         },
     );
     let sessd_log = dir.path("wrsessd.log");
-    let _sessd = Killed(
-        Command::new(wrsrvd().with_file_name("wrsessd"))
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .args(["--greeter-user", "nobody"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&sessd_log).unwrap())
-            .spawn()
-            .expect("start wrsessd"),
-    );
+    let _sessd = start_wrsessd(&run_dir, &sessd_log);
     let script = dir.path("a.script");
     std::fs::write(
         &script,
