@@ -180,6 +180,7 @@ async fn protocol_errors_say_why_and_reconnect() {
             width: W,
             height: H,
             key: true,
+            copies: vec![],
             tiles: vec![Tile {
                 rect: wayray_protocol::Rect::new(0, 0, 64, 64),
                 data: TileData::Zstd(vec![1, 2, 3, 4]),

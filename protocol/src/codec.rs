@@ -10,6 +10,7 @@
 
 mod decoder;
 mod encoder;
+mod scroll;
 mod tiles;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,28 @@ pub enum TileData {
     ZstdXor(Vec<u8>),
 }
 
+/// Pixels the decoder moves within its own framebuffer before the tiles are applied: how a
+/// scrolled terminal or page travels, as a few bytes plus tiles for the newly exposed strip.
+/// The copy reads the framebuffer as it was before the copy (overlap is fine, like `memmove`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRect {
+    /// Where the pixels come from.
+    pub src: Rect,
+    /// Top-left corner they go to; the destination has `src`'s size.
+    pub dst_x: u32,
+    pub dst_y: u32,
+}
+
+impl CopyRect {
+    pub fn dst(&self) -> Rect {
+        Rect::new(self.dst_x, self.dst_y, self.src.w, self.src.h)
+    }
+}
+
+/// Most copies one update may carry: bounds the decoder's work per update to a few frames' worth
+/// of memmove.
+pub const MAX_COPIES: usize = 16;
+
 /// A rectangle of the frame and its new pixels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tile {
@@ -95,6 +118,8 @@ pub struct FrameUpdate {
     pub height: u32,
     /// Resets the decoder: new size, black framebuffer, then the tiles (which cover the frame).
     pub key: bool,
+    /// Applied in order before the tiles; never in a key frame.
+    pub copies: Vec<CopyRect>,
     /// Non-overlapping tiles inside the frame, applied in order.
     pub tiles: Vec<Tile>,
 }

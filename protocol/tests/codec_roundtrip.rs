@@ -97,17 +97,19 @@ fn config() -> impl Strategy<Value = EncoderConfig> {
             choice,
             1u32..6,
             prop_oneof![Just(-5), Just(1), Just(3)],
-            0u8..=100
+            0u8..=100,
+            any::<bool>(),
         )
-            .prop_map(
-                |(xor_choice, block, level, photo_below_pct)| EncoderConfig {
+            .prop_map(|(xor_choice, block, level, photo_below_pct, scroll)| {
+                EncoderConfig {
                     level,
                     photo_level: -10,
                     photo_below_pct,
                     xor_choice,
                     block,
+                    scroll,
                 }
-            ),
+            }),
     ]
 }
 

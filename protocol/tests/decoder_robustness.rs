@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use wayray_protocol::codec::{
-    DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, MAX_DIMENSION,
+    CopyRect, DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, MAX_COPIES,
+    MAX_DIMENSION,
 };
 use wayray_protocol::{framing, DisplayMessage, FramingError};
 
@@ -36,6 +37,7 @@ fn update(seq: u64, key: bool, tiles: Vec<Tile>) -> FrameUpdate {
         width: W,
         height: H,
         key,
+        copies: vec![],
         tiles,
     }
 }
@@ -60,6 +62,72 @@ fn rejects(dec: &mut Decoder, u: &FrameUpdate, err: impl Fn(&DecodeError) -> boo
         "framebuffer changed by a rejected update"
     );
     assert_eq!((dec.last_seq(), (dec.width(), dec.height())), (seq, size));
+}
+
+#[test]
+fn copies_outside_the_frame_in_key_frames_or_too_many_are_rejected() {
+    let (mut dec, _) = keyed();
+    let copy = |src: Rect, dst_x, dst_y| CopyRect { src, dst_x, dst_y };
+    for (index, bad) in [
+        copy(Rect::new(0, 0, 0, 10), 0, 0),
+        copy(Rect::new(0, 0, W, H), 1, 0),
+        copy(Rect::new(0, 1, W, H), 0, 0),
+        copy(Rect::new(0, 0, 10, 10), W - 9, 0),
+        copy(Rect::new(0, 0, 10, 10), u32::MAX, u32::MAX),
+        copy(Rect::new(u32::MAX, 0, 2, 1), 0, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut u = update(11 + index as u64, false, vec![]);
+        // A valid copy first: the bad one must be caught before the valid one is applied.
+        u.copies = vec![copy(Rect::new(0, 10, W, 20), 0, 0), bad];
+        rejects(&mut dec, &u, |e| {
+            matches!(e, DecodeError::CopyOutside { index: 1, .. })
+        });
+    }
+    let mut u = update(20, true, vec![]);
+    u.copies = vec![copy(Rect::new(0, 0, 1, 1), 1, 1)];
+    rejects(&mut dec, &u, |e| *e == DecodeError::CopyInKeyFrame);
+    let mut u = update(20, false, vec![]);
+    u.copies = vec![copy(Rect::new(0, 0, 1, 1), 1, 1); MAX_COPIES + 1];
+    rejects(&mut dec, &u, |e| {
+        *e == DecodeError::TooManyCopies {
+            count: MAX_COPIES + 1,
+        }
+    });
+}
+
+#[test]
+fn copies_move_pixels_before_tiles_and_are_reported_as_changed() {
+    let (mut dec, px) = keyed();
+    let stride = (W * 4) as usize;
+    let mut u = update(
+        11,
+        false,
+        vec![Tile {
+            rect: Rect::new(0, H - 10, W, 10),
+            data: TileData::Solid(0x00123456),
+        }],
+    );
+    // Scroll the whole frame up by 10 rows, then paint the exposed strip.
+    u.copies = vec![CopyRect {
+        src: Rect::new(0, 10, W, H - 10),
+        dst_x: 0,
+        dst_y: 0,
+    }];
+    let changed = dec.apply(&u).unwrap();
+    assert_eq!(
+        changed,
+        vec![Rect::new(0, 0, W, H - 10), Rect::new(0, H - 10, W, 10)]
+    );
+    assert_eq!(
+        dec.pixels()[..(H as usize - 10) * stride],
+        px[10 * stride..]
+    );
+    assert!(dec.pixels()[(H as usize - 10) * stride..]
+        .chunks(4)
+        .all(|p| p == [0x56, 0x34, 0x12, 0]));
 }
 
 #[test]
@@ -214,6 +282,7 @@ fn invalid_key_frame_sizes_are_rejected() {
             width,
             height,
             key: true,
+            copies: vec![],
             tiles: vec![],
         };
         rejects(&mut dec, &u, |e| {
@@ -230,6 +299,7 @@ fn largest_key_frame_is_accepted() {
         width: MAX_DIMENSION,
         height: 1,
         key: true,
+        copies: vec![],
         tiles: vec![Tile {
             rect: Rect::new(0, 0, MAX_DIMENSION, 1),
             data: TileData::Solid(0x00ff0000),
@@ -381,6 +451,14 @@ fn any_rect() -> impl Strategy<Value = Rect> {
     .prop_map(|(x, y, w, h)| Rect::new(x, y, w, h))
 }
 
+fn any_copy() -> impl Strategy<Value = CopyRect> {
+    (any_rect(), 0u32..W + 8, 0u32..H + 8).prop_map(|(src, dst_x, dst_y)| CopyRect {
+        src,
+        dst_x,
+        dst_y,
+    })
+}
+
 fn any_tile() -> impl Strategy<Value = Tile> {
     let data = prop_oneof![
         any::<u32>().prop_map(TileData::Solid),
@@ -408,13 +486,15 @@ fn any_update() -> impl Strategy<Value = FrameUpdate> {
             (any::<u32>(), any::<u32>())
         ],
         any::<bool>(),
+        prop::collection::vec(any_copy(), 0..3),
         prop::collection::vec(any_tile(), 0..6),
     )
-        .prop_map(|(seq, (width, height), key, tiles)| FrameUpdate {
+        .prop_map(|(seq, (width, height), key, copies, tiles)| FrameUpdate {
             seq,
             width,
             height,
             key,
+            copies,
             tiles,
         })
 }

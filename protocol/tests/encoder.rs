@@ -288,3 +288,77 @@ fn xor_choices_agree_on_pixels() {
     let smaller = sizes[1].1;
     assert!(sizes.iter().all(|&(_, s)| smaller <= s), "{sizes:?}");
 }
+
+/// A 640×480 "terminal": dark background, rows of glyph-like noise every 16 pixels, the line
+/// index folded into the pixels so every text line differs. `top` is the first line shown.
+fn terminal(w: u32, h: u32, top: u32) -> Vec<u8> {
+    let mut px = solid(w, h, 0x00101418);
+    for y in 0..h {
+        let line = (y + top) / 16;
+        if (y + top) % 16 >= 12 {
+            continue; // line spacing
+        }
+        let glyphs = noise(
+            w as usize,
+            u64::from(line) * 7919 + u64::from((y + top) % 16) + 1,
+        );
+        for x in 0..w {
+            if glyphs[x as usize] < 40 && x % 8 != 7 {
+                set(&mut px, w, x, y, 0x00d0d0d0);
+            }
+        }
+    }
+    px
+}
+
+#[test]
+fn a_scrolled_terminal_travels_as_a_copy_plus_the_new_lines() {
+    let (w, h) = (640, 480);
+    let damage = [Rect::new(0, 0, w, h)];
+    let mut sizes = Vec::new();
+    for scroll in [true, false] {
+        let config = EncoderConfig {
+            scroll,
+            ..EncoderConfig::default()
+        };
+        let mut enc = Encoder::with_config(w, h, config);
+        let mut dec = Decoder::new();
+        dec.apply(&enc.encode_full(1, &terminal(w, h, 0)).unwrap())
+            .unwrap();
+        let mut bytes = 0;
+        // Three lines at a time, ten times, like `cat` in a terminal.
+        for step in 1..=10u32 {
+            let px = terminal(w, h, step * 48);
+            let u = enc.encode(u64::from(step) + 1, &px, &damage).unwrap();
+            if scroll {
+                assert_eq!(
+                    u.copies,
+                    vec![wayray_protocol::CopyRect {
+                        src: Rect::new(0, 48, w, h - 48),
+                        dst_x: 0,
+                        dst_y: 0,
+                    }],
+                    "step {step}"
+                );
+                // Only the exposed strip (one 64-pixel row of cells) is sent as tiles.
+                assert!(u.tiles.iter().all(|t| t.rect.y >= 384), "{:?}", kinds(&u));
+            } else {
+                assert!(u.copies.is_empty());
+            }
+            bytes += wayray_protocol::framing::encode(&wayray_protocol::DisplayMessage::Frame(
+                u.clone(),
+            ))
+            .unwrap()
+            .len();
+            dec.apply(&u).unwrap();
+            assert!(dec.pixels() == px, "step {step}: decoder differs");
+        }
+        sizes.push(bytes);
+    }
+    let (with, without) = (sizes[0], sizes[1]);
+    eprintln!("10 scrolls of 3 lines: {with} bytes with copies, {without} without");
+    assert!(
+        with * 4 < without,
+        "copies should cut bytes by 4× or more: {with} vs {without}"
+    );
+}

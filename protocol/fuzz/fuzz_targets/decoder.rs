@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use wayray_protocol::codec::{Decoder, FrameUpdate, Rect, Tile, TileData};
+use wayray_protocol::codec::{CopyRect, Decoder, FrameUpdate, Rect, Tile, TileData};
 use wayray_protocol::{framing, DisplayMessage};
 
 fuzz_target!(|data: &[u8]| {
@@ -107,11 +107,25 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
         };
         tiles.push(Tile { rect, data });
     }
+    let mut copies = Vec::new();
+    for _ in 0..u.int_in_range(0..=2)? {
+        copies.push(CopyRect {
+            src: Rect::new(
+                u.int_in_range(0..=width + 2)?,
+                u.int_in_range(0..=height + 2)?,
+                u.int_in_range(0..=width + 2)?,
+                u.int_in_range(0..=height + 2)?,
+            ),
+            dst_x: u.int_in_range(0..=width + 2)?,
+            dst_y: u.int_in_range(0..=height + 2)?,
+        });
+    }
     Ok(FrameUpdate {
         seq,
         width,
         height,
         key,
+        copies,
         tiles,
     })
 }

@@ -4,7 +4,7 @@
 use zstd::bulk::Decompressor;
 
 use super::tiles;
-use super::{FrameUpdate, Rect, TileData, MAX_DIMENSION};
+use super::{FrameUpdate, Rect, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +34,19 @@ pub enum DecodeError {
     },
     #[error("tiles cover more pixels than the {width}x{height} frame holds (tiles overlap)")]
     TilesOverlap { width: u32, height: u32 },
+    #[error("copy {index} from {src:?} to ({dst_x}, {dst_y}) is empty or leaves the {width}x{height} frame")]
+    CopyOutside {
+        index: usize,
+        src: Rect,
+        dst_x: u32,
+        dst_y: u32,
+        width: u32,
+        height: u32,
+    },
+    #[error("a key frame carries copies, but it starts from a black framebuffer")]
+    CopyInKeyFrame,
+    #[error("{count} copies in one update; at most {MAX_COPIES} are allowed")]
+    TooManyCopies { count: usize },
     #[error("tile {index} is an XOR tile in a key frame, which has nothing to XOR with")]
     XorInKeyFrame { index: usize },
     #[error("tile {index}: payload decompresses to {got} bytes, the tile holds {expected}")]
@@ -98,9 +111,10 @@ impl Decoder {
     }
 
     /// Applies `update` and returns the rects it changed: the whole frame for a key frame, else
-    /// the tiles' rects. On error nothing changes.
+    /// the copies' destinations and the tiles' rects. On error nothing changes.
     pub fn apply(&mut self, update: &FrameUpdate) -> Result<Vec<Rect>, DecodeError> {
         self.check_header(update)?;
+        check_copies(update)?;
         let scratch_len = check_tiles(update)?;
         self.decompress_all(update, scratch_len)?;
 
@@ -112,6 +126,9 @@ impl Decoder {
             self.pixels.clear();
             self.pixels
                 .resize(width as usize * height as usize * BYTES_PER_PIXEL, 0);
+        }
+        for copy in &update.copies {
+            tiles::apply_copy(&mut self.pixels, width, copy);
         }
         let mut offset = 0;
         for tile in &update.tiles {
@@ -147,7 +164,8 @@ impl Decoder {
         Ok(if update.key {
             vec![Rect::new(0, 0, width, height)]
         } else {
-            update.tiles.iter().map(|t| t.rect).collect()
+            let copied = update.copies.iter().map(|c| c.dst());
+            copied.chain(update.tiles.iter().map(|t| t.rect)).collect()
         })
     }
 
@@ -206,6 +224,38 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// Checks that copies stay inside the (already checked) frame and are few.
+fn check_copies(update: &FrameUpdate) -> Result<(), DecodeError> {
+    if update.copies.is_empty() {
+        return Ok(());
+    }
+    if update.key {
+        return Err(DecodeError::CopyInKeyFrame);
+    }
+    if update.copies.len() > MAX_COPIES {
+        return Err(DecodeError::TooManyCopies {
+            count: update.copies.len(),
+        });
+    }
+    let (width, height) = (update.width, update.height);
+    for (index, copy) in update.copies.iter().enumerate() {
+        if copy.src.is_empty()
+            || !copy.src.fits_in(width, height)
+            || !copy.dst().fits_in(width, height)
+        {
+            return Err(DecodeError::CopyOutside {
+                index,
+                src: copy.src,
+                dst_x: copy.dst_x,
+                dst_y: copy.dst_y,
+                width,
+                height,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks the tiles' geometry against the (already checked) frame size and returns how many

@@ -4,8 +4,9 @@ use std::io;
 
 use zstd::bulk::Compressor;
 
+use super::scroll::ScrollDetector;
 use super::tiles::{self, TileGrid};
-use super::{FrameUpdate, Rect, Tile, TileData, MAX_DIMENSION};
+use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct EncoderConfig {
     /// bounding box), because zstd on one large area is both faster and smaller than on many
     /// small ones (matches and entropy tables span the whole area). 0 counts as 1.
     pub block: u32,
+    /// Look for scrolled areas in large damage rects and send them as copies.
+    pub scroll: bool,
 }
 
 impl Default for EncoderConfig {
@@ -66,6 +69,7 @@ impl Default for EncoderConfig {
             photo_below_pct: 50,
             xor_choice: XorChoice::Heuristic,
             block: 4,
+            scroll: true,
         }
     }
 }
@@ -81,6 +85,7 @@ pub struct Encoder {
     config: EncoderConfig,
     /// Created on first use (creation can fail): `[level, photo_level]`.
     compressors: [Option<Compressor<'static>>; 2],
+    scroll: ScrollDetector,
     // Scratch reused across tiles and frames, so the steady state allocates only the output.
     damaged: Vec<bool>,
     raw: Vec<u8>,
@@ -100,6 +105,7 @@ impl Encoder {
             key_pending: true,
             config,
             compressors: [None, None],
+            scroll: ScrollDetector::default(),
             damaged: Vec::new(),
             raw: Vec::new(),
             xor: Vec::new(),
@@ -169,6 +175,20 @@ impl Encoder {
             }
         }
 
+        // Copies first: they update the reference, so the cells they fix look unchanged below.
+        let mut copies = Vec::new();
+        if !key && self.config.scroll {
+            for area in damage.iter().filter_map(|d| d.clip(width, height)) {
+                if copies.len() == MAX_COPIES {
+                    break;
+                }
+                if let Some(copy) = self.scroll.detect(pixels, &self.reference, width, area) {
+                    tiles::apply_copy(&mut self.reference, width, &copy);
+                    copies.push(copy);
+                }
+            }
+        }
+
         let block = self.config.block.max(1);
         let mut tiles = Vec::new();
         for by in (0..self.grid.rows).step_by(block as usize) {
@@ -196,6 +216,7 @@ impl Encoder {
             width,
             height,
             key,
+            copies,
             tiles,
         })
     }

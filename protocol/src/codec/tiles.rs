@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::{Rect, TILE_SIZE};
+use super::{CopyRect, Rect, TILE_SIZE};
 use crate::BYTES_PER_PIXEL;
 
 /// The fixed 64×64 grid over a frame.
@@ -67,6 +67,30 @@ pub(crate) fn rows(rect: Rect, frame_width: u32) -> impl Iterator<Item = Range<u
     })
 }
 
+/// Applies `copy` to a tightly packed frame `frame_width` pixels wide, reading the pixels as they
+/// were before it (rows are walked away from the overlap, and each row moves with `copy_within`).
+/// The encoder and decoder share this, so both sides move exactly the same pixels. The caller has
+/// checked that source and destination fit in the frame.
+pub(crate) fn apply_copy(pixels: &mut [u8], frame_width: u32, copy: &CopyRect) {
+    let stride = frame_width as usize * BYTES_PER_PIXEL;
+    let row_len = copy.src.w as usize * BYTES_PER_PIXEL;
+    let (sx, dx) = (
+        copy.src.x as usize * BYTES_PER_PIXEL,
+        copy.dst_x as usize * BYTES_PER_PIXEL,
+    );
+    let (sy, dy) = (copy.src.y as usize, copy.dst_y as usize);
+    let mut one = |i: usize| {
+        let from = (sy + i) * stride + sx;
+        pixels.copy_within(from..from + row_len, (dy + i) * stride + dx);
+    };
+    let h = copy.src.h as usize;
+    if dy > sy {
+        (0..h).rev().for_each(&mut one);
+    } else {
+        (0..h).for_each(&mut one);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +126,29 @@ mod tests {
         assert!(mask.iter().all(|m| !m));
         g.mark(&Rect::new(90, 90, u32::MAX, u32::MAX), &mut mask);
         assert_eq!(mask, vec![false, false, false, true]);
+    }
+
+    #[test]
+    fn overlapping_copies_read_the_old_pixels() {
+        // A 1-pixel-wide frame of 6 rows: 0 1 2 3 4 5.
+        let frame: Vec<u8> = (0..6u8).flat_map(|v| [v, 0, 0, 0]).collect();
+        let col = |p: &[u8]| p.chunks(4).map(|c| c[0]).collect::<Vec<_>>();
+        let mut up = frame.clone();
+        let scroll_up = CopyRect {
+            src: Rect::new(0, 2, 1, 4),
+            dst_x: 0,
+            dst_y: 0,
+        };
+        apply_copy(&mut up, 1, &scroll_up);
+        assert_eq!(col(&up), vec![2, 3, 4, 5, 4, 5]);
+        let mut down = frame;
+        let scroll_down = CopyRect {
+            src: Rect::new(0, 0, 1, 4),
+            dst_x: 0,
+            dst_y: 2,
+        };
+        apply_copy(&mut down, 1, &scroll_down);
+        assert_eq!(col(&down), vec![0, 1, 0, 1, 2, 3]);
     }
 
     #[test]
