@@ -68,6 +68,12 @@ pub enum ToSession {
     },
     /// The appliance acknowledged frame `seq`.
     FrameAck { appliance: ApplianceId, seq: u64 },
+    /// What the attached appliance's link can carry (its bandwidth cap and quinn's estimate),
+    /// as the bitrate video regions should use; sent every second while connected.
+    LinkQuality {
+        appliance: ApplianceId,
+        video_bitrate: u64,
+    },
     /// The appliance is gone or its token left; the session is suspended and keeps running.
     Detached { appliance: ApplianceId },
     /// End the session: close its clients and exit.

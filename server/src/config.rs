@@ -1,6 +1,11 @@
 //! `wrsrvd` configuration: a TOML file with documented defaults, overridden by command-line flags.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use ipnet::IpNet;
 
 use serde::Deserialize;
 
@@ -49,6 +54,25 @@ pub struct Config {
     /// Nominal size in pixels of those cursors (1..=256); the theme's nearest size is used.
     /// Unset: `$XCURSOR_SIZE`, else 24.
     pub cursor_size: Option<u32>,
+    /// Bandwidth cap per appliance in kbit/s, like a Sun Ray server's per-terminal limit. Frames
+    /// for the appliance wait so its display stream stays under the cap; the session then
+    /// renders changing regions less often (their damage merges into the next frame) and video
+    /// regions get a lower bitrate, while static text stays exact. 0: no cap, the connection's
+    /// congestion control alone decides. Default 0.
+    pub bandwidth_limit_kbps: u64,
+    /// Caps for appliances by address, checked in order before `bandwidth_limit_kbps`, e.g. a
+    /// branch office behind a thin link: `[[appliance_bandwidth]]` with
+    /// `network = "10.20.0.0/16"` and `limit_kbps = 2000` (0: no cap for that network).
+    pub appliance_bandwidth: Vec<BandwidthRule>,
+}
+
+/// A bandwidth cap for the appliances connecting from one network.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthRule {
+    /// CIDR network the appliance's address must be in (`10.20.0.0/16`, `fd00::/8`).
+    pub network: IpNet,
+    pub limit_kbps: u64,
 }
 
 impl Default for Config {
@@ -68,6 +92,8 @@ impl Default for Config {
             server_name: "wayray-server".into(),
             cursor_theme: None,
             cursor_size: None,
+            bandwidth_limit_kbps: 0,
+            appliance_bandwidth: Vec::new(),
         }
     }
 }
@@ -131,6 +157,21 @@ impl Config {
             return Err(ConfigError::CursorTheme);
         }
         Ok(())
+    }
+
+    /// The bandwidth cap in bit/s for an appliance connecting from `addr`, `None` for no cap.
+    pub fn bandwidth_limit_bps(&self, addr: IpAddr) -> Option<u64> {
+        // An IPv4 appliance on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        let kbps = self
+            .appliance_bandwidth
+            .iter()
+            .find(|rule| rule.network.contains(&addr))
+            .map_or(self.bandwidth_limit_kbps, |rule| rule.limit_kbps);
+        (kbps > 0).then(|| kbps.saturating_mul(1000))
     }
 
     /// `cursor_theme`, else `$XCURSOR_THEME`, else `default`.
@@ -216,6 +257,33 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(c.validate(), Err(ConfigError::CursorTheme)));
+    }
+
+    #[test]
+    fn bandwidth_rules_match_networks_in_order() {
+        let c: Config = toml::from_str(
+            r#"
+            bandwidth_limit_kbps = 10000
+            [[appliance_bandwidth]]
+            network = "10.20.30.0/24"
+            limit_kbps = 0
+            [[appliance_bandwidth]]
+            network = "10.20.0.0/16"
+            limit_kbps = 2000
+            "#,
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(c.bandwidth_limit_bps(ip("10.20.1.2")), Some(2_000_000));
+        assert_eq!(
+            c.bandwidth_limit_bps(ip("::ffff:10.20.1.2")),
+            Some(2_000_000)
+        );
+        assert_eq!(c.bandwidth_limit_bps(ip("10.20.30.4")), None);
+        assert_eq!(c.bandwidth_limit_bps(ip("192.0.2.1")), Some(10_000_000));
+        assert_eq!(Config::default().bandwidth_limit_bps(ip("192.0.2.1")), None);
+        let bad = "[[appliance_bandwidth]]\nnetwork = \"10.0.0.300/8\"\nlimit_kbps = 1";
+        assert!(toml::from_str::<Config>(bad).is_err());
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub enum ToCompositor {
     Detached { appliance: ApplianceId },
     /// The appliance displayed frame `seq`.
     FrameAck { appliance: ApplianceId, seq: u64 },
+    /// The bitrate video regions should use on the attached appliance's link.
+    LinkQuality {
+        appliance: ApplianceId,
+        video_bitrate: u64,
+    },
     /// The daemon is shutting down.
     Shutdown,
 }

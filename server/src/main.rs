@@ -289,6 +289,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         server_name: config.server_name.clone(),
         default_output_size: (config.output_width, config.output_height),
         follow_appliance: config.output_follows_appliance,
+        config: Arc::new(config.clone()),
     });
     runtime.block_on(transport::serve(endpoint, shared));
     // Let the shared session see its Shutdown before the runtime (and its sockets) go away.

@@ -203,6 +203,13 @@ fn serve(
                         ToSession::FrameAck { appliance, seq } => {
                             ToCompositor::FrameAck { appliance, seq }
                         }
+                        ToSession::LinkQuality {
+                            appliance,
+                            video_bitrate,
+                        } => ToCompositor::LinkQuality {
+                            appliance,
+                            video_bitrate,
+                        },
                         ToSession::Detached { appliance } => {
                             if *attached == Some(appliance) {
                                 *attached = None;

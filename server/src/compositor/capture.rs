@@ -48,6 +48,8 @@ pub struct Capture {
     width: u32,
     height: u32,
     frame_log: Option<BufWriter<File>>,
+    /// Bitrate for video regions on the attached appliance's link, once it is known.
+    video_bitrate: Option<u64>,
 }
 
 impl Capture {
@@ -76,6 +78,7 @@ impl Capture {
             width,
             height,
             frame_log: None,
+            video_bitrate: None,
         })
     }
 
@@ -165,6 +168,18 @@ impl Capture {
             })
             .unwrap_or_default();
         Ok(damage)
+    }
+
+    /// Follows the attached appliance's link: video regions are encoded at this bitrate. Small
+    /// changes are ignored so the encoder's rate control settles.
+    pub fn set_video_bitrate(&mut self, bps: u64) {
+        if self
+            .video_bitrate
+            .is_none_or(|old| crate::transport::governor::significant_change(old, bps))
+        {
+            tracing::debug!(bps, "video bitrate");
+            self.video_bitrate = Some(bps);
+        }
     }
 
     /// Forgets the appliance's reference frame: the next encode is a key frame.

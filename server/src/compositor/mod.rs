@@ -295,6 +295,14 @@ impl WayRay {
                     self.send_frame_callbacks();
                 }
             }
+            ToCompositor::LinkQuality {
+                appliance,
+                video_bitrate,
+            } => {
+                if self.pacer.attached() == Some(appliance) {
+                    self.capture.set_video_bitrate(video_bitrate);
+                }
+            }
             ToCompositor::Input { appliance, event } => {
                 // Only the appliance showing the session may drive it.
                 if self.pacer.attached() == Some(appliance) {

@@ -2,8 +2,9 @@
 //! stream, acks back on the control stream.
 
 use std::{
+    collections::VecDeque,
     sync::{atomic::Ordering, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{mpsc, watch};
@@ -13,6 +14,7 @@ use wayray_protocol::{
     Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
+use super::governor::{Governor, LinkSample};
 use super::{input, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
@@ -20,6 +22,8 @@ use crate::daemon::{now_ms, ApplianceSlot};
 
 /// How long an appliance may take between connecting and saying Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the session hears what the link can carry.
+const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Events for one connection task from the router.
 #[derive(Debug)]
@@ -132,6 +136,17 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             },
         );
     }
+    let limit = shared
+        .config
+        .bandwidth_limit_bps(conn.remote_address().ip());
+    if let Some(bps) = limit {
+        tracing::info!(kbps = bps / 1000, "bandwidth cap for this appliance");
+    }
+    let mut governor = Governor::new(limit, Instant::now());
+    // Frames the cap holds back, oldest first; the session renders nothing new while they wait
+    // (they count as in flight until acknowledged), so this stays short.
+    let mut held: VecDeque<Arc<[u8]>> = VecDeque::new();
+    let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
     let (output_tx, output_rx) = watch::channel(output);
     let input_task = tokio::spawn(
         input::accept(conn.clone(), id, shared.daemon.clone(), output_rx)
@@ -140,11 +155,24 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let _abort_input = AbortOnDrop(input_task);
 
     loop {
+        let wait = governor.delay(Instant::now());
         tokio::select! {
+            _ = tokio::time::sleep(wait), if !held.is_empty() => {
+                send_held(&mut display, &mut held, &mut governor).await?;
+            }
+            _ = link_tick.tick() => {
+                let sample = LinkSample { rtt: conn.rtt(), cwnd: conn.stats().path.cwnd };
+                let video_bitrate = governor.video_bitrate(sample);
+                tracing::trace!(rtt = ?sample.rtt, cwnd = sample.cwnd, video_bitrate, "link");
+                if let Ok(mut daemon) = shared.daemon.lock() {
+                    daemon.forward_to_session(id, ToSession::LinkQuality { appliance: id, video_bitrate });
+                }
+            }
             event = events.recv() => match event {
                 Some(ConnEvent::Frame { seq, bytes }) => {
-                    tracing::trace!(seq, len = bytes.len(), "sending frame");
-                    display.write_all(&bytes).await?;
+                    tracing::trace!(seq, len = bytes.len(), held = held.len(), "sending frame");
+                    held.push_back(bytes);
+                    send_held(&mut display, &mut held, &mut governor).await?;
                 }
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
@@ -198,6 +226,23 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             },
         }
     }
+}
+
+/// Writes the held frames the bandwidth cap lets through now, in order.
+async fn send_held(
+    display: &mut quinn::SendStream,
+    held: &mut VecDeque<Arc<[u8]>>,
+    governor: &mut Governor,
+) -> Result<(), ConnError> {
+    while let Some(bytes) = held.front() {
+        if !governor.delay(Instant::now()).is_zero() {
+            break;
+        }
+        display.write_all(bytes).await?;
+        governor.spend(bytes.len(), Instant::now());
+        held.pop_front();
+    }
+    Ok(())
 }
 
 /// Stops the input reader when the connection handler ends, however it ends.

@@ -3,6 +3,7 @@
 
 mod cert;
 mod connection;
+pub mod governor;
 mod input;
 
 use std::{
@@ -35,6 +36,8 @@ pub struct Shared {
     pub default_output_size: (u32, u32),
     /// Size the session output to each appliance's screen (config `output_follows_appliance`).
     pub follow_appliance: bool,
+    /// For the per-appliance bandwidth caps.
+    pub config: Arc<crate::config::Config>,
 }
 
 impl Shared {
