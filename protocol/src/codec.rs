@@ -1,8 +1,11 @@
-//! Frame codec v1: damage is expanded to a grid of 64×64 cells; cells whose pixels did not change
+//! Frame codec: damage is expanded to a grid of 64×64 cells; cells whose pixels did not change
 //! are skipped, and the changed cells of each block of 4×4 cells travel as one tile (their
-//! bounding box): a solid colour, raw pixels through zstd, or pixels XORed with what the
-//! appliance already shows through zstd (unchanged areas become zero runs that cost almost
-//! nothing). Large tiles let zstd find matches across the whole area, which matters for text.
+//! bounding box; neighbouring blocks in a row that span the same rows merge into one tile): a
+//! solid colour, raw pixels through zstd, or pixels XORed with what the appliance already shows
+//! through zstd (unchanged areas become zero runs that cost almost nothing). Large tiles let zstd
+//! find matches across the whole area, which matters for text. Before the tiles, an update may
+//! carry copies: areas that scrolled move inside the appliance's framebuffer, and only the strip
+//! they expose is sent.
 //!
 //! Pixels are XRGB8888 little-endian, tightly packed (`stride = width * 4`). The encoder keeps a
 //! copy of what the decoder shows, so both sides agree on the XOR reference without a round trip.

@@ -99,17 +99,21 @@ fn config() -> impl Strategy<Value = EncoderConfig> {
             prop_oneof![Just(-5), Just(1), Just(3)],
             0u8..=100,
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(|(xor_choice, block, level, photo_below_pct, scroll)| {
-                EncoderConfig {
-                    level,
-                    photo_level: -10,
-                    photo_below_pct,
-                    xor_choice,
-                    block,
-                    scroll,
+            .prop_map(
+                |(xor_choice, block, level, photo_below_pct, scroll, merge_rows)| {
+                    EncoderConfig {
+                        level,
+                        photo_level: -10,
+                        photo_below_pct,
+                        xor_choice,
+                        block,
+                        scroll,
+                        merge_rows,
+                    }
                 }
-            }),
+            ),
     ]
 }
 
@@ -240,10 +244,13 @@ fn run(w: u32, h: u32, seed: u64, config: EncoderConfig, steps: Vec<Step>) {
         }
         let block = TILE_SIZE * config.block.max(1);
         for t in &update.tiles {
-            // Tiles start on the grid and stay inside one block.
+            // Tiles start on the grid and stay inside one block (one row of blocks when
+            // neighbours merge).
             let r = t.rect;
             assert_eq!((r.x % TILE_SIZE, r.y % TILE_SIZE), (0, 0), "{r:?}");
-            assert_eq!(r.x / block, (r.x + r.w - 1) / block, "{r:?}");
+            if !config.merge_rows {
+                assert_eq!(r.x / block, (r.x + r.w - 1) / block, "{r:?}");
+            }
             assert_eq!(r.y / block, (r.y + r.h - 1) / block, "{r:?}");
         }
         expect_key = false;

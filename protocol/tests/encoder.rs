@@ -152,6 +152,7 @@ fn changed_cells_of_a_block_travel_as_one_tile() {
     let px = noise((w * h * 4) as usize, 3);
     let three = EncoderConfig {
         block: 3,
+        merge_rows: false,
         ..EncoderConfig::default()
     };
     let u = Encoder::with_config(w, h, three)
@@ -164,6 +165,15 @@ fn changed_cells_of_a_block_travel_as_one_tile() {
             (Rect::new(192, 0, 128, 64), "zstd")
         ]
     );
+    // Merged: the two blocks span the same rows and touch.
+    let merged = EncoderConfig {
+        merge_rows: true,
+        ..three
+    };
+    let u = Encoder::with_config(w, h, merged)
+        .encode(1, &px, &[])
+        .unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 320, 64), "zstd")]);
 
     // Two-cell blocks: cells (0,0) and (1,1) share a block, (2,0) and (0,2) do not.
     let (w, h) = (200, 150);

@@ -58,6 +58,10 @@ pub struct EncoderConfig {
     pub block: u32,
     /// Look for scrolled areas in large damage rects and send them as copies.
     pub scroll: bool,
+    /// Merge the tiles of neighbouring blocks in a row that span the same rows into one tile:
+    /// one zstd frame instead of several (less framing, matches across the seam), which is what
+    /// a changed text line or an exposed scroll strip looks like.
+    pub merge_rows: bool,
 }
 
 impl Default for EncoderConfig {
@@ -70,6 +74,7 @@ impl Default for EncoderConfig {
             xor_choice: XorChoice::Heuristic,
             block: 4,
             scroll: true,
+            merge_rows: true,
         }
     }
 }
@@ -191,11 +196,22 @@ impl Encoder {
 
         let block = self.config.block.max(1);
         let mut tiles = Vec::new();
+        let mut row = Vec::new();
         for by in (0..self.grid.rows).step_by(block as usize) {
+            row.clear();
             for bx in (0..self.grid.cols).step_by(block as usize) {
                 let Some(rect) = self.changed_bounds(pixels, bx, by, block, key) else {
                     continue;
                 };
+                // Solid areas stay tiles of their own: four bytes beat any zstd frame.
+                let mergeable =
+                    self.config.merge_rows && solid_colour(pixels, rect, self.grid.width).is_none();
+                match row.last_mut() {
+                    Some((last, true)) if mergeable && touches(last, &rect) => last.w += rect.w,
+                    _ => row.push((rect, mergeable)),
+                }
+            }
+            for &(rect, _) in &row {
                 match self.encode_tile(pixels, rect, key) {
                     Ok(data) => tiles.push(Tile { rect, data }),
                     Err(e) => {
@@ -341,6 +357,11 @@ impl Encoder {
         // Exact-size copy: the scratch buffer keeps the worst-case capacity.
         Ok(self.packed.clone())
     }
+}
+
+/// Whether `next` continues `last` to the right over exactly the same rows.
+fn touches(last: &Rect, next: &Rect) -> bool {
+    last.y == next.y && last.h == next.h && last.x + last.w == next.x
 }
 
 /// The area's colour if every pixel in it has the same value.
