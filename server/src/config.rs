@@ -260,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_states_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/wrsrvd.example.toml");
+        let c = Config::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c, Config::default());
+        // The commented rule is valid too.
+        let text = std::fs::read_to_string(path).unwrap();
+        let rule: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[appliance_bandwidth]]"))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let c: Config = toml::from_str(&rule).unwrap();
+        assert_eq!(c.appliance_bandwidth.len(), 1);
+    }
+
+    #[test]
     fn bandwidth_rules_match_networks_in_order() {
         let c: Config = toml::from_str(
             r#"

@@ -88,6 +88,11 @@ struct DaemonArgs {
     /// Frames in flight to the appliance before damage is merged instead of sent (default 2).
     #[arg(long)]
     max_frames_in_flight: Option<usize>,
+    /// Bandwidth cap per appliance in kbit/s (0: none), for appliances no
+    /// [[appliance_bandwidth]] rule of the config file matches. Changing regions then update
+    /// less often and video gets a lower bitrate; static content stays exact.
+    #[arg(long, value_name = "KBPS")]
+    bandwidth_limit: Option<u64>,
     /// Append `<seq> <digest> <w>x<h>` for every frame the shared session sends, for tests
     /// comparing framebuffers.
     #[arg(long)]
@@ -178,6 +183,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     if cli.launcher {
         config.launcher = true;
+    }
+    if let Some(v) = cli.bandwidth_limit {
+        config.bandwidth_limit_kbps = v;
     }
     config.validate()?;
     let run_dir =
