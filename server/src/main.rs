@@ -228,8 +228,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     let daemon = Arc::new(Mutex::new(daemon));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the daemon relays small frames and acks, and waking other threads for each
+    // of them cost more CPU than the relaying (30 % less daemon CPU while typing).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("wrsrvd-net")
         .enable_all()
         .build()
