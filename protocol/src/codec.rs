@@ -11,11 +11,16 @@
 mod decoder;
 mod encoder;
 mod tiles;
+mod video;
 
 use serde::{Deserialize, Serialize};
 
 pub use decoder::{DecodeError, Decoder};
 pub use encoder::{EncodeError, Encoder, EncoderConfig, XorChoice};
+pub use video::{
+    i420_to_xrgb, video_size_ok, xrgb_to_i420, OpenH264Decoder, VideoDecoder, VideoError,
+    VideoUpdate, I420, MAX_VIDEO_HEIGHT, MAX_VIDEO_WIDTH,
+};
 
 /// Edge length of a grid cell, the unit of damage and change detection; cells at the right and
 /// bottom edges of frames that are not a multiple of it are smaller.
@@ -97,10 +102,13 @@ pub struct FrameUpdate {
     pub key: bool,
     /// Non-overlapping tiles inside the frame, applied in order.
     pub tiles: Vec<Tile>,
+    /// A picture of a video-like region, applied before the tiles (which may overwrite parts of
+    /// it losslessly).
+    pub video: Option<VideoUpdate>,
 }
 
 impl FrameUpdate {
-    /// Sum of the tiles' compressed payload bytes, for logs and benchmarks.
+    /// Sum of the tiles' compressed payload bytes and the video's, for logs and benchmarks.
     pub fn payload_len(&self) -> usize {
         self.tiles
             .iter()
@@ -108,7 +116,8 @@ impl FrameUpdate {
                 TileData::Solid(_) => 4,
                 TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
             })
-            .sum()
+            .sum::<usize>()
+            + self.video.as_ref().map_or(0, |v| v.data.len())
     }
 }
 

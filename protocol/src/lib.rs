@@ -12,7 +12,9 @@ pub mod input;
 pub mod messages;
 pub mod sessions;
 
-pub use codec::{DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData};
+pub use codec::{
+    DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData, VideoUpdate,
+};
 pub use cursor::{CursorImage, CursorUpdate};
 pub use framing::{FrameReader, FramingError};
 pub use input::{AxisSource, AxisValue, InputMessage, Keymap};
@@ -25,7 +27,7 @@ pub const ALPN: &[u8] = b"wayray/1";
 pub const DEFAULT_PORT: u16 = 7390;
 
 /// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
 /// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves

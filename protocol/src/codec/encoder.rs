@@ -5,6 +5,7 @@ use std::io;
 use zstd::bulk::Compressor;
 
 use super::tiles::{self, TileGrid};
+use super::video::{VideoEncoder, VideoError, VideoUpdate};
 use super::{FrameUpdate, Rect, Tile, TileData, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
@@ -25,6 +26,8 @@ pub enum EncodeError {
     },
     #[error("zstd compression failed: {0}")]
     Compression(#[from] io::Error),
+    #[error("video encoding failed: {0}")]
+    Video(#[from] VideoError),
 }
 
 /// How the encoder decides between [`TileData::ZstdXor`] and [`TileData::Zstd`] for a changed tile.
@@ -55,6 +58,9 @@ pub struct EncoderConfig {
     /// bounding box), because zstd on one large area is both faster and smaller than on many
     /// small ones (matches and entropy tables span the whole area). 0 counts as 1.
     pub block: u32,
+    /// Send large regions that keep changing with photo-like content (video) as H.264 instead
+    /// of tiles; lossy while they play, refreshed losslessly once they stop.
+    pub video: bool,
 }
 
 impl Default for EncoderConfig {
@@ -66,6 +72,7 @@ impl Default for EncoderConfig {
             photo_below_pct: 50,
             xor_choice: XorChoice::Heuristic,
             block: 4,
+            video: true,
         }
     }
 }
@@ -86,6 +93,7 @@ pub struct Encoder {
     raw: Vec<u8>,
     xor: Vec<u8>,
     packed: Vec<u8>,
+    video: VideoEncoder,
 }
 
 impl Encoder {
@@ -104,6 +112,7 @@ impl Encoder {
             raw: Vec::new(),
             xor: Vec::new(),
             packed: Vec::new(),
+            video: VideoEncoder::new(width, height),
         }
     }
 
@@ -127,6 +136,7 @@ impl Encoder {
     /// Changes the frame size; the next frame is a key frame of the new size.
     pub fn resize(&mut self, width: u32, height: u32) {
         self.grid = TileGrid::new(width, height);
+        self.video = VideoEncoder::new(width, height);
         self.reference.clear();
         self.key_pending = true;
     }
@@ -168,6 +178,7 @@ impl Encoder {
                 self.grid.mark(d, &mut self.damaged);
             }
         }
+        let video = self.encode_video(pixels, key)?;
 
         let block = self.config.block.max(1);
         let mut tiles = Vec::new();
@@ -197,6 +208,7 @@ impl Encoder {
             height,
             key,
             tiles,
+            video,
         })
     }
 
@@ -319,6 +331,55 @@ impl Encoder {
         compressor.compress_to_buffer(src.as_slice(), &mut self.packed)?;
         // Exact-size copy: the scratch buffer keeps the worst-case capacity.
         Ok(self.packed.clone())
+    }
+}
+
+/// Video regions: the hook into [`Encoder::encode`] and its knobs (see `video.rs`).
+impl Encoder {
+    /// What the decoder shows after the last update: the source pixels, except inside an active
+    /// video region. Empty before the first frame.
+    pub fn reference(&self) -> &[u8] {
+        &self.reference
+    }
+
+    /// Whether a video region is active, i.e. the appliance may show lossy pixels: keep calling
+    /// [`encode`](Self::encode), with empty damage if nothing changed, until it turns false (a
+    /// few quiet frames later, after the lossless refresh).
+    pub fn video_active(&self) -> bool {
+        self.video.active()
+    }
+
+    /// Target bitrate of the video stream in bits per second; 0 (the default) scales 4 Mbit/s
+    /// for 1280×720 by the region's area. A new rate restarts the stream with its next picture.
+    pub fn set_video_bitrate(&mut self, bits_per_second: u32) {
+        self.video.set_bitrate(bits_per_second);
+    }
+
+    /// Picks and encodes this frame's video region, if enabled; adjusts `damaged` for the tiles.
+    fn encode_video(
+        &mut self,
+        pixels: &[u8],
+        key: bool,
+    ) -> Result<Option<VideoUpdate>, EncodeError> {
+        if !self.config.video {
+            return Ok(None);
+        }
+        let (config, fw) = (self.config, self.grid.width);
+        let is_photo = |rect| {
+            let score = Score::sample(pixels, None, rect, fw);
+            score.is_photo(score.raw_repeats, &config)
+        };
+        let result = self.video.frame(
+            pixels,
+            &mut self.reference,
+            &mut self.damaged,
+            key,
+            is_photo,
+        );
+        result.map_err(|e| {
+            self.key_pending = true;
+            e.into()
+        })
     }
 }
 

@@ -105,7 +105,9 @@ impl Capture {
     }
 
     /// Appends `<seq> <digest> <w>x<h>` per sent frame, the same format the appliance writes, so
-    /// tests can prove both framebuffers are byte-identical for each frame.
+    /// tests can prove both framebuffers are byte-identical for each frame. The digest is of the
+    /// encoder's reference, i.e. what the appliance shows: the rendered pixels, except inside a
+    /// video region while it plays.
     pub fn set_frame_log(&mut self, path: &Path) -> Result<(), CaptureError> {
         let file = File::options().create(true).append(true).open(path)?;
         self.frame_log = Some(BufWriter::new(file));
@@ -167,6 +169,12 @@ impl Capture {
         Ok(damage)
     }
 
+    /// Whether the appliance may show lossy video pixels: keep encoding, with empty damage if
+    /// nothing changed, until the region goes quiet and is refreshed losslessly.
+    pub fn video_active(&self) -> bool {
+        self.encoder.video_active()
+    }
+
     /// Forgets the appliance's reference frame: the next encode is a key frame.
     pub fn reset_encoder(&mut self) {
         self.encoder.reset();
@@ -191,7 +199,7 @@ impl Capture {
             writeln!(
                 log,
                 "{seq} {:016x} {}x{}",
-                wayray_protocol::frame_digest(pixels),
+                wayray_protocol::frame_digest(self.encoder.reference()),
                 self.width,
                 self.height
             )?;
