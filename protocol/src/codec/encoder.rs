@@ -184,15 +184,18 @@ impl Encoder {
         let mut tiles = Vec::new();
         for by in (0..self.grid.rows).step_by(block as usize) {
             for bx in (0..self.grid.cols).step_by(block as usize) {
-                let Some(rect) = self.changed_bounds(pixels, bx, by, block, key) else {
+                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key) else {
                     continue;
                 };
-                match self.encode_tile(pixels, rect, key) {
-                    Ok(data) => tiles.push(Tile { rect, data }),
-                    Err(e) => {
-                        // The reference may already hold tiles this update never delivers.
-                        self.key_pending = true;
-                        return Err(e.into());
+                // Tiles go around an active video region, never over it.
+                for rect in self.video.around_region(bounds) {
+                    match self.encode_tile(pixels, rect, key) {
+                        Ok(data) => tiles.push(Tile { rect, data }),
+                        Err(e) => {
+                            // The reference may already hold tiles this update never delivers.
+                            self.key_pending = true;
+                            return Err(e.into());
+                        }
                     }
                 }
             }

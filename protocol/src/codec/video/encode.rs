@@ -130,6 +130,40 @@ impl VideoEncoder {
         Ok(update)
     }
 
+    /// `bounds` (a block's changed cells) minus the active region's cells, as up to four
+    /// rects: the cells around a region change with it, but a tile spanning the region would
+    /// overwrite the picture with the exact pixels, paying for them in full.
+    pub fn around_region(&self, bounds: Rect) -> impl Iterator<Item = Rect> {
+        let grid = self.cells.grid();
+        let hole = self.region.and_then(|r| {
+            let mut cells = inside(grid, r.rect);
+            let first = cells.next()?;
+            let last = cells.last().unwrap_or(first);
+            let cell = |i: usize| grid.tile_rect(i as u32 % grid.cols, i as u32 / grid.cols);
+            let (a, b) = (cell(first), cell(last));
+            let (x0, y0) = (a.x.max(bounds.x), a.y.max(bounds.y));
+            let x1 = (b.x + b.w).min(bounds.x + bounds.w);
+            let y1 = (b.y + b.h).min(bounds.y + bounds.h);
+            (x0 < x1 && y0 < y1).then_some((x0, y0, x1, y1))
+        });
+        let parts = match hole {
+            None => [Some(bounds), None, None, None],
+            Some((x0, y0, x1, y1)) => {
+                let (bx1, by1) = (bounds.x + bounds.w, bounds.y + bounds.h);
+                let part = |x: u32, y: u32, x1: u32, y1: u32| {
+                    (x < x1 && y < y1).then(|| Rect::new(x, y, x1 - x, y1 - y))
+                };
+                [
+                    part(bounds.x, bounds.y, bx1, y0),
+                    part(bounds.x, y1, bx1, by1),
+                    part(bounds.x, y0, x0, y1),
+                    part(x1, y0, bx1, y1),
+                ]
+            }
+        };
+        parts.into_iter().flatten()
+    }
+
     /// Keeps, moves, starts or ends the region from this frame's classification.
     fn next_region(&self, grid: &TileGrid) -> Option<Region> {
         let candidate = self.candidate(grid);
@@ -173,7 +207,9 @@ impl VideoEncoder {
             return None;
         }
         let cells = u64::from(c1 - c0 + 1) * u64::from(r1 - r0 + 1);
-        if count * 2 < cells {
+        // Mostly video, and at least as many video-like cells as a minimal region holds.
+        let min_cells = u64::from(MIN_SIDE.div_ceil(TILE_SIZE)).pow(2);
+        if count * 2 < cells || count < min_cells {
             return None;
         }
         let (first, last) = (grid.tile_rect(c0, r0), grid.tile_rect(c1, r1));
