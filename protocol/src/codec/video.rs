@@ -47,8 +47,8 @@ pub const MAX_VIDEO_HEIGHT: u32 = 2160;
 pub fn video_size_ok(width: u32, height: u32) -> bool {
     width > 0
         && height > 0
-        && width % 2 == 0
-        && height % 2 == 0
+        && width.is_multiple_of(2)
+        && height.is_multiple_of(2)
         && width.max(height) <= MAX_VIDEO_WIDTH
         && width.min(height) <= MAX_VIDEO_HEIGHT
 }

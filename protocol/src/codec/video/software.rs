@@ -53,7 +53,7 @@ impl VideoDecoder for OpenH264Decoder {
         let (w, h) = picture.dimensions();
         let (sy, su, sv) = picture.strides();
         let size_error = || VideoError::Codec(format!("decoder returned a bad {w}x{h} picture"));
-        if w % 2 != 0 || h % 2 != 0 || sy < w || su < w / 2 || sv < w / 2 {
+        if !w.is_multiple_of(2) || !h.is_multiple_of(2) || sy < w || su < w / 2 || sv < w / 2 {
             return Err(size_error());
         }
         let (width, height) = (
