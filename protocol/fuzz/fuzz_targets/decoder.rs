@@ -120,7 +120,8 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
             // An Annex-B start code and an SPS, PPS or IDR NAL header.
             data.extend_from_slice(&[0, 0, 0, 1, [0x67, 0x68, 0x65][u.int_in_range(0..=2)?]]);
         }
-        data.extend_from_slice(u.bytes(u.int_in_range(0..=512)?.min(u.len()))?);
+        let len = u.int_in_range(0..=512)?.min(u.len());
+        data.extend_from_slice(u.bytes(len)?);
         Some(VideoUpdate {
             rect,
             idr: u.arbitrary()?,
