@@ -12,6 +12,7 @@ mod classify;
 mod decode;
 mod encode;
 mod software;
+mod sps;
 mod yuv;
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,8 @@ pub enum VideoError {
     Codec(String),
     #[error("the H.264 data holds no complete picture")]
     NoPicture,
+    #[error("unreadable H.264 sequence parameter set")]
+    BadSps,
     #[error("decoded picture is {got_width}x{got_height}, the stream is {width}x{height}")]
     Size {
         width: u32,

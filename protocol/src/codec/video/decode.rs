@@ -3,6 +3,7 @@
 
 use super::super::{tiles, DecodeError, FrameUpdate, Rect};
 use super::software::OpenH264Decoder;
+use super::sps::sps_sizes_in_mbs;
 use super::yuv::{i420_to_xrgb, I420};
 use super::{video_size_ok, VideoDecoder, VideoError};
 use crate::BYTES_PER_PIXEL;
@@ -44,6 +45,18 @@ impl VideoStream {
         let continues = !update.key && self.active == Some(rect);
         if !video.idr && !continues {
             return Err(DecodeError::VideoNotIdr { seq: update.seq });
+        }
+        // The decoder would allocate for whatever size an SPS declares: check it first.
+        let sps =
+            sps_sizes_in_mbs(&video.data).map_err(|()| DecodeError::Video(VideoError::BadSps))?;
+        let mbs = (rect.w.div_ceil(16), rect.h.div_ceil(16));
+        if let Some(&(w, h)) = sps.iter().find(|&&size| size != mbs) {
+            return Err(DecodeError::Video(VideoError::Size {
+                width: rect.w,
+                height: rect.h,
+                got_width: w.saturating_mul(16),
+                got_height: h.saturating_mul(16),
+            }));
         }
         self.active = None;
         let decoder = match &mut self.decoder {
