@@ -190,6 +190,15 @@ impl Capture {
                     seq,
                     why: e.to_string(),
                 })?;
+        if let Some(video) = &update.video {
+            tracing::debug!(
+                seq,
+                rect = ?video.rect,
+                idr = video.idr,
+                bytes = video.data.len(),
+                "video picture"
+            );
+        }
         let bytes =
             framing::encode(&DisplayMessage::Frame(update)).map_err(|e| CaptureError::Encode {
                 seq,
