@@ -7,6 +7,10 @@
 //! Pixels are XRGB8888 little-endian, tightly packed (`stride = width * 4`). The encoder keeps a
 //! copy of what the decoder shows, so both sides agree on the XOR reference without a round trip.
 //! The decoder accepts any tile inside the frame; the grid is the encoder's business.
+//!
+//! Regions that measure as video (see `video.rs`) may instead travel as H.264 pictures, applied
+//! before the tiles; the encoder's copy then holds the decoded picture, as the appliance does,
+//! and those cells are re-sent as exact tiles once the region stops changing.
 
 mod decoder;
 mod encoder;

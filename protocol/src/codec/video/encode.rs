@@ -101,8 +101,9 @@ impl VideoEncoder {
         self.region = self.next_region(&grid);
         let mut update = None;
         if let Some(region) = self.region {
-            let changed = inside(&grid, region.rect)
-                .any(|i| self.cells.changed_now(i) && self.cells.photo_recently(i));
+            // Any change goes out now, even one that does not count against going quiet (text
+            // typed over a paused video): its cells are not sent as tiles while the region lasts.
+            let changed = inside(&grid, region.rect).any(|i| self.cells.changed_now(i));
             let new_stream = self.stream.as_ref().is_none_or(|s| s.rect != region.rect);
             if changed || new_stream {
                 match self.encode(pixels, reference, region.rect) {

@@ -72,20 +72,29 @@ pub fn xrgb_to_i420(pixels: &[u8], frame_width: u32, rect: Rect, out: &mut I420)
 pub fn i420_to_xrgb(picture: &I420, out: &mut Vec<u8>) {
     let (w, h) = (picture.width as usize, picture.height as usize);
     out.resize(w * h * BYTES_PER_PIXEL, 0);
-    if w == 0 {
+    if w < 2 {
         return;
     }
-    for (row, dst) in out.chunks_exact_mut(w * BYTES_PER_PIXEL).enumerate() {
-        let ys = &picture.y[row * w..(row + 1) * w];
+    let rows = out
+        .chunks_exact_mut(w * BYTES_PER_PIXEL)
+        .zip(picture.y.chunks_exact(w));
+    for (row, (dst, ys)) in rows.enumerate() {
         let chroma = (row / 2) * (w / 2)..(row / 2 + 1) * (w / 2);
         let (us, vs) = (&picture.u[chroma.clone()], &picture.v[chroma]);
-        for (x, px) in dst.chunks_exact_mut(BYTES_PER_PIXEL).enumerate() {
-            let y = i32::from(ys[x]) << 16;
-            let (u, v) = (i32::from(us[x / 2]) - 128, i32::from(vs[x / 2]) - 128);
-            px[0] = clamp((y + 116130 * u + 32768) >> 16);
-            px[1] = clamp((y - 22554 * u - 46802 * v + 32768) >> 16);
-            px[2] = clamp((y + 91881 * v + 32768) >> 16);
-            px[3] = 0xff;
+        // Two pixels share one chroma sample: its terms are computed once, rounding included.
+        let pairs = dst.chunks_exact_mut(2 * BYTES_PER_PIXEL).zip(ys.chunks_exact(2));
+        for ((px2, y2), (&u, &v)) in pairs.zip(us.iter().zip(vs)) {
+            let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
+            let b = 116130 * u + 32768;
+            let g = 32768 - 22554 * u - 46802 * v;
+            let r = 91881 * v + 32768;
+            for (px, &y) in px2.chunks_exact_mut(BYTES_PER_PIXEL).zip(y2) {
+                let y = i32::from(y) << 16;
+                px[0] = clamp((y + b) >> 16);
+                px[1] = clamp((y + g) >> 16);
+                px[2] = clamp((y + r) >> 16);
+                px[3] = 0xff;
+            }
         }
     }
 }
