@@ -12,9 +12,11 @@ use crate::BYTES_PER_PIXEL;
 /// Smallest region side: below this, widgets (spinners, small animations) stay lossless and
 /// H.264's fixed costs would eat the gain.
 const MIN_SIDE: u32 = 128;
-/// Frames without a change in the region after which it is dropped and refreshed losslessly:
-/// short enough that a paused video turns sharp at once, long enough to ride over the odd
-/// repeated frame of a playing one.
+/// Frames without a video-like change in the region (a change in a cell that looked photo-like
+/// within the history window) after which it is dropped and refreshed losslessly: short enough
+/// that a paused video turns sharp at once, long enough to ride over the odd repeated frame of a
+/// playing one. Changes in cells that never looked photo-like (text typed over a paused video)
+/// do not keep a region alive.
 const QUIET_FRAMES: u32 = 3;
 /// Default bitrate for a 1280×720 region, scaled by area for others.
 const BITRATE_720P: u64 = 4_000_000;
@@ -27,7 +29,7 @@ const MAX_BITRATE: u64 = 40_000_000;
 #[derive(Debug, Clone, Copy)]
 struct Region {
     rect: Rect,
-    /// Consecutive frames in which none of its cells changed.
+    /// Consecutive frames without a video-like change in its cells.
     quiet: u32,
 }
 

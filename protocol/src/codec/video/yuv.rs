@@ -82,7 +82,9 @@ pub fn i420_to_xrgb(picture: &I420, out: &mut Vec<u8>) {
         let chroma = (row / 2) * (w / 2)..(row / 2 + 1) * (w / 2);
         let (us, vs) = (&picture.u[chroma.clone()], &picture.v[chroma]);
         // Two pixels share one chroma sample: its terms are computed once, rounding included.
-        let pairs = dst.chunks_exact_mut(2 * BYTES_PER_PIXEL).zip(ys.chunks_exact(2));
+        let pairs = dst
+            .chunks_exact_mut(2 * BYTES_PER_PIXEL)
+            .zip(ys.chunks_exact(2));
         for ((px2, y2), (&u, &v)) in pairs.zip(us.iter().zip(vs)) {
             let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
             let b = 116130 * u + 32768;
