@@ -48,6 +48,8 @@ pub struct Capture {
     width: u32,
     height: u32,
     frame_log: Option<BufWriter<File>>,
+    /// Whether the last encode left a video region active, to log when it ends.
+    video_was_active: bool,
 }
 
 impl Capture {
@@ -76,6 +78,7 @@ impl Capture {
             width,
             height,
             frame_log: None,
+            video_was_active: false,
         })
     }
 
@@ -190,6 +193,15 @@ impl Capture {
                     seq,
                     why: e.to_string(),
                 })?;
+        let video_active = self.encoder.video_active();
+        if self.video_was_active && !video_active {
+            tracing::debug!(
+                seq,
+                exact = self.encoder.reference() == pixels,
+                "video region refreshed losslessly"
+            );
+        }
+        self.video_was_active = video_active;
         if let Some(video) = &update.video {
             tracing::debug!(
                 seq,
