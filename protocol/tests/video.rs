@@ -160,9 +160,12 @@ fn run_scene(w: u32, h: u32, frames: u32, config: EncoderConfig) -> Run {
 }
 
 /// The bound this feature exists for: on a video-like sequence (640×360, 30 frames, the whole
-/// frame panning under moving noise), H.264 keeps every frame at ≥ 30 dB PSNR while the whole
-/// sequence, warm-up and lossless frames included, costs at least 5× fewer bytes than the
-/// lossless codec. Measured (opt-level 3): ~36 dB minimum, ~11× fewer bytes.
+/// frame panning under grain and moving noise), every frame decodes at ≥ 30 dB PSNR while the
+/// whole sequence, key frame and the classifier's three lossless warm-up frames included, costs
+/// at least 5× fewer bytes than with video off. Measured: min 31.7 dB (mean 41.4 dB over the
+/// H.264 frames' quality floor), 2.57 MB vs 23.8 MB = 9.3×; after the warm-up a picture is
+/// 2–7 KB against ~790 KB lossless. Encode ≈ 6 ms/frame vs 2 ms (test profile, shared 2-core
+/// machine; OpenH264 built without its assembly because nasm is not installed).
 #[test]
 fn video_like_sequence_is_cheap_and_good_enough() {
     let lossless = run_scene(
