@@ -1,5 +1,7 @@
 //! H.264 video regions: where they start and stop, that the lossless paths stay exact around
 //! them, that the appliance always shows exactly the encoder's reference, and what they save.
+//!
+//! `VIDEO_DEBUG=1 cargo test -p wayray-protocol --test video -- --nocapture` prints every frame.
 
 use proptest::prelude::*;
 use wayray_protocol::codec::{Decoder, Encoder, EncoderConfig, FrameUpdate, Rect};
