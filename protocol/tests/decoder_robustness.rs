@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use wayray_protocol::codec::{
-    DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, VideoUpdate, I420,
-    MAX_DIMENSION,
+    DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, VideoError, VideoUpdate,
+    I420, MAX_DIMENSION,
 };
 use wayray_protocol::{framing, DisplayMessage, FramingError};
 
@@ -437,6 +437,14 @@ fn bad_video_data_is_rejected_untouched() {
             |e| matches!(e, DecodeError::Video(_)),
         );
     }
+    // More bytes than the picture's raw pixels.
+    let mut long = data.clone();
+    long.resize((w * h * 4) as usize + 65537, 0);
+    rejects(
+        &mut dec,
+        &with_video(11, Rect::new(0, 0, w, h), true, long),
+        |e| matches!(e, DecodeError::Video(VideoError::TooLong { .. })),
+    );
     // A picture of another size than its rect.
     rejects(
         &mut dec,

@@ -62,6 +62,8 @@ pub enum VideoError {
     NoPicture,
     #[error("unreadable H.264 sequence parameter set")]
     BadSps,
+    #[error("{len} bytes of H.264 for one picture, more than its raw pixels ({max})")]
+    TooLong { len: usize, max: u64 },
     #[error("decoded picture is {got_width}x{got_height}, the stream is {width}x{height}")]
     Size {
         width: u32,

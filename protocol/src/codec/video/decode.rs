@@ -42,6 +42,15 @@ impl VideoStream {
                 height,
             });
         }
+        // No picture needs more bytes than its raw pixels: bounds the decoder's work per update
+        // to about one frame, as the tiles' area check does for theirs.
+        let max_len = rect.area() * BYTES_PER_PIXEL as u64 + 65536;
+        if video.data.len() as u64 > max_len {
+            return Err(DecodeError::Video(VideoError::TooLong {
+                len: video.data.len(),
+                max: max_len,
+            }));
+        }
         let continues = !update.key && self.active == Some(rect);
         if !video.idr && !continues {
             return Err(DecodeError::VideoNotIdr { seq: update.seq });
