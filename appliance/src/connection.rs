@@ -284,7 +284,7 @@ impl Established {
                 message = next_display_message(&mut display) => match message? {
                     Some(DisplayMessage::Frame(update)) => {
                         let seq = update.seq;
-                        let changed = !update.tiles.is_empty();
+                        let changed = !update.tiles.is_empty() || update.video.is_some();
                         let damage = decoder.apply(&update).map_err(|e| {
                             ConnectionError::BadFrame { seq, reason: e.to_string() }
                         })?;

@@ -185,6 +185,7 @@ async fn protocol_errors_say_why_and_reconnect() {
                 rect: wayray_protocol::Rect::new(0, 0, 64, 64),
                 data: TileData::Zstd(vec![1, 2, 3, 4]),
             }],
+            video: None,
         })
         .await;
     let bye = appliance.next_control().await;

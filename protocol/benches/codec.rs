@@ -5,7 +5,8 @@
 //! frames come from `benches/fixtures/desktop-{W}x{H}-{a,b}.png`; `WAYRAY_BENCH_FIXTURES=DIR`
 //! reads them from elsewhere. `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to
 //! pick the encoder defaults; `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose
-//! "{W}x{H} {name}" contains TEXT.
+//! "{W}x{H} {name}" contains TEXT. The v1 table runs with video regions off (it measures the
+//! lossless codec); the "video-like" table compares a synthetic video with them on and off.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,18 @@ use wayray_protocol::{framing, DisplayMessage};
 const FRAMES: usize = 31;
 const SIZES: [(u32, u32); 2] = [(1280, 800), (1920, 1080)];
 const GLYPH: Rect = Rect::new(301, 207, 10, 18);
+
+/// The defaults without video regions: what the lossless workloads measure.
+const LOSSLESS: EncoderConfig = EncoderConfig {
+    video: false,
+    level: 1,
+    photo_level: -10,
+    photo_below_pct: 50,
+    xor_choice: XorChoice::Heuristic,
+    block: 4,
+    scroll: true,
+    merge_rows: true,
+};
 
 struct Workload {
     name: &'static str,
@@ -89,7 +102,7 @@ fn main() {
 
         workloads.retain(|wl| format!("{w}x{h} {}", wl.name).contains(&only));
         for wl in &workloads {
-            let m = measure(wl, w, h, EncoderConfig::default());
+            let m = measure(wl, w, h, LOSSLESS);
             rows.push((w, h, wl.name, wl.damage.area() as usize * 4, m));
         }
         for wl in workloads
@@ -131,6 +144,10 @@ fn main() {
          time per frame over encoder time per frame."
     );
 
+    if "video-like".contains(&only) || only.contains("video") {
+        video_table();
+    }
+
     if tune {
         println!("\n## Tuning: encoder settings on the desktop workloads\n");
         println!(
@@ -157,7 +174,7 @@ fn main() {
 
 /// The default, then one setting changed at a time, then the levels with the fastest choices.
 fn tuning_configs() -> Vec<EncoderConfig> {
-    let d = EncoderConfig::default();
+    let d = LOSSLESS;
     let mut v = vec![d];
     for xor_choice in [XorChoice::Smaller, XorChoice::Raw, XorChoice::Xor] {
         v.push(EncoderConfig { xor_choice, ..d });
@@ -247,6 +264,110 @@ fn measure(wl: &Workload, w: u32, h: u32, config: EncoderConfig) -> Measured {
         zstd_raw: median(zstd_times),
         zstd_raw_bytes: median_of(&mut zstd_bytes),
     }
+}
+
+/// Frames of the video-like sequence; the first few are lossless either way (key frame, then
+/// the classifier's warm-up), so a longer run shows the steady state.
+const VIDEO_FRAMES: u32 = 60;
+
+/// A synthetic video (the one `tests/video.rs` checks PSNR on): a colour gradient panning by
+/// (−4, −2) px per frame with ±2 levels of per-frame grain, under three 64×64 blocks of grey
+/// noise moving at their own speeds. Video regions on vs off.
+fn video_table() {
+    println!("\n## Video-like sequence ({VIDEO_FRAMES} frames, full damage, one core)\n");
+    println!(
+        "| size | video | bytes/frame (all) | bytes/frame (median) | enc fps (median) \
+         | enc ms (median) | dec fps (median) | min PSNR dB |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|");
+    for (w, h) in [(640, 360), (1280, 720)] {
+        let frames: Vec<Vec<u8>> = (0..VIDEO_FRAMES).map(|t| video_frame(w, h, t)).collect();
+        for video in [false, true] {
+            let mut enc = Encoder::with_config(w, h, EncoderConfig { video, ..LOSSLESS });
+            let mut dec = Decoder::new();
+            let (mut enc_times, mut dec_times, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+            let mut min_psnr = f64::INFINITY;
+            for (i, frame) in frames.iter().enumerate() {
+                let t = Instant::now();
+                let u = enc
+                    .encode(i as u64 + 1, frame, &[Rect::new(0, 0, w, h)])
+                    .expect("frame encodes");
+                enc_times.push(t.elapsed());
+                let t = Instant::now();
+                black_box(dec.apply(&u).expect("frame decodes"));
+                dec_times.push(t.elapsed());
+                assert!(dec.pixels() == enc.reference(), "decoder diverged");
+                min_psnr = min_psnr.min(psnr(frame, dec.pixels()));
+                sizes.push(wire_len(&u));
+            }
+            let total: usize = sizes.iter().sum();
+            let enc_median = median(enc_times);
+            println!(
+                "| {w}×{h} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {:.1} |",
+                if video { "on" } else { "off" },
+                total / frames.len(),
+                median_of(&mut sizes),
+                fps(enc_median),
+                enc_median.as_secs_f64() * 1e3,
+                fps(median(dec_times)),
+                min_psnr,
+            );
+        }
+    }
+}
+
+fn video_frame(w: u32, h: u32, t: u32) -> Vec<u8> {
+    let tri = |v: u32| {
+        let v = v % 512;
+        if v < 256 {
+            v
+        } else {
+            511 - v
+        }
+    };
+    let mut grain_rng = u64::from(t) << 32 | 0x5eed;
+    let mut px = Vec::with_capacity(w as usize * h as usize * 4);
+    for y in 0..h {
+        for x in 0..w {
+            let g = (next(&mut grain_rng) % 5) as i32 - 2;
+            let c = |v: u32| (v as i32 + g).clamp(0, 255) as u8;
+            px.extend_from_slice(&[
+                c(tri((x + y) / 2 + 3 * t)),
+                c(tri(y + 2 * t)),
+                c(tri(x + 4 * t)),
+                0xff,
+            ]);
+        }
+    }
+    for (k, (sx, sy)) in [(5u32, 3u32), (3, 7), (7, 2)].into_iter().enumerate() {
+        let mut rng = 0x1234_5678 + k as u64;
+        let bx = (17 * k as u32 + sx * t) % (w - 64);
+        let by = (29 * k as u32 + sy * t) % (h - 64);
+        for row in 0..64 {
+            for col in 0..64 {
+                let v = next(&mut rng) as u8;
+                let i = (((by + row) * w + bx + col) * 4) as usize;
+                px[i..i + 4].copy_from_slice(&[v, v, v, 0xff]);
+            }
+        }
+    }
+    px
+}
+
+/// PSNR of the RGB channels, in dB (infinite when equal).
+fn psnr(want: &[u8], got: &[u8]) -> f64 {
+    let mut sum = 0u64;
+    for (a, b) in want.chunks_exact(4).zip(got.chunks_exact(4)) {
+        for ch in 0..3 {
+            let d = i64::from(a[ch]) - i64::from(b[ch]);
+            sum += (d * d) as u64;
+        }
+    }
+    if sum == 0 {
+        return f64::INFINITY;
+    }
+    let mse = sum as f64 / (want.len() / 4 * 3) as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
 }
 
 fn wire_len(u: &FrameUpdate) -> usize {

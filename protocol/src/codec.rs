@@ -10,16 +10,25 @@
 //! Pixels are XRGB8888 little-endian, tightly packed (`stride = width * 4`). The encoder keeps a
 //! copy of what the decoder shows, so both sides agree on the XOR reference without a round trip.
 //! The decoder accepts any tile inside the frame; the grid is the encoder's business.
+//!
+//! Regions that measure as video (see `video.rs`) may instead travel as H.264 pictures, applied
+//! before the tiles; the encoder's copy then holds the decoded picture, as the appliance does,
+//! and those cells are re-sent as exact tiles once the region stops changing.
 
 mod decoder;
 mod encoder;
 mod scroll;
 mod tiles;
+mod video;
 
 use serde::{Deserialize, Serialize};
 
 pub use decoder::{DecodeError, Decoder};
 pub use encoder::{EncodeError, Encoder, EncoderConfig, XorChoice};
+pub use video::{
+    i420_to_xrgb, video_size_ok, xrgb_to_i420, OpenH264Decoder, VideoDecoder, VideoError,
+    VideoUpdate, I420, MAX_VIDEO_HEIGHT, MAX_VIDEO_WIDTH,
+};
 
 /// Edge length of a grid cell, the unit of damage and change detection; cells at the right and
 /// bottom edges of frames that are not a multiple of it are smaller.
@@ -125,10 +134,13 @@ pub struct FrameUpdate {
     pub copies: Vec<CopyRect>,
     /// Non-overlapping tiles inside the frame, applied in order.
     pub tiles: Vec<Tile>,
+    /// A picture of a video-like region, applied before the tiles (which may overwrite parts of
+    /// it losslessly).
+    pub video: Option<VideoUpdate>,
 }
 
 impl FrameUpdate {
-    /// Sum of the tiles' compressed payload bytes, for logs and benchmarks.
+    /// Sum of the tiles' compressed payload bytes and the video's, for logs and benchmarks.
     pub fn payload_len(&self) -> usize {
         self.tiles
             .iter()
@@ -136,7 +148,8 @@ impl FrameUpdate {
                 TileData::Solid(_) => 4,
                 TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
             })
-            .sum()
+            .sum::<usize>()
+            + self.video.as_ref().map_or(0, |v| v.data.len())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod sessions;
 
 pub use codec::{
     CopyRect, DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData,
+    VideoUpdate,
 };
 pub use cursor::{CursorImage, CursorUpdate};
 pub use framing::{FrameReader, FramingError};

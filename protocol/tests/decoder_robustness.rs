@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use wayray_protocol::codec::{
-    CopyRect, DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, MAX_COPIES,
-    MAX_DIMENSION,
+    CopyRect, DecodeError, Decoder, Encoder, FrameUpdate, Rect, Tile, TileData, VideoError,
+    VideoUpdate, I420, MAX_COPIES, MAX_DIMENSION,
 };
 use wayray_protocol::{framing, DisplayMessage, FramingError};
 
@@ -39,6 +39,7 @@ fn update(seq: u64, key: bool, tiles: Vec<Tile>) -> FrameUpdate {
         key,
         copies: vec![],
         tiles,
+        video: None,
     }
 }
 
@@ -284,6 +285,7 @@ fn invalid_key_frame_sizes_are_rejected() {
             key: true,
             copies: vec![],
             tiles: vec![],
+            video: None,
         };
         rejects(&mut dec, &u, |e| {
             *e == DecodeError::InvalidSize { width, height }
@@ -304,6 +306,7 @@ fn largest_key_frame_is_accepted() {
             rect: Rect::new(0, 0, MAX_DIMENSION, 1),
             data: TileData::Solid(0x00ff0000),
         }],
+        video: None,
     };
     dec.apply(&u).unwrap();
     assert_eq!(&dec.pixels()[..4], &[0, 0, 0xff, 0]);
@@ -414,6 +417,111 @@ fn tiles_apply_as_documented() {
     assert_eq!(&px[at(2, 0)..at(10, 0)], &before[at(2, 0)..at(10, 0)]);
 }
 
+fn with_video(seq: u64, rect: Rect, idr: bool, data: Vec<u8>) -> FrameUpdate {
+    FrameUpdate {
+        video: Some(VideoUpdate { rect, idr, data }),
+        ..update(seq, false, vec![])
+    }
+}
+
+#[test]
+fn bad_video_rects_are_rejected() {
+    let (mut dec, _) = keyed();
+    let data = idr_pictures()[0].2.clone();
+    for rect in [
+        Rect::new(0, 0, 0, 32),
+        Rect::new(0, 0, 31, 32),
+        Rect::new(0, 0, 32, 33),
+        Rect::new(W - 30, 0, 32, 32),
+        Rect::new(0, u32::MAX, 32, 32),
+    ] {
+        rejects(&mut dec, &with_video(11, rect, true, data.clone()), |e| {
+            matches!(e, DecodeError::VideoOutside { .. })
+        });
+    }
+    // A picture larger than H.264 level 5.2 is refused before anything is decoded.
+    let mut dec = Decoder::new();
+    let huge = FrameUpdate {
+        video: Some(VideoUpdate {
+            rect: Rect::new(0, 0, 4096, 4096),
+            idr: true,
+            data: data.clone(),
+        }),
+        ..update(1, true, vec![])
+    };
+    let huge = FrameUpdate {
+        width: 4096,
+        height: 4096,
+        ..huge
+    };
+    rejects(&mut dec, &huge, |e| {
+        matches!(e, DecodeError::VideoOutside { .. })
+    });
+}
+
+#[test]
+fn video_stream_must_start_with_idr() {
+    let (mut dec, _) = keyed();
+    let (w, h, data) = idr_pictures()[0].clone();
+    let rect = Rect::new(2, 4, w, h);
+    rejects(&mut dec, &with_video(11, rect, false, data.clone()), |e| {
+        *e == DecodeError::VideoNotIdr { seq: 11 }
+    });
+    assert_eq!(
+        dec.apply(&with_video(11, rect, true, data.clone()))
+            .unwrap(),
+        vec![rect]
+    );
+    // The same rect continues the stream; another one or a key frame does not.
+    let moved = Rect::new(4, 4, w, h);
+    rejects(&mut dec, &with_video(12, moved, false, data.clone()), |e| {
+        *e == DecodeError::VideoNotIdr { seq: 12 }
+    });
+    dec.apply(&update(
+        12,
+        true,
+        vec![Tile {
+            rect: Rect::new(0, 0, W, H),
+            data: TileData::Solid(0),
+        }],
+    ))
+    .unwrap();
+    rejects(&mut dec, &with_video(13, rect, false, data), |e| {
+        *e == DecodeError::VideoNotIdr { seq: 13 }
+    });
+}
+
+#[test]
+fn bad_video_data_is_rejected_untouched() {
+    let (mut dec, _) = keyed();
+    let (w, h, data) = idr_pictures()[0].clone();
+    for bad in [
+        vec![],
+        vec![0, 0, 0, 1, 0x65, 1, 2, 3],
+        data[..data.len() / 2].to_vec(),
+    ] {
+        rejects(
+            &mut dec,
+            &with_video(11, Rect::new(0, 0, w, h), true, bad),
+            |e| matches!(e, DecodeError::Video(_)),
+        );
+    }
+    // More bytes than the picture's raw pixels.
+    let mut long = data.clone();
+    long.resize((w * h * 4) as usize + 65537, 0);
+    rejects(
+        &mut dec,
+        &with_video(11, Rect::new(0, 0, w, h), true, long),
+        |e| matches!(e, DecodeError::Video(VideoError::TooLong { .. })),
+    );
+    // A picture of another size than its rect.
+    rejects(
+        &mut dec,
+        &with_video(11, Rect::new(0, 0, 48, 32), true, data),
+        |e| matches!(e, DecodeError::Video(_)),
+    );
+}
+
 #[test]
 fn garbage_display_messages_are_errors() {
     let valid = framing::encode(&DisplayMessage::Frame(
@@ -477,6 +585,66 @@ fn any_tile() -> impl Strategy<Value = Tile> {
     (any_rect(), data).prop_map(|(rect, data)| Tile { rect, data })
 }
 
+/// Real H.264 IDR pictures (SPS, PPS, IDR slice) of 32×32 and 48×32 noise, made once.
+fn idr_pictures() -> &'static [(u32, u32, Vec<u8>)] {
+    static PICTURES: std::sync::OnceLock<Vec<(u32, u32, Vec<u8>)>> = std::sync::OnceLock::new();
+    PICTURES.get_or_init(|| {
+        [(32, 32), (48, 32)]
+            .into_iter()
+            .map(|(w, h)| (w, h, h264_idr(w, h)))
+            .collect()
+    })
+}
+
+fn h264_idr(w: u32, h: u32) -> Vec<u8> {
+    let picture = I420 {
+        width: w,
+        height: h,
+        y: noise((w * h) as usize, 11),
+        u: vec![90; (w * h / 4) as usize],
+        v: vec![160; (w * h / 4) as usize],
+    };
+    let mut enc = openh264::encoder::Encoder::new().unwrap();
+    enc.encode(&picture).unwrap().to_vec()
+}
+
+fn any_video() -> impl Strategy<Value = Option<VideoUpdate>> {
+    let data = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..200),
+        (0usize..2).prop_map(|i| idr_pictures()[i].2.clone()),
+        // A real picture with a few bytes flipped or cut short: deep into the H.264 parser.
+        (
+            0usize..2,
+            prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 1..4),
+            any::<prop::sample::Index>(),
+            any::<bool>()
+        )
+            .prop_map(|(i, flips, cut, truncate)| {
+                let mut d = idr_pictures()[i].2.clone();
+                for (at, x) in flips {
+                    let at = at.index(d.len());
+                    d[at] ^= x;
+                }
+                if truncate {
+                    d.truncate(cut.index(d.len()));
+                }
+                d
+            }),
+    ];
+    let rect = prop_oneof![
+        // The pictures' own sizes, mostly inside the frame.
+        (0u32..W - 40, 0u32..H - 30, 0usize..2).prop_map(|(x, y, i)| {
+            let (w, h, _) = idr_pictures()[i];
+            Rect::new(x, y, w, h)
+        }),
+        any_rect(),
+    ];
+    prop_oneof![
+        2 => Just(None),
+        3 => (rect, any::<bool>(), data).prop_map(|(rect, idr, data)| Some(VideoUpdate { rect, idr, data })),
+    ]
+}
+
 fn any_update() -> impl Strategy<Value = FrameUpdate> {
     (
         0u64..20,
@@ -488,15 +656,19 @@ fn any_update() -> impl Strategy<Value = FrameUpdate> {
         any::<bool>(),
         prop::collection::vec(any_copy(), 0..3),
         prop::collection::vec(any_tile(), 0..6),
+        any_video(),
     )
-        .prop_map(|(seq, (width, height), key, copies, tiles)| FrameUpdate {
-            seq,
-            width,
-            height,
-            key,
-            copies,
-            tiles,
-        })
+        .prop_map(
+            |(seq, (width, height), key, copies, tiles, video)| FrameUpdate {
+                seq,
+                width,
+                height,
+                key,
+                copies,
+                tiles,
+                video,
+            },
+        )
 }
 
 proptest! {

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use wayray_protocol::codec::{CopyRect, Decoder, FrameUpdate, Rect, Tile, TileData};
+use wayray_protocol::codec::{CopyRect, Decoder, FrameUpdate, Rect, Tile, TileData, VideoUpdate};
 use wayray_protocol::{framing, DisplayMessage};
 
 fuzz_target!(|data: &[u8]| {
@@ -120,6 +120,29 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
             dst_y: u.int_in_range(0..=height + 2)?,
         });
     }
+    let video = if u.arbitrary()? {
+        // Mostly even sizes inside the frame, so the H.264 parser is reached.
+        let rect = Rect::new(
+            u.int_in_range(0..=width / 2)?,
+            u.int_in_range(0..=height / 2)?,
+            u.int_in_range(0..=width / 2)? & !1,
+            u.int_in_range(0..=height / 2)? & !1,
+        );
+        let mut data = Vec::new();
+        if u.arbitrary()? {
+            // An Annex-B start code and an SPS, PPS or IDR NAL header.
+            data.extend_from_slice(&[0, 0, 0, 1, [0x67, 0x68, 0x65][u.int_in_range(0..=2)?]]);
+        }
+        let len = u.int_in_range(0..=512)?.min(u.len());
+        data.extend_from_slice(u.bytes(len)?);
+        Some(VideoUpdate {
+            rect,
+            idr: u.arbitrary()?,
+            data,
+        })
+    } else {
+        None
+    };
     Ok(FrameUpdate {
         seq,
         width,
@@ -127,5 +150,6 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
         key,
         copies,
         tiles,
+        video,
     })
 }

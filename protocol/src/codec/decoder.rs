@@ -4,6 +4,7 @@
 use zstd::bulk::Decompressor;
 
 use super::tiles;
+use super::video::{VideoDecoder, VideoError, VideoStream};
 use super::{FrameUpdate, Rect, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
@@ -59,6 +60,14 @@ pub enum DecodeError {
     Corrupt { index: usize, reason: String },
     #[error("cannot create a zstd decompression context: {0}")]
     Zstd(String),
+    #[error(
+        "video rect {rect:?} is empty, odd-sized, too large or outside the {width}x{height} frame"
+    )]
+    VideoOutside { rect: Rect, width: u32, height: u32 },
+    #[error("frame {seq}: video picture continues no stream (the first, after a key frame or a new rect, must be IDR)")]
+    VideoNotIdr { seq: u64 },
+    #[error("video picture: {0}")]
+    Video(VideoError),
 }
 
 /// Holds the appliance's framebuffer and applies updates to it.
@@ -71,6 +80,7 @@ pub struct Decoder {
     /// Decompressed tiles of the update being applied, so a bad tile late in the update is
     /// found before anything touched the framebuffer.
     scratch: Vec<u8>,
+    video: VideoStream,
 }
 
 impl Default for Decoder {
@@ -89,7 +99,14 @@ impl Decoder {
             last_seq: None,
             decompressor: None,
             scratch: Vec::new(),
+            video: VideoStream::default(),
         }
+    }
+
+    /// Decodes video pictures with `decoder` (e.g. a hardware one) instead of OpenH264 in
+    /// software; the running stream ends, so the next picture must be IDR.
+    pub fn set_video_decoder(&mut self, decoder: Box<dyn VideoDecoder>) {
+        self.video.set_decoder(decoder);
     }
 
     /// XRGB8888 little-endian, `width * 4` bytes per row.
@@ -111,12 +128,14 @@ impl Decoder {
     }
 
     /// Applies `update` and returns the rects it changed: the whole frame for a key frame, else
-    /// the copies' destinations and the tiles' rects. On error nothing changes.
+    /// the video's rect, the copies' destinations and the tiles' rects. On error the
+    /// framebuffer does not change (a failed video picture does end its stream).
     pub fn apply(&mut self, update: &FrameUpdate) -> Result<Vec<Rect>, DecodeError> {
         self.check_header(update)?;
         check_copies(update)?;
         let scratch_len = check_tiles(update)?;
         self.decompress_all(update, scratch_len)?;
+        self.video.prepare(update)?;
 
         // Everything is validated: from here on nothing fails.
         let (width, height) = (update.width, update.height);
@@ -127,6 +146,8 @@ impl Decoder {
             self.pixels
                 .resize(width as usize * height as usize * BYTES_PER_PIXEL, 0);
         }
+        // The encoder's order: the video picture, then copies, then tiles.
+        let video = self.video.apply(update, &mut self.pixels, width);
         for copy in &update.copies {
             tiles::apply_copy(&mut self.pixels, width, copy);
         }
@@ -165,7 +186,11 @@ impl Decoder {
             vec![Rect::new(0, 0, width, height)]
         } else {
             let copied = update.copies.iter().map(|c| c.dst());
-            copied.chain(update.tiles.iter().map(|t| t.rect)).collect()
+            video
+                .into_iter()
+                .chain(copied)
+                .chain(update.tiles.iter().map(|t| t.rect))
+                .collect()
         })
     }
 

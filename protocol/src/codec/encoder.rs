@@ -6,6 +6,7 @@ use zstd::bulk::Compressor;
 
 use super::scroll::ScrollDetector;
 use super::tiles::{self, TileGrid};
+use super::video::{VideoEncoder, VideoError, VideoUpdate};
 use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
@@ -26,6 +27,8 @@ pub enum EncodeError {
     },
     #[error("zstd compression failed: {0}")]
     Compression(#[from] io::Error),
+    #[error("video encoding failed: {0}")]
+    Video(#[from] VideoError),
 }
 
 /// How the encoder decides between [`TileData::ZstdXor`] and [`TileData::Zstd`] for a changed tile.
@@ -62,6 +65,9 @@ pub struct EncoderConfig {
     /// one zstd frame instead of several (less framing, matches across the seam), which is what
     /// a changed text line or an exposed scroll strip looks like.
     pub merge_rows: bool,
+    /// Send large regions that keep changing with photo-like content (video) as H.264 instead
+    /// of tiles; lossy while they play, refreshed losslessly once they stop.
+    pub video: bool,
 }
 
 impl Default for EncoderConfig {
@@ -75,6 +81,7 @@ impl Default for EncoderConfig {
             block: 4,
             scroll: true,
             merge_rows: true,
+            video: true,
         }
     }
 }
@@ -96,6 +103,7 @@ pub struct Encoder {
     raw: Vec<u8>,
     xor: Vec<u8>,
     packed: Vec<u8>,
+    video: VideoEncoder,
 }
 
 impl Encoder {
@@ -115,6 +123,7 @@ impl Encoder {
             raw: Vec::new(),
             xor: Vec::new(),
             packed: Vec::new(),
+            video: VideoEncoder::new(width, height),
         }
     }
 
@@ -138,6 +147,7 @@ impl Encoder {
     /// Changes the frame size; the next frame is a key frame of the new size.
     pub fn resize(&mut self, width: u32, height: u32) {
         self.grid = TileGrid::new(width, height);
+        self.video = VideoEncoder::new(width, height);
         self.reference.clear();
         self.key_pending = true;
     }
@@ -179,8 +189,10 @@ impl Encoder {
                 self.grid.mark(d, &mut self.damaged);
             }
         }
+        let video = self.encode_video(pixels, key)?;
 
-        // Copies first: they update the reference, so the cells they fix look unchanged below.
+        // Copies after the video picture and before the tiles, the decoder's order: they update
+        // the reference, so the cells they fix look unchanged below.
         let mut copies = Vec::new();
         if !key && self.config.scroll {
             for area in damage.iter().filter_map(|d| d.clip(width, height)) {
@@ -200,15 +212,18 @@ impl Encoder {
         for by in (0..self.grid.rows).step_by(block as usize) {
             row.clear();
             for bx in (0..self.grid.cols).step_by(block as usize) {
-                let Some(rect) = self.changed_bounds(pixels, bx, by, block, key) else {
+                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key) else {
                     continue;
                 };
-                // Solid areas stay tiles of their own: four bytes beat any zstd frame.
-                let mergeable =
-                    self.config.merge_rows && solid_colour(pixels, rect, self.grid.width).is_none();
-                match row.last_mut() {
-                    Some((last, true)) if mergeable && touches(last, &rect) => last.w += rect.w,
-                    _ => row.push((rect, mergeable)),
+                // Tiles go around an active video region, never over it.
+                for rect in self.video.around_region(bounds) {
+                    // Solid areas stay tiles of their own: four bytes beat any zstd frame.
+                    let mergeable = self.config.merge_rows
+                        && solid_colour(pixels, rect, self.grid.width).is_none();
+                    match row.last_mut() {
+                        Some((last, true)) if mergeable && touches(last, &rect) => last.w += rect.w,
+                        _ => row.push((rect, mergeable)),
+                    }
                 }
             }
             for &(rect, _) in &row {
@@ -234,6 +249,7 @@ impl Encoder {
             key,
             copies,
             tiles,
+            video,
         })
     }
 
@@ -362,6 +378,56 @@ impl Encoder {
 /// Whether `next` continues `last` to the right over exactly the same rows.
 fn touches(last: &Rect, next: &Rect) -> bool {
     last.y == next.y && last.h == next.h && last.x + last.w == next.x
+}
+
+/// Video regions: the hook into [`Encoder::encode`] and its knobs (see `video.rs`).
+impl Encoder {
+    /// What the decoder shows after the last update: the source pixels, except inside an active
+    /// video region. Empty before the first frame.
+    pub fn reference(&self) -> &[u8] {
+        &self.reference
+    }
+
+    /// Whether a video region is active, i.e. the appliance may show lossy pixels: keep calling
+    /// [`encode`](Self::encode), with empty damage if nothing changed, until it turns false (a
+    /// few quiet frames later, after the lossless refresh).
+    pub fn video_active(&self) -> bool {
+        self.video.active()
+    }
+
+    /// Most bits per second the link allows the video stream (0, the default: no limit). The
+    /// stream runs at 4 Mbit/s for 1280×720 scaled by the region's area, or at this limit if it
+    /// is lower; a new rate restarts the stream with its next picture.
+    pub fn set_video_bitrate(&mut self, bits_per_second: u32) {
+        self.video.set_bitrate(bits_per_second);
+    }
+
+    /// Picks and encodes this frame's video region, if enabled; adjusts `damaged` for the tiles.
+    fn encode_video(
+        &mut self,
+        pixels: &[u8],
+        key: bool,
+    ) -> Result<Option<VideoUpdate>, EncodeError> {
+        if !self.config.video {
+            return Ok(None);
+        }
+        let (config, fw) = (self.config, self.grid.width);
+        let is_photo = |rect| {
+            let score = Score::sample(pixels, None, rect, fw);
+            score.is_photo(score.raw_repeats, &config)
+        };
+        let result = self.video.frame(
+            pixels,
+            &mut self.reference,
+            &mut self.damaged,
+            key,
+            is_photo,
+        );
+        result.map_err(|e| {
+            self.key_pending = true;
+            e.into()
+        })
+    }
 }
 
 /// The area's colour if every pixel in it has the same value.

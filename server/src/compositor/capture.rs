@@ -50,6 +50,8 @@ pub struct Capture {
     frame_log: Option<BufWriter<File>>,
     /// Bitrate for video regions on the attached appliance's link, once it is known.
     video_bitrate: Option<u64>,
+    /// Whether the last encode left a video region active, to log when it ends.
+    video_was_active: bool,
 }
 
 impl Capture {
@@ -79,6 +81,7 @@ impl Capture {
             height,
             frame_log: None,
             video_bitrate: None,
+            video_was_active: false,
         })
     }
 
@@ -108,7 +111,9 @@ impl Capture {
     }
 
     /// Appends `<seq> <digest> <w>x<h>` per sent frame, the same format the appliance writes, so
-    /// tests can prove both framebuffers are byte-identical for each frame.
+    /// tests can prove both framebuffers are byte-identical for each frame. The digest is of the
+    /// encoder's reference, i.e. what the appliance shows: the rendered pixels, except inside a
+    /// video region while it plays.
     pub fn set_frame_log(&mut self, path: &Path) -> Result<(), CaptureError> {
         let file = File::options().create(true).append(true).open(path)?;
         self.frame_log = Some(BufWriter::new(file));
@@ -170,16 +175,24 @@ impl Capture {
         Ok(damage)
     }
 
-    /// Follows the attached appliance's link: video regions are encoded at this bitrate. Small
-    /// changes are ignored so the encoder's rate control settles.
+    /// Follows the attached appliance's link: video regions get at most this bitrate. Small
+    /// changes are ignored so the encoder's rate control settles (a change restarts the stream).
     pub fn set_video_bitrate(&mut self, bps: u64) {
         if self
             .video_bitrate
             .is_none_or(|old| crate::transport::governor::significant_change(old, bps))
         {
-            tracing::debug!(bps, "video bitrate");
+            tracing::debug!(bps, "video bitrate limit");
             self.video_bitrate = Some(bps);
+            self.encoder
+                .set_video_bitrate(u32::try_from(bps).unwrap_or(u32::MAX));
         }
+    }
+
+    /// Whether the appliance may show lossy video pixels: keep encoding, with empty damage if
+    /// nothing changed, until the region goes quiet and is refreshed losslessly.
+    pub fn video_active(&self) -> bool {
+        self.encoder.video_active()
     }
 
     /// Forgets the appliance's reference frame: the next encode is a key frame.
@@ -197,6 +210,24 @@ impl Capture {
                     seq,
                     why: e.to_string(),
                 })?;
+        let video_active = self.encoder.video_active();
+        if self.video_was_active && !video_active {
+            tracing::debug!(
+                seq,
+                exact = self.encoder.reference() == pixels,
+                "video region refreshed losslessly"
+            );
+        }
+        self.video_was_active = video_active;
+        if let Some(video) = &update.video {
+            tracing::debug!(
+                seq,
+                rect = ?video.rect,
+                idr = video.idr,
+                bytes = video.data.len(),
+                "video picture"
+            );
+        }
         let bytes =
             framing::encode(&DisplayMessage::Frame(update)).map_err(|e| CaptureError::Encode {
                 seq,
@@ -206,7 +237,7 @@ impl Capture {
             writeln!(
                 log,
                 "{seq} {:016x} {}x{}",
-                wayray_protocol::frame_digest(pixels),
+                wayray_protocol::frame_digest(self.encoder.reference()),
                 self.width,
                 self.height
             )?;

@@ -322,7 +322,9 @@ impl WayRay {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
                 self.send_frame_callbacks();
             }
-        } else if (self.needs_render || self.pacer.key_frame_due()) && self.pacer.can_send() {
+        } else if (self.needs_render || self.pacer.key_frame_due() || self.capture.video_active())
+            && self.pacer.can_send()
+        {
             match self.last_render.map(|t| t + self.min_frame_interval) {
                 Some(due) if due > Instant::now() => self.wake_at(due),
                 _ => self.render_and_send(),
@@ -361,7 +363,9 @@ impl WayRay {
         if self.pacer.key_frame_due() {
             damage = self.capture.full_damage();
         }
-        if !damage.is_empty() {
+        // While a video region is active, frames go out even without damage: the encoder counts
+        // them to notice the region went quiet and refresh it losslessly.
+        if !damage.is_empty() || self.capture.video_active() {
             let seq = self.pacer.next_seq();
             match self.capture.encode(seq, &damage) {
                 Ok(bytes) => {

@@ -1,0 +1,101 @@
+//! Which grid cells look like video, from measurements over the last frames rather than guesses:
+//! a cell is video-like when it changed in most recent frames and looked photo-like (few repeated
+//! pixel pairs, so zstd gains little) when it did. Typing, blinking cursors and menus change
+//! rarely or are flat; animations of flat UI fail the photo test; a playing video passes both.
+
+use super::super::tiles::{self, TileGrid};
+use super::super::Rect;
+
+/// Frames of history kept per cell.
+pub(super) const WINDOW: u32 = 10;
+/// A cell is video-like when it changed in at least this share (in tenths) of the observed frames
+/// of the window: 8 of 10, so a video with a few repeated frames still qualifies but a burst of
+/// UI animation does not.
+const CHANGED_TENTHS: u32 = 8;
+/// Frames observed before anything can qualify; until the window has filled (a new encoder or a
+/// resize), the share is taken over the frames seen so far, so video starts after 4 frames
+/// instead of 8 without ever needing fewer than 4 changes in a row.
+const MIN_OBSERVED: u32 = 4;
+
+/// Per-cell change and photo history, newest frame in bit 0.
+pub(super) struct CellHistory {
+    grid: TileGrid,
+    /// Digest of each cell's pixels when last seen, so "changed" means the source changed, not
+    /// that it differs from the (possibly lossy) reference.
+    digests: Vec<u64>,
+    changed: Vec<u16>,
+    photo: Vec<u16>,
+    /// Frames observed since the grid was created, saturating at [`WINDOW`].
+    observed: u32,
+}
+
+impl CellHistory {
+    pub fn new(grid: TileGrid) -> Self {
+        Self {
+            grid,
+            digests: vec![0; grid.len()],
+            changed: vec![0; grid.len()],
+            photo: vec![0; grid.len()],
+            observed: 0,
+        }
+    }
+
+    pub fn grid(&self) -> &TileGrid {
+        &self.grid
+    }
+
+    /// Records one frame: damaged cells whose pixels differ from last time changed, and are
+    /// sampled with `is_photo`. Undamaged cells did not change (the encoder's contract).
+    pub fn observe(&mut self, pixels: &[u8], damaged: &[bool], is_photo: impl Fn(Rect) -> bool) {
+        let fw = self.grid.width;
+        for (i, &d) in damaged.iter().enumerate().take(self.grid.len()) {
+            let mut changed = false;
+            let mut photo = false;
+            if d {
+                let (col, row) = (i as u32 % self.grid.cols, i as u32 / self.grid.cols);
+                let cell = self.grid.tile_rect(col, row);
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                for r in tiles::rows(cell, fw) {
+                    h.update(&pixels[r]);
+                }
+                let digest = h.digest();
+                if digest != self.digests[i] {
+                    self.digests[i] = digest;
+                    changed = true;
+                    photo = is_photo(cell);
+                }
+            }
+            self.changed[i] = self.changed[i] << 1 | u16::from(changed);
+            self.photo[i] = self.photo[i] << 1 | u16::from(photo);
+        }
+        self.observed = (self.observed + 1).min(WINDOW);
+    }
+
+    fn window_mask(&self) -> u16 {
+        (1u16 << self.observed) - 1
+    }
+
+    /// Whether cell `i` changed in the last observed frame.
+    pub fn changed_now(&self, i: usize) -> bool {
+        self.changed[i] & 1 != 0
+    }
+
+    /// Whether cell `i` looked photo-like at all within the window: its changes may still be
+    /// video (a dark scene), unlike those of a cell that never did (text typed there).
+    pub fn photo_recently(&self, i: usize) -> bool {
+        self.photo[i] & self.window_mask() != 0
+    }
+
+    /// Whether cell `i` is video-like: it changed in [`CHANGED_TENTHS`] of the observed frames
+    /// and looked photo-like in at least half of those (a dark or faded picture may pass as flat
+    /// for a frame or two).
+    pub fn is_video(&self, i: usize) -> bool {
+        if self.observed < MIN_OBSERVED {
+            return false;
+        }
+        let mask = self.window_mask();
+        let changed = (self.changed[i] & mask).count_ones();
+        let photo = (self.photo[i] & mask).count_ones();
+        changed * 10 >= CHANGED_TENTHS * self.observed && photo * 2 >= changed
+    }
+}

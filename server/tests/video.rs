@@ -1,0 +1,72 @@
+//! End to end: a client playing video reaches the appliance as H.264 pictures, the appliance
+//! shows exactly the server's reference all along, and once the video pauses the server keeps
+//! sending frames until the region is refreshed to the exact rendered pixels.
+
+mod support;
+
+use std::{collections::HashMap, path::PathBuf, process::Stdio, time::Duration};
+
+use support::*;
+
+fn probe() -> PathBuf {
+    let path = wrsrvd().with_file_name("examples").join("video_probe");
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p wayray-server --examples` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn a_paused_video_is_refreshed_to_the_exact_pixels() {
+    let dir = TempDir::new("video");
+    let server = Server::start(&dir, ServerOpts::default());
+    let mut client = server
+        .wayland_client(probe().to_str().unwrap())
+        .args(["384", "288", "90"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start video_probe");
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    // 90 pictures paced by the appliance's acknowledgements, then the pause.
+    let out = run_appliance(&dir, server.listen, &["--exit-after", "5"]);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        out.status.success(),
+        "wrclient failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let log = server.log();
+    let pictures = log.lines().filter(|l| l.contains("video picture")).count();
+    assert!(
+        pictures >= 10,
+        "only {pictures} video pictures sent:\n{log}"
+    );
+    let refreshed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("video region refreshed losslessly"))
+        .collect();
+    assert!(
+        !refreshed.is_empty(),
+        "the region was never refreshed:\n{log}"
+    );
+    eprintln!(
+        "{pictures} video pictures, refreshes: {refreshed:?}, {} frames in all",
+        server.frames().len()
+    );
+    assert!(
+        refreshed.iter().all(|l| l.contains("exact=true")),
+        "a refresh left lossy pixels: {refreshed:?}"
+    );
+
+    // The frame logs hold digests of what the appliance shows: identical, frame by frame.
+    let sent: HashMap<u64, FrameLine> = server.frames().into_iter().map(|f| (f.seq, f)).collect();
+    let shown = read_frame_log(&dir.path("appliance-frames.log"));
+    assert!(shown.len() >= 10, "only {} frames shown", shown.len());
+    for frame in &shown {
+        assert_eq!(Some(frame), sent.get(&frame.seq), "framebuffers differ");
+    }
+}
