@@ -271,13 +271,9 @@ fn start_udp(
     let outer = UdpSocket::bind(listen)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen}"))?;
-    let unspecified: SocketAddr = if to.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    }
-    .parse()
-    .into_diagnostic()?;
+    let unspecified: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .into_diagnostic()?;
     let inner = UdpSocket::bind(unspecified).into_diagnostic()?;
     inner
         .connect(to)
@@ -366,10 +362,14 @@ fn count(
     match fate {
         None => {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
-            counters.dropped_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            counters
+                .dropped_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
             true
         }
-        Some(delay) => queue.send((Instant::now() + delay, buf[..n].to_vec())).is_ok(),
+        Some(delay) => queue
+            .send((Instant::now() + delay, buf[..n].to_vec()))
+            .is_ok(),
     }
 }
 

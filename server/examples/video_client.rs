@@ -190,7 +190,12 @@ impl Scene {
                     let n = self.rng.next();
                     // Grey-ish noise, two pixels per random number.
                     px[..4].copy_from_slice(&[n as u8, n as u8, (n >> 8) as u8, 0xff]);
-                    px[4..].copy_from_slice(&[(n >> 16) as u8, (n >> 16) as u8, (n >> 24) as u8, 0xff]);
+                    px[4..].copy_from_slice(&[
+                        (n >> 16) as u8,
+                        (n >> 16) as u8,
+                        (n >> 24) as u8,
+                        0xff,
+                    ]);
                 }
             }
         }
@@ -407,8 +412,7 @@ impl OutputHandler for App {
     }
     fn new_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
     fn update_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
-    fn output_destroyed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {
-    }
+    fn output_destroyed(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {}
 }
 
 impl WindowHandler for App {
