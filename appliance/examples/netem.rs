@@ -4,9 +4,9 @@
 //! **UDP mode** (default): listens on `--listen` (default `127.0.0.1:0`), forwards every datagram
 //! to `--to HOST:PORT` from a socket of its own, and sends the replies back to whoever sent last
 //! (one peer at a time: an appliance and its server). Each direction can be delayed
-//! (`--delay-ms` ± `--jitter-ms`, uniform), thinned (`--loss PCT`) and reordered (`--reorder PCT`:
-//! that share of datagrams is held back an extra `max(2 × jitter, 5)` ms, so later ones overtake
-//! it). The pseudo-random choices come from `--seed`, so two runs drop the same datagrams of the
+//! (`--delay-ms` ± `--jitter-ms`, uniform; jitter alone never reorders: a datagram does not
+//! leave before the one ahead of it), thinned (`--loss PCT`) and reordered (`--reorder PCT`: that
+//! share of datagrams is held back an extra `max(2 × jitter, 5)` ms, so later ones overtake it). The pseudo-random choices come from `--seed`, so two runs drop the same datagrams of the
 //! same traffic.
 //!
 //! **Unix mode** (`--unix LISTEN_PATH --to TARGET_PATH`): a stream relay. Every connection accepted
@@ -141,19 +141,40 @@ impl Impairment {
         self.delay == 0.0 && self.jitter == 0.0 && self.loss == 0.0 && self.reorder == 0.0
     }
 
-    /// What happens to the next datagram: `None` drops it, else its delay.
-    fn decide(&self, rng: &mut SplitMix) -> Option<Duration> {
-        if self.loss > 0.0 && rng.percent() < self.loss {
+    /// When the next datagram, arriving now, leaves: `None` drops it. Jitter alone keeps the
+    /// order (a datagram never leaves before the one ahead of it, as on a real path whose delay
+    /// varies); only the `--reorder` share is held back so that later ones overtake it.
+    fn schedule(&self, state: &mut Direction) -> Option<Instant> {
+        if self.loss > 0.0 && state.rng.percent() < self.loss {
             return None;
         }
         let mut ms = self.delay;
         if self.jitter > 0.0 {
-            ms += (rng.unit() * 2.0 - 1.0) * self.jitter;
+            ms += (state.rng.unit() * 2.0 - 1.0) * self.jitter;
         }
-        if self.reorder > 0.0 && rng.percent() < self.reorder {
-            ms += (2.0 * self.jitter).max(5.0);
+        let due = Instant::now() + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+        if self.reorder > 0.0 && state.rng.percent() < self.reorder {
+            let extra = (2.0 * self.jitter).max(5.0);
+            return Some(due + Duration::from_secs_f64(extra / 1000.0));
         }
-        Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        let due = state.last_due.map_or(due, |last| due.max(last));
+        state.last_due = Some(due);
+        Some(due)
+    }
+}
+
+/// The random source and the last departure time of one direction.
+struct Direction {
+    rng: SplitMix,
+    last_due: Option<Instant>,
+}
+
+impl Direction {
+    fn new(seed: u64) -> Self {
+        Direction {
+            rng: SplitMix(seed),
+            last_due: None,
+        }
     }
 }
 
@@ -290,7 +311,7 @@ fn start_udp(
         let peer = peer.clone();
         let stats = stats.clone();
         std::thread::spawn(move || {
-            let mut rng = SplitMix(seed);
+            let mut state = Direction::new(seed);
             let mut buf = vec![0u8; 65536];
             loop {
                 let (n, from) = match outer.recv_from(&mut buf) {
@@ -303,7 +324,7 @@ fn start_udp(
                 if let Ok(mut p) = peer.lock() {
                     *p = Some(from);
                 }
-                if !count(&stats.up, n, impairment.decide(&mut rng), &up_tx, &buf) {
+                if !count(&stats.up, n, impairment.schedule(&mut state), &up_tx, &buf) {
                     return;
                 }
             }
@@ -319,7 +340,7 @@ fn start_udp(
         let inner = inner.try_clone().into_diagnostic()?;
         let stats = stats.clone();
         std::thread::spawn(move || {
-            let mut rng = SplitMix(seed ^ 0xD1B5_4A32_D192_ED03);
+            let mut state = Direction::new(seed ^ 0xD1B5_4A32_D192_ED03);
             let mut buf = vec![0u8; 65536];
             loop {
                 let n = match inner.recv(&mut buf) {
@@ -331,7 +352,13 @@ fn start_udp(
                         continue;
                     }
                 };
-                if !count(&stats.down, n, impairment.decide(&mut rng), &down_tx, &buf) {
+                if !count(
+                    &stats.down,
+                    n,
+                    impairment.schedule(&mut state),
+                    &down_tx,
+                    &buf,
+                ) {
                     return;
                 }
             }
@@ -349,17 +376,18 @@ fn start_udp(
     Ok(())
 }
 
-/// Counts a received datagram and queues it unless `fate` drops it; false once the sender is gone.
+/// Counts a received datagram and queues it for time `due` (`None`: dropped); false once the
+/// sending thread is gone.
 fn count(
     counters: &Counters,
     n: usize,
-    fate: Option<Duration>,
+    due: Option<Instant>,
     queue: &mpsc::Sender<(Instant, Vec<u8>)>,
     buf: &[u8],
 ) -> bool {
     counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
     counters.datagrams.fetch_add(1, Ordering::Relaxed);
-    match fate {
+    match due {
         None => {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
             counters
@@ -367,9 +395,7 @@ fn count(
                 .fetch_add(n as u64, Ordering::Relaxed);
             true
         }
-        Some(delay) => queue
-            .send((Instant::now() + delay, buf[..n].to_vec()))
-            .is_ok(),
+        Some(due) => queue.send((due, buf[..n].to_vec())).is_ok(),
     }
 }
 
