@@ -22,15 +22,16 @@ Workloads (same client, same window size on both sides):
   shm       weston-simple-shm for 8 s
   video     server/examples/video_client: moving gradient + noise blocks, 640x360, 8 s
 
-Then typing and scroll again through WayRay only, with the relay adding 10 ms each way (+-3 ms
-jitter) and 0 %, 1 % or 5 % loss (2 % reordering): latency and whether the appliance ends on
-exactly the server's final frame (frame-log digests, as server/tests/vertical_slice.rs compares).
+Then typing and scroll again through WayRay only, the relay adding 10 ms each way (+-3 ms
+jitter): without loss or reordering, with 2 % reordering, and with 2 % reordering plus 1 % or
+5 % loss: latency, and whether the appliance ends on exactly the server's final frame (frame-log
+digests, as server/tests/vertical_slice.rs compares them).
 
-usage: bench-vs-waypipe.py [--bin DIR] [--out DIR] [--only NAME,...] [--no-zstd] [--no-loss]
-       [--seconds S]
+Writes OUT/results.md (the tables it prints) and OUT/results.json (every figure, plus the
+relay's counts); scripts/bench-vs-waypipe draws OUT/ratios.png from it.
 """
 
-import argparse, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
 
 CLK = os.sysconf("SC_CLK_TCK")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -42,6 +43,8 @@ TYPE_LINES = 4
 TYPE_LINE_CHARS = 50
 
 ALL_WORKLOADS = ["typing", "scroll", "redraw", "shm", "video"]
+# (loss %, reordering %) of the WayRay-only runs at 20 ms RTT.
+LOSS_CONDITIONS = [(0, 0), (0, 2), (1, 2), (5, 2)]
 
 
 class BenchError(Exception):
@@ -279,7 +282,7 @@ def client_frames(wl, log):
     return len(COMMIT.findall(text))
 
 
-def run_client(wl, run, env, log, started_at_baseline):
+def run_client(wl, run, env, log):
     """Starts the workload's client; returns (Popen, end condition)."""
     env = dict(env, WAYLAND_DEBUG="client")
     env.pop("DISPLAY", None)
@@ -401,7 +404,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
     app_log = os.path.join(run, "client.log")
     sides = {"server": [server.pid], "client": [client.pid]}
     if wl.typing:
-        app = run_client(wl, run, cenv, app_log, False)
+        app = run_client(wl, run, cenv, app_log)
         wait_for("foot's first frame", lambda: len(COMMIT.findall(read(app_log))) >= 1, 20,
                  [server, app], app_log)
         time.sleep(max(0.2, first_frame + 2.5 - time.monotonic()))
@@ -420,7 +423,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
         base, b0, n0 = sample(sides), relay_bytes(stats), len(read_frame_log(afl))
         c0 = 0
         t0 = time.monotonic()
-        app = run_client(wl, run, cenv, app_log, True)
+        app = run_client(wl, run, cenv, app_log)
         finish_client(app, wl, t0)
         time.sleep(1.0)
         duration = time.monotonic() - t0
@@ -509,9 +512,8 @@ def run_waypipe(wl, bins, work, compress=None, tag="waypipe"):
     sides = {"server": [wps.pid], "client": [wpc.pid], "weston": [weston.pid], "xvfb": [xvfb.pid]}
     cenv = {"XDG_RUNTIME_DIR": xdg, "WAYLAND_DISPLAY": app_display}
     app_log = os.path.join(run, "client.log")
-    lats = []
     if wl.typing:
-        app = run_client(wl, run, cenv, app_log, False)
+        app = run_client(wl, run, cenv, app_log)
         wait_for("foot's first frame", lambda: len(COMMIT.findall(read(app_log))) >= 1, 20, [wps, app],
                  app_log)
         time.sleep(1.5)
@@ -533,7 +535,7 @@ def run_waypipe(wl, bins, work, compress=None, tag="waypipe"):
         time.sleep(0.5)
         base, b0, c0 = sample(sides), relay_bytes(stats), 0
         t0 = time.monotonic()
-        app = run_client(wl, run, cenv, app_log, True)
+        app = run_client(wl, run, cenv, app_log)
         finish_client(app, wl, t0)
         time.sleep(1.0)
         duration = time.monotonic() - t0
@@ -630,27 +632,31 @@ def report(results, loss, meta):
                      "the weston side).")
     if loss:
         out.append("")
-        out.append("### WayRay under delay, jitter and loss (relay: 10 ms each way +-3 ms, 2 % reordering)\n")
-        out.append("| workload | loss | bytes | dropped datagrams | frames shown | latency p50 / p95 ms | "
-                   "final frame identical |")
-        out.append("|---|--:|--:|--:|--:|--:|---|")
+        out.append("### WayRay under delay, jitter and loss (relay: 10 ms each way +-3 ms jitter)\n")
+        out.append("Reordering: that share of datagrams is held back 6 ms so later ones overtake it. "
+                   "Final frame identical: the appliance's last frame-log line has the server's last "
+                   "sequence number and digest (byte-identical final picture).\n")
+        out.append("| workload | loss | reordering | bytes | dropped datagrams | frames shown | "
+                   "latency p50 / p95 ms | final frame identical |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|---|")
         for r in loss:
             if r.get("error"):
-                out.append(f"| {r['workload']} | {r['loss_pct']} % | failed: {r['error'][:80]} | | | | |")
+                out.append(f"| {r['workload']} | {r['loss_pct']} % | {r['reorder_pct']} % | "
+                           f"failed: {r['error'][:80]} | | | | |")
                 continue
             dropped = r["relay"]["up"]["dropped"] + r["relay"]["down"]["dropped"]
             sent = r["relay"]["up"]["datagrams"] + r["relay"]["down"]["datagrams"]
             lat = (f"{f2(r.get('latency_p50_ms'))} / {f2(r.get('latency_p95_ms'))}"
                    if r.get("latency_p50_ms") is not None else "n/a")
             ident = "yes" if r.get("final_frame_identical") else f"NO (server {r.get('server_last')}, appliance {r.get('appliance_last')})"
-            out.append(f"| {r['workload']} | {r['loss_pct']} % | {fmt_bytes(r['bytes_total'])} | "
+            out.append(f"| {r['workload']} | {r['loss_pct']} % | {r['reorder_pct']} % | {fmt_bytes(r['bytes_total'])} | "
                        f"{dropped} of {sent} | {r['frames_shown']} | {lat} | {ident} |")
     return "\n".join(out) + "\n"
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=None)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="target/release", help="directory of wrsrvd, wrclient and examples/")
     ap.add_argument("--out", default="out/bench-vs-waypipe", help="where results.md/.json and the chart go")
     ap.add_argument("--only", default=",".join(ALL_WORKLOADS), help="comma-separated workloads")
@@ -712,10 +718,12 @@ def main():
     loss = []
     if not args.no_loss:
         for n in [n for n in ("typing", "scroll") if n in names]:
-            for pct_loss in (0, 1, 5):
-                print(f"==> {wls[n].title}: WayRay, 20 ms RTT, {pct_loss} % loss", file=sys.stderr, flush=True)
+            # Delay and jitter alone first, then with reordering, then with loss as well.
+            for pct_loss, pct_reorder in LOSS_CONDITIONS:
+                print(f"==> {wls[n].title}: WayRay, 20 ms RTT, {pct_loss} % loss, "
+                      f"{pct_reorder} % reordering", file=sys.stderr, flush=True)
                 impair = ["--delay-ms", "10", "--jitter-ms", "3", "--loss", str(pct_loss),
-                          "--reorder", "2", "--seed", "42"]
+                          "--reorder", str(pct_reorder), "--seed", "42"]
                 try:
                     r = run_wayray(wls[n], bins, work, impair, tag=f"loss{pct_loss}", server_frames=True)
                 except BenchError as e:
@@ -724,6 +732,7 @@ def main():
                 finally:
                     PROCS.stop_all()
                 r["loss_pct"] = pct_loss
+                r["reorder_pct"] = pct_reorder
                 loss.append(r)
     md = report(results, loss, meta)
     with open(os.path.join(args.out, "results.md"), "w") as f:
