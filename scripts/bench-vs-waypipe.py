@@ -702,9 +702,9 @@ def main():
                     r["frames_run_cpu_client"] = counted["cpu_client"]
                 else:
                     r = run_waypipe(wl, bins, work, comp, tag)
-            except BenchError as e:
+            except Exception as e:  # one failed run must not lose the others' results
                 print(f"bench-vs-waypipe: {wl.title} on {label} failed: {e}", file=sys.stderr)
-                r = {"system": tag, "workload": n, "error": str(e)}
+                r = {"system": tag, "workload": n, "error": str(e) or repr(e)}
             finally:
                 PROCS.stop_all()
             r["label"] = label
@@ -725,10 +725,10 @@ def main():
                 impair = ["--delay-ms", "10", "--jitter-ms", "3", "--loss", str(pct_loss),
                           "--reorder", str(pct_reorder), "--seed", "42"]
                 try:
-                    r = run_wayray(wls[n], bins, work, impair, tag=f"loss{pct_loss}", server_frames=True)
-                except BenchError as e:
+                    r = run_wayray(wls[n], bins, work, impair, tag=f"loss{pct_loss}-reorder{pct_reorder}", server_frames=True)
+                except Exception as e:  # as above
                     print(f"bench-vs-waypipe: loss run failed: {e}", file=sys.stderr)
-                    r = {"workload": n, "error": str(e)}
+                    r = {"workload": n, "error": str(e) or repr(e)}
                 finally:
                     PROCS.stop_all()
                 r["loss_pct"] = pct_loss
