@@ -615,13 +615,13 @@ def report(results, loss, meta):
                        f"{f2(r['cpu_server'])} | {client} | {f2(r['cpu_total'])} | {frames} | {lat} |")
     out.append("")
     out.append("### Ratios WayRay / waypipe (lz4 default; < 1 means WayRay uses less)\n")
-    out.append("| workload | bytes | CPU server | CPU client | CPU total |")
-    out.append("|---|--:|--:|--:|--:|")
+    out.append("| workload | bytes | bytes vs zstd=5 | CPU server | CPU client | CPU total |")
+    out.append("|---|--:|--:|--:|--:|--:|")
     for wl in results:
         rt = wl.get("ratios")
         if rt:
-            out.append(f"| {wl['title']} | {f2(rt['bytes'])} | {f2(rt['cpu_server'])} | "
-                       f"{f2(rt['cpu_client'])} | {f2(rt['cpu_total'])} |")
+            out.append(f"| {wl['title']} | {f2(rt['bytes'])} | {f2(rt.get('bytes_vs_zstd'))} | "
+                       f"{f2(rt['cpu_server'])} | {f2(rt['cpu_client'])} | {f2(rt['cpu_total'])} |")
     typing = [r for wl in results for r in wl["runs"] if wl["name"] == "typing" and not r.get("error")]
     if typing:
         out.append("")
@@ -714,6 +714,8 @@ def main():
         if wr and wp:
             entry["ratios"] = {k: ratio(wr[k], wp[k]) for k in ("bytes_total", "cpu_server", "cpu_client", "cpu_total")}
             entry["ratios"]["bytes"] = entry["ratios"].pop("bytes_total")
+            wz = next((r for r in entry["runs"] if r["system"] == "waypipe-zstd" and not r.get("error")), None)
+            entry["ratios"]["bytes_vs_zstd"] = ratio(wr["bytes_total"], wz["bytes_total"]) if wz else None
         results.append(entry)
     loss = []
     if not args.no_loss:
