@@ -1,8 +1,9 @@
 # Shared by scripts/*: installs what a fresh Debian machine lacks. Source it, don't run it.
 
-# Packages to build the workspace.
+# Packages to build the workspace (g++ and nasm: the openh264 crate builds OpenH264 from source,
+# with its SIMD kernels when nasm is there).
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
-    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev)
+    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
