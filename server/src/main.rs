@@ -329,14 +329,14 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
     let _enter = span.enter();
 
     let (to_compositor, from_link) = channel::channel();
-    let (to_link, frames) = tokio::sync::mpsc::unbounded_channel();
+    let to_link = session_link::LinkTx::new();
     let link = session_link::LinkConfig {
         socket: args.daemon,
         session: args.id,
         secret,
         orphan_timeout: Duration::from_secs(args.orphan_timeout),
     };
-    let mut frames = Some(frames);
+    let mut link_tx = Some(to_link.clone());
     let opts = SessionOptions {
         output_size: (config.output_width, config.output_height),
         socket_name: (!config.wayland_socket.is_empty()).then(|| config.wayland_socket.clone()),
@@ -351,13 +351,10 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         },
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
-        if let Some(frames) = frames.take() {
-            if let Err(err) = session_link::start(
-                link.clone(),
-                socket.to_owned(),
-                to_compositor.clone(),
-                frames,
-            ) {
+        if let Some(tx) = link_tx.take() {
+            if let Err(err) =
+                session_link::start(link.clone(), socket.to_owned(), to_compositor.clone(), tx)
+            {
                 tracing::error!(%err, "cannot start the daemon link");
             }
         }

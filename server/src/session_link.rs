@@ -14,7 +14,6 @@ use std::{
 };
 
 use smithay::reexports::calloop::channel::Sender;
-use tokio::sync::mpsc::UnboundedReceiver;
 use wayray_protocol::{
     framing,
     sessions::{session_id_string, FromSession, SessionHello, SessionId, ToSession},
@@ -35,26 +34,27 @@ pub struct LinkConfig {
 
 type Writer = Arc<Mutex<Option<UnixStream>>>;
 
-/// Starts the link threads. `wayland_display` is the session's socket name, for the daemon.
-pub fn start(
-    config: LinkConfig,
-    wayland_display: String,
-    to_compositor: Sender<ToCompositor>,
-    from_compositor: UnboundedReceiver<ToTransport>,
-) -> std::io::Result<()> {
-    let writer: Writer = Arc::new(Mutex::new(None));
-    let w = writer.clone();
-    std::thread::Builder::new()
-        .name("session-link-tx".into())
-        .spawn(move || write_loop(from_compositor, w))?;
-    std::thread::Builder::new()
-        .name("session-link-rx".into())
-        .spawn(move || read_loop(config, wayland_display, to_compositor, writer))?;
-    Ok(())
+/// A daemon that reads nothing for this long is taken as hung: the link is dropped and the read
+/// side reconnects, rather than the compositor waiting forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The compositor's sending end: frames and cursors are written to the daemon's socket on the
+/// compositor's own thread. Handing each one to a writer thread cost a thread wake-up per frame,
+/// more CPU than the write; the socket buffer takes a typical frame without blocking, and a key
+/// frame blocks only until the daemon (which reads at once) has taken it.
+#[derive(Clone, Default)]
+pub struct LinkTx {
+    writer: Writer,
 }
 
-fn write_loop(mut frames: UnboundedReceiver<ToTransport>, writer: Writer) {
-    while let Some(msg) = frames.blocking_recv() {
+impl LinkTx {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends `msg` if the daemon is connected; while it is not, the session counts as detached
+    /// and the message is dropped.
+    pub fn send(&self, msg: ToTransport) {
         let msg = match msg {
             ToTransport::Frame {
                 appliance,
@@ -74,17 +74,36 @@ fn write_loop(mut frames: UnboundedReceiver<ToTransport>, writer: Writer) {
             Ok(b) => b,
             Err(err) => {
                 tracing::error!(%err, "cannot encode a message for the daemon");
-                continue;
+                return;
             }
         };
-        let Ok(mut guard) = writer.lock() else { return };
+        let Ok(mut guard) = self.writer.lock() else {
+            return;
+        };
         if let Some(stream) = guard.as_mut() {
             if let Err(err) = stream.write_all(&bytes) {
-                tracing::warn!(%err, "writing to the daemon failed");
+                // A partial message leaves the stream out of step: end it, and the read side
+                // reconnects.
+                tracing::warn!(%err, "writing to the daemon failed; reconnecting");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
                 *guard = None;
             }
         }
     }
+}
+
+/// Starts the link's reading thread, which (re)connects to the daemon and hands `tx` the
+/// socket. `wayland_display` is the session's socket name, for the daemon.
+pub fn start(
+    config: LinkConfig,
+    wayland_display: String,
+    to_compositor: Sender<ToCompositor>,
+    tx: LinkTx,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("session-link-rx".into())
+        .spawn(move || read_loop(config, wayland_display, to_compositor, tx.writer))?;
+    Ok(())
 }
 
 fn read_loop(
@@ -108,6 +127,9 @@ fn read_loop(
         reconnect = true;
         match stream.try_clone() {
             Ok(w) => {
+                if let Err(err) = w.set_write_timeout(Some(WRITE_TIMEOUT)) {
+                    tracing::warn!(%err, "cannot set a write timeout on the daemon socket");
+                }
                 if let Ok(mut guard) = writer.lock() {
                     *guard = Some(w);
                 }

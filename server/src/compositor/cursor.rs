@@ -436,10 +436,7 @@ impl WayRay {
             appliance,
             bytes: Arc::from(bytes),
         };
-        if self.to_transport.send(msg).is_err() {
-            tracing::error!("transport is gone; stopping");
-            self.loop_signal.stop();
-        }
+        self.to_transport.send(msg);
     }
 
     /// Cursor surfaces get frame callbacks once per output refresh, as if shown on it, so a

@@ -45,7 +45,6 @@ use smithay::{
         viewporter::ViewporterState,
     },
 };
-use tokio::sync::mpsc::UnboundedSender;
 
 use capture::Capture;
 pub use capture::CaptureError;
@@ -87,7 +86,7 @@ pub enum CompositorError {
 /// Runs the session until the transport says to shut down.
 pub fn run(
     opts: SessionOptions,
-    to_transport: UnboundedSender<ToTransport>,
+    to_transport: crate::session_link::LinkTx,
     from_transport: Channel<ToCompositor>,
     on_ready: impl FnOnce(&str),
 ) -> Result<(), CompositorError> {
@@ -376,11 +375,7 @@ impl WayRay {
                         seq,
                         bytes: Arc::from(bytes),
                     };
-                    if self.to_transport.send(msg).is_err() {
-                        tracing::error!("transport is gone; stopping");
-                        self.loop_signal.stop();
-                        return;
-                    }
+                    self.to_transport.send(msg);
                     self.pacer.frame_sent();
                     if let Some(at) = self.key_pressed_at.take() {
                         tracing::debug!(

@@ -77,7 +77,7 @@ pub struct WayRay {
     pub min_frame_interval: std::time::Duration,
     pub render_timer_armed: bool,
     pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
-    pub to_transport: tokio::sync::mpsc::UnboundedSender<crate::link::ToTransport>,
+    pub to_transport: crate::session_link::LinkTx,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.
