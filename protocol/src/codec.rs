@@ -87,9 +87,10 @@ pub enum TileData {
     /// Every pixel has this XRGB8888 value.
     Solid(u32),
     /// One zstd frame holding the tile's rows, tightly packed (`rect.w * 4` bytes per row).
-    Zstd(Vec<u8>),
+    /// (`serde_bytes`: one copy instead of a serializer call per byte; same wire format.)
+    Zstd(#[serde(with = "serde_bytes")] Vec<u8>),
     /// zstd of the tile's rows XORed with the decoder's current pixels; never in a key frame.
-    ZstdXor(Vec<u8>),
+    ZstdXor(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Pixels the decoder moves within its own framebuffer before the tiles are applied: how a

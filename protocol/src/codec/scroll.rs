@@ -9,7 +9,6 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::tiles;
 use super::{CopyRect, Rect};
 use crate::BYTES_PER_PIXEL;
 
@@ -17,8 +16,11 @@ use crate::BYTES_PER_PIXEL;
 const MIN_SIDE: u32 = 64;
 /// A copy must move at least this many rows that differ from what is already there.
 const MIN_GAIN_ROWS: usize = 16;
-/// Distinctive rows that must agree on an offset before it is verified.
-const MIN_VOTES: u32 = 3;
+/// Sampled distinctive rows that must agree on an offset before it is verified.
+const MIN_VOTES: u32 = 2;
+/// One new row in this many, and one old row in that many, is hashed to vote on the offset.
+const NEW_SAMPLE: usize = 4;
+const OLD_SAMPLE: usize = 3;
 
 /// Scratch reused across frames.
 #[derive(Default)]
@@ -43,32 +45,54 @@ impl ScrollDetector {
         if area.w < MIN_SIDE || area.h < MIN_SIDE {
             return None;
         }
-        let rows = || tiles::rows(area, frame_width);
-        self.new.clear();
-        self.new.extend(rows().map(|r| xxh3_64(&pixels[r])));
+        let stride = frame_width as usize * BYTES_PER_PIXEL;
+        let (x0, len) = (
+            area.x as usize * BYTES_PER_PIXEL,
+            area.w as usize * BYTES_PER_PIXEL,
+        );
+        let row = |buf: &'a [u8], i: usize| {
+            let start = (area.y as usize + i) * stride + x0;
+            &buf[start..start + len]
+        };
+        let h = area.h as usize;
+        // Old rows are hashed every OLD_SAMPLE-th row and new rows every NEW_SAMPLE-th: the
+        // strides are coprime, so for any shift some sampled new row lands on a sampled old
+        // row (one pair in twelve), at half the hashing of a single full pass.
         self.old.clear();
-        self.old.extend(rows().map(|r| xxh3_64(&reference[r])));
-        let h = self.new.len();
-        let unchanged = (0..h).filter(|&i| self.new[i] == self.old[i]).count();
-        if h - unchanged < MIN_GAIN_ROWS {
+        self.old.extend(
+            (0..h)
+                .step_by(OLD_SAMPLE)
+                .map(|i| xxh3_64(row(reference, i))),
+        );
+        self.new.clear();
+        self.new
+            .extend((0..h).step_by(NEW_SAMPLE).map(|i| xxh3_64(row(pixels, i))));
+        let changed = (0..h)
+            .step_by(NEW_SAMPLE)
+            .filter(|&i| row(pixels, i) != row(reference, i))
+            .count();
+        if changed * NEW_SAMPLE < MIN_GAIN_ROWS {
             return None;
         }
 
-        // Where each distinctive old row is (a row equal to the one above it, like blank lines,
-        // would vote for every offset).
+        // Where each distinctive sampled old row is (a row equal to the one above it, like
+        // blank lines, would vote for every offset).
         self.rows_of.clear();
-        for i in 0..h {
-            if i == 0 || self.old[i] != self.old[i - 1] {
-                self.rows_of.entry(self.old[i]).or_insert(i as u32);
+        for (k, &hash) in self.old.iter().enumerate() {
+            let i = k * OLD_SAMPLE;
+            if i == 0 || row(reference, i) != row(reference, i - 1) {
+                self.rows_of.entry(hash).or_insert(i as u32);
             }
         }
         self.votes.clear();
-        for i in 0..h {
-            if self.new[i] == self.old[i] || (i > 0 && self.new[i] == self.new[i - 1]) {
+        for (i, n) in (0..h).step_by(NEW_SAMPLE).zip(&self.new) {
+            if i > 0 && row(pixels, i) == row(pixels, i - 1) {
                 continue;
             }
-            if let Some(&j) = self.rows_of.get(&self.new[i]) {
-                *self.votes.entry(j as i64 - i as i64).or_default() += 1;
+            if let Some(&j) = self.rows_of.get(n) {
+                if j as usize != i {
+                    *self.votes.entry(j as i64 - i as i64).or_default() += 1;
+                }
             }
         }
         // Most votes wins; ties go to the smaller move, so the choice is deterministic.
@@ -81,15 +105,6 @@ impl ScrollDetector {
         }
 
         // The longest run of new rows i that equal old rows i + shift, byte for byte.
-        let stride = frame_width as usize * BYTES_PER_PIXEL;
-        let (x0, len) = (
-            area.x as usize * BYTES_PER_PIXEL,
-            area.w as usize * BYTES_PER_PIXEL,
-        );
-        let row = |buf: &'a [u8], i: usize| {
-            let start = (area.y as usize + i) * stride + x0;
-            &buf[start..start + len]
-        };
         let lo = (-shift).max(0) as usize;
         let hi = (h as i64 - shift.max(0)) as usize;
         let (mut best, mut run_start, mut best_gain) = ((0, 0), None, 0usize);
@@ -97,14 +112,14 @@ impl ScrollDetector {
         for i in lo..=hi {
             let moved = i < hi && {
                 let j = (i as i64 + shift) as usize;
-                self.new[i] == self.old[j] && row(pixels, i) == row(reference, j)
+                row(pixels, i) == row(reference, j)
             };
             match (moved, run_start) {
                 (true, None) => {
                     run_start = Some(i);
-                    gain = usize::from(self.new[i] != self.old[i]);
+                    gain = usize::from(row(pixels, i) != row(reference, i));
                 }
-                (true, Some(_)) => gain += usize::from(self.new[i] != self.old[i]),
+                (true, Some(_)) => gain += usize::from(row(pixels, i) != row(reference, i)),
                 (false, Some(start)) => {
                     if gain > best_gain {
                         (best, best_gain) = ((start, i), gain);
@@ -133,6 +148,7 @@ impl ScrollDetector {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tiles;
     use super::*;
 
     /// A `w`×`h` frame of text-like rows: row `y` shows line `(y + top) / 8`.

@@ -20,8 +20,9 @@ const MIN_OBSERVED: u32 = 4;
 /// Per-cell change and photo history, newest frame in bit 0.
 pub(super) struct CellHistory {
     grid: TileGrid,
-    /// Digest of each cell's pixels when last seen, so "changed" means the source changed, not
-    /// that it differs from the (possibly lossy) reference.
+    /// Digest of each lossy cell's source pixels when last seen, so "changed" means the source
+    /// changed, not that it differs from the lossy reference. Exact cells compare with the
+    /// reference instead, which stops at the first difference and needs no hashing.
     digests: Vec<u64>,
     changed: Vec<u16>,
     photo: Vec<u16>,
@@ -45,23 +46,36 @@ impl CellHistory {
     }
 
     /// Records one frame: damaged cells whose pixels differ from last time changed, and are
-    /// sampled with `is_photo`. Undamaged cells did not change (the encoder's contract).
-    pub fn observe(&mut self, pixels: &[u8], damaged: &[bool], is_photo: impl Fn(Rect) -> bool) {
+    /// sampled with `is_photo`. Undamaged cells did not change (the encoder's contract). Cells
+    /// not in `lossy` compare with `reference` (what the decoder shows, exactly the last source
+    /// pixels there); lossy ones with their digest, which [`remember`](Self::remember) set when
+    /// they turned lossy.
+    pub fn observe(
+        &mut self,
+        pixels: &[u8],
+        reference: &[u8],
+        lossy: &[bool],
+        damaged: &[bool],
+        is_photo: impl Fn(Rect) -> bool,
+    ) {
         let fw = self.grid.width;
+        let exact_reference = reference.len() == pixels.len();
         for (i, &d) in damaged.iter().enumerate().take(self.grid.len()) {
             let mut changed = false;
             let mut photo = false;
             if d {
-                let (col, row) = (i as u32 % self.grid.cols, i as u32 / self.grid.cols);
-                let cell = self.grid.tile_rect(col, row);
-                let mut h = xxhash_rust::xxh3::Xxh3::new();
-                for r in tiles::rows(cell, fw) {
-                    h.update(&pixels[r]);
-                }
-                let digest = h.digest();
-                if digest != self.digests[i] {
+                let cell = self.cell(i);
+                changed = if lossy.get(i).copied().unwrap_or(false) {
+                    let digest = digest(pixels, cell, fw);
+                    let changed = digest != self.digests[i];
                     self.digests[i] = digest;
-                    changed = true;
+                    changed
+                } else if exact_reference {
+                    tiles::rows(cell, fw).any(|r| pixels[r.clone()] != reference[r])
+                } else {
+                    true
+                };
+                if changed {
                     photo = is_photo(cell);
                 }
             }
@@ -69,6 +83,16 @@ impl CellHistory {
             self.photo[i] = self.photo[i] << 1 | u16::from(photo);
         }
         self.observed = (self.observed + 1).min(WINDOW);
+    }
+
+    /// Cell `i` turns lossy now: keep the digest of its source pixels for the next frames.
+    pub fn remember(&mut self, pixels: &[u8], i: usize) {
+        self.digests[i] = digest(pixels, self.cell(i), self.grid.width);
+    }
+
+    fn cell(&self, i: usize) -> Rect {
+        self.grid
+            .tile_rect(i as u32 % self.grid.cols, i as u32 / self.grid.cols)
     }
 
     fn window_mask(&self) -> u16 {
@@ -98,4 +122,13 @@ impl CellHistory {
         let photo = (self.photo[i] & mask).count_ones();
         changed * 10 >= CHANGED_TENTHS * self.observed && photo * 2 >= changed
     }
+}
+
+/// Digest of one cell's pixels.
+fn digest(pixels: &[u8], cell: Rect, frame_width: u32) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for r in tiles::rows(cell, frame_width) {
+        h.update(&pixels[r]);
+    }
+    h.digest()
 }

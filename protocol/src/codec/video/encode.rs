@@ -92,7 +92,8 @@ impl VideoEncoder {
         key: bool,
         is_photo: impl Fn(Rect) -> bool,
     ) -> Result<Option<VideoUpdate>, VideoError> {
-        self.cells.observe(pixels, damaged, is_photo);
+        self.cells
+            .observe(pixels, reference, &self.lossy, damaged, is_photo);
         let grid = *self.cells.grid();
         if key {
             self.region = None;
@@ -102,6 +103,7 @@ impl VideoEncoder {
         }
 
         self.region = self.next_region(&grid);
+        let was_lossy = self.lossy.clone();
         let mut update = None;
         if let Some(region) = self.region {
             // Any change goes out now, even one that does not count against going quiet (text
@@ -120,6 +122,9 @@ impl VideoEncoder {
             }
             for i in inside(&grid, region.rect) {
                 damaged[i] = false;
+                if !was_lossy[i] && self.lossy[i] {
+                    self.cells.remember(pixels, i);
+                }
             }
         } else {
             self.stream = None;
