@@ -1,5 +1,6 @@
 //! A per-appliance bandwidth cap from the config holds an animating client's stream under the
-//! cap: frames keep coming (at a lower rate, damage merged), and every one of them decodes.
+//! cap: frames keep coming (at a lower rate, damage merged), every one of them decodes, and the
+//! session lowers its video bitrate to what the link carries.
 
 mod support;
 
@@ -60,6 +61,13 @@ async fn a_bandwidth_cap_slows_changing_content_without_breaking_it() {
         capped
             .log()
             .contains("bandwidth cap for this appliance kbps=400"),
+        "{}",
+        capped.log()
+    );
+
+    // The session hears the link's budget: half the cap for video, but not below the floor.
+    assert!(
+        capped.log().contains("video bitrate limit bps=250000"),
         "{}",
         capped.log()
     );
