@@ -216,6 +216,13 @@ enum Step {
         colour: u32,
         period: u32,
     },
+    /// The rows of `rect` move up by `dy` (a scrolling terminal, which the encoder may send as
+    /// a copy, also over or out of a video region), new text-like rows filling the bottom.
+    Scroll {
+        rect: Rect,
+        dy: u32,
+        colour: u32,
+    },
     /// Frames without damage, as the server sends while a region is active.
     Idle {
         frames: u32,
@@ -241,6 +248,13 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(x, y, w, h, frames)| Step::Play { rect: Rect::new(x, y, w, h), frames }),
         3 => (rect(256, 192), any::<u32>(), 1u32..12)
             .prop_map(|(rect, colour, period)| Step::Text { rect, colour, period }),
+        // Large enough for the encoder to look for the scroll (64×64 and up).
+        3 => (0u32..64, 0u32..48, 64u32..=256, 64u32..=192, 1u32..40, any::<u32>())
+            .prop_map(|(x, y, w, h, dy, colour)| Step::Scroll {
+                rect: Rect::new(x, y, w, h),
+                dy,
+                colour,
+            }),
         2 => (1u32..5).prop_map(|frames| Step::Idle { frames }),
         1 => Just(Step::Reset),
         1 => (prop_oneof![Just(256u32), 130u32..260], prop_oneof![Just(192u32), 130u32..200])
@@ -292,9 +306,10 @@ impl Session {
         }
         if std::env::var_os("VIDEO_DEBUG").is_some() {
             eprintln!(
-                "seq={} video={:?} tiles={:?} active={}",
+                "seq={} video={:?} copies={:?} tiles={:?} active={}",
                 self.seq,
                 update.video.as_ref().map(|v| (v.rect, v.idr, v.data.len())),
+                update.copies,
                 update.tiles.iter().map(|t| t.rect).collect::<Vec<_>>(),
                 self.enc.video_active()
             );
@@ -362,6 +377,26 @@ impl Session {
                     for x in r.x..r.x + r.w {
                         let i = ((y * self.w + x) * 4) as usize;
                         self.px[i..i + 4].copy_from_slice(&c.to_le_bytes());
+                    }
+                }
+                self.frame(&[r]);
+            }
+            Step::Scroll { rect, dy, colour } => {
+                let Some(r) = rect.clip(self.w, self.h) else {
+                    return;
+                };
+                let row = |y: u32| ((y * self.w + r.x) * 4) as usize;
+                let len = (r.w * 4) as usize;
+                for y in r.y..r.y + r.h {
+                    if y + dy < r.y + r.h {
+                        let from = row(y + dy);
+                        self.px.copy_within(from..from + len, row(y));
+                    } else {
+                        let c = colour.rotate_left(y % 7 * 4);
+                        let start = row(y);
+                        for p in self.px[start..start + len].chunks_exact_mut(4) {
+                            p.copy_from_slice(&c.to_le_bytes());
+                        }
                     }
                 }
                 self.frame(&[r]);
