@@ -5,7 +5,7 @@ use std::io;
 use zstd::bulk::Compressor;
 
 use super::scroll::ScrollDetector;
-use super::tiles::{self, TileGrid};
+use super::tiles::{self, RowSpan, TileGrid};
 use super::video::{VideoEncoder, VideoError, VideoUpdate};
 use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
@@ -100,6 +100,9 @@ pub struct Encoder {
     scroll: ScrollDetector,
     // Scratch reused across tiles and frames, so the steady state allocates only the output.
     damaged: Vec<bool>,
+    /// Rows of each damaged cell the damage covers: outside them nothing changed, so only they
+    /// are compared with the reference.
+    spans: Vec<RowSpan>,
     raw: Vec<u8>,
     xor: Vec<u8>,
     packed: Vec<u8>,
@@ -120,6 +123,7 @@ impl Encoder {
             compressors: [None, None],
             scroll: ScrollDetector::default(),
             damaged: Vec::new(),
+            spans: Vec::new(),
             raw: Vec::new(),
             xor: Vec::new(),
             packed: Vec::new(),
@@ -184,12 +188,18 @@ impl Encoder {
         let key = self.key_pending;
         self.damaged.clear();
         self.damaged.resize(self.grid.len(), key);
+        self.spans.clear();
+        self.spans.resize(self.grid.len(), (0, 0));
         if !key {
             for d in damage {
-                self.grid.mark(d, &mut self.damaged);
+                self.grid
+                    .mark_spans(d, &mut self.damaged, Some(&mut self.spans));
             }
         }
-        let video = self.encode_video(pixels, key)?;
+        // Lossy cells differ from the reference outside any damage: while there are any, whole
+        // cells are compared.
+        let use_spans = !key && !self.video.has_lossy();
+        let video = self.encode_video(pixels, key, use_spans)?;
 
         // Copies after the video picture and before the tiles, the decoder's order: they update
         // the reference, so the cells they fix look unchanged below.
@@ -212,7 +222,8 @@ impl Encoder {
         for by in (0..self.grid.rows).step_by(block as usize) {
             row.clear();
             for bx in (0..self.grid.cols).step_by(block as usize) {
-                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key) else {
+                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key, use_spans)
+                else {
                     continue;
                 };
                 // Tiles go around an active video region, never over it.
@@ -263,16 +274,23 @@ impl Encoder {
         by: u32,
         block: u32,
         key: bool,
+        use_spans: bool,
     ) -> Option<Rect> {
         let fw = self.grid.width;
         let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
         for row in by..by.saturating_add(block).min(self.grid.rows) {
             for col in bx..bx.saturating_add(block).min(self.grid.cols) {
-                if !self.damaged[(row * self.grid.cols + col) as usize] {
+                let i = (row * self.grid.cols + col) as usize;
+                if !self.damaged[i] {
                     continue;
                 }
                 let cell = self.grid.tile_rect(col, row);
-                if !key && tiles::rows(cell, fw).all(|r| pixels[r.clone()] == self.reference[r]) {
+                let look = if use_spans {
+                    tiles::span_rect(cell, self.spans[i])
+                } else {
+                    cell
+                };
+                if !key && tiles::rows(look, fw).all(|r| pixels[r.clone()] == self.reference[r]) {
                     continue;
                 }
                 x0 = x0.min(cell.x);
@@ -407,6 +425,7 @@ impl Encoder {
         &mut self,
         pixels: &[u8],
         key: bool,
+        use_spans: bool,
     ) -> Result<Option<VideoUpdate>, EncodeError> {
         if !self.config.video {
             return Ok(None);
@@ -416,10 +435,12 @@ impl Encoder {
             let score = Score::sample(pixels, None, rect, fw);
             score.is_photo(score.raw_repeats, &config)
         };
+        let spans = use_spans.then_some(self.spans.as_slice());
         let result = self.video.frame(
             pixels,
             &mut self.reference,
             &mut self.damaged,
+            spans,
             key,
             is_photo,
         );

@@ -41,8 +41,10 @@ impl TileGrid {
     }
 
     /// Marks in `mask` (row-major, `len()` entries) every tile that `damage` touches after
-    /// clipping it to the frame.
-    pub fn mark(&self, damage: &Rect, mask: &mut [bool]) {
+    /// clipping it to the frame, and widens each touched tile's entry in `spans` to the rows
+    /// (relative to the tile) the damage covers: a changed text line damages 16 rows of a
+    /// 64-row tile, and only those need comparing. `(0, 0)` is "no span yet".
+    pub fn mark_spans(&self, damage: &Rect, mask: &mut [bool], mut spans: Option<&mut [RowSpan]>) {
         let Some(r) = damage.clip(self.width, self.height) else {
             return;
         };
@@ -50,7 +52,33 @@ impl TileGrid {
         let (r0, r1) = (r.y / TILE_SIZE, (r.y + r.h - 1) / TILE_SIZE);
         for row in r0..=r1 {
             let base = (row * self.cols) as usize;
-            mask[base + c0 as usize..=base + c1 as usize].fill(true);
+            let range = base + c0 as usize..=base + c1 as usize;
+            mask[range.clone()].fill(true);
+            if let Some(spans) = spans.as_deref_mut() {
+                let top = row * TILE_SIZE;
+                let start = (r.y.max(top) - top) as u8;
+                let end = ((r.y + r.h).min(top + TILE_SIZE) - top) as u8;
+                for span in &mut spans[range] {
+                    *span = match *span {
+                        (0, 0) => (start, end),
+                        (s, e) => (s.min(start), e.max(end)),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Rows `start..end` of a tile, relative to its top; `(0, 0)` stands for the whole tile.
+pub(crate) type RowSpan = (u8, u8);
+
+/// The part of `cell` that `span` says to look at.
+pub(crate) fn span_rect(cell: Rect, span: RowSpan) -> Rect {
+    match span {
+        (0, 0) => cell,
+        (s, e) => {
+            let (s, e) = (u32::from(s).min(cell.h), u32::from(e).min(cell.h));
+            Rect::new(cell.x, cell.y + s, cell.w, e.saturating_sub(s))
         }
     }
 }
@@ -107,24 +135,47 @@ mod tests {
     fn damage_marks_touched_tiles_only() {
         let g = TileGrid::new(200, 150);
         let mut mask = vec![false; g.len()];
-        g.mark(&Rect::new(63, 64, 2, 1), &mut mask);
+        g.mark_spans(&Rect::new(63, 64, 2, 1), &mut mask, None);
         let marked: Vec<usize> = (0..g.len()).filter(|&i| mask[i]).collect();
         // Row 1 (y = 64), columns 0 and 1 of a 4-column grid.
         assert_eq!(marked, vec![4, 5]);
     }
 
     #[test]
+    fn spans_cover_the_damaged_rows_of_each_tile() {
+        let g = TileGrid::new(200, 150);
+        let mut mask = vec![false; g.len()];
+        let mut spans = vec![(0, 0); g.len()];
+        // A text line across tile row 0 and 1 (y 56..72), then another line in tile row 0.
+        g.mark_spans(&Rect::new(0, 56, 100, 16), &mut mask, Some(&mut spans));
+        g.mark_spans(&Rect::new(10, 20, 10, 16), &mut mask, Some(&mut spans));
+        assert_eq!(spans[0], (20, 64));
+        assert_eq!(spans[1], (56, 64));
+        assert_eq!(spans[4], (0, 8));
+        assert_eq!(spans[2], (0, 0), "untouched");
+        let cell = g.tile_rect(0, 1);
+        assert_eq!(span_rect(cell, spans[4]), Rect::new(0, 64, 64, 8));
+        assert_eq!(span_rect(cell, (0, 0)), cell);
+        // The bottom tiles are 22 rows high: a span never leaves the tile.
+        assert_eq!(
+            span_rect(g.tile_rect(0, 2), (10, 64)),
+            Rect::new(0, 138, 64, 12)
+        );
+    }
+
+    #[test]
     fn damage_outside_or_empty_marks_nothing() {
         let g = TileGrid::new(100, 100);
         let mut mask = vec![false; g.len()];
-        g.mark(&Rect::new(100, 0, 10, 10), &mut mask);
-        g.mark(&Rect::new(5, 5, 0, 10), &mut mask);
-        g.mark(
+        g.mark_spans(&Rect::new(100, 0, 10, 10), &mut mask, None);
+        g.mark_spans(&Rect::new(5, 5, 0, 10), &mut mask, None);
+        g.mark_spans(
             &Rect::new(u32::MAX, u32::MAX, u32::MAX, u32::MAX),
             &mut mask,
+            None,
         );
         assert!(mask.iter().all(|m| !m));
-        g.mark(&Rect::new(90, 90, u32::MAX, u32::MAX), &mut mask);
+        g.mark_spans(&Rect::new(90, 90, u32::MAX, u32::MAX), &mut mask, None);
         assert_eq!(mask, vec![false, false, false, true]);
     }
 

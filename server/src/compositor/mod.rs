@@ -369,7 +369,13 @@ impl WayRay {
             match self.capture.encode(seq, &damage) {
                 Ok(bytes) => {
                     let appliance = self.pacer.attached().unwrap_or_default();
-                    tracing::trace!(seq, rects = damage.len(), bytes = bytes.len(), "frame");
+                    tracing::trace!(
+                        seq,
+                        rects = damage.len(),
+                        damaged_px = damage.iter().map(|r| r.area()).sum::<u64>(),
+                        bytes = bytes.len(),
+                        "frame"
+                    );
                     let msg = ToTransport::Frame {
                         appliance,
                         seq,

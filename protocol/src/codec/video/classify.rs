@@ -3,7 +3,7 @@
 //! pixel pairs, so zstd gains little) when it did. Typing, blinking cursors and menus change
 //! rarely or are flat; animations of flat UI fail the photo test; a playing video passes both.
 
-use super::super::tiles::{self, TileGrid};
+use super::super::tiles::{self, RowSpan, TileGrid};
 use super::super::Rect;
 
 /// Frames of history kept per cell.
@@ -56,6 +56,7 @@ impl CellHistory {
         reference: &[u8],
         lossy: &[bool],
         damaged: &[bool],
+        spans: Option<&[RowSpan]>,
         is_photo: impl Fn(Rect) -> bool,
     ) {
         let fw = self.grid.width;
@@ -71,7 +72,8 @@ impl CellHistory {
                     self.digests[i] = digest;
                     changed
                 } else if exact_reference {
-                    tiles::rows(cell, fw).any(|r| pixels[r.clone()] != reference[r])
+                    let look = spans.map_or(cell, |s| tiles::span_rect(cell, s[i]));
+                    tiles::rows(look, fw).any(|r| pixels[r.clone()] != reference[r])
                 } else {
                     true
                 };

@@ -1,7 +1,7 @@
 //! Server side: picks the video region, encodes it, and keeps the encoder's reference equal to
 //! what the appliance will show.
 
-use super::super::tiles::{self, TileGrid};
+use super::super::tiles::{self, RowSpan, TileGrid};
 use super::super::{Rect, TILE_SIZE};
 use super::classify::CellHistory;
 use super::software::{OpenH264Decoder, OpenH264Encoder};
@@ -72,6 +72,11 @@ impl VideoEncoder {
         self.region.is_some()
     }
 
+    /// Whether any cell's reference is lossy, i.e. differs from the source outside the damage.
+    pub fn has_lossy(&self) -> bool {
+        self.lossy.iter().any(|&l| l)
+    }
+
     /// Most bits per second the link allows the stream; 0: no limit. The target is
     /// [`BITRATE_720P`] scaled by the region's area, lowered to this limit. A change of the
     /// target restarts the stream with an IDR at the next picture.
@@ -89,11 +94,12 @@ impl VideoEncoder {
         pixels: &[u8],
         reference: &mut [u8],
         damaged: &mut [bool],
+        spans: Option<&[RowSpan]>,
         key: bool,
         is_photo: impl Fn(Rect) -> bool,
     ) -> Result<Option<VideoUpdate>, VideoError> {
         self.cells
-            .observe(pixels, reference, &self.lossy, damaged, is_photo);
+            .observe(pixels, reference, &self.lossy, damaged, spans, is_photo);
         let grid = *self.cells.grid();
         if key {
             self.region = None;
