@@ -22,6 +22,9 @@ Workloads (same client, same window size on both sides):
   shm       weston-simple-shm for 8 s
   video     server/examples/video_client: moving gradient + noise blocks, 640x360, 8 s
 
+shm and video also run through WayRay with `wrsrvd --no-video` (every pixel lossless), the
+baseline H.264 video regions are measured against.
+
 Then typing and scroll again through WayRay only, the relay adding 10 ms each way (+-3 ms
 jitter): without loss or reordering, with 2 % reordering, and with 2 % reordering plus 1 % or
 5 % loss: latency, and whether the appliance ends on exactly the server's final frame (frame-log
@@ -43,6 +46,9 @@ TYPE_LINES = 4
 TYPE_LINE_CHARS = 50
 
 ALL_WORKLOADS = ["typing", "scroll", "redraw", "shm", "video"]
+# Workloads also run through WayRay with video regions off, the lossless baseline H.264 is
+# measured against.
+LOSSLESS_BASELINE = ["shm", "video"]
 # (loss %, reordering %) of the WayRay-only runs at 20 ms RTT.
 LOSS_CONDITIONS = [(0, 0), (0, 2), (1, 2), (5, 2)]
 
@@ -355,9 +361,11 @@ def read_frame_log(path):
 
 # ---------------------------------------------------------------- WayRay
 
-def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, frame_log=True):
+def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, frame_log=True,
+               server_args=()):
     """One WayRay run. `frame_log`: the appliance logs every frame (frames shown); it hashes the
-    whole framebuffer for that, which costs wrclient CPU, so the CPU runs go without it."""
+    whole framebuffer for that, which costs wrclient CPU, so the CPU runs go without it.
+    `server_args`: extra wrsrvd flags (`--no-video` for the lossless baseline)."""
     run = os.path.join(work, f"{tag}-{wl.name}")
     os.makedirs(run)
     xdg = os.path.join(run, "xdg")
@@ -366,6 +374,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
     srv_out = os.path.join(run, "wrsrvd.out")
     args = [f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--state-dir", os.path.join(run, "state"),
             "--run-dir", os.path.join(xdg, "wayray"), "--socket", f"wr-bench-{os.getpid()}"]
+    args += list(server_args)
     sfl = os.path.join(run, "server-frames.log")
     if server_frames:
         args += ["--frame-log", sfl]
@@ -605,7 +614,7 @@ def report(results, loss, meta):
             client = f2(r["cpu_client"])
             if "cpu_weston" in r:
                 client += f" (weston {r['cpu_weston']:.2f}, Xvfb {r['cpu_xvfb']:.2f})"
-            if r["system"] == "wayray":
+            if r["system"].startswith("wayray"):
                 frames = f"{r['frames_shown']} / {r.get('frames_run_client_commits')}"
             else:
                 frames = f"n/a / {r['client_commits']}"
@@ -615,12 +624,14 @@ def report(results, loss, meta):
                        f"{f2(r['cpu_server'])} | {client} | {f2(r['cpu_total'])} | {frames} | {lat} |")
     out.append("")
     out.append("### Ratios WayRay / waypipe (lz4 default; < 1 means WayRay uses less)\n")
-    out.append("| workload | bytes | bytes vs zstd=5 | CPU server | CPU client | CPU total |")
-    out.append("|---|--:|--:|--:|--:|--:|")
+    out.append("| workload | bytes | bytes vs zstd=5 | bytes vs WayRay lossless | CPU server | "
+               "CPU client | CPU total |")
+    out.append("|---|--:|--:|--:|--:|--:|--:|")
     for wl in results:
         rt = wl.get("ratios")
         if rt:
             out.append(f"| {wl['title']} | {f2(rt['bytes'])} | {f2(rt.get('bytes_vs_zstd'))} | "
+                       f"{f2(rt.get('bytes_vs_lossless'))} | "
                        f"{f2(rt['cpu_server'])} | {f2(rt['cpu_client'])} | {f2(rt['cpu_total'])} |")
     typing = [r for wl in results for r in wl["runs"] if wl["name"] == "typing" and not r.get("error")]
     if typing:
@@ -680,23 +691,27 @@ def main():
                                   text=True).stdout.splitlines()[0].replace("waypipe ", ""),
         "seconds": args.seconds, "work_dir": work,
     }
-    configs = [("wayray", "WayRay", None), ("waypipe", "waypipe lz4", None)]
-    if not args.no_zstd:
-        configs.append(("waypipe-zstd", "waypipe zstd=5", "zstd=5"))
     results = []
     for n in names:
         wl = wls[n]
+        configs = [("wayray", "WayRay", ())]
+        if n in LOSSLESS_BASELINE:
+            configs.append(("wayray-lossless", "WayRay lossless (--no-video)", ("--no-video",)))
+        configs.append(("waypipe", "waypipe lz4", None))
+        if not args.no_zstd:
+            configs.append(("waypipe-zstd", "waypipe zstd=5", "zstd=5"))
         entry = {"name": n, "title": wl.title, "runs": []}
         for tag, label, comp in configs:
             print(f"==> {wl.title}: {label}", file=sys.stderr, flush=True)
             try:
-                if tag == "wayray":
-                    r = run_wayray(wl, bins, work, frame_log=False)
+                if tag.startswith("wayray"):
+                    r = run_wayray(wl, bins, work, tag=tag, frame_log=False, server_args=comp)
                     # Frames shown need the appliance's frame log, whose digests cost CPU: a second
                     # run counts them, so the CPU figures above stay clean.
-                    print(f"==> {wl.title}: WayRay again with --frame-log (frames shown)",
+                    print(f"==> {wl.title}: {label} again with --frame-log (frames shown)",
                           file=sys.stderr, flush=True)
-                    counted = run_wayray(wl, bins, work, tag="wayray-frames")
+                    counted = run_wayray(wl, bins, work, tag=f"{tag}-frames", server_args=comp)
+                    r["system"] = tag
                     r["frames_shown"] = counted["frames_shown"]
                     r["frames_run_client_commits"] = counted["client_commits"]
                     r["frames_run_cpu_client"] = counted["cpu_client"]
@@ -716,6 +731,8 @@ def main():
             entry["ratios"]["bytes"] = entry["ratios"].pop("bytes_total")
             wz = next((r for r in entry["runs"] if r["system"] == "waypipe-zstd" and not r.get("error")), None)
             entry["ratios"]["bytes_vs_zstd"] = ratio(wr["bytes_total"], wz["bytes_total"]) if wz else None
+            lossless = next((r for r in entry["runs"] if r["system"] == "wayray-lossless" and not r.get("error")), None)
+            entry["ratios"]["bytes_vs_lossless"] = ratio(wr["bytes_total"], lossless["bytes_total"]) if lossless else None
         results.append(entry)
     loss = []
     if not args.no_loss:

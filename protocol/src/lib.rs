@@ -13,8 +13,8 @@ pub mod messages;
 pub mod sessions;
 
 pub use codec::{
-    CopyRect, DecodeError, Decoder, EncodeError, Encoder, FrameUpdate, Rect, Tile, TileData,
-    VideoUpdate,
+    CopyRect, DecodeError, Decoder, EncodeError, Encoder, EncoderConfig, FrameUpdate, Rect, Tile,
+    TileData, VideoUpdate,
 };
 pub use cursor::{CursorImage, CursorUpdate};
 pub use framing::{FrameReader, FramingError};

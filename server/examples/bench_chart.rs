@@ -2,7 +2,7 @@
 //!
 //! Reads the `results.json` the benchmark wrote and draws, per workload, grouped bars of
 //! WayRay's figure divided by waypipe's: bytes on the wire (against waypipe's default lz4 and,
-//! when it was run, zstd=5) and CPU seconds of the server half, the client half and both (against
+//! when it was run, zstd=5; for video, also against WayRay with video regions off) and CPU seconds of the server half, the client half and both (against
 //! lz4). The y axis is logarithmic, with lines at 1.0 (same as waypipe) and 0.5 (half of it):
 //! below 1 WayRay needs less.
 //!
@@ -52,7 +52,7 @@ fn parse_size(s: &str) -> std::result::Result<(u32, u32), String> {
     Ok((w, h))
 }
 
-/// One bar series: a label, which waypipe run it divides by, and the figure compared.
+/// One bar series: a label, which run it divides by, and the figure compared.
 struct Series {
     label: &'static str,
     against: &'static str,
@@ -60,7 +60,7 @@ struct Series {
     color: RGBColor,
 }
 
-const SERIES: [Series; 5] = [
+const SERIES: [Series; 6] = [
     Series {
         label: "bytes vs waypipe lz4",
         against: "waypipe",
@@ -72,6 +72,12 @@ const SERIES: [Series; 5] = [
         against: "waypipe-zstd",
         key: "bytes_total",
         color: RGBColor(120, 180, 230),
+    },
+    Series {
+        label: "bytes vs WayRay lossless (--no-video)",
+        against: "wayray-lossless",
+        key: "bytes_total",
+        color: RGBColor(44, 160, 44),
     },
     Series {
         label: "CPU server half",

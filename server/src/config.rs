@@ -64,6 +64,10 @@ pub struct Config {
     /// branch office behind a thin link: `[[appliance_bandwidth]]` with
     /// `network = "10.20.0.0/16"` and `limit_kbps = 2000` (0: no cap for that network).
     pub appliance_bandwidth: Vec<BandwidthRule>,
+    /// Send regions that keep changing with photo-like content (video, animations) as H.264,
+    /// lossy while they play and refreshed losslessly once they stop; text and UI are never
+    /// lossy. `false` sends every pixel losslessly (more bytes for video). Default `true`.
+    pub video_regions: bool,
 }
 
 /// A bandwidth cap for the appliances connecting from one network.
@@ -94,6 +98,7 @@ impl Default for Config {
             cursor_size: None,
             bandwidth_limit_kbps: 0,
             appliance_bandwidth: Vec::new(),
+            video_regions: true,
         }
     }
 }

@@ -93,6 +93,10 @@ struct DaemonArgs {
     /// less often and video gets a lower bitrate; static content stays exact.
     #[arg(long, value_name = "KBPS")]
     bandwidth_limit: Option<u64>,
+    /// Send every pixel losslessly: no H.264 for regions that measure as video (config
+    /// `video_regions = false`). Costs bytes on video, for links where exact pixels matter more.
+    #[arg(long)]
+    no_video: bool,
     /// Append `<seq> <digest> <w>x<h>` for every frame the shared session sends, for tests
     /// comparing framebuffers.
     #[arg(long)]
@@ -122,6 +126,9 @@ struct SessionArgs {
     /// Append `<seq> <digest> <w>x<h>` for every frame sent.
     #[arg(long)]
     frame_log: Option<PathBuf>,
+    /// No H.264 video regions: every pixel lossless (overrides the config).
+    #[arg(long)]
+    no_video: bool,
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
@@ -186,6 +193,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     if let Some(v) = cli.bandwidth_limit {
         config.bandwidth_limit_kbps = v;
+    }
+    if cli.no_video {
+        config.video_regions = false;
     }
     config.validate()?;
     let run_dir =
@@ -285,6 +295,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                     .then(|| config.wayland_socket.clone()),
                 frame_log: cli.frame_log,
                 max_frames_in_flight: config.max_frames_in_flight,
+                video_regions: config.video_regions,
                 spawn: cli.spawn,
             },
         );
@@ -322,6 +333,9 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
     if let Some(v) = args.max_frames_in_flight {
         config.max_frames_in_flight = v;
     }
+    if args.no_video {
+        config.video_regions = false;
+    }
     config.validate()?;
     ensure_runtime_dir()?;
     let span =
@@ -349,6 +363,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
             theme: config.resolved_cursor_theme(),
             size: config.resolved_cursor_size(),
         },
+        video_regions: config.video_regions,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

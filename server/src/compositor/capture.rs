@@ -16,7 +16,7 @@ use smithay::{
     output::Output,
     reexports::pixman,
 };
-use wayray_protocol::{framing, DisplayMessage, Encoder, Rect};
+use wayray_protocol::{framing, DisplayMessage, Encoder, EncoderConfig, Rect};
 
 use super::decorations::Decorations;
 
@@ -45,6 +45,8 @@ pub struct Capture {
     /// then 1, because we always render into the same image.
     age: usize,
     encoder: Encoder,
+    /// Kept for the encoders made on resize.
+    encoder_config: EncoderConfig,
     width: u32,
     height: u32,
     frame_log: Option<BufWriter<File>>,
@@ -55,7 +57,12 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub fn new(output: &Output, width: u32, height: u32) -> Result<Self, CaptureError> {
+    pub fn new(
+        output: &Output,
+        width: u32,
+        height: u32,
+        encoder_config: EncoderConfig,
+    ) -> Result<Self, CaptureError> {
         let mut renderer =
             PixmanRenderer::new().map_err(|e| CaptureError::Renderer(e.to_string()))?;
         let image = Offscreen::<pixman::Image<'static, 'static>>::create_buffer(
@@ -76,7 +83,8 @@ impl Capture {
             image,
             tracker: OutputDamageTracker::from_output(output),
             age: 0,
-            encoder: Encoder::new(width, height),
+            encoder: Encoder::with_config(width, height, encoder_config),
+            encoder_config,
             width,
             height,
             frame_log: None,
@@ -104,7 +112,7 @@ impl Capture {
         self.image = image;
         self.tracker = OutputDamageTracker::from_output(output);
         self.age = 0;
-        self.encoder = Encoder::new(width, height);
+        self.encoder = Encoder::with_config(width, height, self.encoder_config);
         self.width = width;
         self.height = height;
         Ok(())

@@ -69,6 +69,9 @@ pub struct SessionOptions {
     pub refresh_hz: u32,
     /// Theme and size of named cursors (cursor-shape-v1, the default arrow).
     pub cursor: CursorSettings,
+    /// Send regions that measure as video as H.264 (lossy while they play); `false` keeps every
+    /// pixel lossless.
+    pub video_regions: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -130,7 +133,11 @@ pub fn run(
     seat.add_pointer();
     seat.add_touch();
 
-    let mut capture = Capture::new(&output, width, height)?;
+    let encoder_config = wayray_protocol::EncoderConfig {
+        video: opts.video_regions,
+        ..Default::default()
+    };
+    let mut capture = Capture::new(&output, width, height, encoder_config)?;
     if let Some(path) = &opts.frame_log {
         capture.set_frame_log(path)?;
     }

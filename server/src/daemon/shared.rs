@@ -21,6 +21,8 @@ pub struct SharedSession {
     pub socket_name: Option<String>,
     pub frame_log: Option<PathBuf>,
     pub max_frames_in_flight: usize,
+    /// `false` passes `--no-video` (a `--no-video` on the daemon's command line).
+    pub video_regions: bool,
     pub spawn: Vec<String>,
 }
 
@@ -46,6 +48,9 @@ impl SharedSession {
         }
         if let Some(f) = &self.frame_log {
             cmd.arg("--frame-log").arg(f);
+        }
+        if !self.video_regions {
+            cmd.arg("--no-video");
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);
