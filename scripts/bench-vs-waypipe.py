@@ -591,6 +591,14 @@ def ratio(a, b):
     return None if a is None or not b else a / b
 
 
+def cpu_per_frame(r):
+    """CPU milliseconds (both halves) per frame that reached the screen: WayRay renders at most
+    what the appliance acknowledges and waypipe forwards every commit, so the two deliver
+    different frame counts for the same work. WayRay's frames come from its frame-log run."""
+    frames = r.get("frames_shown") if r["system"].startswith("wayray") else r.get("client_commits")
+    return None if not frames else r["cpu_total"] * 1000 / frames
+
+
 def report(results, loss, meta):
     out = []
     out.append("## WayRay vs waypipe (loopback, one run)\n")
@@ -602,14 +610,15 @@ def report(results, loss, meta):
                f"Frames: WayRay's frames shown on the appliance / the client's commits, from a "
                f"second WayRay run with `wrclient --frame-log` (its per-frame digest of the whole "
                f"framebuffer costs CPU, so the CPU run goes without it); waypipe: the client's "
-               f"commits (WAYLAND_DEBUG), all of which waypipe forwards.\n")
+               f"commits (WAYLAND_DEBUG), all of which waypipe forwards. CPU ms per frame: CPU total "
+               f"over those frames.\n")
     out.append("| workload | system | s | bytes | CPU server s | CPU client s | CPU total s | "
-               "frames shown / client commits | latency p50 / p95 ms |")
-    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+               "frames shown / client commits | CPU ms per frame | latency p50 / p95 ms |")
+    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for wl in results:
         for r in wl["runs"]:
             if r.get("error"):
-                out.append(f"| {wl['title']} | {r['label']} | | failed: {r['error'][:80]} | | | | | |")
+                out.append(f"| {wl['title']} | {r['label']} | | failed: {r['error'][:80]} | | | | | | |")
                 continue
             client = f2(r["cpu_client"])
             if "cpu_weston" in r:
@@ -621,7 +630,8 @@ def report(results, loss, meta):
             lat = (f"{f2(r.get('latency_p50_ms'))} / {f2(r.get('latency_p95_ms'))}"
                    if r.get("latency_p50_ms") is not None else "n/a")
             out.append(f"| {wl['title']} | {r['label']} | {r['seconds']:.1f} | {fmt_bytes(r['bytes_total'])} | "
-                       f"{f2(r['cpu_server'])} | {client} | {f2(r['cpu_total'])} | {frames} | {lat} |")
+                       f"{f2(r['cpu_server'])} | {client} | {f2(r['cpu_total'])} | {frames} | "
+                       f"{f2(cpu_per_frame(r))} | {lat} |")
     out.append("")
     out.append("### Ratios WayRay / waypipe (lz4 default; < 1 means WayRay uses less)\n")
     out.append("| workload | bytes | bytes vs zstd=5 | bytes vs WayRay lossless | CPU server | "

@@ -93,6 +93,16 @@ pub enum TileData {
     ZstdXor(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
+impl TileData {
+    /// Bytes of the payload (a solid colour counts its four).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            TileData::Solid(_) => 4,
+            TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
+        }
+    }
+}
+
 /// Pixels the decoder moves within its own framebuffer before the tiles are applied: how a
 /// scrolled terminal or page travels, as a few bytes plus tiles for the newly exposed strip.
 /// The copy reads the framebuffer as it was before the copy (overlap is fine, like `memmove`).
@@ -145,10 +155,7 @@ impl FrameUpdate {
     pub fn payload_len(&self) -> usize {
         self.tiles
             .iter()
-            .map(|t| match &t.data {
-                TileData::Solid(_) => 4,
-                TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
-            })
+            .map(|t| t.data.payload_len())
             .sum::<usize>()
             + self.video.as_ref().map_or(0, |v| v.data.len())
     }

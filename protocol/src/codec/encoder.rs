@@ -239,7 +239,12 @@ impl Encoder {
             }
             for &(rect, _) in &row {
                 match self.encode_tile(pixels, rect, key) {
-                    Ok(data) => tiles.push(Tile { rect, data }),
+                    Ok(data) => {
+                        if self.config.video {
+                            self.video.record_lossless(rect, data.payload_len());
+                        }
+                        tiles.push(Tile { rect, data })
+                    }
                     Err(e) => {
                         // The reference may already hold tiles this update never delivers.
                         self.key_pending = true;

@@ -1,10 +1,12 @@
 //! Which grid cells look like video, from measurements over the last frames rather than guesses:
-//! a cell is video-like when it changed in most recent frames and looked photo-like (few repeated
-//! pixel pairs, so zstd gains little) when it did. Typing, blinking cursors and menus change
-//! rarely or are flat; animations of flat UI fail the photo test; a playing video passes both.
+//! a cell is video-like when it changed in most recent frames, looked photo-like (few repeated
+//! pixel pairs, so zstd gains little) when it did, and its last lossless tile cost at least
+//! [`MIN_LOSSLESS_MILLIBYTES`] per pixel. Typing, blinking cursors and menus change rarely or are
+//! flat; animations of flat UI fail the photo test; smooth animations that zstd still handles
+//! cheaply (weston-simple-shm) fail the cost test; a playing video passes all three.
 
 use super::super::tiles::{self, RowSpan, TileGrid};
-use super::super::Rect;
+use super::super::{Rect, TILE_SIZE};
 
 /// Frames of history kept per cell.
 pub(super) const WINDOW: u32 = 10;
@@ -16,6 +18,11 @@ const CHANGED_TENTHS: u32 = 8;
 /// resize), the share is taken over the frames seen so far, so video starts after 4 frames
 /// instead of 8 without ever needing fewer than 4 changes in a row.
 const MIN_OBSERVED: u32 = 4;
+/// Least lossless cost, in thousandths of a byte per pixel, at which a cell may go to H.264:
+/// 2 bits per pixel. Measured with scripts/bench-vs-waypipe: weston-simple-shm's rings cost
+/// 0.08 B/px as lossless XOR tiles, and H.264 saved only a quarter of their bytes for 60 % more
+/// CPU; the video-like client costs 1.3 B/px lossless and H.264 sends 9× fewer bytes.
+pub(super) const MIN_LOSSLESS_MILLIBYTES: u32 = 250;
 
 /// Per-cell change and photo history, newest frame in bit 0.
 pub(super) struct CellHistory {
@@ -26,6 +33,9 @@ pub(super) struct CellHistory {
     digests: Vec<u64>,
     changed: Vec<u16>,
     photo: Vec<u16>,
+    /// What the cell cost the last time it travelled as a lossless tile, in thousandths of a
+    /// byte per pixel (the tile's bytes spread over its area); 0 until then.
+    lossless_cost: Vec<u32>,
     /// Frames observed since the grid was created, saturating at [`WINDOW`].
     observed: u32,
 }
@@ -37,6 +47,7 @@ impl CellHistory {
             digests: vec![0; grid.len()],
             changed: vec![0; grid.len()],
             photo: vec![0; grid.len()],
+            lossless_cost: vec![0; grid.len()],
             observed: 0,
         }
     }
@@ -92,6 +103,22 @@ impl CellHistory {
         self.digests[i] = digest(pixels, self.cell(i), self.grid.width);
     }
 
+    /// A lossless tile of `bytes` covered `rect` (whole cells, as the encoder's tiles do):
+    /// records the cost per pixel for the cells inside it.
+    pub fn record_lossless(&mut self, rect: Rect, bytes: usize) {
+        let area = rect.area().max(1);
+        let cost = u32::try_from(bytes as u64 * 1000 / area).unwrap_or(u32::MAX);
+        let g = self.grid;
+        let (c0, r0) = (rect.x / TILE_SIZE, rect.y / TILE_SIZE);
+        let c1 = (rect.x + rect.w).div_ceil(TILE_SIZE).min(g.cols);
+        let r1 = (rect.y + rect.h).div_ceil(TILE_SIZE).min(g.rows);
+        for row in r0..r1 {
+            for col in c0..c1 {
+                self.lossless_cost[(row * g.cols + col) as usize] = cost;
+            }
+        }
+    }
+
     fn cell(&self, i: usize) -> Rect {
         self.grid
             .tile_rect(i as u32 % self.grid.cols, i as u32 / self.grid.cols)
@@ -112,9 +139,9 @@ impl CellHistory {
         self.photo[i] & self.window_mask() != 0
     }
 
-    /// Whether cell `i` is video-like: it changed in [`CHANGED_TENTHS`] of the observed frames
-    /// and looked photo-like in at least half of those (a dark or faded picture may pass as flat
-    /// for a frame or two).
+    /// Whether cell `i` is video-like: it changed in [`CHANGED_TENTHS`] of the observed frames,
+    /// looked photo-like in at least half of those (a dark or faded picture may pass as flat
+    /// for a frame or two), and is expensive enough lossless for H.264 to pay off.
     pub fn is_video(&self, i: usize) -> bool {
         if self.observed < MIN_OBSERVED {
             return false;
@@ -122,7 +149,9 @@ impl CellHistory {
         let mask = self.window_mask();
         let changed = (self.changed[i] & mask).count_ones();
         let photo = (self.photo[i] & mask).count_ones();
-        changed * 10 >= CHANGED_TENTHS * self.observed && photo * 2 >= changed
+        changed * 10 >= CHANGED_TENTHS * self.observed
+            && photo * 2 >= changed
+            && self.lossless_cost[i] >= MIN_LOSSLESS_MILLIBYTES
     }
 }
 

@@ -145,6 +145,11 @@ impl VideoEncoder {
         Ok(update)
     }
 
+    /// A lossless tile of `bytes` covered `rect`: what its cells cost without H.264.
+    pub fn record_lossless(&mut self, rect: Rect, bytes: usize) {
+        self.cells.record_lossless(rect, bytes);
+    }
+
     /// `bounds` (a block's changed cells) minus the active region's cells, as up to four
     /// rects: the cells around a region change with it, but a tile spanning the region would
     /// overwrite the picture with the exact pixels, paying for them in full.
