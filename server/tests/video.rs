@@ -19,10 +19,16 @@ fn probe() -> PathBuf {
     path
 }
 
-#[test]
-fn a_paused_video_is_refreshed_to_the_exact_pixels() {
-    let dir = TempDir::new("video");
-    let server = Server::start(&dir, ServerOpts::default());
+/// Plays 90 video_probe pictures (paced by the appliance's acknowledgements, then a pause) in a
+/// wrsrvd started with `extra` flags, shown on a wrclient for 5 s; returns the server.
+fn play_probe(dir: &TempDir, extra: &[&str]) -> Server {
+    let server = Server::start(
+        dir,
+        ServerOpts {
+            extra,
+            ..ServerOpts::default()
+        },
+    );
     let mut client = server
         .wayland_client(probe().to_str().unwrap())
         .args(["384", "288", "90"])
@@ -30,8 +36,7 @@ fn a_paused_video_is_refreshed_to_the_exact_pixels() {
         .spawn()
         .expect("start video_probe");
     server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
-    // 90 pictures paced by the appliance's acknowledgements, then the pause.
-    let out = run_appliance(&dir, server.listen, &["--exit-after", "5"]);
+    let out = run_appliance(dir, server.listen, &["--exit-after", "5"]);
     let _ = client.kill();
     let _ = client.wait();
     assert!(
@@ -39,6 +44,24 @@ fn a_paused_video_is_refreshed_to_the_exact_pixels() {
         "wrclient failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    server
+}
+
+/// The frame logs hold digests of what the appliance shows: identical, frame by frame, and at
+/// least `min` of them.
+fn assert_appliance_showed_the_servers_frames(dir: &TempDir, server: &Server, min: usize) {
+    let sent: HashMap<u64, FrameLine> = server.frames().into_iter().map(|f| (f.seq, f)).collect();
+    let shown = read_frame_log(&dir.path("appliance-frames.log"));
+    assert!(shown.len() >= min, "only {} frames shown", shown.len());
+    for frame in &shown {
+        assert_eq!(Some(frame), sent.get(&frame.seq), "framebuffers differ");
+    }
+}
+
+#[test]
+fn a_paused_video_is_refreshed_to_the_exact_pixels() {
+    let dir = TempDir::new("video");
+    let server = play_probe(&dir, &[]);
 
     let log = server.log();
     let pictures = log.lines().filter(|l| l.contains("video picture")).count();
@@ -62,41 +85,13 @@ fn a_paused_video_is_refreshed_to_the_exact_pixels() {
         refreshed.iter().all(|l| l.contains("exact=true")),
         "a refresh left lossy pixels: {refreshed:?}"
     );
-
-    // The frame logs hold digests of what the appliance shows: identical, frame by frame.
-    let sent: HashMap<u64, FrameLine> = server.frames().into_iter().map(|f| (f.seq, f)).collect();
-    let shown = read_frame_log(&dir.path("appliance-frames.log"));
-    assert!(shown.len() >= 10, "only {} frames shown", shown.len());
-    for frame in &shown {
-        assert_eq!(Some(frame), sent.get(&frame.seq), "framebuffers differ");
-    }
+    assert_appliance_showed_the_servers_frames(&dir, &server, 10);
 }
 
 #[test]
 fn no_video_sends_the_same_client_losslessly() {
     let dir = TempDir::new("novideo");
-    let server = Server::start(
-        &dir,
-        ServerOpts {
-            extra: &["--no-video"],
-            ..ServerOpts::default()
-        },
-    );
-    let mut client = server
-        .wayland_client(probe().to_str().unwrap())
-        .args(["384", "288", "90"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start video_probe");
-    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
-    let out = run_appliance(&dir, server.listen, &["--exit-after", "5"]);
-    let _ = client.kill();
-    let _ = client.wait();
-    assert!(
-        out.status.success(),
-        "wrclient failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let server = play_probe(&dir, &["--no-video"]);
 
     // The test above sees these log lines for the same client; here there must be none.
     let log = server.log();
@@ -104,10 +99,5 @@ fn no_video_sends_the_same_client_losslessly() {
         !log.contains("video picture"),
         "H.264 sent despite --no-video:\n{log}"
     );
-    let sent: HashMap<u64, FrameLine> = server.frames().into_iter().map(|f| (f.seq, f)).collect();
-    let shown = read_frame_log(&dir.path("appliance-frames.log"));
-    assert!(shown.len() >= 30, "only {} frames shown", shown.len());
-    for frame in &shown {
-        assert_eq!(Some(frame), sent.get(&frame.seq), "framebuffers differ");
-    }
+    assert_appliance_showed_the_servers_frames(&dir, &server, 30);
 }
