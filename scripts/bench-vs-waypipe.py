@@ -712,22 +712,23 @@ def main():
         if not args.no_zstd:
             configs.append(("waypipe-zstd", "waypipe zstd=5", "zstd=5"))
         entry = {"name": n, "title": wl.title, "runs": []}
-        for tag, label, comp in configs:
+        # `opt`: wrsrvd flags for WayRay runs, waypipe's --compress value for waypipe runs.
+        for tag, label, opt in configs:
             print(f"==> {wl.title}: {label}", file=sys.stderr, flush=True)
             try:
                 if tag.startswith("wayray"):
-                    r = run_wayray(wl, bins, work, tag=tag, frame_log=False, server_args=comp)
+                    r = run_wayray(wl, bins, work, tag=tag, frame_log=False, server_args=opt)
                     # Frames shown need the appliance's frame log, whose digests cost CPU: a second
                     # run counts them, so the CPU figures above stay clean.
                     print(f"==> {wl.title}: {label} again with --frame-log (frames shown)",
                           file=sys.stderr, flush=True)
-                    counted = run_wayray(wl, bins, work, tag=f"{tag}-frames", server_args=comp)
+                    counted = run_wayray(wl, bins, work, tag=f"{tag}-frames", server_args=opt)
                     r["system"] = tag
                     r["frames_shown"] = counted["frames_shown"]
                     r["frames_run_client_commits"] = counted["client_commits"]
                     r["frames_run_cpu_client"] = counted["cpu_client"]
                 else:
-                    r = run_waypipe(wl, bins, work, comp, tag)
+                    r = run_waypipe(wl, bins, work, opt, tag)
             except Exception as e:  # one failed run must not lose the others' results
                 print(f"bench-vs-waypipe: {wl.title} on {label} failed: {e}", file=sys.stderr)
                 r = {"system": tag, "workload": n, "error": str(e) or repr(e)}
@@ -735,15 +736,16 @@ def main():
                 PROCS.stop_all()
             r["label"] = label
             entry["runs"].append(r)
-        wr = next((r for r in entry["runs"] if r["system"] == "wayray" and not r.get("error")), None)
-        wp = next((r for r in entry["runs"] if r["system"] == "waypipe" and not r.get("error")), None)
+        def run_of(system):
+            return next((r for r in entry["runs"] if r["system"] == system and not r.get("error")), None)
+
+        wr, wp = run_of("wayray"), run_of("waypipe")
         if wr and wp:
             entry["ratios"] = {k: ratio(wr[k], wp[k]) for k in ("bytes_total", "cpu_server", "cpu_client", "cpu_total")}
             entry["ratios"]["bytes"] = entry["ratios"].pop("bytes_total")
-            wz = next((r for r in entry["runs"] if r["system"] == "waypipe-zstd" and not r.get("error")), None)
-            entry["ratios"]["bytes_vs_zstd"] = ratio(wr["bytes_total"], wz["bytes_total"]) if wz else None
-            lossless = next((r for r in entry["runs"] if r["system"] == "wayray-lossless" and not r.get("error")), None)
-            entry["ratios"]["bytes_vs_lossless"] = ratio(wr["bytes_total"], lossless["bytes_total"]) if lossless else None
+            for key, system in (("bytes_vs_zstd", "waypipe-zstd"), ("bytes_vs_lossless", "wayray-lossless")):
+                other = run_of(system)
+                entry["ratios"][key] = ratio(wr["bytes_total"], other["bytes_total"]) if other else None
         results.append(entry)
     loss = []
     if not args.no_loss:
