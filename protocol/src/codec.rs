@@ -1,7 +1,8 @@
 //! Frame codec: damage is expanded to a grid of 64×64 cells; cells whose pixels did not change
 //! are skipped, and the changed cells of each block of 4×4 cells travel as one tile (their
 //! bounding box; neighbouring blocks in a row that span the same rows merge into one tile): a
-//! solid colour, raw pixels through zstd, or pixels XORed with what the appliance already shows
+//! solid colour, a palette of up to 256 colours plus one index byte per pixel through zstd (text
+//! and UI), raw pixels through zstd, or pixels XORed with what the appliance already shows
 //! through zstd (unchanged areas become zero runs that cost almost nothing). Large tiles let zstd
 //! find matches across the whole area, which matters for text. Before the tiles, an update may
 //! carry copies: areas that scrolled move inside the appliance's framebuffer, and only the strip
@@ -17,6 +18,7 @@
 
 mod decoder;
 mod encoder;
+mod palette;
 mod scroll;
 mod tiles;
 mod video;
@@ -37,6 +39,9 @@ pub const TILE_SIZE: u32 = 64;
 /// Largest width or height a decoder accepts: bounds what a hostile key frame can make the
 /// appliance allocate (8192² × 4 = 256 MiB) while covering 8K displays.
 pub const MAX_DIMENSION: u32 = 8192;
+
+/// Most colours of a [`TileData::ZstdPalette`] tile.
+pub const MAX_PALETTE: usize = palette::MAX_COLOURS;
 
 /// A rectangle in framebuffer pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,6 +96,15 @@ pub enum TileData {
     Zstd(#[serde(with = "serde_bytes")] Vec<u8>),
     /// zstd of the tile's rows XORed with the decoder's current pixels; never in a key frame.
     ZstdXor(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// At most [`MAX_PALETTE`] colours and one zstd frame of one index byte per pixel (`rect.w`
+    /// bytes per row): what text and UI travel as, a quarter of the bytes for zstd to read.
+    ZstdPalette {
+        /// XRGB8888 little-endian, four bytes per colour.
+        #[serde(with = "serde_bytes")]
+        colours: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        indices: Vec<u8>,
+    },
 }
 
 impl TileData {
@@ -99,6 +113,7 @@ impl TileData {
         match self {
             TileData::Solid(_) => 4,
             TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
+            TileData::ZstdPalette { colours, indices } => colours.len() + indices.len(),
         }
     }
 }

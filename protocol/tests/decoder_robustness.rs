@@ -189,6 +189,71 @@ fn wrong_decompressed_size_is_rejected() {
     }
 }
 
+/// Palette tiles: a palette that is empty, ragged or longer than 256 colours, or an index past
+/// its end (the last tile of the update, so earlier good tiles must not be applied either).
+#[test]
+fn bad_palettes_and_indices_are_rejected() {
+    let (mut dec, _) = keyed();
+    let rect = Rect::new(0, 0, 8, 8);
+    let good = Tile {
+        rect: Rect::new(64, 0, 8, 8),
+        data: TileData::ZstdPalette {
+            colours: vec![1, 2, 3, 0, 4, 5, 6, 0],
+            indices: zstd::bulk::compress(&[1u8; 64], 1).unwrap(),
+        },
+    };
+    for bytes in [0, 3, 6, 257 * 4] {
+        let bad = Tile {
+            rect,
+            data: TileData::ZstdPalette {
+                colours: vec![0; bytes],
+                indices: zstd::bulk::compress(&[0u8; 64], 1).unwrap(),
+            },
+        };
+        let u = update(11, false, vec![good.clone(), bad]);
+        rejects(&mut dec, &u, |e| {
+            *e == DecodeError::BadPalette { index: 1, bytes }
+        });
+    }
+    let mut indices = [0u8; 64];
+    indices[63] = 2;
+    let past_end = Tile {
+        rect,
+        data: TileData::ZstdPalette {
+            colours: vec![9; 8],
+            indices: zstd::bulk::compress(&indices, 1).unwrap(),
+        },
+    };
+    let u = update(11, false, vec![good.clone(), past_end]);
+    rejects(&mut dec, &u, |e| {
+        *e == DecodeError::PaletteIndex {
+            index: 1,
+            found: 2,
+            colours: 2,
+        }
+    });
+    // Indices are one byte per pixel: four bytes per pixel is the wrong size.
+    let wide = Tile {
+        rect,
+        data: TileData::ZstdPalette {
+            colours: vec![9; 8],
+            indices: zstd::bulk::compress(&[0u8; 256], 1).unwrap(),
+        },
+    };
+    rejects(&mut dec, &update(11, false, vec![wide]), |e| {
+        *e == DecodeError::WrongSize {
+            index: 0,
+            expected: 64,
+            got: 256,
+        }
+    });
+    // The good tile alone applies: every pixel gets colour 1.
+    dec.apply(&update(11, false, vec![good])).unwrap();
+    let px = dec.pixels();
+    let at = |x: usize, y: usize| &px[(y * W as usize + x) * 4..][..4];
+    assert!((0..8).all(|y| (64..72).all(|x| at(x, y) == [4, 5, 6, 0])));
+}
+
 /// A frame whose header hides its size and that would inflate to 64 MiB: zstd stops at the
 /// tile's capacity instead of allocating.
 #[test]

@@ -32,6 +32,7 @@ fn kinds(u: &FrameUpdate) -> Vec<(Rect, &'static str)> {
                 TileData::Solid(_) => "solid",
                 TileData::Zstd(_) => "zstd",
                 TileData::ZstdXor(_) => "xor",
+                TileData::ZstdPalette { .. } => "palette",
             };
             (t.rect, kind)
         })
@@ -74,7 +75,8 @@ fn key_frame_covers_the_frame_with_solid_tiles_where_flat() {
     assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "solid")]);
     assert_eq!(u.tiles[0].data, TileData::Solid(0x00204060));
 
-    // With one-cell blocks, only the cell holding the odd pixel needs zstd.
+    // With one-cell blocks, only the cell holding the odd pixel needs zstd (of a two-colour
+    // palette's indices).
     set(&mut px, w, 129, 69, 0x00ffffff);
     let one_cell = EncoderConfig {
         block: 1,
@@ -91,11 +93,11 @@ fn key_frame_covers_the_frame_with_solid_tiles_where_flat() {
             (Rect::new(128, 0, 2, 64), "solid"),
             (Rect::new(0, 64, 64, 6), "solid"),
             (Rect::new(64, 64, 64, 6), "solid"),
-            (Rect::new(128, 64, 2, 6), "zstd"),
+            (Rect::new(128, 64, 2, 6), "palette"),
         ]
     );
     let u = Encoder::new(w, h).encode(1, &px, &[]).unwrap();
-    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "zstd")]);
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "palette")]);
 }
 
 #[test]
@@ -135,7 +137,8 @@ fn xor_for_small_edits_raw_for_replaced_content() {
     let u = enc.encode(2, &edited, &[Rect::new(0, 0, w, h)]).unwrap();
     assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 64, 64), "xor")]);
 
-    // The tile now shows text-like stripes: raw has the runs, XOR with noise has none.
+    // The tile now shows text-like stripes: raw has the runs, XOR with noise has none. Two
+    // colours: a palette tile.
     let mut stripes = solid(w, h, 0x00ffffff);
     for y in (0..h).step_by(4) {
         for x in 0..w {
@@ -143,7 +146,44 @@ fn xor_for_small_edits_raw_for_replaced_content() {
         }
     }
     let u = enc.encode(3, &stripes, &[Rect::new(0, 0, w, h)]).unwrap();
-    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 64, 64), "zstd")]);
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, 64, 64), "palette")]);
+}
+
+#[test]
+fn palette_for_few_colours_plain_zstd_past_256() {
+    let (w, h) = (64, 64);
+    let mut dec = Decoder::new();
+    // Text-like: a background and strokes in 40 shades of anti-aliased foreground.
+    let mut text = solid(w, h, 0x00f0f0f0);
+    for y in 0..h {
+        for x in (0..w).filter(|x| x % 8 < 2) {
+            set(&mut text, w, x, y, 0x00030303 * ((x / 8 + y) % 40));
+        }
+    }
+    let mut enc = Encoder::new(w, h);
+    let u = enc.encode(1, &text, &[]).unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "palette")]);
+    match &u.tiles[0].data {
+        TileData::ZstdPalette { colours, indices } => {
+            assert!(colours.len() <= 4 * 41, "{} palette bytes", colours.len());
+            assert!(indices.len() < 1000, "{} bytes of indices", indices.len());
+        }
+        other => panic!("not a palette tile: {other:?}"),
+    }
+    dec.apply(&u).unwrap();
+    assert_eq!(dec.pixels(), &text[..]);
+
+    // Runs of two pixels (zstd still finds repeats, so not photo-like) in 2048 colours.
+    let mut many = vec![0; (w * h * 4) as usize];
+    for y in 0..h {
+        for x in 0..w {
+            set(&mut many, w, x, y, (y * w + x) / 2);
+        }
+    }
+    let u = enc.encode(2, &many, &[Rect::new(0, 0, w, h)]).unwrap();
+    assert_eq!(kinds(&u), vec![(Rect::new(0, 0, w, h), "zstd")]);
+    dec.apply(&u).unwrap();
+    assert_eq!(dec.pixels(), &many[..]);
 }
 
 #[test]

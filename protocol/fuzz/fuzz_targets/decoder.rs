@@ -76,12 +76,14 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
             u.int_in_range(0..=width + 2)?,
             u.int_in_range(0..=height + 2)?,
         );
-        let data = match u.int_in_range(0..=3)? {
+        let data = match u.int_in_range(0..=4)? {
             0 => TileData::Solid(u.arbitrary()?),
             1 => TileData::Zstd(u.arbitrary()?),
             kind => {
-                // Usually the exact size, sometimes a little off either way.
-                let exact = rect.w as usize * rect.h as usize * 4;
+                // Usually the exact size, sometimes a little off either way. Palette tiles
+                // (kind 4) hold one index byte per pixel.
+                let per_pixel = if kind == 4 { 1 } else { 4 };
+                let exact = rect.w as usize * rect.h as usize * per_pixel;
                 let len = match u.int_in_range(0..=3)? {
                     0 => exact.saturating_sub(u.int_in_range(1..=8)?),
                     1 => exact + u.int_in_range(1..=8)?,
@@ -98,10 +100,21 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
                 let z = c
                     .compress(&raw)
                     .map_err(|_| libfuzzer_sys::arbitrary::Error::IncorrectFormat)?;
-                if kind == 2 {
-                    TileData::Zstd(z)
-                } else {
-                    TileData::ZstdXor(z)
+                match kind {
+                    2 => TileData::Zstd(z),
+                    3 => TileData::ZstdXor(z),
+                    _ => {
+                        // Mostly a valid palette size, sometimes empty, ragged or too long.
+                        let colours = match u.int_in_range(0..=5)? {
+                            0 => 0,
+                            1 => u.int_in_range(1..=1100)?,
+                            _ => 4 * u.int_in_range(1..=256)?,
+                        };
+                        TileData::ZstdPalette {
+                            colours: vec![0x5a; colours],
+                            indices: z,
+                        }
+                    }
                 }
             }
         };

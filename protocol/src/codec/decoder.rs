@@ -5,7 +5,7 @@ use zstd::bulk::Decompressor;
 
 use super::tiles;
 use super::video::{VideoDecoder, VideoError, VideoStream};
-use super::{FrameUpdate, Rect, TileData, MAX_COPIES, MAX_DIMENSION};
+use super::{FrameUpdate, Rect, TileData, MAX_COPIES, MAX_DIMENSION, MAX_PALETTE};
 use crate::BYTES_PER_PIXEL;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +55,16 @@ pub enum DecodeError {
         index: usize,
         expected: usize,
         got: u64,
+    },
+    #[error(
+        "tile {index}: a palette of {bytes} bytes is not 1..={MAX_PALETTE} colours of 4 bytes"
+    )]
+    BadPalette { index: usize, bytes: usize },
+    #[error("tile {index}: index {found} is past the end of its {colours}-colour palette")]
+    PaletteIndex {
+        index: usize,
+        found: u8,
+        colours: usize,
     },
     #[error("tile {index}: corrupt zstd payload: {reason}")]
     Corrupt { index: usize, reason: String },
@@ -178,6 +188,21 @@ impl Decoder {
                         offset += row_len;
                     }
                 }
+                TileData::ZstdPalette { colours, .. } => {
+                    // Every index was checked against the palette in `decompress_all`.
+                    let mut table = [[0u8; BYTES_PER_PIXEL]; MAX_PALETTE];
+                    for (entry, c) in table.iter_mut().zip(colours.chunks_exact(BYTES_PER_PIXEL)) {
+                        entry.copy_from_slice(c);
+                    }
+                    let w = tile.rect.w as usize;
+                    for r in tiles::rows(tile.rect, width) {
+                        let src = &self.scratch[offset..offset + w];
+                        for (px, &i) in self.pixels[r].chunks_exact_mut(BYTES_PER_PIXEL).zip(src) {
+                            px.copy_from_slice(&table[usize::from(i)]);
+                        }
+                        offset += w;
+                    }
+                }
             }
         }
         self.last_seq = Some(update.seq);
@@ -219,7 +244,7 @@ impl Decoder {
         Ok(())
     }
 
-    /// Decompresses every zstd tile, in order, into `scratch`.
+    /// Decompresses every zstd tile, in order, into `scratch`, and checks palette indices.
     fn decompress_all(
         &mut self,
         update: &FrameUpdate,
@@ -240,11 +265,30 @@ impl Decoder {
         }
         let mut offset = 0;
         for (index, tile) in update.tiles.iter().enumerate() {
-            if let TileData::Zstd(payload) | TileData::ZstdXor(payload) = &tile.data {
-                let len = tile.rect.w as usize * tile.rect.h as usize * BYTES_PER_PIXEL;
-                let dst = &mut self.scratch[offset..offset + len];
-                decompress_exact(dctx, payload, dst, index)?;
-                offset += len;
+            let area = tile.rect.w as usize * tile.rect.h as usize;
+            match &tile.data {
+                TileData::Solid(_) => {}
+                TileData::Zstd(payload) | TileData::ZstdXor(payload) => {
+                    let len = area * BYTES_PER_PIXEL;
+                    let dst = &mut self.scratch[offset..offset + len];
+                    decompress_exact(dctx, payload, dst, index)?;
+                    offset += len;
+                }
+                TileData::ZstdPalette { colours, indices } => {
+                    let dst = &mut self.scratch[offset..offset + area];
+                    decompress_exact(dctx, indices, dst, index)?;
+                    let colours = colours.len() / BYTES_PER_PIXEL;
+                    // A fold over bytes vectorizes; `max()` by reference does not.
+                    let found = dst.iter().copied().fold(0, u8::max);
+                    if usize::from(found) >= colours {
+                        return Err(DecodeError::PaletteIndex {
+                            index,
+                            found,
+                            colours,
+                        });
+                    }
+                    offset += area;
+                }
             }
         }
         Ok(())
@@ -283,13 +327,13 @@ fn check_copies(update: &FrameUpdate) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Checks the tiles' geometry against the (already checked) frame size and returns how many
-/// bytes their zstd payloads must decompress to.
+/// Checks the tiles' geometry and palettes against the (already checked) frame size and returns
+/// how many bytes their zstd payloads must decompress to.
 fn check_tiles(update: &FrameUpdate) -> Result<usize, DecodeError> {
     let (width, height) = (update.width, update.height);
     let frame_area = u64::from(width) * u64::from(height);
     let mut area = 0u64;
-    let mut zstd_area = 0u64;
+    let mut zstd_bytes = 0u64;
     for (index, tile) in update.tiles.iter().enumerate() {
         let rect = tile.rect;
         if rect.is_empty() || !rect.fits_in(width, height) {
@@ -309,11 +353,23 @@ fn check_tiles(update: &FrameUpdate) -> Result<usize, DecodeError> {
         match tile.data {
             TileData::Solid(_) => {}
             TileData::ZstdXor(_) if update.key => return Err(DecodeError::XorInKeyFrame { index }),
-            TileData::Zstd(_) | TileData::ZstdXor(_) => zstd_area += rect.area(),
+            TileData::Zstd(_) | TileData::ZstdXor(_) => {
+                zstd_bytes += rect.area() * BYTES_PER_PIXEL as u64
+            }
+            TileData::ZstdPalette { ref colours, .. } => {
+                let bytes = colours.len();
+                if bytes == 0
+                    || bytes % BYTES_PER_PIXEL != 0
+                    || bytes > MAX_PALETTE * BYTES_PER_PIXEL
+                {
+                    return Err(DecodeError::BadPalette { index, bytes });
+                }
+                zstd_bytes += rect.area();
+            }
         }
     }
     // At most MAX_DIMENSION² × 4 = 256 MiB, which fits a 32-bit usize too.
-    Ok(zstd_area as usize * BYTES_PER_PIXEL)
+    Ok(zstd_bytes as usize)
 }
 
 /// Decompresses `src` into exactly `dst`; zstd never writes past `dst`, so a payload that

@@ -4,6 +4,7 @@ use std::io;
 
 use zstd::bulk::Compressor;
 
+use super::palette::Palettizer;
 use super::scroll::ScrollDetector;
 use super::tiles::{self, RowSpan, TileGrid};
 use super::video::{VideoEncoder, VideoError, VideoUpdate};
@@ -98,6 +99,7 @@ pub struct Encoder {
     /// Created on first use (creation can fail): `[level, photo_level]`.
     compressors: [Option<Compressor<'static>>; 2],
     scroll: ScrollDetector,
+    palette: Palettizer,
     // Scratch reused across tiles and frames, so the steady state allocates only the output.
     damaged: Vec<bool>,
     /// Rows of each damaged cell the damage covers: outside them nothing changed, so only they
@@ -122,6 +124,7 @@ impl Encoder {
             config,
             compressors: [None, None],
             scroll: ScrollDetector::default(),
+            palette: Palettizer::default(),
             damaged: Vec::new(),
             spans: Vec::new(),
             raw: Vec::new(),
@@ -328,19 +331,19 @@ impl Encoder {
         let raw_photo = score.is_photo(score.raw_repeats, &self.config);
         let xor_photo = score.is_photo(score.xor_repeats, &self.config);
         let data = match choice {
-            XorChoice::Raw => TileData::Zstd(self.compress_raw(pixels, rect, raw_photo)?),
+            XorChoice::Raw => self.encode_raw(pixels, rect, raw_photo)?,
             XorChoice::Xor => TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
             XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => {
                 TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?)
             }
-            XorChoice::Heuristic => TileData::Zstd(self.compress_raw(pixels, rect, raw_photo)?),
+            XorChoice::Heuristic => self.encode_raw(pixels, rect, raw_photo)?,
             XorChoice::Smaller => {
-                let raw = self.compress_raw(pixels, rect, raw_photo)?;
+                let raw = self.encode_raw(pixels, rect, raw_photo)?;
                 let xor = self.compress_xor(pixels, rect, xor_photo)?;
-                if xor.len() < raw.len() {
+                if xor.len() < raw.payload_len() {
                     TileData::ZstdXor(xor)
                 } else {
-                    TileData::Zstd(raw)
+                    raw
                 }
             }
         };
@@ -355,6 +358,24 @@ impl Encoder {
                 self.reference[r.clone()].copy_from_slice(&pixels[r]);
             }
         }
+    }
+
+    /// The tile's own pixels: as a palette tile if it has few colours (photos never do, so
+    /// they skip the attempt), else zstd of the pixels.
+    fn encode_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
+        if !photo && self.palette.build(pixels, rect, self.grid.width) {
+            let indices = compress_with(
+                &mut self.compressors[0],
+                self.config.level,
+                &self.palette.indices,
+                &mut self.packed,
+            )?;
+            return Ok(TileData::ZstdPalette {
+                colours: self.palette.colours().to_vec(),
+                indices,
+            });
+        }
+        Ok(TileData::Zstd(self.compress_raw(pixels, rect, photo)?))
     }
 
     fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {
@@ -385,17 +406,27 @@ impl Encoder {
         } else {
             (0, self.config.level)
         };
-        let compressor = match &mut self.compressors[slot] {
-            Some(c) => c,
-            None => self.compressors[slot].insert(Compressor::new(level)?),
-        };
-        self.packed.clear();
-        self.packed
-            .reserve(zstd::zstd_safe::compress_bound(src.len()));
-        compressor.compress_to_buffer(src.as_slice(), &mut self.packed)?;
-        // Exact-size copy: the scratch buffer keeps the worst-case capacity.
-        Ok(self.packed.clone())
+        compress_with(&mut self.compressors[slot], level, src, &mut self.packed)
     }
+}
+
+/// zstd of `src` with the compressor in `slot` (created at `level` on first use), through the
+/// worst-case-sized scratch buffer `packed`.
+fn compress_with(
+    slot: &mut Option<Compressor<'static>>,
+    level: i32,
+    src: &[u8],
+    packed: &mut Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    let compressor = match slot {
+        Some(c) => c,
+        None => slot.insert(Compressor::new(level)?),
+    };
+    packed.clear();
+    packed.reserve(zstd::zstd_safe::compress_bound(src.len()));
+    compressor.compress_to_buffer(src, packed)?;
+    // Exact-size copy: the scratch buffer keeps the worst-case capacity.
+    Ok(packed.clone())
 }
 
 /// Whether `next` continues `last` to the right over exactly the same rows.

@@ -21,30 +21,76 @@ const MIN_VOTES: u32 = 2;
 /// One new row in this many, and one old row in that many, is hashed to vote on the offset.
 const NEW_SAMPLE: usize = 4;
 const OLD_SAMPLE: usize = 3;
+/// After a miss, the next areas are not searched: one after the first miss in a row, doubling
+/// per further miss up to this many. Content that keeps changing without scrolling (a page
+/// redraw, an animation) then stops paying for the hashing, and a scroll that starts after it
+/// waits at most this many frames.
+const MAX_BACKOFF: u32 = 4;
 
-/// Scratch reused across frames.
+/// Scratch reused across frames, and the backoff after misses.
 #[derive(Default)]
 pub(crate) struct ScrollDetector {
     new: Vec<u64>,
     old: Vec<u64>,
     rows_of: HashMap<u64, u32>,
     votes: HashMap<i64, u32>,
+    /// Searches in a row that found no scroll in an area that had changed.
+    misses: u32,
+    /// Areas left to pass over before searching again.
+    skip: u32,
+}
+
+/// What one search found.
+enum Search {
+    Copy(CopyRect),
+    /// Too few rows changed for a copy to pay off: neither a hit nor a miss.
+    LittleChanged,
+    Miss,
 }
 
 impl ScrollDetector {
     /// Looks for a vertical scroll inside `area` (which the caller has clipped to the frame):
     /// `pixels` is the new frame, `reference` what the decoder shows. Returns the copy that
-    /// turns the most rows of the reference into the new rows, if it is worth sending.
-    pub fn detect<'a>(
+    /// turns the most rows of the reference into the new rows, if it is worth sending; after
+    /// misses it backs off (see [`MAX_BACKOFF`]).
+    pub fn detect(
         &mut self,
-        pixels: &'a [u8],
-        reference: &'a [u8],
+        pixels: &[u8],
+        reference: &[u8],
         frame_width: u32,
         area: Rect,
     ) -> Option<CopyRect> {
         if area.w < MIN_SIDE || area.h < MIN_SIDE {
             return None;
         }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
+        match self.search(pixels, reference, frame_width, area) {
+            Search::Copy(copy) => {
+                self.misses = 0;
+                Some(copy)
+            }
+            Search::Miss => {
+                self.misses = self.misses.saturating_add(1);
+                self.skip = 1u32
+                    .checked_shl(self.misses - 1)
+                    .unwrap_or(MAX_BACKOFF)
+                    .min(MAX_BACKOFF);
+                None
+            }
+            Search::LittleChanged => None,
+        }
+    }
+
+    fn search<'a>(
+        &mut self,
+        pixels: &'a [u8],
+        reference: &'a [u8],
+        frame_width: u32,
+        area: Rect,
+    ) -> Search {
         let stride = frame_width as usize * BYTES_PER_PIXEL;
         let (x0, len) = (
             area.x as usize * BYTES_PER_PIXEL,
@@ -72,7 +118,7 @@ impl ScrollDetector {
             .filter(|&i| row(pixels, i) != row(reference, i))
             .count();
         if changed * NEW_SAMPLE < MIN_GAIN_ROWS {
-            return None;
+            return Search::LittleChanged;
         }
 
         // Where each distinctive sampled old row is (a row equal to the one above it, like
@@ -96,12 +142,15 @@ impl ScrollDetector {
             }
         }
         // Most votes wins; ties go to the smaller move, so the choice is deterministic.
-        let (&shift, &votes) = self
+        let Some((&shift, &votes)) = self
             .votes
             .iter()
-            .max_by_key(|(&d, &v)| (v, std::cmp::Reverse(d.unsigned_abs())))?;
+            .max_by_key(|(&d, &v)| (v, std::cmp::Reverse(d.unsigned_abs())))
+        else {
+            return Search::Miss;
+        };
         if votes < MIN_VOTES {
-            return None;
+            return Search::Miss;
         }
 
         // The longest run of new rows i that equal old rows i + shift, byte for byte.
@@ -130,10 +179,10 @@ impl ScrollDetector {
             }
         }
         if best_gain < MIN_GAIN_ROWS {
-            return None;
+            return Search::Miss;
         }
         let (start, end) = best;
-        Some(CopyRect {
+        Search::Copy(CopyRect {
             src: Rect::new(
                 area.x,
                 (area.y as i64 + start as i64 + shift) as u32,
@@ -219,7 +268,40 @@ mod tests {
         let mut d = ScrollDetector::default();
         assert_eq!(d.detect(&new, &old, w, Rect::new(0, 0, w, h)), None);
         let scrolled = page(w, h, 8);
+        let mut d = ScrollDetector::default();
         assert_eq!(d.detect(&scrolled, &old, w, Rect::new(0, 0, 32, h)), None);
         assert_eq!(d.detect(&old, &old, w, Rect::new(0, 0, w, h)), None);
+        assert_eq!(
+            d.detect(&scrolled, &old, w, Rect::new(0, 0, w, h))
+                .map(|c| c.src),
+            Some(Rect::new(0, 8, w, h - 8)),
+            "small and unchanged areas are no misses"
+        );
+    }
+
+    #[test]
+    fn misses_back_off_and_a_hit_ends_the_backoff() {
+        let (w, h) = (128, 128);
+        let old = page(w, h, 0);
+        let noise: Vec<u8> = (0..old.len()).map(|i| (i * 31 % 251) as u8).collect();
+        let scrolled = page(w, h, 8);
+        let area = Rect::new(0, 0, w, h);
+        let mut d = ScrollDetector::default();
+        // Misses in a row: searches skip 1, 2, 4, 4 areas after them.
+        let mut searched = Vec::new();
+        for i in 0..16 {
+            let before = d.skip;
+            d.detect(&noise, &old, w, area);
+            if before == 0 {
+                searched.push(i);
+            }
+        }
+        assert_eq!(searched, vec![0, 2, 5, 10, 15]);
+        // The scroll that starts now is found within MAX_BACKOFF + 1 frames, and from then on
+        // every frame.
+        let found = (0..=MAX_BACKOFF).find(|_| d.detect(&scrolled, &old, w, area).is_some());
+        assert!(found.is_some());
+        assert!(d.detect(&scrolled, &old, w, area).is_some());
+        assert!(d.detect(&scrolled, &old, w, area).is_some());
     }
 }
