@@ -151,7 +151,7 @@ def free_display():
 # ---------------------------------------------------------------- CPU accounting
 
 def proc_table():
-    """pid -> (ppid, cpu seconds incl. reaped children)."""
+    """pid -> (ppid, cpu seconds incl. reaped children, command name)."""
     table = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -164,31 +164,51 @@ def proc_table():
         fields = s[s.rindex(")") + 2:].split()
         ppid = int(fields[1])
         ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-        table[int(d)] = (ppid, ticks / CLK)
+        name = s[s.index("(") + 1:s.rindex(")")]
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            # The session compositor is `wrsrvd session`: same command name as the daemon.
+            if len(argv) > 1 and argv[1] == b"session":
+                name += " session"
+        except OSError:
+            pass
+        table[int(d)] = (ppid, ticks / CLK, name)
     return table
 
 
-def tree_cpu(roots, table=None):
+def tree_cpu_by_command(roots, table=None):
     """CPU seconds of the processes `roots` and all their live descendants (children that exited
-    and were reaped are in their parent's cutime/cstime)."""
+    and were reaped are in their parent's cutime/cstime), per command name."""
     table = table or proc_table()
     kids = {}
-    for pid, (ppid, _) in table.items():
+    for pid, (ppid, _, _) in table.items():
         kids.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0.0, list(roots), set()
+    parts, todo, seen = {}, list(roots), set()
     while todo:
         p = todo.pop()
         if p in seen or p not in table:
             continue
         seen.add(p)
-        total += table[p][1]
+        _, cpu, comm = table[p]
+        parts[comm] = parts.get(comm, 0.0) + cpu
         todo.extend(kids.get(p, []))
-    return total
+    return parts
+
+
+def tree_cpu(roots, table=None):
+    return sum(tree_cpu_by_command(roots, table).values())
 
 
 def sample(sides):
     table = proc_table()
     return {name: tree_cpu(pids, table) for name, pids in sides.items()}
+
+
+def sample_parts(pids):
+    """Per command name, for the processes that make up one half (the daemon wrsrvd and its
+    session, `wrsrvd session`)."""
+    return tree_cpu_by_command(pids)
 
 
 # ---------------------------------------------------------------- workloads
@@ -421,6 +441,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
         if time.monotonic() > first_frame + 3.3:
             raise BenchError("foot took too long to map: the typing script started before the baseline")
         base, b0, n0 = sample(sides), relay_bytes(stats), len(read_frame_log(afl))
+        parts0 = sample_parts(sides["server"])
         c0 = client_frames(wl, app_log)
         t0 = time.monotonic()
         wait_for(f"{keys} key presses in the latency log",
@@ -431,6 +452,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
     else:
         time.sleep(0.5)
         base, b0, n0 = sample(sides), relay_bytes(stats), len(read_frame_log(afl))
+        parts0 = sample_parts(sides["server"])
         c0 = 0
         t0 = time.monotonic()
         app = run_client(wl, run, cenv, app_log)
@@ -455,6 +477,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
             "final_frame_identical": bool(s and (s[-1][0], s[-1][1]) in shown and a[-1][1] == s[-1][1]),
         }
     end_cpu, b1, frames = sample(sides), relay_bytes(stats), read_frame_log(afl)
+    parts1 = sample_parts(sides["server"])
     if wl.typing:
         PROCS.stop(app)
     c1 = client_frames(wl, app_log)
@@ -467,6 +490,9 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
         "bytes_up": b1[0] - b0[0], "bytes_down": b1[1] - b0[1],
         "cpu_server": round(end_cpu["server"] - base["server"], 3),
         "cpu_client": round(end_cpu["client"] - base["client"], 3),
+        # The server half per process: the daemon (QUIC, sessions) and the session (compositor,
+        # encoder).
+        "cpu_server_parts": {k: round(v - parts0.get(k, 0.0), 3) for k, v in parts1.items()},
         "frames_shown": len(frames) - n0 if frame_log else None,
         "client_commits": c1 - c0,
         "relay": b1[2],
@@ -630,8 +656,13 @@ def report(results, loss, meta):
                 frames = f"n/a / {r['client_commits']}"
             lat = (f"{f2(r.get('latency_p50_ms'))} / {f2(r.get('latency_p95_ms'))}"
                    if r.get("latency_p50_ms") is not None else "n/a")
+            server = f2(r["cpu_server"])
+            parts = r.get("cpu_server_parts") or {}
+            if "wrsrvd session" in parts:
+                server += (f" (session {parts['wrsrvd session']:.2f}, "
+                           f"daemon {parts.get('wrsrvd', 0.0):.2f})")
             out.append(f"| {wl['title']} | {r['label']} | {r['seconds']:.1f} | {fmt_bytes(r['bytes_total'])} | "
-                       f"{f2(r['cpu_server'])} | {client} | {f2(r['cpu_total'])} | {frames} | "
+                       f"{server} | {client} | {f2(r['cpu_total'])} | {frames} | "
                        f"{f2(cpu_per_frame(r))} | {lat} |")
     out.append("")
     out.append("### Ratios WayRay / waypipe (lz4 default; < 1 means WayRay uses less)\n")
