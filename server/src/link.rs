@@ -41,6 +41,8 @@ pub enum ToCompositor {
         appliance: ApplianceId,
         video_bitrate: u64,
     },
+    /// The session's link to the daemon is up: the compositor reads it from its event loop.
+    Linked(crate::session_link::DaemonSocket),
     /// The daemon is shutting down.
     Shutdown,
 }

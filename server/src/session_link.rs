@@ -9,7 +9,7 @@ use std::{
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -92,8 +92,122 @@ impl LinkTx {
     }
 }
 
-/// Starts the link's reading thread, which (re)connects to the daemon and hands `tx` the
-/// socket. `wayland_display` is the session's socket name, for the daemon.
+/// The daemon's socket once registered, for the compositor's event loop to read: reading it
+/// there, rather than on a thread that forwards each message through a channel, saves a thread
+/// wake-up and an eventfd round trip per input event and frame ack.
+#[derive(Debug)]
+pub struct DaemonSocket {
+    pub stream: UnixStream,
+    pub reader: LinkReader,
+}
+
+/// What one read of the daemon's socket came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkStatus {
+    Open,
+    /// The socket ended, failed or sent garbage: the connecting thread reconnects.
+    Lost,
+    /// The daemon said Shutdown.
+    Shutdown,
+}
+
+/// Turns the daemon's bytes into compositor events; tells the connecting thread when the link
+/// ends (by being dropped, or through [`LinkReader::lost`]).
+#[derive(Debug)]
+pub struct LinkReader {
+    frames: FrameReader,
+    buf: Vec<u8>,
+    /// The appliance the daemon last attached, detached for the compositor if the link is lost.
+    attached: Option<u64>,
+    lost: mpsc::Sender<()>,
+}
+
+impl LinkReader {
+    fn new(lost: mpsc::Sender<()>) -> Self {
+        Self {
+            frames: FrameReader::new(DEFAULT_MAX_MESSAGE_LEN),
+            buf: vec![0u8; 64 * 1024],
+            attached: None,
+            lost,
+        }
+    }
+
+    /// Reads once (the event loop calls this when the socket is readable, so it does not block;
+    /// what is left is read on the next wake-up) and appends the whole messages to `out`.
+    pub fn read(&mut self, mut stream: &UnixStream, out: &mut Vec<ToCompositor>) -> LinkStatus {
+        match stream.read(&mut self.buf) {
+            Ok(0) => return LinkStatus::Lost,
+            Ok(n) => self.frames.push(&self.buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => {
+                tracing::warn!(%err, "daemon socket failed");
+                return LinkStatus::Lost;
+            }
+        }
+        loop {
+            match self.frames.next::<ToSession>() {
+                Ok(Some(ToSession::Shutdown)) => return LinkStatus::Shutdown,
+                Ok(Some(msg)) => out.push(self.event(msg)),
+                Ok(None) => return LinkStatus::Open,
+                Err(err) => {
+                    tracing::error!(%err, "bad message from the daemon; reconnecting");
+                    return LinkStatus::Lost;
+                }
+            }
+        }
+    }
+
+    /// After [`LinkStatus::Lost`]: the event that detaches the appliance the link carried, if
+    /// any; the connecting thread is told to reconnect.
+    pub fn lost(&mut self) -> Option<ToCompositor> {
+        let _ = self.lost.send(());
+        self.attached
+            .take()
+            .map(|appliance| ToCompositor::Detached { appliance })
+    }
+
+    fn event(&mut self, msg: ToSession) -> ToCompositor {
+        match msg {
+            ToSession::Attached {
+                appliance,
+                screen,
+                output,
+                keymap,
+            } => {
+                self.attached = Some(appliance);
+                ToCompositor::Attached {
+                    appliance,
+                    screen,
+                    output,
+                    keymap,
+                }
+            }
+            ToSession::Resize { appliance, output } => ToCompositor::Resize { appliance, output },
+            ToSession::Input { appliance, event } => ToCompositor::Input { appliance, event },
+            ToSession::FrameAck { appliance, seq } => ToCompositor::FrameAck { appliance, seq },
+            ToSession::LinkQuality {
+                appliance,
+                video_bitrate,
+            } => ToCompositor::LinkQuality {
+                appliance,
+                video_bitrate,
+            },
+            ToSession::Detached { appliance } => {
+                if self.attached == Some(appliance) {
+                    self.attached = None;
+                }
+                ToCompositor::Detached { appliance }
+            }
+            ToSession::Shutdown => ToCompositor::Shutdown,
+        }
+    }
+}
+
+/// Starts the link's connecting thread, which (re)connects to the daemon, gives `tx` the socket
+/// for writing and the compositor ([`ToCompositor::Linked`]) the socket for reading, and waits
+/// until the compositor reports the link lost. `wayland_display` is the session's socket name,
+/// for the daemon.
 pub fn start(
     config: LinkConfig,
     wayland_display: String,
@@ -101,12 +215,12 @@ pub fn start(
     tx: LinkTx,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("session-link-rx".into())
-        .spawn(move || read_loop(config, wayland_display, to_compositor, tx.writer))?;
+        .name("session-link".into())
+        .spawn(move || connect_loop(config, wayland_display, to_compositor, tx.writer))?;
     Ok(())
 }
 
-fn read_loop(
+fn connect_loop(
     config: LinkConfig,
     wayland_display: String,
     to_compositor: Sender<ToCompositor>,
@@ -116,7 +230,7 @@ fn read_loop(
     let _guard = span.enter();
     let mut reconnect = false;
     loop {
-        let Some(mut stream) = connect(&config, &wayland_display, reconnect) else {
+        let Some(stream) = connect(&config, &wayland_display, reconnect) else {
             tracing::error!(
                 timeout = ?config.orphan_timeout,
                 "no daemon for too long; ending the session"
@@ -140,16 +254,20 @@ fn read_loop(
             }
         }
         tracing::info!("connected to the daemon");
-        let mut attached = None;
-        let shutdown = serve(&mut stream, &to_compositor, &mut attached);
+        let (lost_tx, lost_rx) = mpsc::channel();
+        let socket = DaemonSocket {
+            stream,
+            reader: LinkReader::new(lost_tx),
+        };
+        if to_compositor.send(ToCompositor::Linked(socket)).is_err() {
+            return;
+        }
+        // Err: the compositor dropped the reader without a loss, i.e. it is shutting down.
+        let lost = lost_rx.recv();
         if let Ok(mut guard) = writer.lock() {
             *guard = None;
         }
-        if let Some(appliance) = attached {
-            let _ = to_compositor.send(ToCompositor::Detached { appliance });
-        }
-        if shutdown {
-            let _ = to_compositor.send(ToCompositor::Shutdown);
+        if lost.is_err() {
             return;
         }
         tracing::warn!("lost the daemon; the session keeps running and reconnects");
@@ -189,76 +307,101 @@ fn connect(config: &LinkConfig, wayland_display: &str, reconnect: bool) -> Optio
     }
 }
 
-/// Relays daemon messages until the socket ends; returns true when the daemon said Shutdown.
-fn serve(
-    stream: &mut UnixStream,
-    to_compositor: &Sender<ToCompositor>,
-    attached: &mut Option<u64>,
-) -> bool {
-    let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wayray_protocol::InputMessage;
+
+    fn read_all(reader: &mut LinkReader, stream: &UnixStream) -> (Vec<ToCompositor>, LinkStatus) {
+        let mut out = Vec::new();
         loop {
-            match reader.next::<ToSession>() {
-                Ok(Some(msg)) => {
-                    let event = match msg {
-                        ToSession::Attached {
-                            appliance,
-                            screen,
-                            output,
-                            keymap,
-                        } => {
-                            *attached = Some(appliance);
-                            ToCompositor::Attached {
-                                appliance,
-                                screen,
-                                output,
-                                keymap,
-                            }
-                        }
-                        ToSession::Resize { appliance, output } => {
-                            ToCompositor::Resize { appliance, output }
-                        }
-                        ToSession::Input { appliance, event } => {
-                            ToCompositor::Input { appliance, event }
-                        }
-                        ToSession::FrameAck { appliance, seq } => {
-                            ToCompositor::FrameAck { appliance, seq }
-                        }
-                        ToSession::LinkQuality {
-                            appliance,
-                            video_bitrate,
-                        } => ToCompositor::LinkQuality {
-                            appliance,
-                            video_bitrate,
-                        },
-                        ToSession::Detached { appliance } => {
-                            if *attached == Some(appliance) {
-                                *attached = None;
-                            }
-                            ToCompositor::Detached { appliance }
-                        }
-                        ToSession::Shutdown => return true,
-                    };
-                    if to_compositor.send(event).is_err() {
-                        return true;
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::error!(%err, "bad message from the daemon; reconnecting");
-                    return false;
-                }
+            let status = reader.read(stream, &mut out);
+            if status != LinkStatus::Open || !out.is_empty() {
+                return (out, status);
             }
         }
-        match stream.read(&mut buf[..reader.wanted().clamp(1, 64 * 1024)]) {
-            Ok(0) => return false,
-            Ok(n) => reader.push(&buf[..n]),
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                tracing::warn!(%err, "daemon socket failed");
-                return false;
-            }
+    }
+
+    #[test]
+    fn messages_arrive_in_order_and_a_lost_link_detaches_the_appliance() {
+        let (mut daemon, session) = UnixStream::pair().expect("socket pair");
+        let (lost_tx, lost_rx) = mpsc::channel();
+        let mut reader = LinkReader::new(lost_tx);
+        let mut bytes = Vec::new();
+        for msg in [
+            ToSession::Attached {
+                appliance: 7,
+                screen: (800, 600),
+                output: (800, 600),
+                keymap: None,
+            },
+            ToSession::Input {
+                appliance: 7,
+                event: InputMessage::Key {
+                    time_ms: 1,
+                    keycode: 30,
+                    pressed: true,
+                },
+            },
+            ToSession::FrameAck {
+                appliance: 7,
+                seq: 3,
+            },
+        ] {
+            bytes.extend(framing::encode(&msg).expect("encode"));
         }
+        daemon.write_all(&bytes).expect("write");
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let (mut got, status) = read_all(&mut reader, &session);
+            assert_eq!(status, LinkStatus::Open);
+            events.append(&mut got);
+        }
+        assert!(matches!(
+            events[0],
+            ToCompositor::Attached { appliance: 7, .. }
+        ));
+        assert!(matches!(
+            events[1],
+            ToCompositor::Input {
+                appliance: 7,
+                event: InputMessage::Key { keycode: 30, .. }
+            }
+        ));
+        assert!(matches!(
+            events[2],
+            ToCompositor::FrameAck {
+                appliance: 7,
+                seq: 3
+            }
+        ));
+
+        drop(daemon);
+        let (rest, status) = read_all(&mut reader, &session);
+        assert!(rest.is_empty());
+        assert_eq!(status, LinkStatus::Lost);
+        assert!(matches!(
+            reader.lost(),
+            Some(ToCompositor::Detached { appliance: 7 })
+        ));
+        assert!(lost_rx.try_recv().is_ok(), "the connecting thread is told");
+    }
+
+    #[test]
+    fn garbage_loses_the_link_and_shutdown_is_reported() {
+        let (mut daemon, session) = UnixStream::pair().expect("socket pair");
+        let (lost_tx, _lost_rx) = mpsc::channel();
+        let mut reader = LinkReader::new(lost_tx);
+        // A length prefix past the limit.
+        daemon.write_all(&[0xff; 16]).expect("write");
+        assert_eq!(read_all(&mut reader, &session).1, LinkStatus::Lost);
+        assert!(reader.lost().is_none(), "nothing was attached");
+
+        let (mut daemon, session) = UnixStream::pair().expect("socket pair");
+        let (lost_tx, _lost_rx) = mpsc::channel();
+        let mut reader = LinkReader::new(lost_tx);
+        let bytes = framing::encode(&ToSession::Shutdown).expect("encode");
+        daemon.write_all(&bytes).expect("write");
+        assert_eq!(read_all(&mut reader, &session).1, LinkStatus::Shutdown);
     }
 }

@@ -53,6 +53,7 @@ use pacing::Pacer;
 pub use state::WayRay;
 
 use crate::link::{ToCompositor, ToTransport};
+use crate::session_link::{DaemonSocket, LinkStatus};
 
 /// What a session compositor needs to start.
 #[derive(Debug, Clone)]
@@ -315,7 +316,40 @@ impl WayRay {
                     self.on_input(event);
                 }
             }
+            ToCompositor::Linked(socket) => self.read_daemon_link(socket),
             ToCompositor::Shutdown => self.loop_signal.stop(),
+        }
+    }
+
+    /// Reads the daemon's socket in the event loop until the link ends.
+    fn read_daemon_link(&mut self, socket: DaemonSocket) {
+        let DaemonSocket { stream, mut reader } = socket;
+        let mut events = Vec::new();
+        let source = Generic::new(stream, Interest::READ, LoopMode::Level);
+        let inserted = self
+            .loop_handle
+            .insert_source(source, move |_, stream, state| {
+                let status = reader.read(stream, &mut events);
+                for event in events.drain(..) {
+                    state.on_transport(event);
+                }
+                Ok(match status {
+                    LinkStatus::Open => PostAction::Continue,
+                    LinkStatus::Shutdown => {
+                        state.loop_signal.stop();
+                        PostAction::Remove
+                    }
+                    LinkStatus::Lost => {
+                        if let Some(event) = reader.lost() {
+                            state.on_transport(event);
+                        }
+                        PostAction::Remove
+                    }
+                })
+            });
+        if let Err(err) = inserted {
+            tracing::error!(%err, "cannot read the daemon's socket; ending the session");
+            self.loop_signal.stop();
         }
     }
 
