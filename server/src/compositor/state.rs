@@ -75,7 +75,8 @@ pub struct WayRay {
     /// output's refresh period, so no client draws faster than a screen could show.
     pub last_render: Option<Instant>,
     pub min_frame_interval: std::time::Duration,
-    pub render_timer_armed: bool,
+    /// When the earliest armed render timer fires, if one is armed.
+    pub render_timer_due: Option<Instant>,
     pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
     pub to_transport: crate::session_link::LinkTx,
 }
