@@ -628,7 +628,9 @@ def cpu_per_frame(r):
 
 def report(results, loss, meta):
     out = []
-    out.append("## WayRay vs waypipe (loopback, one run)\n")
+    runs = ("one run" if meta.get("repeat", 1) == 1 else
+            f"{meta['repeat']} CPU runs per system, the median by CPU total shown")
+    out.append(f"## WayRay vs waypipe (loopback, {runs})\n")
     out.append(f"Run {meta['date']} on {meta['cpus']} CPUs; waypipe {meta['waypipe']}; "
                f"weston 10 (x11 backend, pixman) in Xvfb as waypipe's viewer; WayRay: wrsrvd + "
                f"headless wrclient (1280x800). Bytes: both directions between the two halves "
@@ -656,13 +658,16 @@ def report(results, loss, meta):
                 frames = f"n/a / {r['client_commits']}"
             lat = (f"{f2(r.get('latency_p50_ms'))} / {f2(r.get('latency_p95_ms'))}"
                    if r.get("latency_p50_ms") is not None else "n/a")
+            total = f2(r["cpu_total"])
+            if r.get("cpu_total_runs"):
+                total += f" (runs {', '.join(f2(x) for x in r['cpu_total_runs'])})"
             server = f2(r["cpu_server"])
             parts = r.get("cpu_server_parts") or {}
             if "wrsrvd session" in parts:
                 server += (f" (session {parts['wrsrvd session']:.2f}, "
                            f"daemon {parts.get('wrsrvd', 0.0):.2f})")
             out.append(f"| {wl['title']} | {r['label']} | {r['seconds']:.1f} | {fmt_bytes(r['bytes_total'])} | "
-                       f"{server} | {client} | {f2(r['cpu_total'])} | {frames} | "
+                       f"{server} | {client} | {total} | {frames} | "
                        f"{f2(cpu_per_frame(r))} | {lat} |")
     out.append("")
     out.append("### Ratios WayRay / waypipe (lz4 default; < 1 means WayRay uses less)\n")
@@ -707,6 +712,16 @@ def report(results, loss, meta):
     return "\n".join(out) + "\n"
 
 
+def median_run(runs):
+    """The run with the median CPU total (the lower middle one for an even count), with every
+    run's total beside it."""
+    ordered = sorted(runs, key=lambda r: r["cpu_total"])
+    r = ordered[(len(ordered) - 1) // 2]
+    if len(runs) > 1:
+        r["cpu_total_runs"] = [x["cpu_total"] for x in runs]
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -717,6 +732,9 @@ def main():
     ap.add_argument("--no-zstd", action="store_true", help="skip the waypipe --compress=zstd=5 column")
     ap.add_argument("--no-loss", action="store_true", help="skip the delay/loss runs")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="CPU runs per system and workload; the table shows the run with the "
+                         "median CPU total (these machines are shared: one run can be off by half)")
     args = ap.parse_args()
     bins = os.path.abspath(args.bin)
     os.makedirs(args.out, exist_ok=True)
@@ -727,6 +745,7 @@ def main():
         if n not in wls:
             raise BenchError(f"unknown workload {n!r} (have {', '.join(ALL_WORKLOADS)})")
     meta = {
+        "repeat": max(1, args.repeat),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
         "waypipe": subprocess.run(["waypipe", "--version"], capture_output=True,
@@ -748,7 +767,9 @@ def main():
             print(f"==> {wl.title}: {label}", file=sys.stderr, flush=True)
             try:
                 if tag.startswith("wayray"):
-                    r = run_wayray(wl, bins, work, tag=tag, frame_log=False, server_args=opt)
+                    r = median_run([run_wayray(wl, bins, work, tag=f"{tag}-{i}" if i else tag,
+                                               frame_log=False, server_args=opt)
+                                    for i in range(max(1, args.repeat))])
                     # Frames shown need the appliance's frame log, whose digests cost CPU: a second
                     # run counts them, so the CPU figures above stay clean.
                     print(f"==> {wl.title}: {label} again with --frame-log (frames shown)",
@@ -759,7 +780,9 @@ def main():
                     r["frames_run_client_commits"] = counted["client_commits"]
                     r["frames_run_cpu_client"] = counted["cpu_client"]
                 else:
-                    r = run_waypipe(wl, bins, work, opt, tag)
+                    r = median_run([run_waypipe(wl, bins, work, opt, f"{tag}-{i}" if i else tag)
+                                    for i in range(max(1, args.repeat))])
+                    r["system"] = tag
             except Exception as e:  # one failed run must not lose the others' results
                 print(f"bench-vs-waypipe: {wl.title} on {label} failed: {e}", file=sys.stderr)
                 r = {"system": tag, "workload": n, "error": str(e) or repr(e)}
