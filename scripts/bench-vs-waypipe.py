@@ -200,15 +200,16 @@ def tree_cpu(roots, table=None):
     return sum(tree_cpu_by_command(roots, table).values())
 
 
-def sample(sides):
-    table = proc_table()
+def sample(sides, table=None):
+    table = table or proc_table()
     return {name: tree_cpu(pids, table) for name, pids in sides.items()}
 
 
-def sample_parts(pids):
-    """Per command name, for the processes that make up one half (the daemon wrsrvd and its
-    session, `wrsrvd session`)."""
-    return tree_cpu_by_command(pids)
+def sample_with_parts(sides):
+    """`sample`, plus the server half per command name (the daemon wrsrvd and its session,
+    `wrsrvd session`), from one scan of /proc."""
+    table = proc_table()
+    return sample(sides, table), tree_cpu_by_command(sides["server"], table)
 
 
 # ---------------------------------------------------------------- workloads
@@ -440,8 +441,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
         time.sleep(max(0.2, first_frame + 2.5 - time.monotonic()))
         if time.monotonic() > first_frame + 3.3:
             raise BenchError("foot took too long to map: the typing script started before the baseline")
-        base, b0, n0 = sample(sides), relay_bytes(stats), len(read_frame_log(afl))
-        parts0 = sample_parts(sides["server"])
+        (base, parts0), b0, n0 = sample_with_parts(sides), relay_bytes(stats), len(read_frame_log(afl))
         c0 = client_frames(wl, app_log)
         t0 = time.monotonic()
         wait_for(f"{keys} key presses in the latency log",
@@ -451,8 +451,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
         duration = time.monotonic() - t0
     else:
         time.sleep(0.5)
-        base, b0, n0 = sample(sides), relay_bytes(stats), len(read_frame_log(afl))
-        parts0 = sample_parts(sides["server"])
+        (base, parts0), b0, n0 = sample_with_parts(sides), relay_bytes(stats), len(read_frame_log(afl))
         c0 = 0
         t0 = time.monotonic()
         app = run_client(wl, run, cenv, app_log)
@@ -476,8 +475,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
             "appliance_last": f"{a[-1][0]} {a[-1][1]} {a[-1][2]}" if a else None,
             "final_frame_identical": bool(s and (s[-1][0], s[-1][1]) in shown and a[-1][1] == s[-1][1]),
         }
-    end_cpu, b1, frames = sample(sides), relay_bytes(stats), read_frame_log(afl)
-    parts1 = sample_parts(sides["server"])
+    (end_cpu, parts1), b1, frames = sample_with_parts(sides), relay_bytes(stats), read_frame_log(afl)
     if wl.typing:
         PROCS.stop(app)
     c1 = client_frames(wl, app_log)
@@ -736,6 +734,7 @@ def main():
                     help="CPU runs per system and workload; the table shows the run with the "
                          "median CPU total (these machines are shared: one run can be off by half)")
     args = ap.parse_args()
+    repeat = max(1, args.repeat)
     bins = os.path.abspath(args.bin)
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wayray-vs-waypipe-")
@@ -745,7 +744,7 @@ def main():
         if n not in wls:
             raise BenchError(f"unknown workload {n!r} (have {', '.join(ALL_WORKLOADS)})")
     meta = {
-        "repeat": max(1, args.repeat),
+        "repeat": repeat,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpus": os.cpu_count(),
         "waypipe": subprocess.run(["waypipe", "--version"], capture_output=True,
@@ -769,7 +768,7 @@ def main():
                 if tag.startswith("wayray"):
                     r = median_run([run_wayray(wl, bins, work, tag=f"{tag}-{i}" if i else tag,
                                                frame_log=False, server_args=opt)
-                                    for i in range(max(1, args.repeat))])
+                                    for i in range(repeat)])
                     # Frames shown need the appliance's frame log, whose digests cost CPU: a second
                     # run counts them, so the CPU figures above stay clean.
                     print(f"==> {wl.title}: {label} again with --frame-log (frames shown)",
@@ -781,7 +780,7 @@ def main():
                     r["frames_run_cpu_client"] = counted["cpu_client"]
                 else:
                     r = median_run([run_waypipe(wl, bins, work, opt, f"{tag}-{i}" if i else tag)
-                                    for i in range(max(1, args.repeat))])
+                                    for i in range(repeat)])
                     r["system"] = tag
             except Exception as e:  # one failed run must not lose the others' results
                 print(f"bench-vs-waypipe: {wl.title} on {label} failed: {e}", file=sys.stderr)
