@@ -2,7 +2,8 @@
 //! transport must do) and zstd level 1 over the raw frame (what tiling has to beat).
 //!
 //! Run with `cargo bench -p wayray-protocol --bench codec` (or `scripts/bench`). Captured desktop
-//! frames come from `benches/fixtures/desktop-{W}x{H}-{a,b}.png`; `WAYRAY_BENCH_FIXTURES=DIR`
+//! frames come from `benches/fixtures/{desktop,terminal}-{W}x{H}-{a,b}.png` (made by
+//! `scripts/capture-desktop`); `WAYRAY_BENCH_FIXTURES=DIR`
 //! reads them from elsewhere. `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to
 //! pick the encoder defaults; `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose
 //! "{W}x{H} {name}" contains TEXT. The v1 table runs with video regions off (it measures the
@@ -61,7 +62,7 @@ fn main() {
     let mut tuning = Vec::new();
 
     for (w, h) in SIZES {
-        let desktop = load_desktop(&dir, w, h);
+        let desktop = load_pair(&dir, "desktop", w, h);
         let glyph_name = if desktop.is_some() {
             "glyph 10×18 on desktop A"
         } else {
@@ -87,6 +88,15 @@ fn main() {
                 damage: Rect::new(0, 0, w, h),
             });
         }
+        // A full-screen foot window of dense text replaced by another page: what each frame of
+        // `foot` scrolling faster than a screen per frame looks like.
+        if let Some((a, b)) = load_pair(&dir, "terminal", w, h) {
+            workloads.push(Workload {
+                name: "terminal page A⇄B, full damage",
+                frames: vec![a, b],
+                damage: Rect::new(0, 0, w, h),
+            });
+        }
         let with_glyph = draw_glyph(&base, w, GLYPH);
         workloads.push(Workload {
             name: glyph_name,
@@ -107,7 +117,7 @@ fn main() {
         }
         for wl in workloads
             .iter()
-            .filter(|wl| tune && wl.name.starts_with("desktop"))
+            .filter(|wl| tune && !wl.name.contains("glyph") && !wl.name.contains("noise"))
         {
             for config in tuning_configs() {
                 let m = measure(wl, w, h, config);
@@ -395,13 +405,14 @@ fn fps(t: Duration) -> f64 {
 }
 
 /// Both captured frames as XRGB8888, or `None` (after saying which file is missing).
-fn load_desktop(dir: &Path, w: u32, h: u32) -> Option<(Vec<u8>, Vec<u8>)> {
+/// Frames A and B of fixture `{kind}-{W}x{H}-{a,b}.png`, if both exist.
+fn load_pair(dir: &Path, kind: &str, w: u32, h: u32) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut frames = Vec::new();
     for which in ["a", "b"] {
-        let path = dir.join(format!("desktop-{w}x{h}-{which}.png"));
+        let path = dir.join(format!("{kind}-{w}x{h}-{which}.png"));
         if !path.exists() {
             println!(
-                "missing fixture {}: skipping the desktop A⇄B workload at {w}×{h}",
+                "missing fixture {}: skipping the {kind} A⇄B workload at {w}×{h}",
                 path.display()
             );
             return None;

@@ -330,24 +330,32 @@ impl Encoder {
         };
         let raw_photo = score.is_photo(score.raw_repeats, &self.config);
         let xor_photo = score.is_photo(score.xor_repeats, &self.config);
-        let data = match choice {
-            XorChoice::Raw => self.encode_raw(pixels, rect, raw_photo)?,
-            XorChoice::Xor => TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
-            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => {
-                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?)
-            }
-            XorChoice::Heuristic => self.encode_raw(pixels, rect, raw_photo)?,
+        // Palette tiles copy their rows into the reference while they read them (cheaper than a
+        // second pass); XOR needs the old reference, so `Smaller` lets the raw attempt not copy.
+        let (data, updated) = match choice {
+            XorChoice::Raw => self.encode_raw(pixels, rect, raw_photo, !key)?,
+            XorChoice::Xor => (
+                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
+                false,
+            ),
+            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => (
+                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
+                false,
+            ),
+            XorChoice::Heuristic => self.encode_raw(pixels, rect, raw_photo, !key)?,
             XorChoice::Smaller => {
-                let raw = self.encode_raw(pixels, rect, raw_photo)?;
+                let (raw, _) = self.encode_raw(pixels, rect, raw_photo, false)?;
                 let xor = self.compress_xor(pixels, rect, xor_photo)?;
                 if xor.len() < raw.payload_len() {
-                    TileData::ZstdXor(xor)
+                    (TileData::ZstdXor(xor), false)
                 } else {
-                    raw
+                    (raw, false)
                 }
             }
         };
-        self.update_reference(pixels, rect, key);
+        if !updated {
+            self.update_reference(pixels, rect, key);
+        }
         Ok(data)
     }
 
@@ -361,21 +369,33 @@ impl Encoder {
     }
 
     /// The tile's own pixels: as a palette tile if it has few colours (photos never do, so
-    /// they skip the attempt), else zstd of the pixels.
-    fn encode_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
-        if !photo && self.palette.build(pixels, rect, self.grid.width) {
+    /// they skip the attempt), else zstd of the pixels. With `update_ref`, a palette tile also
+    /// updates the reference; the flag returned says whether it did.
+    fn encode_raw(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        photo: bool,
+        update_ref: bool,
+    ) -> io::Result<(TileData, bool)> {
+        let copy_to = update_ref.then_some(self.reference.as_mut_slice());
+        if !photo && self.palette.build(pixels, rect, self.grid.width, copy_to) {
             let indices = compress_with(
                 &mut self.compressors[0],
                 self.config.level,
                 &self.palette.indices,
                 &mut self.packed,
             )?;
-            return Ok(TileData::ZstdPalette {
+            let data = TileData::ZstdPalette {
                 colours: self.palette.colours().to_vec(),
                 indices,
-            });
+            };
+            return Ok((data, update_ref));
         }
-        Ok(TileData::Zstd(self.compress_raw(pixels, rect, photo)?))
+        Ok((
+            TileData::Zstd(self.compress_raw(pixels, rect, photo)?),
+            false,
+        ))
     }
 
     fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {

@@ -35,8 +35,16 @@ const EMPTY: u64 = u64::MAX;
 
 impl Palettizer {
     /// Fills the palette and [`indices`](Self::indices) for `rect` of a tightly packed frame
-    /// `frame_width` pixels wide; false as soon as it finds a 257th colour.
-    pub fn build(&mut self, pixels: &[u8], rect: Rect, frame_width: u32) -> bool {
+    /// `frame_width` pixels wide; false as soon as it finds a 257th colour. Each row read is
+    /// also copied into `copy_to` (a frame of the same size), while it is still in cache; on
+    /// false, only some rows were.
+    pub fn build(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        frame_width: u32,
+        mut copy_to: Option<&mut [u8]>,
+    ) -> bool {
         let table = &mut self.table;
         table.clear();
         let w = rect.w as usize;
@@ -49,7 +57,7 @@ impl Palettizer {
         for (r, dst) in rows {
             // Four pixels of one colour (background, glyph stems) are one 16-byte compare and
             // one table lookup.
-            let mut src = pixels[r].chunks_exact(16);
+            let mut src = pixels[r.clone()].chunks_exact(16);
             let mut out = dst.chunks_exact_mut(4);
             for (px4, d4) in (&mut src).zip(&mut out) {
                 let first = u32::from_le_bytes([px4[0], px4[1], px4[2], px4[3]]);
@@ -67,6 +75,9 @@ impl Palettizer {
             }
             if !table.index_all(src.remainder(), out.into_remainder()) {
                 return false;
+            }
+            if let Some(copy_to) = copy_to.as_deref_mut() {
+                copy_to[r.clone()].copy_from_slice(&pixels[r]);
             }
         }
         true
@@ -148,7 +159,7 @@ mod tests {
         // 4×2 frame; the tile is its right 3×2.
         let pixels = frame([9, 5, 5, 7, 9, 7, 5, 5].into_iter());
         let mut p = Palettizer::default();
-        assert!(p.build(&pixels, Rect::new(1, 0, 3, 2), 4));
+        assert!(p.build(&pixels, Rect::new(1, 0, 3, 2), 4, None));
         assert_eq!(p.colours(), frame([5, 7].into_iter()));
         assert_eq!(p.indices, vec![0, 0, 1, 1, 0, 0]);
     }
@@ -159,7 +170,7 @@ mod tests {
         let row = [3, 3, 3, 3, 3, 8, 3, 9, 9, 9, 9];
         let pixels = frame(row.iter().chain(&row).copied());
         let mut p = Palettizer::default();
-        assert!(p.build(&pixels, Rect::new(0, 0, 11, 2), 11));
+        assert!(p.build(&pixels, Rect::new(0, 0, 11, 2), 11, None));
         assert_eq!(p.colours(), frame([3, 8, 9].into_iter()));
         let expect = [0, 0, 0, 0, 0, 1, 0, 2, 2, 2, 2];
         assert_eq!(p.indices, [expect, expect].concat());
@@ -169,13 +180,13 @@ mod tests {
     fn gives_up_at_the_257th_colour_and_recovers_for_the_next_tile() {
         let many = frame(0..300u32);
         let mut p = Palettizer::default();
-        assert!(!p.build(&many, Rect::new(0, 0, 300, 1), 300));
-        assert!(p.build(&many, Rect::new(0, 0, 256, 1), 300));
+        assert!(!p.build(&many, Rect::new(0, 0, 300, 1), 300, None));
+        assert!(p.build(&many, Rect::new(0, 0, 256, 1), 300, None));
         assert_eq!(p.colours().len(), 256 * 4);
         assert!(p.indices.iter().enumerate().all(|(i, &x)| x as usize == i));
         // Colours whose hashes share low bits still get their own index.
         let colliding = frame((0..200u32).map(|i| i << 22));
-        assert!(p.build(&colliding, Rect::new(0, 0, 200, 1), 200));
+        assert!(p.build(&colliding, Rect::new(0, 0, 200, 1), 200, None));
         assert_eq!(p.colours(), colliding);
     }
 }
