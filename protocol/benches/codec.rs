@@ -1,12 +1,12 @@
 //! Frame codec throughput against two baselines: copying the damaged pixels (the least any
 //! transport must do) and zstd level 1 over the raw frame (what tiling has to beat).
 //!
-//! Run with `cargo bench -p wayray-protocol --bench codec` (or `scripts/bench`). Captured desktop
-//! frames come from `benches/fixtures/{desktop,terminal}-{W}x{H}-{a,b}.png` (made by
-//! `scripts/capture-desktop`); `WAYRAY_BENCH_FIXTURES=DIR`
-//! reads them from elsewhere. `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to
-//! pick the encoder defaults; `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose
-//! "{W}x{H} {name}" contains TEXT. The v1 table runs with video regions off (it measures the
+//! Run with `cargo bench -p wayray-protocol --bench codec` (or `scripts/bench`). Captured frames
+//! come from `benches/fixtures/{desktop,terminal}-{W}x{H}-{a,b}.png` (made by
+//! `scripts/capture-desktop`); `WAYRAY_BENCH_FIXTURES=DIR` reads them from elsewhere.
+//! `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to pick the encoder defaults;
+//! `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose "{W}x{H} {name}" contains TEXT. The v1
+//! table runs with video regions off (it measures the
 //! lossless codec); the "video-like" table compares a synthetic video with them on and off.
 
 use std::hint::black_box;
@@ -404,8 +404,8 @@ fn fps(t: Duration) -> f64 {
     1.0 / t.as_secs_f64()
 }
 
-/// Both captured frames as XRGB8888, or `None` (after saying which file is missing).
-/// Frames A and B of fixture `{kind}-{W}x{H}-{a,b}.png`, if both exist.
+/// Frames A and B of fixture `{kind}-{W}x{H}-{a,b}.png` as XRGB8888, or `None` (after saying
+/// which file is missing).
 fn load_pair(dir: &Path, kind: &str, w: u32, h: u32) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut frames = Vec::new();
     for which in ["a", "b"] {
