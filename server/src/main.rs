@@ -149,14 +149,28 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((num(w)?, num(h)?))
 }
 
-fn main() -> miette::Result<()> {
+/// `RUST_LOG` decides what is logged (default `info`). Smithay wraps hot paths (every key,
+/// every commit) in INFO-level spans whose fields the formatter renders on creation: about a
+/// tenth of the session's CPU while someone types. They carry nothing a WayRay log needs, so
+/// they are left out unless `RUST_LOG` asks for debug or more.
+fn init_tracing() {
+    use tracing_subscriber::{filter::LevelFilter, prelude::*, EnvFilter};
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let smithay_spans = env
+        .max_level_hint()
+        .is_some_and(|level| level >= LevelFilter::DEBUG);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(env)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(move |meta| {
+            smithay_spans || !(meta.is_span() && meta.target().starts_with("smithay"))
+        }))
         .init();
+}
+
+fn main() -> miette::Result<()> {
+    init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.daemon.config {
         Some(path) => Config::load(path)?,
