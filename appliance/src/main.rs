@@ -18,6 +18,7 @@ mod screen;
 mod screenshot;
 mod signals;
 mod supervisor;
+mod timer;
 mod token;
 mod transport;
 

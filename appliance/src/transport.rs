@@ -109,7 +109,15 @@ pub async fn connect(
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let endpoint = quinn::Endpoint::client(local).map_err(TransportError::Bind)?;
+    // Quinn's own client constructor, with connection timers on a timerfd (see `timer.rs`).
+    let socket = std::net::UdpSocket::bind(local).map_err(TransportError::Bind)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(crate::timer::PreciseRuntime),
+    )
+    .map_err(TransportError::Bind)?;
 
     let connecting = endpoint
         .connect_with(client_config, addr, server_name)

@@ -117,7 +117,9 @@ async fn replay(path: PathBuf, steps: Vec<Step>, events: EventSender, feedback: 
                     return;
                 }
             }
-            Step::Sleep(duration) => tokio::time::sleep(duration).await,
+            Step::Sleep(duration) => {
+                crate::timer::sleep_until(std::time::Instant::now() + duration).await
+            }
             Step::WaitFrame => {
                 frames.borrow_and_update();
                 if frames.changed().await.is_err() {
