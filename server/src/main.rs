@@ -150,9 +150,9 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 /// `RUST_LOG` decides what is logged (default `info`). Smithay wraps hot paths (every key,
-/// every commit) in INFO-level spans whose fields the formatter renders on creation: about a
-/// tenth of the session's CPU while someone types. They carry nothing a WayRay log needs, so
-/// they are left out unless `RUST_LOG` asks for debug or more.
+/// every commit) in INFO-level spans whose fields the formatter renders on creation: about 7 %
+/// of the session's CPU while someone types. They carry nothing a WayRay log needs, so they are
+/// left out unless `RUST_LOG` asks for debug or more.
 fn init_tracing() {
     use tracing_subscriber::{filter::LevelFilter, prelude::*, EnvFilter};
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
