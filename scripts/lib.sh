@@ -6,6 +6,8 @@ WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev 
     libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
+# The default desktop (wallpaper, panel, notifications, launcher) and its session bus.
+WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
 WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).
@@ -57,4 +59,13 @@ ensure_pcscd() {
         setsid pcscd -f -a >/tmp/wayray-pcscd.log 2>&1 < /dev/null &
         for _ in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.1; done
     fi
+}
+
+# ensure_desktop_config: the default desktop's configuration (server/desktop) where sessions
+# look for it, /usr/share/wayray/desktop, refreshed on every run so it matches the checkout.
+ensure_desktop_config() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo mkdir -p /usr/share/wayray/desktop
+    $sudo cp -r server/desktop/. /usr/share/wayray/desktop/
 }

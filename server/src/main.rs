@@ -7,6 +7,7 @@
 mod compositor;
 mod config;
 mod daemon;
+mod font;
 mod link;
 mod session_link;
 // The store's read side (audit log, lookups) serves its tests and future wradm commands.
@@ -104,6 +105,10 @@ struct DaemonArgs {
     /// Start this shell command as a client of the shared session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
+    /// The shared session starts the default desktop: wallpaper (swaybg), panel (waybar),
+    /// notifications (mako) and fuzzel on a tap of Super, before the --spawn clients.
+    #[arg(long)]
+    desktop: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +137,13 @@ struct SessionArgs {
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
+    /// Start the default desktop first: wallpaper (swaybg), panel (waybar), notifications
+    /// (mako), configured from /usr/share/wayray/desktop, and fuzzel on a tap of Super.
+    #[arg(long)]
+    desktop: bool,
+    /// Shell command a tap of Super starts (default with --desktop: fuzzel).
+    #[arg(long, value_name = "COMMAND")]
+    app_launcher: Option<String>,
     /// Seconds the session waits for a vanished daemon to come back before it ends.
     #[arg(long, default_value_t = 300)]
     orphan_timeout: u64,
@@ -311,6 +323,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                 max_frames_in_flight: config.max_frames_in_flight,
                 video_regions: config.video_regions,
                 spawn: cli.spawn,
+                desktop: cli.desktop,
             },
         );
     }
@@ -378,6 +391,8 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
             size: config.resolved_cursor_size(),
         },
         video_regions: config.video_regions,
+        desktop: args.desktop,
+        app_launcher: args.app_launcher,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

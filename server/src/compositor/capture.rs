@@ -18,7 +18,10 @@ use smithay::{
 };
 use wayray_protocol::{framing, DisplayMessage, Encoder, EncoderConfig, Rect};
 
-use super::decorations::Decorations;
+use super::{
+    decorations::Decorations,
+    layers::{layer_elements, ABOVE_WINDOWS, BELOW_WINDOWS},
+};
 
 /// Background behind all windows.
 const CLEAR_COLOR: [f32; 4] = [0.07, 0.09, 0.13, 1.0];
@@ -141,9 +144,13 @@ impl Capture {
     pub fn render(
         &mut self,
         space: &Space<Window>,
+        output: &Output,
         decorations: &mut Decorations,
     ) -> Result<Vec<Rect>, CaptureError> {
-        let elements = decorations.scene(&mut self.renderer, space);
+        // Topmost first: overlays and panels, windows with their title bars, then wallpapers.
+        let mut elements = layer_elements(&mut self.renderer, output, &ABOVE_WINDOWS);
+        elements.extend(decorations.scene(&mut self.renderer, space));
+        elements.extend(layer_elements(&mut self.renderer, output, &BELOW_WINDOWS));
         let mut target = self
             .renderer
             .bind(&mut self.image)

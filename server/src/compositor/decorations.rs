@@ -1,11 +1,14 @@
-//! Server-side decorations: a title bar with a close button above every window that asked for
-//! server-side decorations, and the scene (windows and bars in stacking order) the renderer draws.
+//! Server-side decorations: a title bar with the window's title and a close button above every
+//! window that asked for server-side decorations, and the scene (windows and bars in stacking
+//! order) the renderer draws.
 
 use std::collections::HashMap;
 
 use smithay::{
+    backend::allocator::Fourcc,
     backend::renderer::{
         element::{
+            memory::{MemoryRenderBuffer, MemoryRenderBufferRenderElement},
             solid::{SolidColorBuffer, SolidColorRenderElement},
             surface::WaylandSurfaceRenderElement,
             AsRenderElements, Kind,
@@ -20,8 +23,10 @@ use smithay::{
         },
         wayland_server::{backend::ObjectId, Resource},
     },
-    utils::{Logical, Point, Rectangle},
+    utils::{Logical, Point, Rectangle, Transform},
 };
+
+use super::title::{self, TitleFont};
 
 /// Height of a title bar in pixels.
 pub const TITLE_HEIGHT: i32 = 24;
@@ -36,6 +41,7 @@ smithay::backend::renderer::element::render_elements! {
     pub OutputElement<=PixmanRenderer>;
     Surface=WaylandSurfaceRenderElement<PixmanRenderer>,
     Solid=SolidColorRenderElement,
+    Memory=MemoryRenderBufferRenderElement<PixmanRenderer>,
 }
 
 /// Which part of a decoration is under the pointer.
@@ -106,18 +112,28 @@ pub fn hit(space: &Space<Window>, point: Point<f64, Logical>) -> Option<(Window,
     None
 }
 
-/// Solid-colour buffers per decorated window, kept across frames so the damage tracker sees
-/// only what changed (a focus change recolours one bar).
-#[derive(Default)]
+/// Bar pixels per decorated window, kept across frames so the damage tracker sees only what
+/// changed (a focus change recolours one bar, a new title redraws one bar).
 pub struct Decorations {
     bars: HashMap<ObjectId, Bar>,
+    font: Option<TitleFont>,
 }
 
 struct Bar {
     size: (i32, i32),
     color: [f32; 4],
-    bar: SolidColorBuffer,
+    title: String,
+    bar: MemoryRenderBuffer,
     close: SolidColorBuffer,
+}
+
+impl Default for Decorations {
+    fn default() -> Self {
+        Decorations {
+            bars: HashMap::new(),
+            font: TitleFont::load(),
+        }
+    }
 }
 
 impl Decorations {
@@ -139,17 +155,21 @@ impl Decorations {
                 let color = if active { ACTIVE } else { INACTIVE };
                 let close = close_rect(bar);
                 let size = (bar.size.w, bar.size.h);
+                let title = title::window_title(window);
+                let font = &mut self.font;
                 let buffers = self.bars.entry(id.clone()).or_insert_with(|| Bar {
                     size,
                     color,
-                    bar: SolidColorBuffer::new(bar.size, color),
+                    title: title.clone(),
+                    bar: bar_pixels(font.as_mut(), size, color, &title),
                     close: SolidColorBuffer::new(close.size, CLOSE),
                 });
-                if buffers.size != size || buffers.color != color {
-                    buffers.bar.update(bar.size, color);
+                if buffers.size != size || buffers.color != color || buffers.title != title {
+                    buffers.bar = bar_pixels(font.as_mut(), size, color, &title);
                     buffers.close.resize(close.size);
                     buffers.size = size;
                     buffers.color = color;
+                    buffers.title = title;
                 }
                 elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
                     &buffers.close,
@@ -158,13 +178,18 @@ impl Decorations {
                     1.0,
                     Kind::Unspecified,
                 )));
-                elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
+                match MemoryRenderBufferRenderElement::from_buffer(
+                    renderer,
+                    (f64::from(bar.loc.x), f64::from(bar.loc.y)),
                     &buffers.bar,
-                    (bar.loc.x, bar.loc.y),
-                    1.0,
-                    1.0,
+                    None,
+                    None,
+                    None,
                     Kind::Unspecified,
-                )));
+                ) {
+                    Ok(element) => elements.push(OutputElement::Memory(element)),
+                    Err(err) => tracing::warn!(%err, "cannot draw a title bar"),
+                }
                 alive.push(id);
             }
             let render_loc = (location - window.geometry().loc).to_physical_precise_round(1.0);
@@ -175,4 +200,28 @@ impl Decorations {
         self.bars.retain(|id, _| alive.contains(id));
         elements
     }
+}
+
+/// A bar of `size` in `color` with `title` elided to end before the close button.
+fn bar_pixels(
+    font: Option<&mut TitleFont>,
+    (w, h): (i32, i32),
+    color: [f32; 4],
+    title: &str,
+) -> MemoryRenderBuffer {
+    let mut pixels = title::fill(w, h, color);
+    if let Some(font) = font {
+        let close_side = TITLE_HEIGHT - 2 * CLOSE_INSET;
+        let room = w - title::TEXT_LEFT - close_side - 3 * CLOSE_INSET;
+        let text = font.elide(title, room);
+        font.draw(&mut pixels, w, h, title::TEXT_LEFT, &text);
+    }
+    MemoryRenderBuffer::from_slice(
+        &pixels,
+        Fourcc::Argb8888,
+        (w, h),
+        1,
+        Transform::Normal,
+        Some(vec![Rectangle::from_size((w, h).into())]),
+    )
 }

@@ -5,7 +5,7 @@ use smithay::{
     backend::input::{Axis, AxisSource as SmithayAxisSource, ButtonState, KeyState},
     desktop::Window,
     input::{
-        keyboard::{FilterResult, Keycode},
+        keyboard::{FilterResult, Keycode, Keysym},
         pointer::{
             AxisFrame, ButtonEvent, CursorImageStatus, Focus, MotionEvent, RelativeMotionEvent,
         },
@@ -18,7 +18,7 @@ use wayray_protocol::{AxisSource, AxisValue, InputMessage, Keymap};
 use super::{
     decorations::{self, DecorationHit},
     state::WayRay,
-    wm::{grabs::WindowGrab, Mods, WmAction},
+    wm::{grabs::WindowGrab, Mods, Snap, WmAction},
 };
 
 /// evdev BTN_LEFT.
@@ -176,6 +176,12 @@ impl WayRay {
             serial,
             time_ms,
             |state, mods, keysym| {
+                let sym = keysym.modified_sym();
+                let is_super = matches!(sym, Keysym::Super_L | Keysym::Super_R);
+                if !pressed && is_super && std::mem::take(&mut state.super_tap) {
+                    state.open_app_launcher();
+                }
+                state.super_tap = pressed && is_super;
                 if !pressed {
                     // The client never saw the press of a WM binding, so not its release either.
                     return if state.suppressed_keys.remove(&keycode) {
@@ -234,6 +240,8 @@ impl WayRay {
         };
         let serial = SERIAL_COUNTER.next_serial();
         let location = pointer.current_location();
+        // Super+click is a binding, not a tap of Super.
+        self.super_tap = false;
         if pressed && !pointer.is_grabbed() {
             let mods = self
                 .seat
@@ -259,8 +267,11 @@ impl WayRay {
                     self.start_window_grab(window, WmAction::BeginMove, button, serial);
                 }
                 _ => {
-                    let window = self.window_under(location);
-                    self.focus_window(window, serial);
+                    // A click on a panel or a launcher leaves the windows' focus alone.
+                    if !self.focus_layer_under(location) {
+                        let window = self.window_under(location);
+                        self.focus_window(window, serial);
+                    }
                 }
             }
         }
@@ -332,8 +343,12 @@ impl WayRay {
                 t.send_pending_configure();
             }
         }
-        let surface = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        // An exclusive layer (an open launcher) keeps the keyboard until it closes.
+        let surface = self
+            .exclusive_layer()
+            .or_else(|| window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone())));
         if let Some(keyboard) = self.seat.get_keyboard() {
+            self.keyboard_on_layer = self.exclusive_layer().is_some();
             keyboard.set_focus(self, surface, serial);
         }
         self.needs_render = true;
@@ -380,27 +395,48 @@ impl WayRay {
                 }
             }
             WmAction::Snap(snap) => {
-                let Some(window) = focused else { return };
-                let area =
-                    self.wm
-                        .snap_area(snap, self.usable_area(), decorations::title_height(&window));
-                if let Some(toplevel) = window.toplevel() {
-                    toplevel.with_pending_state(|s| {
-                        s.size = Some((area.w, area.h).into());
-                        let maximized = smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::State::Maximized;
-                        if snap == super::wm::Snap::Maximize {
-                            s.states.set(maximized);
-                        } else {
-                            s.states.unset(maximized);
-                        }
-                    });
-                    toplevel.send_pending_configure();
+                if let Some(window) = focused {
+                    self.snap_window(&window, snap);
                 }
-                super::resize::set_snap(&window, Some(snap));
-                self.space.map_element(window, (area.x, area.y), true);
-                self.needs_render = true;
             }
             WmAction::BeginMove | WmAction::BeginResize => {}
+        }
+    }
+
+    /// Snaps `window` to half the usable area or maximizes it there; an output or panel change
+    /// re-applies the snap until the user moves it by hand.
+    pub fn snap_window(&mut self, window: &Window, snap: Snap) {
+        let area = self
+            .wm
+            .snap_area(snap, self.usable_area(), decorations::title_height(window));
+        if let Some(toplevel) = window.toplevel() {
+            toplevel.with_pending_state(|s| {
+                s.size = Some((area.w, area.h).into());
+                let maximized = smithay::reexports::wayland_protocols::xdg::shell::server::xdg_toplevel::State::Maximized;
+                if snap == Snap::Maximize {
+                    s.states.set(maximized);
+                } else {
+                    s.states.unset(maximized);
+                }
+            });
+            toplevel.send_pending_configure();
+        }
+        tracing::info!(?snap, ?area, "window snapped");
+        super::resize::set_snap(window, Some(snap));
+        self.space
+            .map_element(window.clone(), (area.x, area.y), true);
+        self.needs_render = true;
+    }
+
+    /// A tap of Super (pressed and released alone) opens the launcher, unless one is already
+    /// open (it holds the keyboard as an exclusive layer).
+    fn open_app_launcher(&mut self) {
+        if self.exclusive_layer().is_some() {
+            return;
+        }
+        if let Some(cmd) = self.app_launcher.clone() {
+            tracing::info!(cmd, "opening the launcher");
+            self.spawn(&cmd);
         }
     }
 }

@@ -4,12 +4,15 @@
 mod capture;
 mod cursor;
 mod decorations;
+mod desktop;
 mod handlers;
 mod input;
+mod layers;
 mod pacing;
 mod placement;
 mod resize;
 mod state;
+mod title;
 mod wm;
 
 use std::{
@@ -39,7 +42,10 @@ use smithay::{
         fractional_scale::FractionalScaleManagerState,
         output::OutputManagerState,
         selection::data_device::DataDeviceState,
-        shell::xdg::{decoration::XdgDecorationState, XdgShellState},
+        shell::{
+            wlr_layer::WlrLayerShellState,
+            xdg::{decoration::XdgDecorationState, XdgShellState},
+        },
         shm::ShmState,
         socket::ListeningSocketSource,
         viewporter::ViewporterState,
@@ -73,6 +79,11 @@ pub struct SessionOptions {
     /// Send regions that measure as video as H.264 (lossy while they play); `false` keeps every
     /// pixel lossless.
     pub video_regions: bool,
+    /// Start the default desktop (wallpaper, panel, notifications; `desktop.rs`) before the
+    /// `spawn` clients, with its shipped configuration.
+    pub desktop: bool,
+    /// Shell command a tap of Super starts (the default desktop's is fuzzel).
+    pub app_launcher: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -200,6 +211,13 @@ pub fn run(
         shm_state: ShmState::new::<WayRay>(&dh, vec![]),
         seat_state,
         data_device_state: DataDeviceState::new::<WayRay>(&dh),
+        layer_shell_state: WlrLayerShellState::new::<WayRay>(&dh),
+        last_usable_area: wm::Area {
+            x: 0,
+            y: 0,
+            w: width as i32,
+            h: height as i32,
+        },
         _globals: state::KeptGlobals {
             xdg_decoration: XdgDecorationState::new::<WayRay>(&dh),
             output_manager: OutputManagerState::new_with_xdg_output::<WayRay>(&dh),
@@ -224,13 +242,75 @@ pub fn run(
         render_timer_due: None,
         loop_handle: event_loop.handle(),
         to_transport,
+        socket_name: socket_name.clone(),
+        client_env: Vec::new(),
+        app_launcher: None,
+        super_tap: false,
+        keyboard_on_layer: false,
     };
+
+    let mut client_env = Vec::new();
+    let mut desktop_clients = Vec::new();
+    let mut _session_bus = None;
+    if opts.desktop && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let socket = runtime
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("{}-bus", socket_name.to_string_lossy()));
+        match desktop::SessionBus::start(&socket) {
+            Ok(bus) => {
+                client_env.push((
+                    "DBUS_SESSION_BUS_ADDRESS".to_string(),
+                    OsString::from(&bus.address),
+                ));
+                _session_bus = Some(bus);
+            }
+            Err(err) => tracing::warn!(%err, "no session bus: notifications will not show"),
+        }
+    }
+    if opts.desktop {
+        let config_dir = desktop::config_dir();
+        match &config_dir {
+            Some(dir) => client_env.push((
+                "XDG_CONFIG_DIRS".to_string(),
+                desktop::xdg_config_dirs(dir, std::env::var_os("XDG_CONFIG_DIRS")),
+            )),
+            None => tracing::warn!(
+                installed = desktop::INSTALLED_DIR,
+                "the default desktop's configuration is not installed; its programs use their own defaults"
+            ),
+        }
+        let user_config = desktop::user_config_dir();
+        for client in desktop::default_clients(config_dir.as_deref(), user_config.as_deref()) {
+            if desktop::on_path(client.program) {
+                desktop_clients.push(client.command);
+            } else {
+                tracing::warn!(
+                    role = client.role,
+                    program = client.program,
+                    "not installed (apt-get install {}); the desktop has no {}",
+                    client.package,
+                    client.role
+                );
+            }
+        }
+    }
+    let app_launcher = opts.app_launcher.clone().or_else(|| {
+        (opts.desktop && desktop::on_path(desktop::LAUNCHER)).then(|| {
+            desktop::launcher(
+                desktop::config_dir().as_deref(),
+                desktop::user_config_dir().as_deref(),
+            )
+        })
+    });
+    state.client_env = client_env;
+    state.app_launcher = app_launcher;
 
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
     on_ready(&socket_name.to_string_lossy());
     tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
-    for cmd in &opts.spawn {
-        spawn_client(cmd, &socket_name);
+    for cmd in desktop_clients.iter().chain(&opts.spawn) {
+        spawn_client(cmd, &socket_name, &state.client_env);
     }
 
     let interval = opts.detached_frame_interval;
@@ -247,12 +327,13 @@ pub fn run(
 
 /// Starts `cmd` through `sh -c` as a client of this session. A thread waits for it so it never
 /// lingers as a zombie and its exit is logged.
-fn spawn_client(cmd: &str, socket: &OsString) {
+fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
     let child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .env("WAYLAND_DISPLAY", socket)
         .env_remove("DISPLAY")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn();
     match child {
         Ok(mut child) => {
@@ -268,6 +349,11 @@ fn spawn_client(cmd: &str, socket: &OsString) {
 }
 
 impl WayRay {
+    /// Starts `cmd` as a client of this session, with the session's client environment.
+    pub fn spawn(&self, cmd: &str) {
+        spawn_client(cmd, &self.socket_name, &self.client_env);
+    }
+
     fn on_transport(&mut self, msg: ToCompositor) {
         match msg {
             ToCompositor::Attached {
@@ -365,6 +451,7 @@ impl WayRay {
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
         self.popups.cleanup();
+        smithay::desktop::layer_map_for_output(&self.output).cleanup();
         if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
                 self.send_frame_callbacks();
@@ -414,7 +501,10 @@ impl WayRay {
     fn render_and_send(&mut self) {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
-        let mut damage = match self.capture.render(&self.space, &mut self.decorations) {
+        let mut damage = match self
+            .capture
+            .render(&self.space, &self.output, &mut self.decorations)
+        {
             Ok(damage) => damage,
             Err(err) => {
                 tracing::error!(%err, "render failed");
@@ -469,6 +559,11 @@ impl WayRay {
         let output = self.output.clone();
         for window in self.space.elements() {
             window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
+                Some(output.clone())
+            });
+        }
+        for layer in smithay::desktop::layer_map_for_output(&output).layers() {
+            layer.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
                 Some(output.clone())
             });
         }

@@ -77,6 +77,9 @@ impl WayRay {
         self.output
             .change_current_state(Some(mode), None, None, None);
         self.output.set_preferred(mode);
+        // Panels stretch to the new width and the usable area follows.
+        smithay::desktop::layer_map_for_output(&self.output).arrange();
+        self.last_usable_area = self.usable_area();
         self.refit_windows();
         if let Some(pointer) = self.seat.get_pointer() {
             let pos = pointer.current_location();
@@ -94,7 +97,7 @@ impl WayRay {
         Ok(())
     }
 
-    fn refit_windows(&mut self) {
+    pub(super) fn refit_windows(&mut self) {
         let area = self.usable_area();
         let windows: Vec<Window> = self.space.elements().cloned().collect();
         for window in windows {

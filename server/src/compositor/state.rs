@@ -20,7 +20,10 @@ use smithay::{
         fractional_scale::FractionalScaleManagerState,
         output::OutputManagerState,
         selection::data_device::DataDeviceState,
-        shell::xdg::{decoration::XdgDecorationState, XdgShellState},
+        shell::{
+            wlr_layer::WlrLayerShellState,
+            xdg::{decoration::XdgDecorationState, XdgShellState},
+        },
         shm::ShmState,
         viewporter::ViewporterState,
     },
@@ -52,6 +55,9 @@ pub struct WayRay {
     pub shm_state: ShmState,
     pub seat_state: SeatState<WayRay>,
     pub data_device_state: DataDeviceState,
+    pub layer_shell_state: WlrLayerShellState,
+    /// The usable area windows were last fitted to; layer changes compare against it.
+    pub last_usable_area: Area,
     /// Globals that only need to stay alive; their handlers keep no state here.
     pub _globals: KeptGlobals,
     pub seat: Seat<WayRay>,
@@ -79,6 +85,17 @@ pub struct WayRay {
     pub render_timer_due: Option<Instant>,
     pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
     pub to_transport: crate::session_link::LinkTx,
+    /// The Wayland socket's name, for clients the session starts later (the launcher).
+    pub socket_name: std::ffi::OsString,
+    /// Environment every started client gets (the default desktop's `XDG_CONFIG_DIRS`).
+    pub client_env: Vec<(String, std::ffi::OsString)>,
+    /// What a tap of Super starts, if anything.
+    pub app_launcher: Option<String>,
+    /// Super is held and nothing else was pressed since: its release opens the launcher.
+    pub super_tap: bool,
+    /// A layer surface (launcher, panel field) was given the keyboard; when it goes, the
+    /// topmost window gets it back.
+    pub keyboard_on_layer: bool,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.
@@ -92,33 +109,23 @@ pub struct KeptGlobals {
 }
 
 impl WayRay {
-    /// The surface under a point of the output, with that surface's origin, for pointer focus.
+    /// The surface under a point of the output, with that surface's origin, for pointer focus:
+    /// panels and overlays above windows, wallpapers below.
     pub fn surface_under(
         &self,
         pos: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
-        self.space
-            .element_under(pos)
-            .and_then(|(window, location)| {
-                window
-                    .surface_under(pos - location.to_f64(), WindowSurfaceType::ALL)
-                    .map(|(s, p)| (s, (p + location).to_f64()))
+        self.layer_surface_under(&super::layers::ABOVE_WINDOWS, pos)
+            .or_else(|| {
+                self.space
+                    .element_under(pos)
+                    .and_then(|(window, location)| {
+                        window
+                            .surface_under(pos - location.to_f64(), WindowSurfaceType::ALL)
+                            .map(|(s, p)| (s, (p + location).to_f64()))
+                    })
             })
-    }
-
-    /// Where windows may go: the whole output (no panels yet).
-    pub fn usable_area(&self) -> Area {
-        let size = self
-            .output
-            .current_mode()
-            .map(|m| m.size)
-            .unwrap_or_default();
-        Area {
-            x: 0,
-            y: 0,
-            w: size.w,
-            h: size.h,
-        }
+            .or_else(|| self.layer_surface_under(&super::layers::BELOW_WINDOWS, pos))
     }
 
     /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.

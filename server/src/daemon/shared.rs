@@ -24,6 +24,8 @@ pub struct SharedSession {
     /// `false` passes `--no-video` (a `--no-video` on the daemon's command line).
     pub video_regions: bool,
     pub spawn: Vec<String>,
+    /// `--desktop`: the default desktop before the `spawn` clients.
+    pub desktop: bool,
 }
 
 impl SharedSession {
@@ -54,6 +56,9 @@ impl SharedSession {
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);
+        }
+        if self.desktop {
+            cmd.arg("--desktop");
         }
         Ok(cmd)
     }

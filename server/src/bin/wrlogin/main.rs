@@ -9,6 +9,8 @@
 //! - [`app`]: the Wayland client (smithay-client-toolkit) and the event loop.
 
 mod app;
+// Shared with the compositor's title bars.
+#[path = "../../font.rs"]
 mod font;
 mod form;
 mod link;

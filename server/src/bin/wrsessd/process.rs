@@ -38,8 +38,13 @@ pub struct Launch {
     pub log: PathBuf,
 }
 
-/// The compositor's command line: `session --id ID --daemon SOCKET [--spawn CMD]...`.
-pub fn session_args(id: &str, daemon_socket: &Path, spawn: &[String]) -> Vec<OsString> {
+/// The compositor's command line: `session --id ID --daemon SOCKET [FLAGS]... [--spawn CMD]...`.
+pub fn session_args(
+    id: &str,
+    daemon_socket: &Path,
+    flags: &[String],
+    spawn: &[String],
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "session".into(),
         "--id".into(),
@@ -47,6 +52,7 @@ pub fn session_args(id: &str, daemon_socket: &Path, spawn: &[String]) -> Vec<OsS
         "--daemon".into(),
         daemon_socket.into(),
     ];
+    args.extend(flags.iter().map(OsString::from));
     for command in spawn {
         args.push("--spawn".into());
         args.push(command.into());
@@ -166,6 +172,7 @@ mod tests {
         let args = session_args(
             "00000000000000ab",
             Path::new("/run/wayray/sessions.sock"),
+            &["--desktop".to_string()],
             &["wm".to_string(), "foot -e top".to_string()],
         );
         let args: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
@@ -177,6 +184,7 @@ mod tests {
                 "00000000000000ab",
                 "--daemon",
                 "/run/wayray/sessions.sock",
+                "--desktop",
                 "--spawn",
                 "wm",
                 "--spawn",

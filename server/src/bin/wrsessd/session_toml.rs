@@ -1,14 +1,18 @@
 //! `~/.config/wayray/session.toml`: what a user's session starts.
 //!
 //! ```toml
+//! desktop = "default"                   # wallpaper, panel, notifications, fuzzel on Super; "none": nothing
+//! launcher = "fuzzel"                   # what a tap of Super starts (default desktop: fuzzel)
 //! window_manager = "wr-wm-tiling"       # optional; the built-in floating WM otherwise
-//! panel = "waybar"                      # optional
+//! panel = "waybar -c ~/.bar"            # optional, besides (or instead of) the desktop's
 //! autostart = ["foot", "firefox"]       # started in this order, after the WM and the panel
 //! ```
 //!
-//! Every value is a shell command. Without the file the session starts `foot`; a file that does
-//! not parse is logged and treated as missing, so a typo never locks a user out of their desktop.
-//! A file that parses means exactly what it says: no `autostart` key starts nothing more.
+//! Every command is a shell command. A key the file does not name keeps its default: the
+//! default desktop and `foot`, which is also what a user without the file gets (`autostart = []`
+//! starts no terminal). A file that does not parse is logged and treated as missing, so a typo
+//! never locks a user out of their desktop. The default desktop's programs read their
+//! configuration from WayRay's shipped files unless the user has their own in `~/.config`.
 
 use serde::Deserialize;
 
@@ -17,35 +21,81 @@ pub const RELATIVE_PATH: &str = ".config/wayray/session.toml";
 /// Larger files are not read: it is a handful of commands.
 pub const MAX_LEN: u64 = 64 * 1024;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SessionToml {
+    pub desktop: Desktop,
+    pub launcher: Option<String>,
     pub window_manager: Option<String>,
     pub panel: Option<String>,
     pub autostart: Vec<String>,
 }
 
-const KNOWN_KEYS: [&str; 3] = ["window_manager", "panel", "autostart"];
+/// Whether the session starts WayRay's default desktop around the user's programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desktop {
+    #[default]
+    Default,
+    None,
+}
+
+impl Default for SessionToml {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+const KNOWN_KEYS: [&str; 5] = [
+    "desktop",
+    "launcher",
+    "window_manager",
+    "panel",
+    "autostart",
+];
 
 impl SessionToml {
     /// The session of a user without a session.toml.
     pub fn builtin() -> Self {
         SessionToml {
+            desktop: Desktop::Default,
+            launcher: None,
             window_manager: None,
             panel: None,
             autostart: vec!["foot".to_string()],
         }
     }
 
+    /// The compositor's flags for the desktop and the launcher (`--desktop`, `--app-launcher`).
+    pub fn session_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.desktop == Desktop::Default {
+            flags.push("--desktop".to_string());
+        }
+        if let Some(cmd) = self
+            .launcher
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            flags.push("--app-launcher".to_string());
+            flags.push(cmd.to_string());
+        }
+        flags
+    }
+
     /// Parses the file's text; unknown keys are returned so they can be logged (a misspelt
     /// key should be visible, not silently ignored).
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let unknown = table
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let unknown: Vec<String> = table
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
             .cloned()
             .collect();
+        for key in &unknown {
+            table.remove(key);
+        }
         let config = SessionToml::deserialize(table).map_err(|e| e.to_string())?;
         Ok((config, unknown))
     }
@@ -88,10 +138,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_file_starts_foot() {
+    fn missing_file_starts_the_default_desktop_and_foot() {
         let (config, warnings) = resolve(None);
         assert_eq!(config.spawn_commands(), ["foot"]);
+        assert_eq!(config.session_flags(), ["--desktop"]);
         assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn desktop_none_and_a_launcher_of_ones_own() {
+        let (config, warnings) =
+            resolve(Some("desktop = \"none\"\nlauncher = \"wofi --show drun\""));
+        assert!(warnings.is_empty());
+        assert_eq!(
+            config.session_flags(),
+            ["--app-launcher", "wofi --show drun"]
+        );
+        let (config, warnings) = resolve(Some("desktop = \"plasma\""));
+        assert_eq!(config, SessionToml::builtin());
+        assert_eq!(warnings.len(), 1);
     }
 
     #[test]
@@ -115,11 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_autostart_starts_only_what_it_names() {
+    fn keys_a_file_does_not_name_keep_their_defaults() {
         let (config, _) = resolve(Some("window_manager = \"wm\""));
-        assert_eq!(config.spawn_commands(), ["wm"]);
+        assert_eq!(config.spawn_commands(), ["wm", "foot"]);
         let (config, _) = resolve(Some(""));
+        assert_eq!(config, SessionToml::builtin());
+        let (config, _) = resolve(Some("autostart = []"));
         assert!(config.spawn_commands().is_empty());
+        assert_eq!(config.session_flags(), ["--desktop"]);
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl CompositorHandler for WayRay {
                 window.on_commit();
             }
         }
+        self.layer_commit(surface);
         super::xdg_handle_commit(self, surface);
         self.needs_render = true;
     }

@@ -4,6 +4,7 @@
 mod compositor;
 mod cursor_shape;
 mod decoration;
+mod layer_shell;
 mod output;
 mod seat;
 mod xdg_shell;

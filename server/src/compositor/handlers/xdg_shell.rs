@@ -9,7 +9,10 @@ use smithay::{
         PopupPointerGrab, PopupUngrabStrategy, Window,
     },
     input::{pointer::Focus, Seat},
-    reexports::wayland_server::protocol::{wl_seat, wl_surface::WlSurface},
+    reexports::{
+        wayland_protocols::xdg::shell::server::xdg_toplevel,
+        wayland_server::protocol::{wl_seat, wl_surface::WlSurface},
+    },
     utils::{Serial, SERIAL_COUNTER},
     wayland::{
         compositor::with_states,
@@ -20,7 +23,16 @@ use smithay::{
     },
 };
 
-use crate::compositor::{decorations, state::WayRay, wm::Area};
+use crate::compositor::{
+    decorations,
+    state::WayRay,
+    wm::{Area, Snap},
+};
+
+/// Whether a window of `size` (title bar included) fits inside `usable` as a floating window.
+fn fits(usable: Area, size: (i32, i32)) -> bool {
+    size.0 <= usable.w && size.1 <= usable.h
+}
 
 impl XdgShellHandler for WayRay {
     fn xdg_shell_state(&mut self) -> &mut XdgShellState {
@@ -36,6 +48,43 @@ impl XdgShellHandler for WayRay {
         self.unmapped
             .retain(|w| w.toplevel().is_some_and(|t| t != &surface));
         self.needs_render = true;
+    }
+
+    /// The title bar shows the title, so it is redrawn.
+    fn title_changed(&mut self, _surface: ToplevelSurface) {
+        self.needs_render = true;
+    }
+
+    fn app_id_changed(&mut self, _surface: ToplevelSurface) {
+        self.needs_render = true;
+    }
+
+    fn maximize_request(&mut self, surface: ToplevelSurface) {
+        match self.window_for_surface(surface.wl_surface()) {
+            Some(window) if self.space.element_location(&window).is_some() => {
+                self.snap_window(&window, Snap::Maximize)
+            }
+            // Not mapped yet: it opens maximized (mapping sees the state).
+            _ => {
+                surface.with_pending_state(|s| s.states.set(xdg_toplevel::State::Maximized));
+                if surface.is_initial_configure_sent() {
+                    surface.send_pending_configure();
+                }
+            }
+        }
+    }
+
+    fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        surface.with_pending_state(|s| {
+            s.states.unset(xdg_toplevel::State::Maximized);
+            s.size = None;
+        });
+        if let Some(window) = self.window_for_surface(surface.wl_surface()) {
+            crate::compositor::resize::set_snap(&window, None);
+        }
+        if surface.is_initial_configure_sent() {
+            surface.send_pending_configure();
+        }
     }
 
     fn new_popup(&mut self, surface: PopupSurface, _positioner: PositionerState) {
@@ -65,11 +114,15 @@ impl XdgShellHandler for WayRay {
             return;
         };
         let kind = PopupKind::Xdg(surface);
-        let Some(root) = find_popup_root_surface(&kind)
-            .ok()
-            .and_then(|root| self.window_for_surface(&root))
-            .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()))
-        else {
+        // The root is a window's surface, or a panel's (waybar's menus).
+        let Some(root) = find_popup_root_surface(&kind).ok().and_then(|root| {
+            self.window_for_surface(&root)
+                .and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()))
+                .or_else(|| {
+                    self.layer_for_surface(&root)
+                        .map(|l| l.wl_surface().clone())
+                })
+        }) else {
             return;
         };
         let Ok(mut grab) = self.popups.grab_popup(root, kind, &seat, serial) else {
@@ -119,6 +172,13 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
         });
         if let Some(toplevel) = window.toplevel() {
             if !initial_configure_sent {
+                // The bounds tell clients that size themselves (browsers, GTK) how much room
+                // the usable area has below a title bar, so they open no larger than that.
+                let usable = state.usable_area();
+                let title = decorations::title_height(&window);
+                toplevel.with_pending_state(|s| {
+                    s.bounds = Some((usable.w.max(1), (usable.h - title).max(1)).into());
+                });
                 toplevel.send_configure();
                 return;
             }
@@ -143,9 +203,26 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
                 })
                 .collect();
             let title = decorations::title_height(&window);
-            let (x, y) = state
-                .wm
-                .place(state.usable_area(), (size.w, size.h + title), &existing);
+            let usable = state.usable_area();
+            let wants_maximized = window.toplevel().is_some_and(|t| {
+                t.with_pending_state(|s| s.states.contains(xdg_toplevel::State::Maximized))
+            });
+            if wants_maximized || !fits(usable, (size.w, size.h + title)) {
+                // Too large to float in the usable area: open maximized there, as desktops do,
+                // rather than at the corner over everything with its title bar off screen.
+                tracing::info!(
+                    w = size.w,
+                    h = size.h,
+                    "mapping an oversized toplevel maximized"
+                );
+                state
+                    .space
+                    .map_element(window.clone(), (usable.x, usable.y + title), true);
+                state.focus_window(Some(window.clone()), SERIAL_COUNTER.next_serial());
+                state.snap_window(&window, Snap::Maximize);
+                return;
+            }
+            let (x, y) = state.wm.place(usable, (size.w, size.h + title), &existing);
             let pos = (x, y + title);
             tracing::info!(
                 x = pos.0,

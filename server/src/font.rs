@@ -1,4 +1,4 @@
-//! Finding and loading the greeter's font.
+//! Finding and loading a sans font: the greeter's form and the compositor's title bars.
 
 use std::path::{Path, PathBuf};
 
