@@ -57,23 +57,6 @@ fn wait_for_file(path: &Path, timeout: Duration) -> String {
     }
 }
 
-/// Where the server mapped the `n`th toplevel (content top-left), from its log.
-fn mapped_at(server: &Server, n: usize) -> (f64, f64) {
-    let log = server.log();
-    let line = log
-        .lines()
-        .filter(|l| l.contains("mapping toplevel"))
-        .nth(n)
-        .unwrap_or_else(|| panic!("no toplevel #{n} in log:\n{log}"));
-    let field = |name: &str| -> f64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name}= in {line}"))
-    };
-    (field("x"), field("y"))
-}
-
 fn typed_into_foot(layout: &str, text: &str) {
     let dir = TempDir::new(&format!("type-{layout}"));
     let out = dir.path("out");
@@ -131,7 +114,7 @@ fn pointer_scroll_and_touch_reach_the_client_in_surface_coordinates() {
         },
     );
     server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
-    let (x, y) = mapped_at(&server, 0);
+    let (x, y) = server.mapped_at(0);
     let script = format!(
         "move {} {}\nclick left\nscroll 0 120\nscroll-finger 0 7\nscroll-stop\ntouch down 0 {} {}\ntouch move 0 {} {}\ntouch up 0\ntouch frame\nwait 300\nexit\n",
         x + 100.0,
@@ -282,7 +265,7 @@ fn super_arrows_snap_the_focused_window() {
 fn super_drag_moves_a_window() {
     let dir = TempDir::new("drag");
     let (server, _events) = start_with_probe(&dir, "drag 300 200 ff0000");
-    let (x, y) = mapped_at(&server, 0);
+    let (x, y) = server.mapped_at(0);
     let shot = dir.path("after.png");
     let script = format!(
         "press leftmeta\nmove {} {}\nbutton left down\nmove {} {}\nmove {} {}\nbutton left up\nrelease leftmeta\nwait 300\nexit\n",
@@ -337,7 +320,7 @@ fn title_bar_close_button_closes_foot() {
         },
     );
     server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
-    let (x, y) = mapped_at(&server, 0);
+    let (x, y) = server.mapped_at(0);
     let line = server.log();
     let w: f64 = line
         .lines()
@@ -362,7 +345,7 @@ fn title_bar_close_button_closes_foot() {
 fn clicking_outside_a_popup_dismisses_it() {
     let dir = TempDir::new("popup");
     let (server, events) = start_with_probe(&dir, "menu 300 200");
-    let (x, y) = mapped_at(&server, 0);
+    let (x, y) = server.mapped_at(0);
     run_script(
         &dir,
         &server,
@@ -387,7 +370,7 @@ fn clicking_outside_a_popup_dismisses_it() {
 fn super_right_drag_resizes_a_window() {
     let dir = TempDir::new("resize");
     let (server, events) = start_with_probe(&dir, "resize 300 200");
-    let (x, y) = mapped_at(&server, 0);
+    let (x, y) = server.mapped_at(0);
     run_script(
         &dir,
         &server,

@@ -180,6 +180,23 @@ impl Server {
         cmd
     }
 
+    /// Where the server mapped the `n`th toplevel (content top-left), from its log.
+    pub fn mapped_at(&self, n: usize) -> (f64, f64) {
+        let log = self.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("mapping toplevel"))
+            .nth(n)
+            .unwrap_or_else(|| panic!("no toplevel #{n} in log:\n{log}"));
+        let field = |name: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {line}"))
+        };
+        (field("x"), field("y"))
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

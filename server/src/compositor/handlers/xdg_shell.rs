@@ -211,9 +211,12 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
                 // Too large to float in the usable area: open maximized there, as desktops do,
                 // rather than at the corner over everything with its title bar off screen.
                 tracing::info!(
+                    x = usable.x,
+                    y = usable.y + title,
                     w = size.w,
                     h = size.h,
-                    "mapping an oversized toplevel maximized"
+                    maximized = true,
+                    "mapping toplevel"
                 );
                 state
                     .space
