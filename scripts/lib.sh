@@ -8,6 +8,10 @@ WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev 
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
 # The default desktop (wallpaper, panel, notifications, launcher) and its session bus.
 WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon)
+# Real applications the end-to-end tests run in a session: browsers, GTK 4 and Qt 6 (the
+# toolkit probes in server/tests/apps are Python: PyGObject and PyQt6).
+WAYRAY_APP_PACKAGES=(firefox-esr chromium gtk-4-examples python3-gi gir1.2-gtk-4.0 python3-pyqt6
+    qt6-wayland)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
 WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).
