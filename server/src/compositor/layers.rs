@@ -169,6 +169,30 @@ impl WayRay {
         true
     }
 
+    /// Logs, once per layer surface, the first frame that shows it: the desktop bench measures
+    /// session start to the panel on the appliance by it.
+    pub fn log_layers_shown(&self, seq: u64) {
+        struct Shown;
+        let map = layer_map_for_output(&self.output);
+        for layer in map.layers() {
+            let has_buffer = smithay::backend::renderer::utils::with_renderer_surface_state(
+                layer.wl_surface(),
+                |s| s.buffer().is_some(),
+            )
+            .unwrap_or(false);
+            if has_buffer && layer.user_data().get::<Shown>().is_none() {
+                layer.user_data().insert_if_missing(|| Shown);
+                let ms = self.start_time.elapsed().as_millis() as u64;
+                tracing::info!(
+                    namespace = layer.namespace(),
+                    seq,
+                    ms,
+                    "layer surface on screen"
+                );
+            }
+        }
+    }
+
     /// Keeps a layer surface's popup (a panel's menu) inside the output.
     pub fn unconstrain_layer_popup(&self, parent: &WlrLayerSurface, popup: &PopupSurface) {
         let map = layer_map_for_output(&self.output);

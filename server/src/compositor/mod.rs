@@ -535,6 +535,7 @@ impl WayRay {
                     };
                     self.to_transport.send(msg);
                     self.pacer.frame_sent();
+                    self.log_layers_shown(seq);
                     if let Some(at) = self.key_pressed_at.take() {
                         tracing::debug!(
                             seq,
