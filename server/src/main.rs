@@ -97,6 +97,9 @@ struct DaemonArgs {
     /// `video_regions = false`). Costs bytes on video, for links where exact pixels matter more.
     #[arg(long)]
     no_video: bool,
+    /// No X11 display in sessions: X11 programs cannot run (config `xwayland = false`).
+    #[arg(long)]
+    no_xwayland: bool,
     /// Append `<seq> <digest> <w>x<h>` for every frame the shared session sends, for tests
     /// comparing framebuffers.
     #[arg(long)]
@@ -129,6 +132,9 @@ struct SessionArgs {
     /// No H.264 video regions: every pixel lossless (overrides the config).
     #[arg(long)]
     no_video: bool,
+    /// No X11 display (overrides the config).
+    #[arg(long)]
+    no_xwayland: bool,
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
@@ -170,6 +176,8 @@ fn init_tracing() {
 }
 
 fn main() -> miette::Result<()> {
+    // Started by a session as its `Xwayland` stand-in: wait for an X client, become Xwayland.
+    compositor::run_xwayland_stub_if_invoked();
     init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.daemon.config {
@@ -210,6 +218,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     if cli.no_video {
         config.video_regions = false;
+    }
+    if cli.no_xwayland {
+        config.xwayland = false;
     }
     config.validate()?;
     let run_dir =
@@ -310,6 +321,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                 frame_log: cli.frame_log,
                 max_frames_in_flight: config.max_frames_in_flight,
                 video_regions: config.video_regions,
+                xwayland: config.xwayland,
                 spawn: cli.spawn,
             },
         );
@@ -350,6 +362,9 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
     if args.no_video {
         config.video_regions = false;
     }
+    if args.no_xwayland {
+        config.xwayland = false;
+    }
     config.validate()?;
     ensure_runtime_dir()?;
     let span =
@@ -378,6 +393,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
             size: config.resolved_cursor_size(),
         },
         video_regions: config.video_regions,
+        xwayland: config.xwayland,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

@@ -21,6 +21,7 @@ use smithay::{
         wayland_server::{backend::ObjectId, Resource},
     },
     utils::{Logical, Point, Rectangle},
+    wayland::seat::WaylandFocus,
 };
 
 /// Height of a title bar in pixels.
@@ -45,8 +46,12 @@ pub enum DecorationHit {
     Close,
 }
 
-/// Whether the window negotiated server-side decorations (xdg-decoration).
+/// Whether the window negotiated server-side decorations (xdg-decoration), or is an X11
+/// window that does not draw its own.
 pub fn has_title_bar(window: &Window) -> bool {
+    if let Some(x11) = window.x11_surface() {
+        return super::handlers::x11_wants_title_bar(x11);
+    }
     window
         .toplevel()
         .is_some_and(|t| t.current_state().decoration_mode == Some(Mode::ServerSide))
@@ -133,9 +138,15 @@ impl Decorations {
             let Some(location) = space.element_location(window) else {
                 continue;
             };
-            if let (Some(bar), Some(toplevel)) = (bar_rect(space, window), window.toplevel()) {
-                let id = toplevel.wl_surface().id();
-                let active = toplevel.current_state().states.contains(State::Activated);
+            if let (Some(bar), Some(surface)) = (bar_rect(space, window), window.wl_surface()) {
+                let id = surface.id();
+                let active = match (window.toplevel(), window.x11_surface()) {
+                    (Some(toplevel), _) => {
+                        toplevel.current_state().states.contains(State::Activated)
+                    }
+                    (None, Some(x11)) => x11.is_activated(),
+                    (None, None) => false,
+                };
                 let color = if active { ACTIVE } else { INACTIVE };
                 let close = close_rect(bar);
                 let size = (bar.size.w, bar.size.h);

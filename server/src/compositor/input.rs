@@ -12,6 +12,7 @@ use smithay::{
         touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
     },
     utils::{Point, Serial, SERIAL_COUNTER},
+    wayland::seat::WaylandFocus,
 };
 use wayray_protocol::{AxisSource, AxisValue, InputMessage, Keymap};
 
@@ -249,9 +250,7 @@ impl WayRay {
                     }
                 }
                 (_, Some((window, DecorationHit::Close))) if button == BTN_LEFT => {
-                    if let Some(toplevel) = window.toplevel() {
-                        toplevel.send_close();
-                    }
+                    request_close(&window);
                     return;
                 }
                 (_, Some((window, DecorationHit::TitleBar))) if button == BTN_LEFT => {
@@ -320,8 +319,16 @@ impl WayRay {
         self.space.element_under(location).map(|(w, _)| w.clone())
     }
 
-    /// Raises `window` and gives it keyboard focus; `None` unfocuses everything.
+    /// Raises `window` and gives it keyboard focus; `None` unfocuses everything. X11
+    /// override-redirect windows (menus, tooltips) never take the focus.
     pub fn focus_window(&mut self, window: Option<Window>, serial: Serial) {
+        if window
+            .as_ref()
+            .and_then(|w| w.x11_surface())
+            .is_some_and(|x| x.is_override_redirect())
+        {
+            return;
+        }
         if let Some(window) = &window {
             self.space.raise_element(window, true);
         }
@@ -332,10 +339,13 @@ impl WayRay {
                 t.send_pending_configure();
             }
         }
-        let surface = window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone()));
+        let surface = window
+            .as_ref()
+            .and_then(|w| w.wl_surface().map(|s| s.into_owned()));
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, surface, serial);
         }
+        self.x11_focus_changed(window.as_ref());
         self.needs_render = true;
     }
 
@@ -368,13 +378,17 @@ impl WayRay {
             .and_then(|s| self.window_for_surface(&s));
         match action {
             WmAction::CloseFocused => {
-                if let Some(toplevel) = focused.as_ref().and_then(|w| w.toplevel()) {
-                    toplevel.send_close();
+                if let Some(window) = &focused {
+                    request_close(window);
                 }
             }
             WmAction::FocusNext => {
                 // The bottom-most window comes to the top: repeated Alt+Tab visits every window.
-                let next = self.space.elements().next().cloned();
+                let next = self
+                    .space
+                    .elements()
+                    .find(|w| !w.x11_surface().is_some_and(|x| x.is_override_redirect()))
+                    .cloned();
                 if next.is_some() && next != focused {
                     self.focus_window(next, serial);
                 }
@@ -401,6 +415,18 @@ impl WayRay {
                 self.needs_render = true;
             }
             WmAction::BeginMove | WmAction::BeginResize => {}
+        }
+    }
+}
+
+/// Asks a window to close, as its close button or Alt+F4 do (X11 windows get WM_DELETE_WINDOW
+/// when they support it, else their client is disconnected).
+fn request_close(window: &Window) {
+    if let Some(toplevel) = window.toplevel() {
+        toplevel.send_close();
+    } else if let Some(x11) = window.x11_surface() {
+        if let Err(err) = x11.close() {
+            tracing::debug!(%err, "cannot close an X11 window");
         }
     }
 }

@@ -11,6 +11,7 @@ mod placement;
 mod resize;
 mod state;
 mod wm;
+mod xwayland;
 
 use std::{
     ffi::OsString,
@@ -51,6 +52,7 @@ pub use capture::CaptureError;
 pub use cursor::CursorSettings;
 use pacing::Pacer;
 pub use state::WayRay;
+pub use xwayland::stub::run_if_invoked as run_xwayland_stub_if_invoked;
 
 use crate::link::{ToCompositor, ToTransport};
 use crate::session_link::{DaemonSocket, LinkStatus};
@@ -73,6 +75,9 @@ pub struct SessionOptions {
     /// Send regions that measure as video as H.264 (lossy while they play); `false` keeps every
     /// pixel lossless.
     pub video_regions: bool,
+    /// Give the session an X11 display served by Xwayland, started when the first X client
+    /// connects.
+    pub xwayland: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -212,6 +217,7 @@ pub fn run(
         seat,
         capture,
         cursor: cursor::CursorForwarder::new(&opts.cursor),
+        xwayland: xwayland::XwaylandState::new(&dh),
         decorations: decorations::Decorations::default(),
         wm: Box::new(wm::FloatingWm),
         suppressed_keys: Default::default(),
@@ -226,11 +232,16 @@ pub fn run(
         to_transport,
     };
 
+    let x11_display = if opts.xwayland {
+        state.listen_for_x11()
+    } else {
+        None
+    };
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
     on_ready(&socket_name.to_string_lossy());
     tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
     for cmd in &opts.spawn {
-        spawn_client(cmd, &socket_name);
+        spawn_client(cmd, &socket_name, x11_display);
     }
 
     let interval = opts.detached_frame_interval;
@@ -245,15 +256,16 @@ pub fn run(
     Ok(())
 }
 
-/// Starts `cmd` through `sh -c` as a client of this session. A thread waits for it so it never
-/// lingers as a zombie and its exit is logged.
-fn spawn_client(cmd: &str, socket: &OsString) {
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .env("WAYLAND_DISPLAY", socket)
-        .env_remove("DISPLAY")
-        .spawn();
+/// Starts `cmd` through `sh -c` as a client of this session, with the session's X11 display
+/// if it has one. A thread waits for it so it never lingers as a zombie and its exit is logged.
+fn spawn_client(cmd: &str, socket: &OsString, x11_display: Option<u32>) {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(cmd).env("WAYLAND_DISPLAY", socket);
+    match x11_display {
+        Some(n) => command.env("DISPLAY", format!(":{n}")),
+        None => command.env_remove("DISPLAY"),
+    };
+    let child = command.spawn();
     match child {
         Ok(mut child) => {
             tracing::info!(cmd, pid = child.id(), "started client");
@@ -364,6 +376,7 @@ impl WayRay {
     /// keep detached clients ticking slowly, and flush Wayland events.
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
+        self.sync_x11_positions();
         self.popups.cleanup();
         if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {

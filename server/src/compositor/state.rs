@@ -19,6 +19,7 @@ use smithay::{
         compositor::{CompositorClientState, CompositorState},
         fractional_scale::FractionalScaleManagerState,
         output::OutputManagerState,
+        seat::WaylandFocus,
         selection::data_device::DataDeviceState,
         shell::xdg::{decoration::XdgDecorationState, XdgShellState},
         shm::ShmState,
@@ -56,6 +57,8 @@ pub struct WayRay {
     pub _globals: KeptGlobals,
     pub seat: Seat<WayRay>,
 
+    /// The session's X11 display and its lazily started Xwayland.
+    pub xwayland: super::xwayland::XwaylandState,
     pub capture: Capture,
     /// The pointer's image, forwarded to the appliance which draws it.
     pub cursor: super::cursor::CursorForwarder,
@@ -121,12 +124,13 @@ impl WayRay {
         }
     }
 
-    /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.
+    /// The toplevel window (Wayland or X11) whose root surface is `surface`, mapped or not yet
+    /// mapped.
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.space
             .elements()
             .chain(self.unmapped.iter())
-            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+            .find(|w| w.wl_surface().is_some_and(|s| *s == *surface))
             .cloned()
     }
 }

@@ -7,5 +7,7 @@ mod decoration;
 mod output;
 mod seat;
 mod xdg_shell;
+mod xwayland;
 
 pub use xdg_shell::handle_commit as xdg_handle_commit;
+pub use xwayland::x11_wants_title_bar;
