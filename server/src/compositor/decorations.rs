@@ -7,7 +7,7 @@ use smithay::{
     backend::renderer::{
         element::{
             solid::{SolidColorBuffer, SolidColorRenderElement},
-            surface::WaylandSurfaceRenderElement,
+            surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement},
             AsRenderElements, Kind,
         },
         pixman::PixmanRenderer,
@@ -21,7 +21,6 @@ use smithay::{
         wayland_server::{backend::ObjectId, Resource},
     },
     utils::{Logical, Point, Rectangle},
-    wayland::seat::WaylandFocus,
 };
 
 /// Height of a title bar in pixels.
@@ -138,7 +137,10 @@ impl Decorations {
             let Some(location) = space.element_location(window) else {
                 continue;
             };
-            if let (Some(bar), Some(surface)) = (bar_rect(space, window), window.wl_surface()) {
+            if let (Some(bar), Some(surface)) = (
+                bar_rect(space, window),
+                super::xwayland::window_surface(window),
+            ) {
                 let id = surface.id();
                 let active = match (window.toplevel(), window.x11_surface()) {
                     (Some(toplevel), _) => {
@@ -179,6 +181,17 @@ impl Decorations {
                 alive.push(id);
             }
             let render_loc = (location - window.geometry().loc).to_physical_precise_round(1.0);
+            if let Some(surface) = super::xwayland::legacy_surface(window) {
+                elements.extend(render_elements_from_surface_tree(
+                    renderer,
+                    &surface,
+                    render_loc,
+                    1.0,
+                    1.0,
+                    Kind::Unspecified,
+                ));
+                continue;
+            }
             elements.extend(AsRenderElements::<PixmanRenderer>::render_elements::<
                 OutputElement,
             >(window, renderer, render_loc, 1.0.into(), 1.0));

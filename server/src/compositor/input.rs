@@ -12,7 +12,6 @@ use smithay::{
         touch::{DownEvent, MotionEvent as TouchMotionEvent, UpEvent},
     },
     utils::{Point, Serial, SERIAL_COUNTER},
-    wayland::seat::WaylandFocus,
 };
 use wayray_protocol::{AxisSource, AxisValue, InputMessage, Keymap};
 
@@ -316,7 +315,7 @@ impl WayRay {
         if let Some((window, _)) = decorations::hit(&self.space, location) {
             return Some(window);
         }
-        self.space.element_under(location).map(|(w, _)| w.clone())
+        self.element_under(location).map(|(w, _)| w)
     }
 
     /// Raises `window` and gives it keyboard focus; `None` unfocuses everything. X11
@@ -339,9 +338,7 @@ impl WayRay {
                 t.send_pending_configure();
             }
         }
-        let surface = window
-            .as_ref()
-            .and_then(|w| w.wl_surface().map(|s| s.into_owned()));
+        let surface = window.as_ref().and_then(super::xwayland::window_surface);
         if let Some(keyboard) = self.seat.get_keyboard() {
             keyboard.set_focus(self, surface, serial);
         }

@@ -376,7 +376,7 @@ impl WayRay {
     /// keep detached clients ticking slowly, and flush Wayland events.
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
-        self.sync_x11_positions();
+        self.refresh_x11_windows();
         self.popups.cleanup();
         if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
@@ -484,6 +484,15 @@ impl WayRay {
             window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
                 Some(output.clone())
             });
+            if let Some(surface) = xwayland::legacy_surface(window) {
+                smithay::desktop::utils::send_frames_surface_tree(
+                    &surface,
+                    &output,
+                    now,
+                    Some(Duration::ZERO),
+                    |_, _| Some(output.clone()),
+                );
+            }
         }
         self.last_frame_callbacks = Instant::now();
     }

@@ -31,6 +31,7 @@ use crate::compositor::{
     decorations,
     state::WayRay,
     wm::{grabs::WindowGrab, Area, WmAction},
+    xwayland::window_surface,
 };
 
 /// Whether a managed X11 window gets the server-side title bar: not when it draws its own
@@ -248,7 +249,12 @@ impl XwmHandler for WayRay {
         );
         // The keyboard focus goes to the window now on top, as when a Wayland window closes.
         let focused = self.seat.get_keyboard().and_then(|k| k.current_focus());
-        let had_focus = focused.is_some_and(|f| x11.wl_surface().is_some_and(|s| s == f));
+        let had_focus = focused.is_some_and(|f| {
+            window
+                .as_ref()
+                .and_then(window_surface)
+                .is_some_and(|s| s == f)
+        });
         if had_focus {
             let top = self
                 .space
@@ -329,9 +335,8 @@ impl XwmHandler for WayRay {
             return true;
         };
         self.space.elements().any(|w| {
-            w.x11_surface().is_some_and(|x| {
-                x.xwm_id() == Some(xwm) && x.wl_surface().is_some_and(|s| s == focus)
-            })
+            w.x11_surface().is_some_and(|x| x.xwm_id() == Some(xwm))
+                && window_surface(w).is_some_and(|s| s == focus)
         })
     }
 
@@ -376,6 +381,18 @@ impl XwmHandler for WayRay {
 }
 
 impl WayRay {
+    /// A managed window's wl_surface is known now, so it can take the keyboard focus: new
+    /// windows get it, as new Wayland toplevels do.
+    pub(crate) fn x11_surface_paired(&mut self, x11: &X11Surface) {
+        self.needs_render = true;
+        if x11.is_override_redirect() {
+            return;
+        }
+        if let Some(window) = self.x11_window(x11) {
+            self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
+        }
+    }
+
     fn x11_grab(&mut self, x11: &X11Surface, action: WmAction, button: u32) {
         let Some(window) = self.x11_window(x11) else {
             return;
@@ -408,15 +425,8 @@ impl XWaylandShellHandler for WayRay {
         &mut self.xwayland.shell
     }
 
-    /// A managed window's wl_surface is known now, so it can take the keyboard focus: new
-    /// windows get it, as new Wayland toplevels do.
     fn surface_associated(&mut self, _xwm: XwmId, _surface: WlSurface, x11: X11Surface) {
-        if x11.is_override_redirect() {
-            return;
-        }
-        if let Some(window) = self.x11_window(&x11) {
-            self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
-        }
+        self.x11_surface_paired(&x11);
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod stub;
 
 use std::{
+    cell::RefCell,
     ffi::OsString,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -34,14 +35,41 @@ use smithay::{
             timer::{TimeoutAction, Timer},
             Interest, Mode, PostAction, RegistrationToken,
         },
-        wayland_server::{Client, DisplayHandle},
+        wayland_server::{protocol::wl_surface::WlSurface, Client, DisplayHandle, Resource},
     },
-    utils::Rectangle,
-    wayland::{selection::SelectionTarget, xwayland_shell::XWaylandShellState},
-    xwayland::{X11Wm, XWayland},
+    utils::{IsAlive, Rectangle},
+    wayland::{seat::WaylandFocus, selection::SelectionTarget, xwayland_shell::XWaylandShellState},
+    xwayland::{X11Surface, X11Wm, XWayland},
 };
 
 use super::state::WayRay;
+
+/// The wl_surface of an X11 window found through its WL_SURFACE_ID. Smithay 0.7 pairs X11
+/// windows with wl_surfaces only through xwayland-shell-v1, which Xwayland implements from
+/// 23.1 on; older ones (Debian 12 ships 22.1) only announce the surface's id, which Smithay
+/// records and leaves to the compositor, so X11 windows are paired here, after each dispatch.
+#[derive(Default)]
+struct LegacySurface(RefCell<Option<WlSurface>>);
+
+/// The wl_surface an X11 window is drawn into, when Smithay did not pair it itself (older
+/// Xwayland): rendering, hit-testing and frame callbacks use it then.
+pub fn legacy_surface(window: &Window) -> Option<WlSurface> {
+    if window.wl_surface().is_some() {
+        return None;
+    }
+    let x11 = window.x11_surface()?;
+    let slot = x11.user_data().get::<LegacySurface>()?;
+    let surface = slot.0.borrow().clone();
+    surface.filter(|s| s.alive())
+}
+
+/// The root wl_surface of a window, Wayland or X11 (paired either way).
+pub fn window_surface(window: &Window) -> Option<WlSurface> {
+    window
+        .wl_surface()
+        .map(|s| s.into_owned())
+        .or_else(|| legacy_surface(window))
+}
 
 /// Xwayland failing this many times in a row before becoming ready stops the restarts: X11 is
 /// broken on this machine, and the session goes on without it.
@@ -101,6 +129,26 @@ impl XwaylandState {
     }
 }
 
+/// Where X servers put their sockets; Smithay expects it to exist.
+const X11_SOCKET_DIR: &str = "/tmp/.X11-unix";
+
+/// Creates the X11 socket directory as X servers do (world-writable, sticky) when a fresh
+/// machine has none yet.
+fn ensure_socket_dir() -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new()
+        .mode(0o1777)
+        .create(X11_SOCKET_DIR)
+    {
+        Ok(()) => {
+            // The umask may have taken bits away.
+            std::fs::set_permissions(X11_SOCKET_DIR, std::fs::Permissions::from_mode(0o1777))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 /// Finds an executable `name` on `path`, skipping `skip`.
 fn find_in_path(name: &str, path: &OsString, skip: Option<&Path>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -122,6 +170,10 @@ impl WayRay {
             tracing::warn!("Xwayland is not installed; X11 programs cannot run in this session");
             return None;
         };
+        if let Err(err) = ensure_socket_dir() {
+            tracing::error!(%err, "cannot create {X11_SOCKET_DIR}; X11 disabled");
+            return None;
+        }
         let stub_dir = match stub::StubDir::create() {
             Ok(dir) => dir,
             Err(err) => {
@@ -175,7 +227,7 @@ impl WayRay {
         let number = xwayland.display_number();
         if self.xwayland.display.is_none() {
             let name = format!(":{number}");
-            tracing::info!(display = name, "x11 display listening");
+            tracing::info!(display = %name, "x11 display listening");
         }
         self.xwayland.display = Some(number);
 
@@ -250,7 +302,7 @@ impl WayRay {
                 self.xwayland.failed_starts = 0;
                 self.xwayland.wm = Some(wm);
                 let name = self.xwayland.display.map(|d| format!(":{d}"));
-                tracing::info!(display = name.unwrap_or_default(), "xwayland started");
+                tracing::info!(display = %name.unwrap_or_default(), "xwayland started");
                 if let Some(mime_types) = self.xwayland.wayland_clipboard.clone() {
                     self.offer_selection_to_x11(SelectionTarget::Clipboard, Some(mime_types));
                 }
@@ -316,13 +368,19 @@ impl WayRay {
         self.needs_render = true;
     }
 
-    /// Keeps X11's idea of where each managed window is in step with the space, after moves,
-    /// snaps and output resizes: X clients place menus in root coordinates.
-    pub fn sync_x11_positions(&mut self) {
+    /// Runs after every dispatch for the X11 windows on screen: pairs them with their
+    /// wl_surface where Smithay could not (see [`legacy_surface`]), and keeps X11's idea of
+    /// where each managed window is in step with the space, after moves, snaps and output
+    /// resizes (X clients place menus in root coordinates).
+    pub fn refresh_x11_windows(&mut self) {
+        let mut paired = Vec::new();
         for window in self.space.elements() {
             let Some(x11) = window.x11_surface() else {
                 continue;
             };
+            if window.wl_surface().is_none() && self.pair_by_surface_id(x11) {
+                paired.push(x11.clone());
+            }
             if x11.is_override_redirect() || !x11.alive() {
                 continue;
             }
@@ -335,6 +393,44 @@ impl WayRay {
                     tracing::debug!(%err, "cannot move an X11 window");
                 }
             }
+        }
+        for x11 in paired {
+            self.x11_surface_paired(&x11);
+        }
+    }
+
+    /// Looks up the wl_surface Xwayland named for `x11` with WL_SURFACE_ID; `true` when it was
+    /// newly found.
+    fn pair_by_surface_id(&self, x11: &X11Surface) -> bool {
+        // Deprecated in Smithay for Xwayland 23.1 and later, which use xwayland-shell instead;
+        // Debian 12's Xwayland still only announces the id.
+        #[allow(deprecated)]
+        let Some(id) = x11.wl_surface_id() else {
+            return false;
+        };
+        x11.user_data().insert_if_missing(LegacySurface::default);
+        let Some(slot) = x11.user_data().get::<LegacySurface>() else {
+            return false;
+        };
+        let current = slot.0.borrow().clone();
+        if current.is_some_and(|s| s.alive() && s.id().protocol_id() == id) {
+            return false;
+        }
+        let Some(client) = self.xwayland.instance.as_ref().map(|i| &i.client) else {
+            return false;
+        };
+        match client.object_from_protocol_id::<WlSurface>(&self.display_handle, id) {
+            Ok(surface) if surface.alive() => {
+                tracing::debug!(
+                    window = x11.window_id(),
+                    id,
+                    "paired X11 window by WL_SURFACE_ID"
+                );
+                *slot.0.borrow_mut() = Some(surface);
+                true
+            }
+            // Not created yet: the X server may announce it first.
+            _ => false,
         }
     }
 }
