@@ -173,8 +173,17 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 #[test]
 fn x11_programs_run_through_xwayland_started_on_demand() {
     let dir = TempDir::new("xwayland");
-    let server = Server::start(&dir, ServerOpts::default());
+    let spawned = dir.path("spawned-display.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[&format!("echo \"$DISPLAY\" > {}", spawned.display())],
+            ..Default::default()
+        },
+    );
     let display = x11_display(&server);
+    // Clients the session starts get its X11 display.
+    assert_eq!(wait_for_file(&spawned, TIMEOUT), format!("{display}\n"));
 
     // Nothing X11 runs until an X client connects.
     std::thread::sleep(Duration::from_millis(500));
@@ -248,8 +257,20 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
     assert!(dark > 50, "no text in xterm's window");
     let bar = px(x + 10, y - 12);
     assert_eq!(bar, [51, 92, 158], "no active title bar above xterm");
-    // Xwayland's cursors (set on its wl_surface) reach the appliance like any client's.
-    assert!(!server.log().contains("cannot show a client's cursor"));
+    // Xwayland's cursors (xterm's I-beam, set on Xwayland's own wl_surface) reach the appliance
+    // like any client's: something else than the default arrow was sent.
+    let log = server.log();
+    assert!(!log.contains("cannot show a client's cursor"));
+    let mut cursors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sending cursor"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("len=")))
+        .collect();
+    cursors.dedup();
+    assert!(
+        cursors.len() >= 2,
+        "only one cursor image was sent: {cursors:?}"
+    );
 
     // Clipboard, Wayland → X11: wl-copy's text pasted into xterm with Shift+Insert runs.
     let pasted = dir.path("pasted.out");
@@ -319,4 +340,20 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
     });
     server.wait_log("unmapped x11 window override_redirect=false", 1, TIMEOUT);
     assert!(server.is_running());
+}
+
+#[test]
+fn no_xwayland_gives_sessions_no_x11_display() {
+    let dir = TempDir::new("no-xwayland");
+    let out = dir.path("display.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            extra: &["--no-xwayland"],
+            spawn: &[&format!("echo \"[$DISPLAY]\" > {}", out.display())],
+            ..Default::default()
+        },
+    );
+    assert_eq!(wait_for_file(&out, TIMEOUT), "[]\n");
+    assert!(!server.log().contains("x11 display listening"));
 }
