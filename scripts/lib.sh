@@ -4,8 +4,9 @@
 # with its SIMD kernels when nasm is there).
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
     libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
-# Real Wayland clients the tests and the demo run inside wrsrvd.
-WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme)
+# Real Wayland (and X11, through Xwayland) clients the tests and the demo run inside wrsrvd.
+WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme xwayland xterm
+    wl-clipboard)
 # The default desktop (wallpaper, panel, notifications, launcher) and its session bus.
 WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon)
 # Real applications the end-to-end tests run in a session: browsers, GTK 4 and Qt 6 (the

@@ -68,6 +68,10 @@ pub struct Config {
     /// lossy while they play and refreshed losslessly once they stop; text and UI are never
     /// lossy. `false` sends every pixel losslessly (more bytes for video). Default `true`.
     pub video_regions: bool,
+    /// Give every session an X11 display (`DISPLAY=:N` for its clients) so X11 programs run,
+    /// through Xwayland started when the first X client connects and again after it exits.
+    /// `false`: no X11 display, Wayland clients only. Default `true`.
+    pub xwayland: bool,
 }
 
 /// A bandwidth cap for the appliances connecting from one network.
@@ -99,6 +103,7 @@ impl Default for Config {
             bandwidth_limit_kbps: 0,
             appliance_bandwidth: Vec::new(),
             video_regions: true,
+            xwayland: true,
         }
     }
 }

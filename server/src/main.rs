@@ -98,6 +98,9 @@ struct DaemonArgs {
     /// `video_regions = false`). Costs bytes on video, for links where exact pixels matter more.
     #[arg(long)]
     no_video: bool,
+    /// No X11 display in sessions: X11 programs cannot run (config `xwayland = false`).
+    #[arg(long)]
+    no_xwayland: bool,
     /// Append `<seq> <digest> <w>x<h>` for every frame the shared session sends, for tests
     /// comparing framebuffers.
     #[arg(long)]
@@ -134,6 +137,9 @@ struct SessionArgs {
     /// No H.264 video regions: every pixel lossless (overrides the config).
     #[arg(long)]
     no_video: bool,
+    /// No X11 display (overrides the config).
+    #[arg(long)]
+    no_xwayland: bool,
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
@@ -182,6 +188,8 @@ fn init_tracing() {
 }
 
 fn main() -> miette::Result<()> {
+    // Started by a session as its `Xwayland` stand-in: wait for an X client, become Xwayland.
+    compositor::run_xwayland_stub_if_invoked();
     init_tracing();
     let cli = Cli::parse();
     let mut config = match &cli.daemon.config {
@@ -222,6 +230,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     if cli.no_video {
         config.video_regions = false;
+    }
+    if cli.no_xwayland {
+        config.xwayland = false;
     }
     config.validate()?;
     let run_dir =
@@ -322,6 +333,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                 frame_log: cli.frame_log,
                 max_frames_in_flight: config.max_frames_in_flight,
                 video_regions: config.video_regions,
+                xwayland: config.xwayland,
                 spawn: cli.spawn,
                 desktop: cli.desktop,
             },
@@ -363,6 +375,9 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
     if args.no_video {
         config.video_regions = false;
     }
+    if args.no_xwayland {
+        config.xwayland = false;
+    }
     config.validate()?;
     ensure_runtime_dir()?;
     let span =
@@ -393,6 +408,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         video_regions: config.video_regions,
         desktop: args.desktop,
         app_launcher: args.app_launcher,
+        xwayland: config.xwayland,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

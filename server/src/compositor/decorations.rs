@@ -10,7 +10,7 @@ use smithay::{
         element::{
             memory::{MemoryRenderBuffer, MemoryRenderBufferRenderElement},
             solid::{SolidColorBuffer, SolidColorRenderElement},
-            surface::WaylandSurfaceRenderElement,
+            surface::{render_elements_from_surface_tree, WaylandSurfaceRenderElement},
             AsRenderElements, Kind,
         },
         pixman::PixmanRenderer,
@@ -51,8 +51,12 @@ pub enum DecorationHit {
     Close,
 }
 
-/// Whether the window negotiated server-side decorations (xdg-decoration).
+/// Whether the window negotiated server-side decorations (xdg-decoration), or is an X11
+/// window that does not draw its own.
 pub fn has_title_bar(window: &Window) -> bool {
+    if let Some(x11) = window.x11_surface() {
+        return super::handlers::x11_wants_title_bar(x11);
+    }
     window
         .toplevel()
         .is_some_and(|t| t.current_state().decoration_mode == Some(Mode::ServerSide))
@@ -149,9 +153,18 @@ impl Decorations {
             let Some(location) = space.element_location(window) else {
                 continue;
             };
-            if let (Some(bar), Some(toplevel)) = (bar_rect(space, window), window.toplevel()) {
-                let id = toplevel.wl_surface().id();
-                let active = toplevel.current_state().states.contains(State::Activated);
+            if let (Some(bar), Some(surface)) = (
+                bar_rect(space, window),
+                super::xwayland::window_surface(window),
+            ) {
+                let id = surface.id();
+                let active = match (window.toplevel(), window.x11_surface()) {
+                    (Some(toplevel), _) => {
+                        toplevel.current_state().states.contains(State::Activated)
+                    }
+                    (None, Some(x11)) => x11.is_activated(),
+                    (None, None) => false,
+                };
                 let color = if active { ACTIVE } else { INACTIVE };
                 let close = close_rect(bar);
                 let size = (bar.size.w, bar.size.h);
@@ -193,6 +206,17 @@ impl Decorations {
                 alive.push(id);
             }
             let render_loc = (location - window.geometry().loc).to_physical_precise_round(1.0);
+            if let Some(surface) = super::xwayland::legacy_surface(window) {
+                elements.extend(render_elements_from_surface_tree(
+                    renderer,
+                    &surface,
+                    render_loc,
+                    1.0,
+                    1.0,
+                    Kind::Unspecified,
+                ));
+                continue;
+            }
             elements.extend(AsRenderElements::<PixmanRenderer>::render_elements::<
                 OutputElement,
             >(window, renderer, render_loc, 1.0.into(), 1.0));

@@ -257,9 +257,7 @@ impl WayRay {
                     }
                 }
                 (_, Some((window, DecorationHit::Close))) if button == BTN_LEFT => {
-                    if let Some(toplevel) = window.toplevel() {
-                        toplevel.send_close();
-                    }
+                    request_close(&window);
                     return;
                 }
                 (_, Some((window, DecorationHit::TitleBar))) if button == BTN_LEFT => {
@@ -328,11 +326,19 @@ impl WayRay {
         if let Some((window, _)) = decorations::hit(&self.space, location) {
             return Some(window);
         }
-        self.space.element_under(location).map(|(w, _)| w.clone())
+        self.element_under(location).map(|(w, _)| w)
     }
 
-    /// Raises `window` and gives it keyboard focus; `None` unfocuses everything.
+    /// Raises `window` and gives it keyboard focus; `None` unfocuses everything. X11
+    /// override-redirect windows (menus, tooltips) never take the focus.
     pub fn focus_window(&mut self, window: Option<Window>, serial: Serial) {
+        if window
+            .as_ref()
+            .and_then(|w| w.x11_surface())
+            .is_some_and(|x| x.is_override_redirect())
+        {
+            return;
+        }
         if let Some(window) = &window {
             self.space.raise_element(window, true);
         }
@@ -346,11 +352,12 @@ impl WayRay {
         // An exclusive layer (an open launcher) keeps the keyboard until it closes.
         let surface = self
             .exclusive_layer()
-            .or_else(|| window.and_then(|w| w.toplevel().map(|t| t.wl_surface().clone())));
+            .or_else(|| window.as_ref().and_then(super::xwayland::window_surface));
         if let Some(keyboard) = self.seat.get_keyboard() {
             self.keyboard_on_layer = self.exclusive_layer().is_some();
             keyboard.set_focus(self, surface, serial);
         }
+        self.x11_focus_changed(window.as_ref());
         self.needs_render = true;
     }
 
@@ -383,13 +390,17 @@ impl WayRay {
             .and_then(|s| self.window_for_surface(&s));
         match action {
             WmAction::CloseFocused => {
-                if let Some(toplevel) = focused.as_ref().and_then(|w| w.toplevel()) {
-                    toplevel.send_close();
+                if let Some(window) = &focused {
+                    request_close(window);
                 }
             }
             WmAction::FocusNext => {
                 // The bottom-most window comes to the top: repeated Alt+Tab visits every window.
-                let next = self.space.elements().next().cloned();
+                let next = self
+                    .space
+                    .elements()
+                    .find(|w| !w.x11_surface().is_some_and(|x| x.is_override_redirect()))
+                    .cloned();
                 if next.is_some() && next != focused {
                     self.focus_window(next, serial);
                 }
@@ -420,6 +431,12 @@ impl WayRay {
                 }
             });
             toplevel.send_pending_configure();
+        } else if let Some(x11) = window.x11_surface() {
+            let rect =
+                smithay::utils::Rectangle::new((area.x, area.y).into(), (area.w, area.h).into());
+            if let Err(err) = x11.configure(Some(rect)) {
+                tracing::debug!(%err, "cannot resize an X11 window");
+            }
         }
         tracing::info!(?snap, ?area, "window snapped");
         super::resize::set_snap(window, Some(snap));
@@ -437,6 +454,18 @@ impl WayRay {
         if let Some(cmd) = self.app_launcher.clone() {
             tracing::info!(cmd, "opening the launcher");
             self.spawn(&cmd);
+        }
+    }
+}
+
+/// Asks a window to close, as its close button or Alt+F4 do (X11 windows get WM_DELETE_WINDOW
+/// when they support it, else their client is disconnected).
+fn request_close(window: &Window) {
+    if let Some(toplevel) = window.toplevel() {
+        toplevel.send_close();
+    } else if let Some(x11) = window.x11_surface() {
+        if let Err(err) = x11.close() {
+            tracing::debug!(%err, "cannot close an X11 window");
         }
     }
 }

@@ -14,6 +14,7 @@ mod resize;
 mod state;
 mod title;
 mod wm;
+mod xwayland;
 
 use std::{
     ffi::OsString,
@@ -57,6 +58,7 @@ pub use capture::CaptureError;
 pub use cursor::CursorSettings;
 use pacing::Pacer;
 pub use state::WayRay;
+pub use xwayland::stub::run_if_invoked as run_xwayland_stub_if_invoked;
 
 use crate::link::{ToCompositor, ToTransport};
 use crate::session_link::{DaemonSocket, LinkStatus};
@@ -84,6 +86,9 @@ pub struct SessionOptions {
     pub desktop: bool,
     /// Shell command a tap of Super starts (the default desktop's is fuzzel).
     pub app_launcher: Option<String>,
+    /// Give the session an X11 display served by Xwayland, started when the first X client
+    /// connects.
+    pub xwayland: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -230,6 +235,7 @@ pub fn run(
         seat,
         capture,
         cursor: cursor::CursorForwarder::new(&opts.cursor),
+        xwayland: xwayland::XwaylandState::new(&dh),
         decorations: decorations::Decorations::default(),
         wm: Box::new(wm::FloatingWm),
         suppressed_keys: Default::default(),
@@ -303,6 +309,14 @@ pub fn run(
             )
         })
     });
+    let x11_display = if opts.xwayland {
+        state.listen_for_x11()
+    } else {
+        None
+    };
+    if let Some(n) = x11_display {
+        client_env.push(("DISPLAY".to_string(), OsString::from(format!(":{n}"))));
+    }
     state.client_env = client_env;
     state.app_launcher = app_launcher;
 
@@ -325,8 +339,9 @@ pub fn run(
     Ok(())
 }
 
-/// Starts `cmd` through `sh -c` as a client of this session. A thread waits for it so it never
-/// lingers as a zombie and its exit is logged.
+/// Starts `cmd` through `sh -c` as a client of this session, with `env` (the session's X11
+/// display, if it has one, among it). A thread waits for it so it never lingers as a zombie and
+/// its exit is logged.
 fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
     let child = Command::new("sh")
         .arg("-c")
@@ -450,6 +465,7 @@ impl WayRay {
     /// keep detached clients ticking slowly, and flush Wayland events.
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
+        self.refresh_x11_windows();
         self.popups.cleanup();
         smithay::desktop::layer_map_for_output(&self.output).cleanup();
         if self.pacer.attached().is_none() {
@@ -562,6 +578,15 @@ impl WayRay {
             window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
                 Some(output.clone())
             });
+            if let Some(surface) = xwayland::legacy_surface(window) {
+                smithay::desktop::utils::send_frames_surface_tree(
+                    &surface,
+                    &output,
+                    now,
+                    Some(Duration::ZERO),
+                    |_, _| Some(output.clone()),
+                );
+            }
         }
         for layer in smithay::desktop::layer_map_for_output(&output).layers() {
             layer.send_frame(&output, now, Some(Duration::ZERO), |_, _| {

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Instant};
 
 use smithay::{
-    desktop::{PopupManager, Space, Window, WindowSurfaceType},
+    desktop::{utils::under_from_surface_tree, PopupManager, Space, Window, WindowSurfaceType},
     input::{Seat, SeatState},
     output::Output,
     reexports::{
@@ -62,6 +62,8 @@ pub struct WayRay {
     pub _globals: KeptGlobals,
     pub seat: Seat<WayRay>,
 
+    /// The session's X11 display and its lazily started Xwayland.
+    pub xwayland: super::xwayland::XwaylandState,
     pub capture: Capture,
     /// The pointer's image, forwarded to the appliance which draws it.
     pub cursor: super::cursor::CursorForwarder,
@@ -117,23 +119,52 @@ impl WayRay {
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
         self.layer_surface_under(&super::layers::ABOVE_WINDOWS, pos)
             .or_else(|| {
-                self.space
-                    .element_under(pos)
-                    .and_then(|(window, location)| {
-                        window
-                            .surface_under(pos - location.to_f64(), WindowSurfaceType::ALL)
-                            .map(|(s, p)| (s, (p + location).to_f64()))
-                    })
+                let (window, location) = self.element_under(pos)?;
+                let rel = pos - location.to_f64();
+                match super::xwayland::legacy_surface(&window) {
+                    Some(surface) => {
+                        under_from_surface_tree(&surface, rel, (0, 0), WindowSurfaceType::ALL)
+                    }
+                    None => window.surface_under(rel, WindowSurfaceType::ALL),
+                }
+                .map(|(s, p)| (s, (p + location).to_f64()))
             })
             .or_else(|| self.layer_surface_under(&super::layers::BELOW_WINDOWS, pos))
     }
 
-    /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.
+    /// The topmost window under a point, with its render location. The space cannot hit-test
+    /// X11 windows it does not know the wl_surface of (see `xwayland::legacy_surface`), so
+    /// those are tested here, in stacking order with the rest.
+    pub fn element_under(&self, pos: Point<f64, Logical>) -> Option<(Window, Point<i32, Logical>)> {
+        let space_hit = self.space.element_under(pos);
+        for window in self.space.elements().rev() {
+            if let Some((hit, location)) = &space_hit {
+                if *hit == window {
+                    return Some(((*hit).clone(), *location));
+                }
+            }
+            let Some(surface) = super::xwayland::legacy_surface(window) else {
+                continue;
+            };
+            let Some(loc) = self.space.element_location(window) else {
+                continue;
+            };
+            let location = loc - window.geometry().loc;
+            let rel = pos - location.to_f64();
+            if under_from_surface_tree(&surface, rel, (0, 0), WindowSurfaceType::ALL).is_some() {
+                return Some((window.clone(), location));
+            }
+        }
+        space_hit.map(|(w, l)| (w.clone(), l))
+    }
+
+    /// The toplevel window (Wayland or X11) whose root surface is `surface`, mapped or not yet
+    /// mapped.
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
         self.space
             .elements()
             .chain(self.unmapped.iter())
-            .find(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+            .find(|w| super::xwayland::window_surface(w).is_some_and(|s| s == *surface))
             .cloned()
     }
 }

@@ -23,6 +23,8 @@ pub struct SharedSession {
     pub max_frames_in_flight: usize,
     /// `false` passes `--no-video` (a `--no-video` on the daemon's command line).
     pub video_regions: bool,
+    /// `false` passes `--no-xwayland`.
+    pub xwayland: bool,
     pub spawn: Vec<String>,
     /// `--desktop`: the default desktop before the `spawn` clients.
     pub desktop: bool,
@@ -53,6 +55,9 @@ impl SharedSession {
         }
         if !self.video_regions {
             cmd.arg("--no-video");
+        }
+        if !self.xwayland {
+            cmd.arg("--no-xwayland");
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);

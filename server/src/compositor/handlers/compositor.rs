@@ -24,7 +24,11 @@ impl CompositorHandler for WayRay {
     }
 
     fn client_compositor_state<'a>(&self, client: &'a Client) -> &'a CompositorClientState {
-        // Every client is inserted with ClientState (see state::new_client_data).
+        // Every client is inserted with ClientState (see state::new_client_data), except
+        // Xwayland, which Smithay inserts with its own.
+        if let Some(data) = client.get_data::<smithay::xwayland::XWaylandClientData>() {
+            return &data.compositor_state;
+        }
         match client.get_data::<ClientState>() {
             Some(data) => &data.compositor_state,
             None => unreachable!("client inserted without ClientState"),

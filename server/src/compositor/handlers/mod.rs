@@ -8,5 +8,7 @@ mod layer_shell;
 mod output;
 mod seat;
 mod xdg_shell;
+mod xwayland;
 
 pub use xdg_shell::handle_commit as xdg_handle_commit;
+pub use xwayland::x11_wants_title_bar;

@@ -1,5 +1,7 @@
 //! wl_seat and wl_data_device (clipboard / drag and drop; some clients crash without it).
 
+use std::os::fd::OwnedFd;
+
 use smithay::{
     delegate_data_device, delegate_seat,
     input::{pointer::CursorImageStatus, Seat, SeatHandler, SeatState},
@@ -9,7 +11,7 @@ use smithay::{
             set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
             ServerDndGrabHandler,
         },
-        SelectionHandler,
+        SelectionHandler, SelectionSource, SelectionTarget,
     },
 };
 
@@ -39,6 +41,28 @@ delegate_seat!(WayRay);
 
 impl SelectionHandler for WayRay {
     type SelectionUserData = ();
+
+    /// X11 clients see the Wayland selections too (handlers/xwayland.rs).
+    fn new_selection(
+        &mut self,
+        ty: SelectionTarget,
+        source: Option<SelectionSource>,
+        _seat: Seat<Self>,
+    ) {
+        self.wayland_selection_to_x11(ty, source.map(|s| s.mime_types()));
+    }
+
+    /// The selection set by the compositor is an X11 client's: Xwayland writes it.
+    fn send_selection(
+        &mut self,
+        ty: SelectionTarget,
+        mime_type: String,
+        fd: OwnedFd,
+        _seat: Seat<Self>,
+        _user_data: &(),
+    ) {
+        self.x11_selection_to_wayland(ty, mime_type, fd);
+    }
 }
 
 impl DataDeviceHandler for WayRay {

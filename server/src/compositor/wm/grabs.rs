@@ -88,6 +88,14 @@ impl PointerGrab<WayRay> for WindowGrab {
                         s.size = Some((w.max(MIN_SIZE), h.max(MIN_SIZE)).into());
                     });
                     toplevel.send_pending_configure();
+                } else if let Some(x11) = self.window.x11_surface() {
+                    let loc = x11.geometry().loc;
+                    let size = (w.max(MIN_SIZE), h.max(MIN_SIZE));
+                    if let Err(err) =
+                        x11.configure(smithay::utils::Rectangle::new(loc, size.into()))
+                    {
+                        tracing::debug!(%err, "cannot resize an X11 window");
+                    }
                 }
             }
         }
