@@ -133,6 +133,7 @@ mod tests {
             capabilities: Capabilities {
                 screen_width: 1280,
                 screen_height: 800,
+                physical_size: PhysicalSize::known(597, 336),
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: 1 << 20,
             },
@@ -146,6 +147,11 @@ mod tests {
         let msgs = [
             hello(),
             ClientControl::FrameAck { seq: 7 },
+            ClientControl::ScreenChanged {
+                width: 3840,
+                height: 2160,
+                physical_size: None,
+            },
             ClientControl::Bye(ByeReason::Shutdown),
         ];
         let mut bytes = Vec::new();
@@ -182,6 +188,49 @@ mod tests {
             r.next::<ClientControl>(),
             Err(FramingError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_physical_size_that_is_neither_some_nor_none_is_an_error() {
+        let size = |physical_size| ClientControl::ScreenChanged {
+            width: 1,
+            height: 1,
+            physical_size,
+        };
+        let some = encode(&size(PhysicalSize::known(2, 3))).unwrap();
+        let none = encode(&size(None)).unwrap();
+        // The option's tag is the byte after the two one-byte varints: 1 for Some, 0 for None.
+        assert_eq!((some[HEADER_LEN + 3], none[HEADER_LEN + 3]), (1, 0));
+        let mut bad = some.clone();
+        bad[HEADER_LEN + 3] = 2;
+        let mut r = FrameReader::new(100);
+        r.push(&bad);
+        assert!(matches!(
+            r.next::<ClientControl>(),
+            Err(FramingError::Malformed(_))
+        ));
+        // A v3 appliance's ScreenChanged (no size at all) is cut short, not misread.
+        let mut v3 = none[..none.len() - 1].to_vec();
+        v3[0] -= 1;
+        let mut r = FrameReader::new(100);
+        r.push(&v3);
+        assert!(matches!(
+            r.next::<ClientControl>(),
+            Err(FramingError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_sizes_are_none() {
+        assert_eq!(PhysicalSize::known(0, 336), None);
+        assert_eq!(PhysicalSize::known(597, 0), None);
+        assert_eq!(
+            PhysicalSize::known(597, 336),
+            Some(PhysicalSize {
+                width_mm: 597,
+                height_mm: 336
+            })
+        );
     }
 
     #[test]

@@ -137,13 +137,15 @@ impl Capture {
         }]
     }
 
-    /// Renders the space; returns the damaged rectangles, empty when nothing changed.
+    /// Renders the space at the output's `scale` (logical positions times the scale give
+    /// framebuffer pixels); returns the damaged rectangles, empty when nothing changed.
     pub fn render(
         &mut self,
         space: &Space<Window>,
         decorations: &mut Decorations,
+        scale: f64,
     ) -> Result<Vec<Rect>, CaptureError> {
-        let elements = decorations.scene(&mut self.renderer, space);
+        let elements = decorations.scene(&mut self.renderer, space, scale);
         let mut target = self
             .renderer
             .bind(&mut self.image)

@@ -23,7 +23,7 @@ use smithay::{
     utils::{Logical, Point, Rectangle},
 };
 
-/// Height of a title bar in pixels.
+/// Height of a title bar in logical pixels (a multiple of 4, so quarter scales keep it whole).
 pub const TITLE_HEIGHT: i32 = 24;
 const ACTIVE: [f32; 4] = [0.20, 0.36, 0.62, 1.0];
 const INACTIVE: [f32; 4] = [0.26, 0.28, 0.32, 1.0];
@@ -121,11 +121,13 @@ struct Bar {
 }
 
 impl Decorations {
-    /// Windows and their bars, topmost first, as the damage tracker wants them.
+    /// Windows and their bars, topmost first, as the damage tracker wants them, at the
+    /// output's `scale`: positions and sizes are logical, the elements physical.
     pub fn scene(
         &mut self,
         renderer: &mut PixmanRenderer,
         space: &Space<Window>,
+        scale: f64,
     ) -> Vec<OutputElement> {
         let mut elements = Vec::new();
         let mut alive = Vec::new();
@@ -153,24 +155,24 @@ impl Decorations {
                 }
                 elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
                     &buffers.close,
-                    (close.loc.x, close.loc.y),
-                    1.0,
+                    close.loc.to_physical_precise_round(scale),
+                    scale,
                     1.0,
                     Kind::Unspecified,
                 )));
                 elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
                     &buffers.bar,
-                    (bar.loc.x, bar.loc.y),
-                    1.0,
+                    bar.loc.to_physical_precise_round(scale),
+                    scale,
                     1.0,
                     Kind::Unspecified,
                 )));
                 alive.push(id);
             }
-            let render_loc = (location - window.geometry().loc).to_physical_precise_round(1.0);
+            let render_loc = (location - window.geometry().loc).to_physical_precise_round(scale);
             elements.extend(AsRenderElements::<PixmanRenderer>::render_elements::<
                 OutputElement,
-            >(window, renderer, render_loc, 1.0.into(), 1.0));
+            >(window, renderer, render_loc, scale.into(), 1.0));
         }
         self.bars.retain(|id, _| alive.contains(id));
         elements

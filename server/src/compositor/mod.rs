@@ -9,6 +9,7 @@ mod input;
 mod pacing;
 mod placement;
 mod resize;
+mod scale;
 mod state;
 mod wm;
 
@@ -73,6 +74,9 @@ pub struct SessionOptions {
     /// Send regions that measure as video as H.264 (lossy while they play); `false` keeps every
     /// pixel lossless.
     pub video_regions: bool,
+    /// The user's own output scale (`--scale`, from session.toml); `None` follows the server's
+    /// `output_scale`, which arrives with each attached appliance.
+    pub scale: Option<wayray_protocol::sessions::ScaleChoice>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -122,10 +126,13 @@ pub fn run(
         size: (width as i32, height as i32).into(),
         refresh: opts.refresh_hz as i32 * 1000,
     };
+    // Until an appliance attaches only a user's fixed scale is known.
+    let scale_state = scale::ScaleState::new(opts.scale);
+    let initial_scale = scale_state.scale((width, height));
     output.change_current_state(
         Some(mode),
         Some(Transform::Normal),
-        None,
+        Some(smithay::output::Scale::Fractional(initial_scale)),
         Some((0, 0).into()),
     );
     output.set_preferred(mode);
@@ -213,6 +220,7 @@ pub fn run(
         capture,
         cursor: cursor::CursorForwarder::new(&opts.cursor),
         decorations: decorations::Decorations::default(),
+        scale: scale_state,
         wm: Box::new(wm::FloatingWm),
         suppressed_keys: Default::default(),
         pacer: Pacer::new(opts.max_frames_in_flight),
@@ -228,7 +236,8 @@ pub fn run(
 
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
     on_ready(&socket_name.to_string_lossy());
-    tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
+    state.cursor.set_scale(initial_scale);
+    tracing::info!(socket = %socket_name.to_string_lossy(), width, height, scale = initial_scale, "session compositor ready");
     for cmd in &opts.spawn {
         spawn_client(cmd, &socket_name);
     }
@@ -273,15 +282,21 @@ impl WayRay {
             ToCompositor::Attached {
                 appliance,
                 screen,
+                physical_size,
                 output,
                 keymap,
+                scale,
             } => {
                 tracing::info!(
                     appliance,
                     ?screen,
+                    ?physical_size,
                     ?output,
                     "appliance attached; sending a key frame"
                 );
+                self.scale.server = scale;
+                self.scale.screen = Some(screen);
+                self.scale.physical = physical_size;
                 if let Err(err) = self.resize_output(output) {
                     tracing::error!(%err, "cannot resize the output; keeping its size");
                 }
@@ -292,8 +307,15 @@ impl WayRay {
                 self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
             }
-            ToCompositor::Resize { appliance, output } => {
+            ToCompositor::Resize {
+                appliance,
+                screen,
+                physical_size,
+                output,
+            } => {
                 if self.pacer.attached() == Some(appliance) {
+                    self.scale.screen = Some(screen);
+                    self.scale.physical = physical_size;
                     if let Err(err) = self.resize_output(output) {
                         tracing::error!(%err, "cannot resize the output; keeping its size");
                     }
@@ -414,7 +436,8 @@ impl WayRay {
     fn render_and_send(&mut self) {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
-        let mut damage = match self.capture.render(&self.space, &mut self.decorations) {
+        let scale = self.output.current_scale().fractional_scale();
+        let mut damage = match self.capture.render(&self.space, &mut self.decorations, scale) {
             Ok(damage) => damage,
             Err(err) => {
                 tracing::error!(%err, "render failed");

@@ -60,6 +60,8 @@ pub struct WayRay {
     /// The pointer's image, forwarded to the appliance which draws it.
     pub cursor: super::cursor::CursorForwarder,
     pub decorations: Decorations,
+    /// The attached screen's size and physical size, and the scales users and server asked for.
+    pub scale: super::scale::ScaleState,
     /// The window-management policy (built-in floating WM for now).
     pub wm: Box<dyn WindowPolicy>,
     /// evdev keycodes whose press went to the WM, so their release is not sent to a client.
@@ -106,19 +108,30 @@ impl WayRay {
             })
     }
 
-    /// Where windows may go: the whole output (no panels yet).
+    /// Where windows may go: the whole output (no panels yet), in logical coordinates.
     pub fn usable_area(&self) -> Area {
-        let size = self
-            .output
-            .current_mode()
-            .map(|m| m.size)
-            .unwrap_or_default();
+        let size = self.output_logical_size();
         Area {
             x: 0,
             y: 0,
             w: size.w,
             h: size.h,
         }
+    }
+
+    /// The output's size in logical coordinates: its pixels over its scale.
+    pub fn output_logical_size(&self) -> smithay::utils::Size<i32, Logical> {
+        let scale = self.output.current_scale().fractional_scale();
+        self.output
+            .current_mode()
+            .map(|m| m.size.to_f64().to_logical(scale).to_i32_round())
+            .unwrap_or_default()
+    }
+
+    /// Where the appliance's pointer at output pixel `pixels` is in logical coordinates.
+    pub fn pixels_to_logical(&self, (x, y): (f64, f64)) -> Point<f64, Logical> {
+        let scale = self.output.current_scale().fractional_scale();
+        (x / scale, y / scale).into()
     }
 
     /// The toplevel window whose root surface is `surface`, mapped or not yet mapped.

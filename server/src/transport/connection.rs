@@ -96,6 +96,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     tracing::info!(
         client = %hello.client_name,
         screen = ?(hello.capabilities.screen_width, hello.capabilities.screen_height),
+        physical_size = ?hello.capabilities.physical_size,
         "hello"
     );
     let welcome = match negotiate(&hello, shared) {
@@ -130,8 +131,10 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                     hello.capabilities.screen_width,
                     hello.capabilities.screen_height,
                 ),
+                physical_size: hello.capabilities.physical_size,
                 output,
                 keymap: hello.keymap.clone(),
+                scale: shared.config.output_scale.fixed_value(),
                 connected_ms: now_ms(),
             },
         );
@@ -147,6 +150,14 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     // (they count as in flight until acknowledged), so this stays short.
     let mut held: VecDeque<Arc<[u8]>> = VecDeque::new();
     let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
+    // What the session last heard of the screen: its size and physical size.
+    let mut screen = (
+        (
+            hello.capabilities.screen_width,
+            hello.capabilities.screen_height,
+        ),
+        hello.capabilities.physical_size,
+    );
     let (output_tx, output_rx) = watch::channel(output);
     let input_task = tokio::spawn(
         input::accept(conn.clone(), id, shared.daemon.clone(), output_rx)
@@ -198,13 +209,28 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                         daemon.token_changed(id, token);
                     }
                 }
-                Ok(Some(ClientControl::ScreenChanged { width, height })) => {
-                    let output = shared.output_size_for((width, height));
-                    tracing::info!(screen = ?(width, height), ?output, "appliance screen changed");
-                    if let Some(output) = output.filter(|o| *o != *output_tx.borrow()) {
+                Ok(Some(ClientControl::ScreenChanged { width, height, physical_size })) => {
+                    let current = *output_tx.borrow();
+                    // Following the screen, an unusable size changes nothing; with a fixed
+                    // output the screen's size and physical size still set the scale.
+                    let output = if shared.follow_appliance {
+                        shared.output_size_for((width, height))
+                    } else {
+                        (width > 0 && height > 0).then_some(current)
+                    };
+                    tracing::info!(screen = ?(width, height), ?physical_size, ?output, "appliance screen changed");
+                    let now = ((width, height), physical_size);
+                    if let Some(output) = output.filter(|o| *o != current || now != screen) {
+                        screen = now;
                         output_tx.send_replace(output);
                         if let Ok(mut daemon) = shared.daemon.lock() {
-                            daemon.forward_to_session(id, ToSession::Resize { appliance: id, output });
+                            let resize = ToSession::Resize {
+                                appliance: id,
+                                screen: (width, height),
+                                physical_size,
+                                output,
+                            };
+                            daemon.forward_to_session(id, resize);
                         }
                     }
                 }

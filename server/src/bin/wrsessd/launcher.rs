@@ -170,6 +170,7 @@ impl Launcher {
             args: process::session_args(
                 &session_id_string(id),
                 &self.config.sessions_socket(),
+                None,
                 &[process::shell_quote(&wrlogin.to_string_lossy())],
             ),
             env,
@@ -216,13 +217,15 @@ impl Launcher {
         users::ensure_private_dir(&runtime, &account)
             .map_err(|e| format!("runtime directory {}: {e}", runtime.display()))?;
 
-        let spawn = self.user_session_commands(&account);
-        tracing::info!(?spawn, "starting the user's session");
+        let session = self.user_session(&account);
+        let spawn = session.spawn_commands();
+        tracing::info!(?spawn, scale = ?session.scale, "starting the user's session");
         let launch = Launch {
             program: wrsrvd,
             args: process::session_args(
                 &session_id_string(id),
                 &self.config.sessions_socket(),
+                session.scale,
                 &spawn,
             ),
             env: session_env(&account, &runtime, secret),
@@ -233,9 +236,9 @@ impl Launcher {
         self.launch(id, &launch)
     }
 
-    /// The `--spawn` commands from the user's session.toml, read with the user's rights. A file
-    /// that cannot be read or parsed means the defaults: logging in matters more.
-    fn user_session_commands(&self, account: &Account) -> Vec<String> {
+    /// The user's session.toml (clients, scale), read with the user's rights. A file that
+    /// cannot be read or parsed means the defaults: logging in matters more.
+    fn user_session(&self, account: &Account) -> session_toml::SessionToml {
         let path = account.home.join(session_toml::RELATIVE_PATH);
         let text = users::read_as(account, &path, session_toml::MAX_LEN).unwrap_or_else(|err| {
             tracing::warn!(path = %path.display(), %err, "cannot read session.toml; using the defaults");
@@ -245,7 +248,7 @@ impl Launcher {
         for warning in warnings {
             tracing::warn!(path = %path.display(), "session.toml: {warning}");
         }
-        config.spawn_commands()
+        config
     }
 
     fn launch(&self, id: SessionId, launch: &Launch) -> Result<Child, String> {

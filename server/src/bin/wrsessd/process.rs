@@ -21,6 +21,8 @@ use nix::{
     unistd::{setgid, setgroups, setuid, Pid},
 };
 
+use wayray_protocol::sessions::ScaleChoice;
+
 use crate::users::Account;
 
 /// Everything needed to start one session compositor.
@@ -38,8 +40,14 @@ pub struct Launch {
     pub log: PathBuf,
 }
 
-/// The compositor's command line: `session --id ID --daemon SOCKET [--spawn CMD]...`.
-pub fn session_args(id: &str, daemon_socket: &Path, spawn: &[String]) -> Vec<OsString> {
+/// The compositor's command line: `session --id ID --daemon SOCKET [--scale S]
+/// [--spawn CMD]...`; `scale` is the user's own (session.toml).
+pub fn session_args(
+    id: &str,
+    daemon_socket: &Path,
+    scale: Option<ScaleChoice>,
+    spawn: &[String],
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "session".into(),
         "--id".into(),
@@ -47,6 +55,10 @@ pub fn session_args(id: &str, daemon_socket: &Path, spawn: &[String]) -> Vec<OsS
         "--daemon".into(),
         daemon_socket.into(),
     ];
+    if let Some(scale) = scale {
+        args.push("--scale".into());
+        args.push(scale.to_string().into());
+    }
     for command in spawn {
         args.push("--spawn".into());
         args.push(command.into());
@@ -166,6 +178,7 @@ mod tests {
         let args = session_args(
             "00000000000000ab",
             Path::new("/run/wayray/sessions.sock"),
+            None,
             &["wm".to_string(), "foot -e top".to_string()],
         );
         let args: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
@@ -182,6 +195,17 @@ mod tests {
                 "--spawn",
                 "foot -e top"
             ]
+        );
+        let args = session_args(
+            "00000000000000ab",
+            Path::new("/s"),
+            Some(ScaleChoice::Fixed(1.5)),
+            &[],
+        );
+        let args: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(
+            args,
+            ["session", "--id", "00000000000000ab", "--daemon", "/s", "--scale", "1.5"]
         );
     }
 
