@@ -43,8 +43,13 @@ fn output_info(server: &Server) -> OutputInfo {
         .expect("wayland-info (apt package wayland-utils) must be installed");
     assert!(out.status.success(), "wayland-info failed: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    // Values follow `key: ` up to a space or comma, e.g. "x: 0, y: 0, scale: 2,".
-    let num = |key: &str| -> u32 {
+    // Values follow `key: ` up to a space or comma, e.g. "x: 0, y: 0, scale: 2,"; the mode is
+    // the line "width: 3840 px, height: 2160 px, refresh: 60.000 Hz,".
+    let mode_line = text
+        .lines()
+        .find(|l| l.contains("refresh:"))
+        .unwrap_or_else(|| panic!("no mode in wayland-info:\n{text}"));
+    let num_in = |text: &str, key: &str| -> u32 {
         text.split(key)
             .nth(1)
             .and_then(|rest| {
@@ -55,10 +60,11 @@ fn output_info(server: &Server) -> OutputInfo {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {key:?} in wayland-info:\n{text}"))
     };
+    let num = |key: &str| num_in(&text, key);
     OutputInfo {
         scale: num(" scale:"),
         physical_mm: (num("physical_width:"), num("physical_height:")),
-        mode: (num("width:"), num(" height:")),
+        mode: (num_in(mode_line, "width:"), num_in(mode_line, "height:")),
         logical: (num("logical_width:"), num("logical_height:")),
     }
 }
@@ -154,10 +160,13 @@ fn assert_near(got: u32, want: f64, what: &str) {
 fn a_27_inch_4k_monitor_gets_scale_1_5() {
     let dir = TempDir::new("scale-auto");
     let events = dir.path("probe.out");
+    // Starting at the logical size the 4K screen will have leaves room for both windows side by
+    // side, so foot's whole title bar shows.
     let server = Server::start(
         &dir,
         ServerOpts {
             spawn: &["foot"],
+            extra: &["--size", "2560x1440"],
             ..Default::default()
         },
     );
