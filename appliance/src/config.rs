@@ -709,14 +709,9 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["wrclient", "--server", "srv"]).unwrap();
         assert_eq!(Config::resolve(cli).unwrap().physical_size, None);
-        let cli = Cli::try_parse_from([
-            "wrclient",
-            "--server",
-            "srv",
-            "--physical-size",
-            "597x336",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["wrclient", "--server", "srv", "--physical-size", "597x336"])
+                .unwrap();
         assert_eq!(
             Config::resolve(cli).unwrap().physical_size,
             PhysicalSize::known(597, 336)

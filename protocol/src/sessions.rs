@@ -177,7 +177,12 @@ impl<'de> Deserialize<'de> for ScaleChoice {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = ScaleChoice;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "\"auto\" or a scale between {} and {}", ScaleChoice::MIN, ScaleChoice::MAX)
+                write!(
+                    f,
+                    "\"auto\" or a scale between {} and {}",
+                    ScaleChoice::MIN,
+                    ScaleChoice::MAX
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScaleChoice, E> {
                 v.parse().map_err(E::custom)

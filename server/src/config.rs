@@ -322,7 +322,11 @@ mod tests {
         assert_eq!(scale("output_scale = \"auto\""), Some(ScaleChoice::Auto));
         assert_eq!(scale("output_scale = 1.5"), Some(ScaleChoice::Fixed(1.5)));
         assert_eq!(scale("output_scale = 2"), Some(ScaleChoice::Fixed(2.0)));
-        for bad in ["output_scale = 0", "output_scale = \"big\"", "output_scale = 9.0"] {
+        for bad in [
+            "output_scale = 0",
+            "output_scale = \"big\"",
+            "output_scale = 9.0",
+        ] {
             assert!(scale(bad).is_none(), "{bad}");
         }
     }

@@ -127,7 +127,12 @@ fn title_bar_box(shot: &Path, target: [i32; 3]) -> (u32, u32, u32, u32) {
 fn run_script(dir: &TempDir, server: &Server, extra: &[&str], script: &str) -> String {
     let path = dir.path("input.script");
     std::fs::write(&path, script).unwrap();
-    let mut args = vec!["--input-script", path.to_str().unwrap(), "--exit-after", "30"];
+    let mut args = vec![
+        "--input-script",
+        path.to_str().unwrap(),
+        "--exit-after",
+        "30",
+    ];
     args.extend_from_slice(extra);
     let out = run_appliance(dir, server.listen, &args);
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
@@ -235,14 +240,24 @@ fn a_27_inch_4k_monitor_gets_scale_1_5() {
         close.0,
         close.1,
     );
-    run_script(&dir, &server, &["--screen", UHD, "--physical-size", MM_27], &script);
+    run_script(
+        &dir,
+        &server,
+        &["--screen", UHD, "--physical-size", MM_27],
+        &script,
+    );
     let got = std::fs::read_to_string(&events).unwrap();
     assert!(
         got.contains("pointer enter 100 50"),
         "the probe did not see the pointer at 100,50:\n{got}"
     );
     // foot exits when its window is closed.
-    wait_log_plain(&server, "client exited cmd=\"foot\"", 1, Duration::from_secs(10));
+    wait_log_plain(
+        &server,
+        "client exited cmd=\"foot\"",
+        1,
+        Duration::from_secs(10),
+    );
 
     // A 1920x1080 monitor of the same size replaces it: 82 DPI, scale 1.
     run_script(

@@ -759,9 +759,7 @@ fn probe_connectors(
 
 /// The monitor's size as the kernel read it from the EDID; 0×0 (none given) is unknown.
 fn physical_size_of(info: &connector::Info) -> Option<PhysicalSize> {
-    let size = info
-        .size()
-        .and_then(|(w, h)| PhysicalSize::known(w, h));
+    let size = info.size().and_then(|(w, h)| PhysicalSize::known(w, h));
     tracing::debug!(connector = connector_name(info), ?size, "physical size");
     size
 }

@@ -172,7 +172,9 @@ impl Decorations {
             let render_loc = (location - window.geometry().loc).to_physical_precise_round(scale);
             elements.extend(AsRenderElements::<PixmanRenderer>::render_elements::<
                 OutputElement,
-            >(window, renderer, render_loc, scale.into(), 1.0));
+            >(
+                window, renderer, render_loc, scale.into(), 1.0
+            ));
         }
         self.bars.retain(|id, _| alive.contains(id));
         elements

@@ -437,7 +437,10 @@ impl WayRay {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
         let scale = self.output.current_scale().fractional_scale();
-        let mut damage = match self.capture.render(&self.space, &mut self.decorations, scale) {
+        let mut damage = match self
+            .capture
+            .render(&self.space, &mut self.decorations, scale)
+        {
             Ok(damage) => damage,
             Err(err) => {
                 tracing::error!(%err, "render failed");

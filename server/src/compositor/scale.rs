@@ -56,7 +56,8 @@ pub fn auto_scale(pixels: (u32, u32), physical: Option<PhysicalSize>) -> f64 {
     };
     let ideal = dpi / TARGET_DPI;
     // Nearest quarter, ties down.
-    let mut scale = ((ideal * STEPS_PER_UNIT - 0.5).ceil() / STEPS_PER_UNIT).clamp(1.0, MAX_AUTO_SCALE);
+    let mut scale =
+        ((ideal * STEPS_PER_UNIT - 0.5).ceil() / STEPS_PER_UNIT).clamp(1.0, MAX_AUTO_SCALE);
     let (w, h) = (f64::from(pixels.0), f64::from(pixels.1));
     while scale > 1.0 && (w / scale < MIN_LOGICAL.0 || h / scale < MIN_LOGICAL.1) {
         scale -= 1.0 / STEPS_PER_UNIT;

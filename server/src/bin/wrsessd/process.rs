@@ -205,7 +205,15 @@ mod tests {
         let args: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args,
-            ["session", "--id", "00000000000000ab", "--daemon", "/s", "--scale", "1.5"]
+            [
+                "session",
+                "--id",
+                "00000000000000ab",
+                "--daemon",
+                "/s",
+                "--scale",
+                "1.5"
+            ]
         );
     }
 

@@ -153,7 +153,10 @@ mod tests {
             resolve(Some("scale = \"auto\"")).0.scale,
             Some(ScaleChoice::Auto)
         );
-        assert_eq!(resolve(Some("scale = 2")).0.scale, Some(ScaleChoice::Fixed(2.0)));
+        assert_eq!(
+            resolve(Some("scale = 2")).0.scale,
+            Some(ScaleChoice::Fixed(2.0))
+        );
         for bad in ["scale = 0", "scale = \"huge\"", "scale = [1]"] {
             let (config, warnings) = resolve(Some(&format!("{bad}\nautostart = [\"a\"]")));
             assert_eq!(config.scale, None, "{bad}");
