@@ -90,6 +90,23 @@ pub struct Hello {
     pub token: Option<String>,
 }
 
+impl Hello {
+    /// The protocol version a `ClientControl::Hello` body announces, read without decoding the
+    /// rest. Another version may lay its Hello out differently (v4 added the physical size), and
+    /// its appliance must still hear `VersionMismatch` rather than a decode error. `None` when
+    /// the body is not a Hello.
+    pub fn peek_version(body: &[u8]) -> Option<u16> {
+        // Postcard: the enum variant index (Hello is 0) and then the first field, as varints.
+        let (variant, rest) = postcard::take_from_bytes::<u32>(body).ok()?;
+        if variant != 0 {
+            return None;
+        }
+        postcard::take_from_bytes::<u16>(rest)
+            .ok()
+            .map(|(version, _)| version)
+    }
+}
+
 /// Server → appliance answer to [`Hello`]: what was agreed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {

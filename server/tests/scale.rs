@@ -334,3 +334,78 @@ fn an_unknown_size_means_scale_1() {
         (1, (0, 0), (3840, 2160))
     );
 }
+
+/// A v3 appliance's Hello (no physical size: laid out differently from v4's) still gets a clear
+/// `VersionMismatch`, read from its leading version, not a decode error.
+#[test]
+fn a_v3_hello_hears_version_mismatch() {
+    use wayray_protocol::{
+        framing, ByeReason, Encoding, FrameReader, ServerControl, DEFAULT_MAX_MESSAGE_LEN,
+        PROTOCOL_VERSION,
+    };
+    #[derive(serde::Serialize)]
+    enum V3Control {
+        Hello(V3Hello),
+    }
+    #[derive(serde::Serialize)]
+    struct V3Hello {
+        protocol_version: u16,
+        client_name: String,
+        capabilities: V3Capabilities,
+        keymap: Option<()>,
+        token: Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct V3Capabilities {
+        screen_width: u32,
+        screen_height: u32,
+        encodings: Vec<Encoding>,
+        max_message_len: u32,
+    }
+
+    let dir = TempDir::new("scale-v3");
+    let server = Server::start(&dir, ServerOpts::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = rt.block_on(async {
+        let conn = raw_connect(server.listen).await;
+        let (mut ctrl, mut ctrl_recv) = conn.open_bi().await.unwrap();
+        let hello = V3Control::Hello(V3Hello {
+            protocol_version: 3,
+            client_name: "wrclient 0.0.3".into(),
+            capabilities: V3Capabilities {
+                screen_width: 1920,
+                screen_height: 1080,
+                encodings: vec![Encoding::TilesV1],
+                max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            },
+            keymap: None,
+            token: None,
+        });
+        ctrl.write_all(&framing::encode(&hello).unwrap())
+            .await
+            .unwrap();
+        let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
+        loop {
+            if let Some(msg) = reader.next::<ServerControl>().unwrap() {
+                return msg;
+            }
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), ctrl_recv.read_chunk(1 << 16, true))
+                    .await
+                    .expect("no answer to the v3 Hello")
+                    .unwrap()
+                    .expect("control stream ended without an answer");
+            reader.push(&chunk.bytes);
+        }
+    });
+    assert_eq!(
+        reply,
+        ServerControl::Bye(ByeReason::VersionMismatch {
+            server: PROTOCOL_VERSION,
+            client: 3
+        })
+    );
+}
