@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wayray_protocol::codec::MAX_DIMENSION;
+use wayray_protocol::PhysicalSize;
 
 use crate::keymap::XkbNames;
 
@@ -61,6 +62,13 @@ pub struct Cli {
     #[arg(long, value_name = "WxH")]
     pub screen: Option<ScreenSize>,
 
+    /// The screen's visible size in millimetres, e.g. 597x336 for a 27" 16:9 monitor; the server scales the
+    /// desktop to the pixel density this gives. Headless displays have no size of their own; with --display drm
+    /// it replaces what the monitor's EDID says (some projectors and TVs report none or a wrong one)
+    /// [default: the EDID's size, none when headless].
+    #[arg(long, value_name = "WxH")]
+    pub physical_size: Option<PhysicalSizeArg>,
+
     /// Where the picture goes: drm (the card's first connected display, through KMS, as on an appliance) or
     /// headless (memory only: for --screenshot and --frame-log) [default: drm with --card or --mode, else
     /// headless].
@@ -76,7 +84,7 @@ pub struct Cli {
     #[arg(long, value_name = "WxH[@HZ]")]
     pub mode: Option<ModeRequest>,
 
-    /// TOML file with any of: server, server-name, server-cert, state-dir, screen, display, card, mode, input, input-device (a list),
+    /// TOML file with any of: server, server-name, server-cert, state-dir, screen, physical-size, display, card, mode, input, input-device (a list),
     /// xkb-layout, xkb-variant, xkb-model, xkb-options (same meaning as the flags; a flag given on the command
     /// line wins).
     #[arg(long, value_name = "PATH")]
@@ -173,6 +181,7 @@ struct ConfigFile {
     server_cert: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     screen: Option<String>,
+    physical_size: Option<String>,
     display: Option<String>,
     card: Option<PathBuf>,
     mode: Option<String>,
@@ -239,6 +248,8 @@ pub struct Config {
     pub server_cert: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub screen: ScreenSize,
+    /// `--physical-size`: announced instead of what the display reports.
+    pub physical_size: Option<PhysicalSize>,
     pub display: DisplayChoice,
     pub frame_log: Option<PathBuf>,
     pub screenshot: Option<PathBuf>,
@@ -310,6 +321,15 @@ impl Config {
             (Some(screen), _) => screen,
             (None, Some(text)) => text.parse().map_err(|e| value_error("screen", e))?,
             (None, None) => DEFAULT_SCREEN,
+        };
+        let physical_size = match (cli.physical_size, file.physical_size) {
+            (Some(size), _) => Some(size.0),
+            (None, Some(text)) => Some(
+                text.parse::<PhysicalSizeArg>()
+                    .map_err(|e| value_error("physical-size", e))?
+                    .0,
+            ),
+            (None, None) => None,
         };
         let display_kind = match (cli.display, file.display) {
             (Some(kind), _) => Some(kind),
@@ -385,6 +405,7 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             screen,
+            physical_size,
             display,
             frame_log: cli.frame_log,
             screenshot: cli.screenshot,
@@ -552,6 +573,33 @@ impl fmt::Display for ScreenSize {
     }
 }
 
+/// Largest side `--physical-size` accepts: 10 m (a video wall) is already beyond any monitor.
+const MAX_PHYSICAL_MM: u32 = 10_000;
+
+/// `--physical-size WxH` in millimetres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysicalSizeArg(pub PhysicalSize);
+
+impl FromStr for PhysicalSizeArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (w, h) = text
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT in millimetres, e.g. 597x336"))?;
+        let side = |s: &str| match s.trim().parse::<u32>() {
+            Ok(v) if (1..=MAX_PHYSICAL_MM).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "`{s}` in `{text}` is not a size between 1 and {MAX_PHYSICAL_MM} mm"
+            )),
+        };
+        Ok(Self(PhysicalSize {
+            width_mm: side(w)?,
+            height_mm: side(h)?,
+        }))
+    }
+}
+
 /// A display mode asked for with `--mode`: a size and maybe a refresh rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModeRequest {
@@ -645,6 +693,29 @@ mod tests {
         for bad in ["1920", "0x100", "100x0", "x", "100x99999", "-1x5"] {
             assert!(bad.parse::<ScreenSize>().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn physical_sizes() {
+        assert_eq!(
+            "597x336".parse(),
+            Ok(PhysicalSizeArg(PhysicalSize {
+                width_mm: 597,
+                height_mm: 336
+            }))
+        );
+        for bad in ["597", "0x336", "597x0", "x", "99999x1", "-1x5", "1.5x2"] {
+            assert!(bad.parse::<PhysicalSizeArg>().is_err(), "{bad:?} accepted");
+        }
+        let cli = Cli::try_parse_from(["wrclient", "--server", "srv"]).unwrap();
+        assert_eq!(Config::resolve(cli).unwrap().physical_size, None);
+        let cli =
+            Cli::try_parse_from(["wrclient", "--server", "srv", "--physical-size", "597x336"])
+                .unwrap();
+        assert_eq!(
+            Config::resolve(cli).unwrap().physical_size,
+            PhysicalSize::known(597, 336)
+        );
     }
 
     #[test]

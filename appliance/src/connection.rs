@@ -15,8 +15,8 @@ use serde::Serialize;
 use wayray_protocol::cursor::CursorError;
 use wayray_protocol::{
     framing, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder, DisplayMessage,
-    Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, ServerControl, StreamKind,
-    Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, PhysicalSize, ServerControl,
+    StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use crate::config::ScreenSize;
@@ -104,13 +104,19 @@ pub enum Ended {
 }
 
 /// The Hello this appliance sends; `keymap` is its keyboard's current layout.
-pub fn hello(screen: ScreenSize, keymap: Keymap, token: Option<String>) -> Hello {
+pub fn hello(
+    screen: ScreenSize,
+    physical_size: Option<PhysicalSize>,
+    keymap: Keymap,
+    token: Option<String>,
+) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         client_name: concat!("wrclient ", env!("CARGO_PKG_VERSION")).to_owned(),
         capabilities: Capabilities {
             screen_width: screen.width,
             screen_height: screen.height,
+            physical_size,
             encodings: vec![Encoding::TilesV1],
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
         },
@@ -125,8 +131,9 @@ pub struct Established {
     control_send: SendStream,
     control_recv: MessageReader,
     pub welcome: Welcome,
-    /// The screen size the server last heard of (Hello, then `ScreenChanged`).
-    announced: (u32, u32),
+    /// The screen size and physical size the server last heard of (Hello, then
+    /// `ScreenChanged`).
+    announced: Announced,
 }
 
 /// Opens the control stream, sends Hello and waits for the server's answer.
@@ -139,10 +146,13 @@ pub async fn handshake(
         .await
         .map_err(ConnectionError::OpenControl)?;
     let mut control_recv = MessageReader::new(recv, DEFAULT_MAX_MESSAGE_LEN);
-    let announced = (
-        hello.capabilities.screen_width,
-        hello.capabilities.screen_height,
-    );
+    let announced = Announced {
+        size: (
+            hello.capabilities.screen_width,
+            hello.capabilities.screen_height,
+        ),
+        physical_size: hello.capabilities.physical_size,
+    };
     let answer = async {
         send(&mut control_send, &ClientControl::Hello(hello)).await?;
         match control_recv.next::<ServerControl>().await? {
@@ -316,23 +326,49 @@ impl Established {
     }
 }
 
-/// Tells the server the screen's native size if it is not the one the server last heard of;
-/// the server resizes the session, and the next frames come at that size.
+/// What the server last heard of the screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Announced {
+    size: (u32, u32),
+    physical_size: Option<PhysicalSize>,
+}
+
+/// Tells the server the screen's native size and physical size if they are not what the server
+/// last heard of; the server resizes (and rescales) the session, and the next frames come at
+/// that size.
 async fn announce_screen<S: DisplaySink>(
     control_send: &mut SendStream,
-    announced: &mut (u32, u32),
+    announced: &mut Announced,
     screen: &Screen<S>,
 ) -> Result<(), ConnectionError> {
-    let Some((width, height)) = screen.native_size().filter(|size| size != announced) else {
+    // A screen without a native size (headless) keeps the size announced in Hello.
+    let Some(size) = screen.native_size() else {
         return Ok(());
     };
-    tracing::info!(width, height, "telling the server the screen changed size");
+    let now = Announced {
+        size,
+        physical_size: screen.physical_size(),
+    };
+    if now == *announced {
+        return Ok(());
+    }
+    let (width, height) = size;
+    tracing::info!(
+        width,
+        height,
+        physical_size = ?now.physical_size,
+        "telling the server the screen changed"
+    );
     send(
         control_send,
-        &ClientControl::ScreenChanged { width, height },
+        &ClientControl::ScreenChanged {
+            width,
+            height,
+            physical_size: now.physical_size,
+        },
     )
     .await?;
-    *announced = (width, height);
+    *announced = now;
     Ok(())
 }
 

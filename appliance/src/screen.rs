@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 use wayray_protocol::codec::MAX_DIMENSION;
-use wayray_protocol::{frame_digest, CursorImage, Rect};
+use wayray_protocol::{frame_digest, CursorImage, PhysicalSize, Rect};
 
 use crate::display::{DisplayError, DisplaySink};
 use crate::report::error_chain;
@@ -51,6 +51,8 @@ pub struct Screen<S> {
     screenshot: Option<Screenshot>,
     frames_presented: watch::Sender<u64>,
     exit_after_frames: Option<u64>,
+    /// `--physical-size`, announced instead of the sink's.
+    physical_size: Option<PhysicalSize>,
 }
 
 impl<S: DisplaySink> Screen<S> {
@@ -81,7 +83,21 @@ impl<S: DisplaySink> Screen<S> {
             screenshot,
             frames_presented: watch::Sender::new(0),
             exit_after_frames,
+            physical_size: None,
         })
+    }
+
+    /// Announces `size` as the screen's physical size whatever the display reports (a headless
+    /// display pretending a monitor; a monitor whose EDID lies).
+    pub fn with_physical_size(mut self, size: Option<PhysicalSize>) -> Self {
+        self.physical_size = size;
+        self
+    }
+
+    /// The screen's physical size as the server should hear it: `--physical-size`, else the
+    /// display's own, else unknown.
+    pub fn physical_size(&self) -> Option<PhysicalSize> {
+        self.physical_size.or_else(|| self.sink.physical_size())
     }
 
     /// Makes the sink `width`×`height`; only an actual change reaches it, so a reconnect to a

@@ -84,7 +84,8 @@ pub async fn run<S: DisplaySink>(
         config.frame_log.as_deref(),
         screenshot,
         config.exit_after_frames,
-    )?;
+    )?
+    .with_physical_size(config.physical_size);
     let input = Input::new(keymap, screen_size.width, screen_size.height);
     let latency = config
         .latency_log
@@ -175,6 +176,7 @@ async fn attempt_once<S: DisplaySink>(
     let screen_size = screen_size(config, local.screen.native_size());
     let hello = connection::hello(
         screen_size,
+        local.screen.physical_size(),
         local.input.keymap().clone(),
         local.tokens.current(),
     );

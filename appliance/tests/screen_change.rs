@@ -72,7 +72,8 @@ async fn a_swapped_screen_is_announced_and_frames_of_its_size_are_shown() {
             Some(ClientControl::FrameAck { seq: 1 }),
             Some(ClientControl::ScreenChanged {
                 width: NEW_W,
-                height: NEW_H
+                height: NEW_H,
+                physical_size: None,
             }),
         ]
     );

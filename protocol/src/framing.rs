@@ -109,6 +109,23 @@ impl FrameReader {
         msg.map(Some)
     }
 
+    /// The body of the next message if it is all here, without taking it: a peer's Hello can
+    /// be looked at before it is decoded (see [`crate::Hello::peek_version`]). Errors as
+    /// [`FrameReader::next`] would for a message over the maximum.
+    pub fn peek_body(&self) -> Result<Option<&[u8]>, FramingError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        if len > self.max_len {
+            return Err(FramingError::TooLong {
+                len: len as u64,
+                max: self.max_len,
+            });
+        }
+        Ok(self.buf.get(HEADER_LEN..HEADER_LEN + len as usize))
+    }
+
     /// Call when the stream ended: errors if a partial message is left.
     pub fn finish(&self) -> Result<(), FramingError> {
         if self.buf.is_empty() {
@@ -133,6 +150,7 @@ mod tests {
             capabilities: Capabilities {
                 screen_width: 1280,
                 screen_height: 800,
+                physical_size: PhysicalSize::known(597, 336),
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: 1 << 20,
             },
@@ -146,6 +164,11 @@ mod tests {
         let msgs = [
             hello(),
             ClientControl::FrameAck { seq: 7 },
+            ClientControl::ScreenChanged {
+                width: 3840,
+                height: 2160,
+                physical_size: None,
+            },
             ClientControl::Bye(ByeReason::Shutdown),
         ];
         let mut bytes = Vec::new();
@@ -182,6 +205,78 @@ mod tests {
             r.next::<ClientControl>(),
             Err(FramingError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_physical_size_that_is_neither_some_nor_none_is_an_error() {
+        let size = |physical_size| ClientControl::ScreenChanged {
+            width: 1,
+            height: 1,
+            physical_size,
+        };
+        let some = encode(&size(PhysicalSize::known(2, 3))).unwrap();
+        let none = encode(&size(None)).unwrap();
+        // The option's tag is the byte after the two one-byte varints: 1 for Some, 0 for None.
+        assert_eq!((some[HEADER_LEN + 3], none[HEADER_LEN + 3]), (1, 0));
+        let mut bad = some.clone();
+        bad[HEADER_LEN + 3] = 2;
+        let mut r = FrameReader::new(100);
+        r.push(&bad);
+        assert!(matches!(
+            r.next::<ClientControl>(),
+            Err(FramingError::Malformed(_))
+        ));
+        // A v3 appliance's ScreenChanged (no size at all) is cut short, not misread.
+        let mut v3 = none[..none.len() - 1].to_vec();
+        v3[0] -= 1;
+        let mut r = FrameReader::new(100);
+        r.push(&v3);
+        assert!(matches!(
+            r.next::<ClientControl>(),
+            Err(FramingError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn another_versions_hello_shows_its_version_before_decoding() {
+        let ClientControl::Hello(mut v3) = hello() else {
+            unreachable!()
+        };
+        v3.protocol_version = 3;
+        // Only the version is read, so what follows it may be laid out any way.
+        let bytes = encode(&ClientControl::Hello(v3)).unwrap();
+        let mut r = FrameReader::new(1 << 20);
+        r.push(&bytes[..5]);
+        assert_eq!(r.peek_body(), Ok(None));
+        r.push(&bytes[5..]);
+        let body = r.peek_body().unwrap().unwrap();
+        assert_eq!(Hello::peek_version(body), Some(3));
+        // Peeking takes nothing.
+        assert!(matches!(
+            r.next::<ClientControl>(),
+            Ok(Some(ClientControl::Hello(_)))
+        ));
+        // Not a Hello, or not even a message: no version.
+        let ack = encode(&ClientControl::FrameAck { seq: 1 }).unwrap();
+        assert_eq!(Hello::peek_version(&ack[HEADER_LEN..]), None);
+        assert_eq!(Hello::peek_version(&[]), None);
+        assert_eq!(Hello::peek_version(&[0, 0xff]), None);
+        let mut r = FrameReader::new(10);
+        r.push(&11u32.to_le_bytes());
+        assert!(matches!(r.peek_body(), Err(FramingError::TooLong { .. })));
+    }
+
+    #[test]
+    fn unknown_sizes_are_none() {
+        assert_eq!(PhysicalSize::known(0, 336), None);
+        assert_eq!(PhysicalSize::known(597, 0), None);
+        assert_eq!(
+            PhysicalSize::known(597, 336),
+            Some(PhysicalSize {
+                width_mm: 597,
+                height_mm: 336
+            })
+        );
     }
 
     #[test]

@@ -39,12 +39,35 @@ pub enum Encoding {
     TilesV1,
 }
 
+/// A monitor's visible area in millimetres, as its EDID tells the kernel (DRM connector
+/// `mm_width`/`mm_height`). The server derives the screen's pixel density from it and picks the
+/// session output's scale, so a 27" 4K monitor gets a readable desktop instead of tiny text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalSize {
+    pub width_mm: u32,
+    pub height_mm: u32,
+}
+
+impl PhysicalSize {
+    /// `None` for a size the kernel reports as unknown (0 on either side: headless outputs,
+    /// projectors, EDIDs without a size).
+    pub fn known(width_mm: u32, height_mm: u32) -> Option<Self> {
+        (width_mm > 0 && height_mm > 0).then_some(Self {
+            width_mm,
+            height_mm,
+        })
+    }
+}
+
 /// What the appliance can do, sent once in [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// The screen's size in pixels, so the server can size the session output to it.
     pub screen_width: u32,
     pub screen_height: u32,
+    /// The screen's physical size; `None` when unknown (headless, a projector, no EDID). The
+    /// session's scale follows it (protocol v4).
+    pub physical_size: Option<PhysicalSize>,
     pub encodings: Vec<Encoding>,
     /// Largest message the appliance is willing to receive.
     pub max_message_len: u32,
@@ -65,6 +88,23 @@ pub struct Hello {
     /// session bound to it, or a greeter. `None`: the appliance requires a card and has none,
     /// so no session is shown (it says "insert your card" itself).
     pub token: Option<String>,
+}
+
+impl Hello {
+    /// The protocol version a `ClientControl::Hello` body announces, read without decoding the
+    /// rest. Another version may lay its Hello out differently (v4 added the physical size), and
+    /// its appliance must still hear `VersionMismatch` rather than a decode error. `None` when
+    /// the body is not a Hello.
+    pub fn peek_version(body: &[u8]) -> Option<u16> {
+        // Postcard: the enum variant index (Hello is 0) and then the first field, as varints.
+        let (variant, rest) = postcard::take_from_bytes::<u32>(body).ok()?;
+        if variant != 0 {
+            return None;
+        }
+        postcard::take_from_bytes::<u16>(rest)
+            .ok()
+            .map(|(version, _)| version)
+    }
 }
 
 /// Server → appliance answer to [`Hello`]: what was agreed.
@@ -127,9 +167,12 @@ pub enum ClientControl {
     },
     /// The appliance's screen changed size (a monitor plugged in or swapped, another mode picked):
     /// the server resizes the session output to it and the next frame arrives at the new size.
+    /// A monitor of the same mode but another physical size counts as a change too: the
+    /// session's scale follows it.
     ScreenChanged {
         width: u32,
         height: u32,
+        physical_size: Option<PhysicalSize>,
     },
 }
 

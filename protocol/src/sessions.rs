@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{InputMessage, Keymap};
+use crate::{InputMessage, Keymap, PhysicalSize};
 
 /// A session's identity, unique for the life of a server's session store. Shown as 16 hex digits.
 pub type SessionId = u64;
@@ -53,12 +53,20 @@ pub enum ToSession {
     Attached {
         appliance: ApplianceId,
         screen: (u32, u32),
+        /// The screen's size in millimetres, when the appliance knows it.
+        physical_size: Option<PhysicalSize>,
         output: (u32, u32),
         keymap: Option<Keymap>,
+        /// The server's configured output scale (`output_scale`); `None`: chosen from the
+        /// screen's pixel density. A user's own `scale` in session.toml wins over both.
+        scale: Option<f64>,
     },
-    /// The attached appliance's screen changed size.
+    /// The attached appliance's screen changed: its size, its physical size (a monitor swap),
+    /// or both.
     Resize {
         appliance: ApplianceId,
+        screen: (u32, u32),
+        physical_size: Option<PhysicalSize>,
         output: (u32, u32),
     },
     /// A validated input event from the attached appliance.
@@ -96,6 +104,101 @@ pub enum FromSession {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+}
+
+/// An output scale someone asked for: the server's `output_scale`, a user's `scale` in
+/// session.toml, `--scale`. Written `auto` or a number such as `1.5`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ScaleChoice {
+    /// Chosen from the screen's pixel density (its physical size), 1 when that is unknown.
+    #[default]
+    Auto,
+    /// This scale whatever the screen.
+    Fixed(f64),
+}
+
+impl ScaleChoice {
+    /// Smallest scale one may ask for: below it text is unreadable on any screen.
+    pub const MIN: f64 = 0.5;
+    /// Largest: beyond it even an 8K laptop panel has too little room.
+    pub const MAX: f64 = 4.0;
+
+    /// A fixed scale, checked and rounded to the nearest 1/120, the step fractional-scale-v1
+    /// can express.
+    pub fn fixed(scale: f64) -> Result<Self, String> {
+        if !(Self::MIN..=Self::MAX).contains(&scale) {
+            return Err(format!(
+                "scale {scale} is out of range ({}..={})",
+                Self::MIN,
+                Self::MAX
+            ));
+        }
+        Ok(Self::Fixed((scale * 120.0).round() / 120.0))
+    }
+
+    /// The fixed scale, `None` for `auto`.
+    pub fn fixed_value(self) -> Option<f64> {
+        match self {
+            Self::Auto => None,
+            Self::Fixed(scale) => Some(scale),
+        }
+    }
+}
+
+impl std::str::FromStr for ScaleChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        let scale = text
+            .parse::<f64>()
+            .map_err(|_| format!("`{text}` is neither `auto` nor a scale such as 1.5"))?;
+        Self::fixed(scale)
+    }
+}
+
+impl std::fmt::Display for ScaleChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => write!(f, "auto"),
+            Self::Fixed(scale) => write!(f, "{scale}"),
+        }
+    }
+}
+
+/// In TOML: `scale = "auto"`, `scale = 1.5` or `scale = 2`. A self-describing format is
+/// needed; wire messages carry `Option<f64>` instead.
+impl<'de> Deserialize<'de> for ScaleChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ScaleChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "\"auto\" or a scale between {} and {}",
+                    ScaleChoice::MIN,
+                    ScaleChoice::MAX
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScaleChoice, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ScaleChoice, E> {
+                ScaleChoice::fixed(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ScaleChoice, E> {
+                ScaleChoice::fixed(v as f64).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ScaleChoice, E> {
+                ScaleChoice::fixed(v as f64).map_err(E::custom)
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
 }
 
 // ---- daemon ⇄ session launcher ---------------------------------------------------------------
@@ -312,6 +415,21 @@ mod tests {
         let mut reader = crate::FrameReader::new(1 << 20);
         reader.push(&bytes);
         assert_eq!(reader.next::<FromSession>().unwrap(), Some(msg));
+    }
+
+    #[test]
+    fn scale_choices_parse_and_round() {
+        assert_eq!("auto".parse(), Ok(ScaleChoice::Auto));
+        assert_eq!(" Auto ".parse(), Ok(ScaleChoice::Auto));
+        assert_eq!("1.5".parse(), Ok(ScaleChoice::Fixed(1.5)));
+        assert_eq!("2".parse(), Ok(ScaleChoice::Fixed(2.0)));
+        // 1.33 is not a multiple of 1/120; the nearest one is 160/120.
+        assert_eq!("1.33".parse(), Ok(ScaleChoice::Fixed(160.0 / 120.0)));
+        for bad in ["0.1", "5", "big", "", "NaN", "inf"] {
+            assert!(bad.parse::<ScaleChoice>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(ScaleChoice::Fixed(1.25).to_string(), "1.25");
+        assert_eq!(ScaleChoice::Auto.fixed_value(), None);
     }
 
     #[test]

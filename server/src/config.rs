@@ -8,6 +8,7 @@ use std::{
 use ipnet::IpNet;
 
 use serde::Deserialize;
+use wayray_protocol::sessions::ScaleChoice;
 
 /// Settings of one `wrsrvd`. Every field has a default, so an empty or missing file is valid.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -26,6 +27,12 @@ pub struct Config {
     /// every appliance shows the session pixel for pixel. `false` keeps `output_width` ×
     /// `output_height` and appliances show it centred or cut. Default `true`.
     pub output_follows_appliance: bool,
+    /// Scale of the session output: `"auto"` picks it from the appliance screen's pixel density
+    /// (its physical size, from the monitor's EDID), so a 27" 4K monitor shows a desktop about as
+    /// large as a 27" 1440p one (scale 1.5) and a screen of unknown size gets 1; a number
+    /// (`1`, `1.5`, 0.5..=4) fixes it for every screen. A user's `scale` in session.toml wins
+    /// over this. Default `"auto"`.
+    pub output_scale: ScaleChoice,
     /// Per-token sessions through the session launcher `wrsessd` (greeter, PAM, the user's own
     /// session) instead of one shared session. Default `false`.
     pub launcher: bool,
@@ -91,6 +98,7 @@ impl Default for Config {
             output_width: 1280,
             output_height: 800,
             output_follows_appliance: true,
+            output_scale: ScaleChoice::Auto,
             launcher: false,
             suspended_timeout_secs: 86400,
             max_frames_in_flight: 2,
@@ -310,6 +318,22 @@ mod tests {
         assert_eq!(Config::default().bandwidth_limit_bps(ip("192.0.2.1")), None);
         let bad = "[[appliance_bandwidth]]\nnetwork = \"10.0.0.300/8\"\nlimit_kbps = 1";
         assert!(toml::from_str::<Config>(bad).is_err());
+    }
+
+    #[test]
+    fn output_scale_is_auto_or_a_number() {
+        let scale = |text: &str| toml::from_str::<Config>(text).ok().map(|c| c.output_scale);
+        assert_eq!(scale(""), Some(ScaleChoice::Auto));
+        assert_eq!(scale("output_scale = \"auto\""), Some(ScaleChoice::Auto));
+        assert_eq!(scale("output_scale = 1.5"), Some(ScaleChoice::Fixed(1.5)));
+        assert_eq!(scale("output_scale = 2"), Some(ScaleChoice::Fixed(2.0)));
+        for bad in [
+            "output_scale = 0",
+            "output_scale = \"big\"",
+            "output_scale = 9.0",
+        ] {
+            assert!(scale(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,19 +17,26 @@ pub enum ToCompositor {
         appliance: ApplianceId,
         /// The appliance's screen, as it said in Hello.
         screen: (u32, u32),
+        /// The screen's size in millimetres, when known; with `screen` it sets the scale.
+        physical_size: Option<wayray_protocol::PhysicalSize>,
         /// The size the session output takes for it (told to the appliance in Welcome).
         output: (u32, u32),
         /// The appliance keyboard's layout, if it sent one.
         keymap: Option<wayray_protocol::Keymap>,
+        /// The server's configured scale; `None`: automatic.
+        scale: Option<f64>,
     },
     /// An input event from the attached appliance, already validated.
     Input {
         appliance: ApplianceId,
         event: wayray_protocol::InputMessage,
     },
-    /// The attached appliance's screen changed size; the session output follows.
+    /// The attached appliance's screen changed size or physical size; the session output
+    /// follows.
     Resize {
         appliance: ApplianceId,
+        screen: (u32, u32),
+        physical_size: Option<wayray_protocol::PhysicalSize>,
         output: (u32, u32),
     },
     /// The appliance went away (closed, timed out, broke the protocol, or was replaced).

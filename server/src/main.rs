@@ -25,7 +25,7 @@ use std::{
 use clap::Parser;
 use miette::{Context, IntoDiagnostic};
 use smithay::reexports::calloop::channel;
-use wayray_protocol::sessions::parse_session_id;
+use wayray_protocol::sessions::{parse_session_id, ScaleChoice};
 
 use crate::{
     compositor::SessionOptions,
@@ -82,6 +82,11 @@ struct DaemonArgs {
     /// Keep the output at --size whatever the appliance's screen (it is then shown centred).
     #[arg(long)]
     fixed_size: bool,
+    /// Output scale of every session: `auto` (from the appliance screen's pixel density, its
+    /// physical size) or a number such as 1.5 (config `output_scale`). A user's own `scale` in
+    /// session.toml wins.
+    #[arg(long, value_name = "auto|SCALE")]
+    scale: Option<ScaleChoice>,
     /// Wayland socket name of the shared session under $XDG_RUNTIME_DIR (default: first free
     /// wayland-N).
     #[arg(long)]
@@ -128,6 +133,10 @@ struct SessionArgs {
     /// Wayland socket name under $XDG_RUNTIME_DIR (default: first free wayland-N).
     #[arg(long)]
     socket: Option<String>,
+    /// The user's own output scale, `auto` or a number such as 1.5 (wrsessd passes session.toml's
+    /// `scale`); it wins over the server's `output_scale`. Unset: the server's.
+    #[arg(long, value_name = "auto|SCALE")]
+    scale: Option<ScaleChoice>,
     /// Frames in flight to the appliance before damage is merged instead of sent.
     #[arg(long)]
     max_frames_in_flight: Option<usize>,
@@ -215,6 +224,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     }
     if cli.fixed_size {
         config.output_follows_appliance = false;
+    }
+    if let Some(v) = cli.scale {
+        config.output_scale = v;
     }
     if let Some(v) = cli.socket {
         config.wayland_socket = v;
@@ -409,6 +421,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         desktop: args.desktop,
         app_launcher: args.app_launcher,
         xwayland: config.xwayland,
+        scale: args.scale,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

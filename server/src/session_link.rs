@@ -172,18 +172,32 @@ impl LinkReader {
             ToSession::Attached {
                 appliance,
                 screen,
+                physical_size,
                 output,
                 keymap,
+                scale,
             } => {
                 self.attached = Some(appliance);
                 ToCompositor::Attached {
                     appliance,
                     screen,
+                    physical_size,
                     output,
                     keymap,
+                    scale,
                 }
             }
-            ToSession::Resize { appliance, output } => ToCompositor::Resize { appliance, output },
+            ToSession::Resize {
+                appliance,
+                screen,
+                physical_size,
+                output,
+            } => ToCompositor::Resize {
+                appliance,
+                screen,
+                physical_size,
+                output,
+            },
             ToSession::Input { appliance, event } => ToCompositor::Input { appliance, event },
             ToSession::FrameAck { appliance, seq } => ToCompositor::FrameAck { appliance, seq },
             ToSession::LinkQuality {
@@ -332,8 +346,10 @@ mod tests {
             ToSession::Attached {
                 appliance: 7,
                 screen: (800, 600),
+                physical_size: None,
                 output: (800, 600),
                 keymap: None,
+                scale: None,
             },
             ToSession::Input {
                 appliance: 7,

@@ -165,6 +165,24 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     }
     let dir = TempDir::new("hotdesk");
     let user = User::create(&format!("wrhd{}", std::process::id() % 100000), "s3cret-pw");
+    // The user's own output scale; the appliances announce no physical size, so the server's
+    // automatic choice would be 1.
+    let config = format!("/home/{}/.config/wayray", user.0);
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        format!("{config}/session.toml"),
+        "autostart = [\"foot\"]\nscale = 1.25\n",
+    )
+    .unwrap();
+    let chown = Command::new("chown")
+        .args([
+            "-R",
+            &format!("{0}:{0}", user.0),
+            &format!("/home/{}/.config", user.0),
+        ])
+        .status()
+        .expect("chown");
+    assert!(chown.success());
     let run_dir = dir.path("wayray-run");
     let server = Server::start(
         &dir,
@@ -242,6 +260,14 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         Duration::from_secs(30),
         || session_logs().contains("mapping toplevel"),
         || format!("{}\n--- sessions\n{}", all_logs(), session_logs()),
+    );
+    // session.toml's scale reached the user's session compositor.
+    let ready = strip_ansi(&session_logs());
+    assert!(
+        ready
+            .lines()
+            .any(|l| l.contains("session compositor ready") && l.contains("scale=1.25")),
+        "the user's session did not take session.toml's scale:\n{ready}"
     );
     // The marker is typed 6 s after login; give foot time to show it.
     std::thread::sleep(Duration::from_secs(9));

@@ -174,6 +174,7 @@ fn screen_change_resizes_the_attached_session() {
         peer.send(&ClientControl::ScreenChanged {
             width: 800,
             height: 600,
+            physical_size: None,
         })
         .await;
         peer.send(&ClientControl::FrameAck { seq: first.seq }).await;
@@ -199,6 +200,7 @@ fn screen_change_resizes_the_attached_session() {
         peer.send(&ClientControl::ScreenChanged {
             width: 0,
             height: 600,
+            physical_size: None,
         })
         .await;
         let frame = next_frame(&mut peer, Duration::from_secs(5)).await;

@@ -484,7 +484,7 @@ fn greeter_login_and_user_session() -> TestResult {
     fs::create_dir_all(&config_dir)?;
     fs::write(
         config_dir.join("session.toml"),
-        "window_manager = \"my-wm --tiling\"\npanel = \"my-panel\"\nautostart = [\"foot\", \"weston-terminal\"]\n",
+        "window_manager = \"my-wm --tiling\"\npanel = \"my-panel\"\nautostart = [\"foot\", \"weston-terminal\"]\nscale = 1.25\n",
     )?;
     run(
         "chown",
@@ -731,6 +731,9 @@ fn greeter_login_and_user_session() -> TestResult {
         "0000000000000020",
         "--daemon",
         &sessions_socket.to_string_lossy(),
+        // The user's own scale from session.toml.
+        "--scale",
+        "1.25",
         "--spawn",
         "my-wm --tiling",
         "--spawn",

@@ -32,7 +32,7 @@ use drm::control::{
 };
 use drm::{Device, DriverCapability};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use wayray_protocol::{CursorImage, Rect, BYTES_PER_PIXEL};
+use wayray_protocol::{CursorImage, PhysicalSize, Rect, BYTES_PER_PIXEL};
 
 use super::compose::{Pitched, Scene, Stale};
 use super::{CursorView, DisplayError, DisplaySink, FrameView};
@@ -143,6 +143,8 @@ pub struct DrmSink {
     /// The size of the last mode set: what the session should be (kept while dark, so a
     /// display coming back at the same mode changes nothing for the server).
     mode_size: (u32, u32),
+    /// The driven monitor's size in millimetres (EDID), kept while dark like `mode_size`.
+    physical_size: Option<PhysicalSize>,
     scene: Scene,
     cursor_image: Option<CursorImage>,
     pointer: (i32, i32),
@@ -189,6 +191,7 @@ impl DrmSink {
             request: mode,
             output: None,
             mode_size: (0, 0),
+            physical_size: None,
             scene: Scene::new(0, 0),
             cursor_image: None,
             pointer: (0, 0),
@@ -270,6 +273,7 @@ impl DrmSink {
         }
         self.output = Some(output);
         self.mode_size = mode_size;
+        self.physical_size = physical_size_of(connector);
         let image = self.cursor_image.clone();
         if let Err(e) = self.set_cursor(image.as_ref()) {
             tracing::warn!(error = %error_chain(&e), "cannot show the cursor on the new display");
@@ -671,6 +675,11 @@ impl DisplaySink for DrmSink {
         Some(self.mode_size)
     }
 
+    /// The connector's `mm_width`×`mm_height`, from the monitor's EDID.
+    fn physical_size(&self) -> Option<PhysicalSize> {
+        self.physical_size
+    }
+
     /// Reads the connectors again and picks as [`DrmSink::open`] did (the first connected
     /// connector, at `--mode` or its preferred mode); if that is another connector or another
     /// mode than the one driven now, sets it up. With nothing connected the sink goes dark
@@ -701,6 +710,8 @@ impl DisplaySink for DrmSink {
         let mode = connector.modes()[pick.mode];
         if let Some(output) = &self.output {
             if output.connector == connector.handle() && output.mode == mode {
+                // The same mode on another monitor of another size (swapped on this port).
+                self.physical_size = physical_size_of(connector);
                 return Ok(None);
             }
         }
@@ -744,6 +755,13 @@ fn probe_connectors(
             }
         })
         .collect()
+}
+
+/// The monitor's size as the kernel read it from the EDID; 0×0 (none given) is unknown.
+fn physical_size_of(info: &connector::Info) -> Option<PhysicalSize> {
+    let size = info.size().and_then(|(w, h)| PhysicalSize::known(w, h));
+    tracing::debug!(connector = connector_name(info), ?size, "physical size");
+    size
 }
 
 fn connector_name(info: &connector::Info) -> String {

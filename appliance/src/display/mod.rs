@@ -5,7 +5,7 @@
 //! so moving the pointer never redraws the picture). Screens come and go: `hotplug` tells when
 //! the kernel saw one change, and [`DisplaySink::rescan`] follows it.
 
-use wayray_protocol::{CursorImage, Rect};
+use wayray_protocol::{CursorImage, PhysicalSize, Rect};
 
 #[cfg(feature = "drm")]
 mod compose;
@@ -80,6 +80,12 @@ pub trait DisplaySink {
     /// The size this screen shows best (a display's mode), which the appliance then asks the
     /// server for; `None` when any size will do.
     fn native_size(&self) -> Option<(u32, u32)> {
+        None
+    }
+
+    /// The visible area of the screen driven now, as its EDID tells (the server picks the
+    /// session's scale from it); `None` when unknown or when there is no real screen.
+    fn physical_size(&self) -> Option<PhysicalSize> {
         None
     }
 

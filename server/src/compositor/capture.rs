@@ -140,17 +140,24 @@ impl Capture {
         }]
     }
 
-    /// Renders the space; returns the damaged rectangles, empty when nothing changed.
+    /// Renders the space at the output's `scale` (logical positions times the scale give
+    /// framebuffer pixels); returns the damaged rectangles, empty when nothing changed.
     pub fn render(
         &mut self,
         space: &Space<Window>,
         output: &Output,
         decorations: &mut Decorations,
+        scale: f64,
     ) -> Result<Vec<Rect>, CaptureError> {
         // Topmost first: overlays and panels, windows with their title bars, then wallpapers.
-        let mut elements = layer_elements(&mut self.renderer, output, &ABOVE_WINDOWS);
-        elements.extend(decorations.scene(&mut self.renderer, space));
-        elements.extend(layer_elements(&mut self.renderer, output, &BELOW_WINDOWS));
+        let mut elements = layer_elements(&mut self.renderer, output, &ABOVE_WINDOWS, scale);
+        elements.extend(decorations.scene(&mut self.renderer, space, scale));
+        elements.extend(layer_elements(
+            &mut self.renderer,
+            output,
+            &BELOW_WINDOWS,
+            scale,
+        ));
         let mut target = self
             .renderer
             .bind(&mut self.image)

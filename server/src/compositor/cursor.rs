@@ -46,6 +46,10 @@ pub struct CursorSettings {
 pub struct ThemeCursors {
     /// Tried in order for every icon.
     themes: Vec<(String, xcursor::CursorTheme)>,
+    /// The configured size, at scale 1.
+    base_size: u32,
+    /// The size images are loaded at: the configured size times the output's scale, so the
+    /// cursor keeps its size next to scaled windows.
     size: u32,
     cache: HashMap<CursorIcon, CursorImage>,
 }
@@ -67,8 +71,20 @@ impl ThemeCursors {
                 .iter()
                 .map(|name| (name.clone(), xcursor::CursorTheme::load(name)))
                 .collect(),
+            base_size: size,
             size,
             cache: HashMap::new(),
+        }
+    }
+
+    /// Loads images for an output of `scale` from now on.
+    pub fn set_scale(&mut self, scale: f64) {
+        let size = (f64::from(self.base_size) * scale)
+            .round()
+            .clamp(1.0, f64::from(MAX_CURSOR_SIZE)) as u32;
+        if size != self.size {
+            self.size = size;
+            self.cache.clear();
         }
     }
 
@@ -280,8 +296,8 @@ pub fn read_shm_cursor(
 /// What a cursor surface shows now: its current buffer, hotspot as the client set it; hidden
 /// once it committed no buffer. `None` while it never committed: clients often make a surface
 /// the cursor before its first commit, and showing nothing until then would flicker.
-/// A buffer scale > 1 is sent at buffer size (the output's scale is 1, so clients have no reason
-/// to use one).
+/// A buffer scale > 1 is sent at buffer size: clients pick it from the output's scale, so the
+/// image is already about as large as the output's pixels want it.
 fn surface_cursor(surface: &WlSurface) -> Result<Option<CursorUpdate>, SurfaceCursorError> {
     let current = with_renderer_surface_state(surface, |s| {
         s.buffer().cloned().map(|b| (b, s.buffer_scale().max(1)))
@@ -356,6 +372,11 @@ impl CursorForwarder {
         Some(self.current.clone())
     }
 
+    /// Named cursors are drawn for an output of `scale` from now on (the next refresh shows it).
+    pub fn set_scale(&mut self, scale: f64) {
+        self.theme.set_scale(scale);
+    }
+
     /// A newly attached appliance has no cursor yet.
     fn forget_sent(&mut self) {
         self.last_sent = None;
@@ -392,7 +413,7 @@ impl WayRay {
         self.refresh_cursor();
     }
 
-    fn refresh_cursor(&mut self) {
+    pub(super) fn refresh_cursor(&mut self) {
         if let CursorImageStatus::Surface(surface) = &self.cursor.status {
             if !surface.alive() {
                 self.cursor.status = CursorImageStatus::default_named();

@@ -28,7 +28,7 @@ use smithay::{
 
 use super::title::{self, TitleFont};
 
-/// Height of a title bar in pixels.
+/// Height of a title bar in logical pixels (a multiple of 4, so quarter scales keep it whole).
 pub const TITLE_HEIGHT: i32 = 24;
 const ACTIVE: [f32; 4] = [0.20, 0.36, 0.62, 1.0];
 const INACTIVE: [f32; 4] = [0.26, 0.28, 0.32, 1.0];
@@ -141,11 +141,13 @@ impl Default for Decorations {
 }
 
 impl Decorations {
-    /// Windows and their bars, topmost first, as the damage tracker wants them.
+    /// Windows and their bars, topmost first, as the damage tracker wants them, at the
+    /// output's `scale`: positions and sizes are logical, the elements physical.
     pub fn scene(
         &mut self,
         renderer: &mut PixmanRenderer,
         space: &Space<Window>,
+        scale: f64,
     ) -> Vec<OutputElement> {
         let mut elements = Vec::new();
         let mut alive = Vec::new();
@@ -167,18 +169,20 @@ impl Decorations {
                 };
                 let color = if active { ACTIVE } else { INACTIVE };
                 let close = close_rect(bar);
-                let size = (bar.size.w, bar.size.h);
+                // The bar's pixels are drawn at the output's scale, so its text stays sharp.
+                let physical = bar.size.to_f64().to_physical(scale).to_i32_round::<i32>();
+                let size = (physical.w, physical.h);
                 let title = title::window_title(window);
                 let font = &mut self.font;
                 let buffers = self.bars.entry(id.clone()).or_insert_with(|| Bar {
                     size,
                     color,
                     title: title.clone(),
-                    bar: bar_pixels(font.as_mut(), size, color, &title),
+                    bar: bar_pixels(font.as_mut(), size, color, &title, scale),
                     close: SolidColorBuffer::new(close.size, CLOSE),
                 });
                 if buffers.size != size || buffers.color != color || buffers.title != title {
-                    buffers.bar = bar_pixels(font.as_mut(), size, color, &title);
+                    buffers.bar = bar_pixels(font.as_mut(), size, color, &title, scale);
                     buffers.close.resize(close.size);
                     buffers.size = size;
                     buffers.color = color;
@@ -186,18 +190,18 @@ impl Decorations {
                 }
                 elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
                     &buffers.close,
-                    (close.loc.x, close.loc.y),
-                    1.0,
+                    close.loc.to_physical_precise_round(scale),
+                    scale,
                     1.0,
                     Kind::Unspecified,
                 )));
                 match MemoryRenderBufferRenderElement::from_buffer(
                     renderer,
-                    (f64::from(bar.loc.x), f64::from(bar.loc.y)),
+                    bar.loc.to_f64().to_physical(scale),
                     &buffers.bar,
                     None,
                     None,
-                    None,
+                    Some((bar.size.w, bar.size.h).into()),
                     Kind::Unspecified,
                 ) {
                     Ok(element) => elements.push(OutputElement::Memory(element)),
@@ -205,13 +209,13 @@ impl Decorations {
                 }
                 alive.push(id);
             }
-            let render_loc = (location - window.geometry().loc).to_physical_precise_round(1.0);
+            let render_loc = (location - window.geometry().loc).to_physical_precise_round(scale);
             if let Some(surface) = super::xwayland::legacy_surface(window) {
                 elements.extend(render_elements_from_surface_tree(
                     renderer,
                     &surface,
                     render_loc,
-                    1.0,
+                    scale,
                     1.0,
                     Kind::Unspecified,
                 ));
@@ -219,26 +223,32 @@ impl Decorations {
             }
             elements.extend(AsRenderElements::<PixmanRenderer>::render_elements::<
                 OutputElement,
-            >(window, renderer, render_loc, 1.0.into(), 1.0));
+            >(
+                window, renderer, render_loc, scale.into(), 1.0
+            ));
         }
         self.bars.retain(|id, _| alive.contains(id));
         elements
     }
 }
 
-/// A bar of `size` in `color` with `title` elided to end before the close button.
+/// A bar of `size` physical pixels in `color` with `title` elided to end before the close
+/// button, laid out for the output's `scale`.
 fn bar_pixels(
     font: Option<&mut TitleFont>,
     (w, h): (i32, i32),
     color: [f32; 4],
     title: &str,
+    scale: f64,
 ) -> MemoryRenderBuffer {
     let mut pixels = title::fill(w, h, color);
     if let Some(font) = font {
+        let px = |logical: i32| (f64::from(logical) * scale).round() as i32;
         let close_side = TITLE_HEIGHT - 2 * CLOSE_INSET;
-        let room = w - title::TEXT_LEFT - close_side - 3 * CLOSE_INSET;
-        let text = font.elide(title, room);
-        font.draw(&mut pixels, w, h, title::TEXT_LEFT, &text);
+        let room = w - px(title::TEXT_LEFT + close_side + 3 * CLOSE_INSET);
+        let size = title::TEXT_PX * scale as f32;
+        let text = font.elide(title, room, size);
+        font.draw(&mut pixels, w, h, px(title::TEXT_LEFT), &text, size);
     }
     MemoryRenderBuffer::from_slice(
         &pixels,

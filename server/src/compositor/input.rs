@@ -47,8 +47,9 @@ impl WayRay {
                 keycode,
                 pressed,
             } => self.on_key(time_ms, keycode, pressed),
+            // The appliance speaks output pixels; the seat and the space are logical.
             InputMessage::PointerMotion { time_ms, x, y } => {
-                self.on_pointer_motion(time_ms, (x, y).into())
+                self.on_pointer_motion(time_ms, self.pixels_to_logical((x, y)))
             }
             InputMessage::PointerRelative {
                 time_ms,
@@ -92,7 +93,7 @@ impl WayRay {
                 let Some(touch) = self.seat.get_touch() else {
                     return;
                 };
-                let location = (x, y).into();
+                let location = self.pixels_to_logical((x, y));
                 if let Some(window) = self.window_under(location) {
                     self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
                 }
@@ -117,7 +118,7 @@ impl WayRay {
                 let Some(touch) = self.seat.get_touch() else {
                     return;
                 };
-                let location = (x, y).into();
+                let location = self.pixels_to_logical((x, y));
                 let focus = self.surface_under(location);
                 touch.motion(
                     self,

@@ -221,6 +221,7 @@ pub fn layer_elements(
     renderer: &mut PixmanRenderer,
     output: &Output,
     layers: &[Layer],
+    scale: f64,
 ) -> Vec<OutputElement> {
     let map = layer_map_for_output(output);
     let mut elements = Vec::new();
@@ -234,8 +235,8 @@ pub fn layer_elements(
             >(
                 surface,
                 renderer,
-                geo.loc.to_physical_precise_round(1.0),
-                1.0.into(),
+                geo.loc.to_physical_precise_round(scale),
+                scale.into(),
                 1.0,
             ));
         }

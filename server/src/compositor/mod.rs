@@ -11,6 +11,7 @@ mod layers;
 mod pacing;
 mod placement;
 mod resize;
+mod scale;
 mod state;
 mod title;
 mod wm;
@@ -89,6 +90,9 @@ pub struct SessionOptions {
     /// Give the session an X11 display served by Xwayland, started when the first X client
     /// connects.
     pub xwayland: bool,
+    /// The user's own output scale (`--scale`, from session.toml); `None` follows the server's
+    /// `output_scale`, which arrives with each attached appliance.
+    pub scale: Option<wayray_protocol::sessions::ScaleChoice>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -138,10 +142,13 @@ pub fn run(
         size: (width as i32, height as i32).into(),
         refresh: opts.refresh_hz as i32 * 1000,
     };
+    // Until an appliance attaches only a user's fixed scale is known.
+    let scale_state = scale::ScaleState::new(opts.scale);
+    let initial_scale = scale_state.scale((width, height));
     output.change_current_state(
         Some(mode),
         Some(Transform::Normal),
-        None,
+        Some(smithay::output::Scale::Fractional(initial_scale)),
         Some((0, 0).into()),
     );
     output.set_preferred(mode);
@@ -237,6 +244,7 @@ pub fn run(
         cursor: cursor::CursorForwarder::new(&opts.cursor),
         xwayland: xwayland::XwaylandState::new(&dh),
         decorations: decorations::Decorations::default(),
+        scale: scale_state,
         wm: Box::new(wm::FloatingWm),
         suppressed_keys: Default::default(),
         pacer: Pacer::new(opts.max_frames_in_flight),
@@ -322,7 +330,8 @@ pub fn run(
 
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
     on_ready(&socket_name.to_string_lossy());
-    tracing::info!(socket = %socket_name.to_string_lossy(), width, height, "session compositor ready");
+    state.cursor.set_scale(initial_scale);
+    tracing::info!(socket = %socket_name.to_string_lossy(), width, height, scale = initial_scale, "session compositor ready");
     for cmd in desktop_clients.iter().chain(&opts.spawn) {
         spawn_client(cmd, &socket_name, &state.client_env);
     }
@@ -374,15 +383,21 @@ impl WayRay {
             ToCompositor::Attached {
                 appliance,
                 screen,
+                physical_size,
                 output,
                 keymap,
+                scale,
             } => {
                 tracing::info!(
                     appliance,
                     ?screen,
+                    ?physical_size,
                     ?output,
                     "appliance attached; sending a key frame"
                 );
+                self.scale.server = scale;
+                self.scale.screen = Some(screen);
+                self.scale.physical = physical_size;
                 if let Err(err) = self.resize_output(output) {
                     tracing::error!(%err, "cannot resize the output; keeping its size");
                 }
@@ -393,8 +408,15 @@ impl WayRay {
                 self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
             }
-            ToCompositor::Resize { appliance, output } => {
+            ToCompositor::Resize {
+                appliance,
+                screen,
+                physical_size,
+                output,
+            } => {
                 if self.pacer.attached() == Some(appliance) {
+                    self.scale.screen = Some(screen);
+                    self.scale.physical = physical_size;
                     if let Err(err) = self.resize_output(output) {
                         tracing::error!(%err, "cannot resize the output; keeping its size");
                     }
@@ -517,16 +539,18 @@ impl WayRay {
     fn render_and_send(&mut self) {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
-        let mut damage = match self
-            .capture
-            .render(&self.space, &self.output, &mut self.decorations)
-        {
-            Ok(damage) => damage,
-            Err(err) => {
-                tracing::error!(%err, "render failed");
-                return;
-            }
-        };
+        let scale = self.output.current_scale().fractional_scale();
+        let mut damage =
+            match self
+                .capture
+                .render(&self.space, &self.output, &mut self.decorations, scale)
+            {
+                Ok(damage) => damage,
+                Err(err) => {
+                    tracing::error!(%err, "render failed");
+                    return;
+                }
+            };
         if self.pacer.key_frame_due() {
             damage = self.capture.full_damage();
         }

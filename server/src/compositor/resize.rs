@@ -6,9 +6,10 @@ use std::cell::Cell;
 
 use smithay::{
     desktop::Window,
-    output::Mode,
+    output::{Mode, Scale},
     reexports::wayland_protocols::xdg::shell::server::xdg_toplevel,
-    utils::{Logical, Point},
+    utils::{Logical, Physical, Point, Size},
+    wayland::{compositor::send_surface_state, fractional_scale::with_fractional_scale},
 };
 
 use super::{
@@ -57,35 +58,66 @@ pub fn fit_into(
 }
 
 impl WayRay {
-    /// Gives the output a new size. Nothing happens when the size is unchanged, so re-attaching
-    /// a same-size screen keeps every window where it was.
+    /// Gives the output a new size, and the scale the screen it is shown on calls for (see
+    /// `compositor::scale`). Nothing happens when both are unchanged, so re-attaching a
+    /// same-size screen keeps every window where it was.
     pub fn resize_output(&mut self, (width, height): (u32, u32)) -> Result<(), CaptureError> {
+        let size: Size<i32, Physical> = (width as i32, height as i32).into();
         let current = self.output.current_mode().map(|m| m.size);
-        if current == Some((width as i32, height as i32).into()) {
+        let old_scale = self.output.current_scale().fractional_scale();
+        let scale = self.scale.scale((width, height));
+        let resized = current != Some(size);
+        let rescaled = scale != old_scale;
+        if resized {
+            // The framebuffer first: a size it cannot have leaves the output as it was.
+            self.capture.resize(&self.output, width, height)?;
+        }
+        self.scale
+            .advertise_physical_size(&self.output, (width, height));
+        if !resized && !rescaled {
             return Ok(());
         }
-        tracing::info!(from = ?current, to = ?(width, height), "resizing the session output");
+        tracing::info!(
+            from = ?current,
+            to = ?(width, height),
+            from_scale = old_scale,
+            scale,
+            "reconfiguring the session output"
+        );
         let mode = Mode {
-            size: (width as i32, height as i32).into(),
+            size,
             refresh: self.output.current_mode().map_or(60_000, |m| m.refresh),
         };
-        self.capture.resize(&self.output, width, height)?;
-        // Only the screen's size exists: clients must not be offered the old one.
-        if let Some(old) = self.output.current_mode() {
-            self.output.delete_mode(old);
+        if resized {
+            // Only the screen's size exists: clients must not be offered the old one.
+            if let Some(old) = self.output.current_mode() {
+                self.output.delete_mode(old);
+            }
         }
-        self.output
-            .change_current_state(Some(mode), None, None, None);
-        self.output.set_preferred(mode);
-        // Panels stretch to the new width and the usable area follows.
+        self.output.change_current_state(
+            resized.then_some(mode),
+            None,
+            rescaled.then_some(Scale::Fractional(scale)),
+            None,
+        );
+        if resized {
+            self.output.set_preferred(mode);
+        }
+        if rescaled {
+            self.send_scale_to_surfaces(scale);
+            self.cursor.set_scale(scale);
+            self.refresh_cursor();
+        }
+        // Panels stretch to the new size and the usable area follows.
         smithay::desktop::layer_map_for_output(&self.output).arrange();
         self.last_usable_area = self.usable_area();
         self.refit_windows();
         if let Some(pointer) = self.seat.get_pointer() {
             let pos = pointer.current_location();
+            let logical = self.output_logical_size();
             let clamped: Point<f64, Logical> = (
-                pos.x.clamp(0.0, f64::from(width.saturating_sub(1))),
-                pos.y.clamp(0.0, f64::from(height.saturating_sub(1))),
+                pos.x.clamp(0.0, f64::from((logical.w - 1).max(0))),
+                pos.y.clamp(0.0, f64::from((logical.h - 1).max(0))),
             )
                 .into();
             if clamped != pos {
@@ -95,6 +127,26 @@ impl WayRay {
         self.pacer.request_key_frame();
         self.needs_render = true;
         Ok(())
+    }
+
+    /// Tells every surface of every window (popups and subsurfaces too) the output's new scale:
+    /// fractional-scale-v1's exact value, and the rounded-up integer as
+    /// `wl_surface.preferred_buffer_scale`. (`wl_output.scale` went out with the output's state.)
+    fn send_scale_to_surfaces(&self, scale: f64) {
+        let integer = Scale::Fractional(scale).integer_scale();
+        let transform = self.output.current_transform();
+        for window in self.space.elements().chain(self.unmapped.iter()) {
+            window.with_surfaces(|surface, states| {
+                with_fractional_scale(states, |fs| fs.set_preferred_scale(scale));
+                send_surface_state(surface, states, integer, transform);
+            });
+        }
+        for layer in smithay::desktop::layer_map_for_output(&self.output).layers() {
+            layer.with_surfaces(|surface, states| {
+                with_fractional_scale(states, |fs| fs.set_preferred_scale(scale));
+                send_surface_state(surface, states, integer, transform);
+            });
+        }
     }
 
     pub(super) fn refit_windows(&mut self) {

@@ -68,6 +68,8 @@ pub struct WayRay {
     /// The pointer's image, forwarded to the appliance which draws it.
     pub cursor: super::cursor::CursorForwarder,
     pub decorations: Decorations,
+    /// The attached screen's size and physical size, and the scales users and server asked for.
+    pub scale: super::scale::ScaleState,
     /// The window-management policy (built-in floating WM for now).
     pub wm: Box<dyn WindowPolicy>,
     /// evdev keycodes whose press went to the WM, so their release is not sent to a client.
@@ -156,6 +158,21 @@ impl WayRay {
             }
         }
         space_hit.map(|(w, l)| (w.clone(), l))
+    }
+
+    /// The output's size in logical coordinates: its pixels over its scale.
+    pub fn output_logical_size(&self) -> smithay::utils::Size<i32, Logical> {
+        let scale = self.output.current_scale().fractional_scale();
+        self.output
+            .current_mode()
+            .map(|m| m.size.to_f64().to_logical(scale).to_i32_round())
+            .unwrap_or_default()
+    }
+
+    /// Where the appliance's pointer at output pixel `pixels` is in logical coordinates.
+    pub fn pixels_to_logical(&self, (x, y): (f64, f64)) -> Point<f64, Logical> {
+        let scale = self.output.current_scale().fractional_scale();
+        (x / scale, y / scale).into()
     }
 
     /// The toplevel window (Wayland or X11) whose root surface is `surface`, mapped or not yet

@@ -10,8 +10,8 @@ use smithay::{
     wayland::{compositor::with_states, shell::xdg::XdgToplevelSurfaceData},
 };
 
-/// Text height in pixels inside a 24-pixel bar.
-const TEXT_PX: f32 = 14.0;
+/// Text height in logical pixels inside a 24-pixel bar.
+pub const TEXT_PX: f32 = 14.0;
 /// Space between the bar's left end and the text.
 pub const TEXT_LEFT: i32 = 8;
 const TEXT_COLOR: [u8; 3] = [0xee, 0xee, 0xee];
@@ -49,7 +49,8 @@ pub fn window_title(window: &Window) -> String {
 /// A loaded font with its rasterized glyphs, kept for the session's life.
 pub struct TitleFont {
     font: Font,
-    glyphs: HashMap<char, (Metrics, Vec<u8>)>,
+    /// Rasterized glyphs by character and pixel size (its bits: title bars follow the scale).
+    glyphs: HashMap<(char, u32), (Metrics, Vec<u8>)>,
 }
 
 impl TitleFont {
@@ -72,29 +73,29 @@ impl TitleFont {
         }
     }
 
-    fn glyph(&mut self, c: char) -> &(Metrics, Vec<u8>) {
+    fn glyph(&mut self, c: char, px: f32) -> &(Metrics, Vec<u8>) {
         let font = &self.font;
         self.glyphs
-            .entry(c)
-            .or_insert_with(|| font.rasterize(c, TEXT_PX))
+            .entry((c, px.to_bits()))
+            .or_insert_with(|| font.rasterize(c, px))
     }
 
-    fn advance(&mut self, c: char) -> f32 {
-        self.glyph(c).0.advance_width
+    fn advance(&mut self, c: char, px: f32) -> f32 {
+        self.glyph(c, px).0.advance_width
     }
 
-    /// `text` cut to at most `max_width` pixels, ending in "…" when it was cut.
-    pub fn elide(&mut self, text: &str, max_width: i32) -> String {
+    /// `text` at `px` cut to at most `max_width` pixels, ending in "…" when it was cut.
+    pub fn elide(&mut self, text: &str, max_width: i32, px: f32) -> String {
         let max = max_width.max(0) as f32;
-        let width: f32 = text.chars().map(|c| self.advance(c)).sum();
+        let width: f32 = text.chars().map(|c| self.advance(c, px)).sum();
         if width <= max {
             return text.to_string();
         }
-        let room = max - self.advance(ELLIPSIS);
+        let room = max - self.advance(ELLIPSIS, px);
         let mut used = 0.0;
         let mut out = String::new();
         for c in text.chars() {
-            let w = self.advance(c);
+            let w = self.advance(c, px);
             if used + w > room {
                 break;
             }
@@ -107,18 +108,26 @@ impl TitleFont {
         out
     }
 
-    /// Draws `text` (already elided) onto ARGB8888 `pixels` of `width`×`height`, starting
-    /// `left` pixels in and centred vertically, blending over what is there.
-    pub fn draw(&mut self, pixels: &mut [u8], width: i32, height: i32, left: i32, text: &str) {
+    /// Draws `text` (already elided) at `px` onto ARGB8888 `pixels` of `width`×`height`,
+    /// starting `left` pixels in and centred vertically, blending over what is there.
+    pub fn draw(
+        &mut self,
+        pixels: &mut [u8],
+        width: i32,
+        height: i32,
+        left: i32,
+        text: &str,
+        px: f32,
+    ) {
         let (ascent, descent) = self
             .font
-            .horizontal_line_metrics(TEXT_PX)
+            .horizontal_line_metrics(px)
             .map(|m| (m.ascent, m.descent))
-            .unwrap_or((TEXT_PX * 0.8, -TEXT_PX * 0.2));
+            .unwrap_or((px * 0.8, -px * 0.2));
         let baseline = ((height as f32 + ascent + descent) / 2.0).round() as i32;
         let mut pen = left as f32;
         for c in text.chars() {
-            let (metrics, coverage) = self.glyph(c).clone();
+            let (metrics, coverage) = self.glyph(c, px).clone();
             let gx = pen.round() as i32 + metrics.xmin;
             let gy = baseline - metrics.height as i32 - metrics.ymin;
             for row in 0..metrics.height as i32 {
@@ -177,15 +186,15 @@ mod tests {
             eprintln!("no font installed (fonts-dejavu-core); skipping");
             return;
         };
-        assert_eq!(font.elide("foot", 200), "foot");
+        assert_eq!(font.elide("foot", 200, TEXT_PX), "foot");
         let long = "A very long window title that cannot possibly fit in a small bar";
-        let cut = font.elide(long, 120);
+        let cut = font.elide(long, 120, TEXT_PX);
         assert!(cut.ends_with(ELLIPSIS), "{cut}");
         assert!(cut.len() < long.len());
-        let width: f32 = cut.chars().map(|c| font.advance(c)).sum();
+        let width: f32 = cut.chars().map(|c| font.advance(c, TEXT_PX)).sum();
         assert!(width <= 120.0, "{cut} is {width} px");
         // No room at all: nothing but possibly the ellipsis.
-        assert!(font.elide(long, 0).chars().count() <= 1);
+        assert!(font.elide(long, 0, TEXT_PX).chars().count() <= 1);
     }
 
     #[test]
@@ -197,7 +206,7 @@ mod tests {
         let (w, h) = (200, 24);
         let bg = fill(w, h, [0.2, 0.36, 0.62, 1.0]);
         let mut px = bg.clone();
-        font.draw(&mut px, w, h, TEXT_LEFT, "Hello");
+        font.draw(&mut px, w, h, TEXT_LEFT, "Hello", TEXT_PX);
         assert_ne!(px, bg, "text drew nothing");
         // Nothing left of the text's start or in the right half.
         for y in 0..h {

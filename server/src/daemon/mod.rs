@@ -24,7 +24,7 @@ use wayray_protocol::{
         session_id_string, ApplianceId, ApplianceInfo, SessionId, SessionInfo, SessionKind,
         SessionState, ToLauncher, ToSession,
     },
-    InputMessage, Keymap,
+    InputMessage, Keymap, PhysicalSize,
 };
 
 use crate::{
@@ -86,8 +86,12 @@ pub struct ApplianceSlot {
     pub token: Option<String>,
     pub session: Option<SessionId>,
     pub screen: (u32, u32),
+    /// The screen's size in millimetres, when the appliance knows it.
+    pub physical_size: Option<PhysicalSize>,
     pub output: (u32, u32),
     pub keymap: Option<Keymap>,
+    /// The configured output scale for this appliance (`output_scale`); `None`: automatic.
+    pub scale: Option<f64>,
     pub connected_ms: u64,
 }
 
@@ -97,8 +101,10 @@ impl ApplianceSlot {
         ToSession::Attached {
             appliance: id,
             screen: self.screen,
+            physical_size: self.physical_size,
             output: self.output,
             keymap: self.keymap.clone(),
+            scale: self.scale,
         }
     }
 
@@ -410,7 +416,16 @@ impl Daemon {
                 event: InputMessage::Keymap(keymap),
                 ..
             } => a.keymap = Some(keymap.clone()),
-            ToSession::Resize { output, .. } => a.output = *output,
+            ToSession::Resize {
+                screen,
+                physical_size,
+                output,
+                ..
+            } => {
+                a.screen = *screen;
+                a.physical_size = *physical_size;
+                a.output = *output;
+            }
             _ => {}
         }
         let Some(session) = a.session else { return };

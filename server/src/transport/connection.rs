@@ -77,25 +77,40 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             Err(_) => return Err(ConnError::HelloTimeout),
         };
     let mut reader = FrameReader::new(DEFAULT_MAX_MESSAGE_LEN);
-    let hello =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_msg(&mut ctrl_recv, &mut reader)).await {
-            Ok(Ok(Some(ClientControl::Hello(hello)))) => hello,
-            Ok(Ok(Some(other))) => {
-                return Err(ConnError::Protocol(format!(
-                    "expected Hello, got {other:?}"
-                )))
-            }
-            Ok(Ok(None)) => {
-                return Err(ConnError::Protocol(
-                    "control stream closed before Hello".into(),
-                ))
-            }
-            Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(ConnError::HelloTimeout),
-        };
+    let first = tokio::time::timeout(
+        HELLO_TIMEOUT,
+        read_msg_or_other_version(&mut ctrl_recv, &mut reader),
+    );
+    let hello = match first.await {
+        Ok(Ok(Some(ClientControl::Hello(hello)))) => hello,
+        Ok(Ok(Some(other))) => {
+            return Err(ConnError::Protocol(format!(
+                "expected Hello, got {other:?}"
+            )))
+        }
+        Ok(Ok(None)) => {
+            return Err(ConnError::Protocol(
+                "control stream closed before Hello".into(),
+            ))
+        }
+        Ok(Err(HelloRead::OtherVersion(client))) => {
+            let reason = ByeReason::VersionMismatch {
+                server: PROTOCOL_VERSION,
+                client,
+            };
+            send(&mut ctrl_send, &ServerControl::Bye(reason.clone())).await?;
+            let _ = ctrl_send.finish();
+            // Let the Bye arrive before the connection closes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            return Err(ConnError::Incompatible(reason));
+        }
+        Ok(Err(HelloRead::Failed(err))) => return Err(err),
+        Err(_) => return Err(ConnError::HelloTimeout),
+    };
     tracing::info!(
         client = %hello.client_name,
         screen = ?(hello.capabilities.screen_width, hello.capabilities.screen_height),
+        physical_size = ?hello.capabilities.physical_size,
         "hello"
     );
     let welcome = match negotiate(&hello, shared) {
@@ -130,8 +145,10 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                     hello.capabilities.screen_width,
                     hello.capabilities.screen_height,
                 ),
+                physical_size: hello.capabilities.physical_size,
                 output,
                 keymap: hello.keymap.clone(),
+                scale: shared.config.output_scale.fixed_value(),
                 connected_ms: now_ms(),
             },
         );
@@ -147,6 +164,14 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     // (they count as in flight until acknowledged), so this stays short.
     let mut held: VecDeque<Arc<[u8]>> = VecDeque::new();
     let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
+    // What the session last heard of the screen: its size and physical size.
+    let mut screen = (
+        (
+            hello.capabilities.screen_width,
+            hello.capabilities.screen_height,
+        ),
+        hello.capabilities.physical_size,
+    );
     let (output_tx, output_rx) = watch::channel(output);
     let input_task = tokio::spawn(
         input::accept(conn.clone(), id, shared.daemon.clone(), output_rx)
@@ -198,13 +223,28 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                         daemon.token_changed(id, token);
                     }
                 }
-                Ok(Some(ClientControl::ScreenChanged { width, height })) => {
-                    let output = shared.output_size_for((width, height));
-                    tracing::info!(screen = ?(width, height), ?output, "appliance screen changed");
-                    if let Some(output) = output.filter(|o| *o != *output_tx.borrow()) {
+                Ok(Some(ClientControl::ScreenChanged { width, height, physical_size })) => {
+                    let current = *output_tx.borrow();
+                    // Following the screen, an unusable size changes nothing; with a fixed
+                    // output the screen's size and physical size still set the scale.
+                    let output = if shared.follow_appliance {
+                        shared.output_size_for((width, height))
+                    } else {
+                        (width > 0 && height > 0).then_some(current)
+                    };
+                    tracing::info!(screen = ?(width, height), ?physical_size, ?output, "appliance screen changed");
+                    let now = ((width, height), physical_size);
+                    if let Some(output) = output.filter(|o| *o != current || now != screen) {
+                        screen = now;
                         output_tx.send_replace(output);
                         if let Ok(mut daemon) = shared.daemon.lock() {
-                            daemon.forward_to_session(id, ToSession::Resize { appliance: id, output });
+                            let resize = ToSession::Resize {
+                                appliance: id,
+                                screen: (width, height),
+                                physical_size,
+                                output,
+                            };
+                            daemon.forward_to_session(id, resize);
                         }
                     }
                 }
@@ -299,6 +339,40 @@ async fn bye(conn: &quinn::Connection, stream: &mut quinn::SendStream, reason: B
 
 /// Reads the next control message; `Ok(None)` when the appliance finished the stream.
 /// Cancel-safe: bytes read so far stay in `reader`.
+/// Why the first message gave no Hello to negotiate with.
+enum HelloRead {
+    /// A Hello of another protocol version, which may not decode as ours.
+    OtherVersion(u16),
+    Failed(ConnError),
+}
+
+/// Reads the first control message; a Hello of another protocol version is recognised by its
+/// leading version before it is decoded, so that appliance is told `VersionMismatch`.
+async fn read_msg_or_other_version(
+    stream: &mut quinn::RecvStream,
+    reader: &mut FrameReader,
+) -> Result<Option<ClientControl>, HelloRead> {
+    loop {
+        match reader.peek_body() {
+            Ok(Some(body)) => {
+                if let Some(version) = Hello::peek_version(body).filter(|v| *v != PROTOCOL_VERSION)
+                {
+                    return Err(HelloRead::OtherVersion(version));
+                }
+                return read_msg(stream, reader).await.map_err(HelloRead::Failed);
+            }
+            // Too long: read_msg reports it as it would any other time.
+            Err(_) => return read_msg(stream, reader).await.map_err(HelloRead::Failed),
+            Ok(None) => {}
+        }
+        match stream.read_chunk(reader.wanted().max(1), true).await {
+            Ok(Some(chunk)) => reader.push(&chunk.bytes),
+            // Ended or failed before a whole message: read_msg says which.
+            Ok(None) | Err(_) => return read_msg(stream, reader).await.map_err(HelloRead::Failed),
+        }
+    }
+}
+
 async fn read_msg(
     stream: &mut quinn::RecvStream,
     reader: &mut FrameReader,

@@ -412,6 +412,7 @@ impl RawAppliance {
             capabilities: Capabilities {
                 screen_width,
                 screen_height,
+                physical_size: None,
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             },

@@ -219,7 +219,7 @@ impl Launcher {
 
         let config = self.user_session_toml(&account);
         let (flags, spawn) = (config.session_flags(), config.spawn_commands());
-        tracing::info!(?flags, ?spawn, "starting the user's session");
+        tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
         let launch = Launch {
             program: wrsrvd,
             args: process::session_args(
@@ -236,8 +236,8 @@ impl Launcher {
         self.launch(id, &launch)
     }
 
-    /// The user's session.toml, read with the user's rights. A file that cannot be read or
-    /// parsed means the defaults: logging in matters more.
+    /// The user's session.toml (desktop, clients, scale), read with the user's rights. A file
+    /// that cannot be read or parsed means the defaults: logging in matters more.
     fn user_session_toml(&self, account: &Account) -> session_toml::SessionToml {
         let path = account.home.join(session_toml::RELATIVE_PATH);
         let text = users::read_as(account, &path, session_toml::MAX_LEN).unwrap_or_else(|err| {

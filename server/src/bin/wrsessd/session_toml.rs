@@ -6,6 +6,7 @@
 //! window_manager = "wr-wm-tiling"       # optional; the built-in floating WM otherwise
 //! panel = "waybar -c ~/.bar"            # optional, besides (or instead of) the desktop's
 //! autostart = ["foot", "firefox"]       # started in this order, after the WM and the panel
+//! scale = 1.5                           # optional: "auto" or 0.5..=4; the server's otherwise
 //! ```
 //!
 //! Every command is a shell command. A key the file does not name keeps its default: the
@@ -13,15 +14,20 @@
 //! starts no terminal). A file that does not parse is logged and treated as missing, so a typo
 //! never locks a user out of their desktop. The default desktop's programs read their
 //! configuration from WayRay's shipped files unless the user has their own in `~/.config`.
+//!
+//! `scale` is the session output's scale wherever the session is shown, winning over the
+//! server's `output_scale`; `"auto"` picks it from each screen's pixel density even where the
+//! server fixes one. A `scale` that is not valid is logged and ignored on its own.
 
 use serde::Deserialize;
+use wayray_protocol::sessions::ScaleChoice;
 
 /// Where the file is, relative to the user's home.
 pub const RELATIVE_PATH: &str = ".config/wayray/session.toml";
 /// Larger files are not read: it is a handful of commands.
 pub const MAX_LEN: u64 = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionToml {
     pub desktop: Desktop,
@@ -29,6 +35,9 @@ pub struct SessionToml {
     pub window_manager: Option<String>,
     pub panel: Option<String>,
     pub autostart: Vec<String>,
+    /// Read apart from the rest (see [`SessionToml::parse`]).
+    #[serde(skip)]
+    pub scale: Option<ScaleChoice>,
 }
 
 /// Whether the session starts WayRay's default desktop around the user's programs.
@@ -46,12 +55,13 @@ impl Default for SessionToml {
     }
 }
 
-const KNOWN_KEYS: [&str; 5] = [
+const KNOWN_KEYS: [&str; 6] = [
     "desktop",
     "launcher",
     "window_manager",
     "panel",
     "autostart",
+    "scale",
 ];
 
 impl SessionToml {
@@ -63,10 +73,12 @@ impl SessionToml {
             window_manager: None,
             panel: None,
             autostart: vec!["foot".to_string()],
+            scale: None,
         }
     }
 
-    /// The compositor's flags for the desktop and the launcher (`--desktop`, `--app-launcher`).
+    /// The compositor's flags for the desktop, the launcher and the user's scale (`--desktop`,
+    /// `--app-launcher`, `--scale`).
     pub fn session_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if self.desktop == Desktop::Default {
@@ -81,23 +93,39 @@ impl SessionToml {
             flags.push("--app-launcher".to_string());
             flags.push(cmd.to_string());
         }
+        if let Some(scale) = self.scale {
+            flags.push("--scale".to_string());
+            flags.push(scale.to_string());
+        }
         flags
     }
 
     /// Parses the file's text; unknown keys are returned so they can be logged (a misspelt
-    /// key should be visible, not silently ignored).
+    /// key should be visible, not silently ignored), and so is a `scale` that is not valid,
+    /// which costs only the scale: a display preference never keeps the clients from starting.
     pub fn parse(text: &str) -> Result<(Self, Vec<String>), String> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let unknown: Vec<String> = table
+        let mut warnings: Vec<String> = table
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .map(|k| format!("unknown key {k:?} ignored (known: {KNOWN_KEYS:?})"))
+            .collect();
+        for key in table
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
             .cloned()
-            .collect();
-        for key in &unknown {
-            table.remove(key);
+            .collect::<Vec<_>>()
+        {
+            table.remove(&key);
         }
-        let config = SessionToml::deserialize(table).map_err(|e| e.to_string())?;
-        Ok((config, unknown))
+        let scale = table.remove("scale").and_then(|value| {
+            ScaleChoice::deserialize(value)
+                .map_err(|e| warnings.push(format!("scale ignored: {}", e.message())))
+                .ok()
+        });
+        let mut config = SessionToml::deserialize(table).map_err(|e| e.to_string())?;
+        config.scale = scale;
+        Ok((config, warnings))
     }
 
     /// The `--spawn` commands for the session compositor: window manager, panel, autostart.
@@ -119,13 +147,7 @@ pub fn resolve(text: Option<&str>) -> (SessionToml, Vec<String>) {
         return (SessionToml::builtin(), Vec::new());
     };
     match SessionToml::parse(text) {
-        Ok((config, unknown)) => {
-            let warnings = unknown
-                .into_iter()
-                .map(|k| format!("unknown key {k:?} ignored (known: {KNOWN_KEYS:?})"))
-                .collect();
-            (config, warnings)
-        }
+        Ok((config, warnings)) => (config, warnings),
         Err(err) => (
             SessionToml::builtin(),
             vec![format!("not valid, using the defaults: {err}")],
@@ -143,6 +165,13 @@ mod tests {
         assert_eq!(config.spawn_commands(), ["foot"]);
         assert_eq!(config.session_flags(), ["--desktop"]);
         assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn the_users_scale_becomes_a_flag() {
+        let (config, warnings) = resolve(Some("scale = 1.5"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.session_flags(), ["--desktop", "--scale", "1.5"]);
     }
 
     #[test]
@@ -196,6 +225,30 @@ mod tests {
             let (config, warnings) = resolve(Some(text));
             assert_eq!(config, SessionToml::builtin(), "{text}");
             assert_eq!(warnings.len(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn scale_is_auto_a_number_or_ignored_alone() {
+        assert_eq!(resolve(None).0.scale, None);
+        assert_eq!(resolve(Some("")).0.scale, None);
+        let (config, warnings) = resolve(Some("scale = 1.5\nautostart = [\"a\"]"));
+        assert_eq!(config.scale, Some(ScaleChoice::Fixed(1.5)));
+        assert!(warnings.is_empty());
+        assert_eq!(
+            resolve(Some("scale = \"auto\"")).0.scale,
+            Some(ScaleChoice::Auto)
+        );
+        assert_eq!(
+            resolve(Some("scale = 2")).0.scale,
+            Some(ScaleChoice::Fixed(2.0))
+        );
+        for bad in ["scale = 0", "scale = \"huge\"", "scale = [1]"] {
+            let (config, warnings) = resolve(Some(&format!("{bad}\nautostart = [\"a\"]")));
+            assert_eq!(config.scale, None, "{bad}");
+            assert_eq!(config.spawn_commands(), ["a"], "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}");
+            assert!(warnings[0].contains("scale"), "{bad}: {warnings:?}");
         }
     }
 

@@ -63,12 +63,14 @@ impl ShmHandler for WayRay {
     }
 }
 
-/// Scale is always 1 on a WayRay output; telling clients so lets them skip guessing.
+/// Every surface is on the one output, so its preferred scale is the output's (see
+/// `compositor::scale`); a scale change re-sends it to every surface.
 impl FractionalScaleHandler for WayRay {
     fn new_fractional_scale(&mut self, surface: WlSurface) {
+        let scale = self.output.current_scale().fractional_scale();
         smithay::wayland::compositor::with_states(&surface, |states| {
             smithay::wayland::fractional_scale::with_fractional_scale(states, |fs| {
-                fs.set_preferred_scale(1.0);
+                fs.set_preferred_scale(scale);
             });
         });
     }

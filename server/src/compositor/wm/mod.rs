@@ -49,7 +49,7 @@ impl From<&ModifiersState> for Mods {
     }
 }
 
-/// A rectangle in output pixels.
+/// A rectangle in logical coordinates (output pixels over the output's scale).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Area {
     pub x: i32,
