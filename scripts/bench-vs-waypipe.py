@@ -21,6 +21,12 @@ Workloads (same client, same window size on both sides):
   redraw    foot, 160x45 cells: a new page of different text every 100 ms (~8 s)
   shm       weston-simple-shm for 8 s
   video     server/examples/video_client: moving gradient + noise blocks, 640x360, 8 s
+  firefox   firefox-esr (native Wayland) scrolling a long text page served on loopback by this
+            script: the page scrolls 8 px per animation frame for 8 s once it has loaded, and
+            reports the frames it drew (requestAnimationFrame callbacks: both compositors pace
+            them with their frame callbacks); measured from the page's start signal to its end
+            signal, so the browser's start-up is in neither figure. Not in the default set
+            (--only firefox): a browser takes 10-25 s to start on 2 cores.
 
 shm and video also run through WayRay with `wrsrvd --no-video` (every pixel lossless), the
 baseline H.264 video regions are measured against.
@@ -47,6 +53,8 @@ TYPE_LINES = 4
 TYPE_LINE_CHARS = 50
 
 ALL_WORKLOADS = ["typing", "scroll", "redraw", "shm", "video"]
+# Also runnable with --only, not in the default set.
+OPTIONAL_WORKLOADS = ["firefox"]
 # Workloads also run through WayRay with video regions off, the lossless baseline H.264 is
 # measured against.
 LOSSLESS_BASELINE = ["shm", "video"]
@@ -269,10 +277,95 @@ def typing_text():
 
 
 class Workload:
-    def __init__(self, name, title, argv, seconds, typing=False, forever=False):
+    def __init__(self, name, title, argv, seconds, typing=False, forever=False, page=None):
         self.name, self.title, self.argv, self.seconds = name, title, argv, seconds
-        # `typing`: driven by keys, ends when they are typed; `forever`: runs until stopped.
-        self.typing, self.forever = typing, forever
+        # `typing`: driven by keys, ends when they are typed; `forever`: runs until stopped;
+        # `page`: a browser showing PageServer's page, measured between the page's signals.
+        self.typing, self.forever, self.page = typing, forever, page
+
+
+SCROLL_PAGE = """<!doctype html><html><head><meta charset=utf-8><title>WayRay scroll bench</title>
+<style>body{font:16px/1.4 sans-serif;margin:2em;background:#fff;color:#222}</style></head><body>
+%(body)s
+<script>
+addEventListener("load", () => setTimeout(() => {
+  fetch("/start");
+  let frames = 0, t0 = null;
+  function step(t) {
+    if (t0 === null) t0 = t;
+    window.scrollBy(0, 8); frames++;
+    if (t - t0 < %(ms)d) requestAnimationFrame(step);
+    else fetch("/end?frames=" + frames + "&ms=" + Math.round(t - t0));
+  }
+  requestAnimationFrame(step);
+}, 3000));
+</script></body></html>"""
+
+
+class PageServer:
+    """Serves the scroll page on loopback and records when the page says it starts and ends
+    scrolling, and the frames it drew."""
+
+    def __init__(self, body, seconds):
+        import http.server, threading
+        page = (SCROLL_PAGE % {"body": body, "ms": int(seconds * 1000)}).encode()
+        marks = self.marks = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path
+                if path.startswith("/start"):
+                    marks["start"] = time.monotonic()
+                elif path.startswith("/end"):
+                    marks["end"] = time.monotonic()
+                    q = dict(kv.split("=", 1) for kv in path.split("?", 1)[-1].split("&") if "=" in kv)
+                    marks["frames"], marks["ms"] = int(q.get("frames", 0)), int(q.get("ms", 0))
+                body = page if path == "/" else b"ok"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def firefox_argv(run, url):
+    profile = os.path.join(run, "firefox-profile")
+    os.makedirs(profile, exist_ok=True)
+    with open(os.path.join(profile, "user.js"), "w") as f:
+        for pref, value in [("browser.aboutwelcome.enabled", "false"),
+                            ("browser.shell.checkDefaultBrowser", "false"),
+                            ("browser.startup.homepage_override.mstone", '"ignore"'),
+                            ("datareporting.policy.dataSubmissionEnabled", "false"),
+                            ("toolkit.telemetry.reportingpolicy.firstRun", "false"),
+                            ("app.update.enabled", "false"),
+                            ("trailhead.firstrun.didSeeAboutWelcome", "true")]:
+            f.write(f'user_pref("{pref}", {value});\n')
+    return ["firefox-esr", "--no-remote", "--new-instance", "--profile", profile, url]
+
+
+def run_page(wl, run, cenv, log, sides, relay_stats):
+    """Starts the browser on a fresh PageServer and measures between the page's start and end
+    signals: returns (base, end, bytes0, bytes1, duration, page marks, Popen, PageServer)."""
+    server = PageServer(wl.page, wl.seconds)
+    env = dict(cenv, MOZ_ENABLE_WAYLAND="1", HOME=run)
+    env.pop("DISPLAY", None)
+    app = PROCS.start(f"client {wl.name}", firefox_argv(run, server.url), log, env=env, cwd=run)
+    wait_for("the page's start signal", lambda: "start" in server.marks, 180, [app], log)
+    base, b0 = sample_with_parts(sides), relay_bytes(relay_stats)
+    wait_for("the page's end signal", lambda: "end" in server.marks, wl.seconds + 60, [app], log)
+    end, b1 = sample_with_parts(sides), relay_bytes(relay_stats)
+    return base, end, b0, b1, server.marks["end"] - server.marks["start"], server.marks, app, server
 
 
 def workloads(work, bins, seconds):
@@ -298,7 +391,17 @@ def workloads(work, bins, seconds):
         "video": Workload("video", "video_client 640x360",
                           [f"{bins}/examples/video_client", "--size", "640x360", "--seconds",
                            str(seconds)], seconds),
+        "firefox": Workload("firefox", "firefox-esr scrolling a long page", [], seconds,
+                            page=scroll_page_body(big)),
     }
+
+
+def scroll_page_body(bigfile):
+    """3000 lines of the big text file as paragraphs of ten lines."""
+    import html
+    lines = open(bigfile).read().splitlines()[:3000]
+    return "\n".join("<p>" + html.escape(" ".join(lines[i:i + 10])) + "</p>"
+                     for i in range(0, len(lines), 10))
 
 
 def client_frames(wl, log):
@@ -449,6 +552,11 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
                  3 + keys * TYPE_DELAY_MS * 2.5 / 1000, [server, client, app], cl_log)
         time.sleep(1.0)
         duration = time.monotonic() - t0
+    elif wl.page:
+        page = run_page(wl, run, cenv, app_log, sides, stats)
+        (base, parts0), _, b0, _, duration, marks, app, pages = page
+        n0 = None
+        c0 = 0
     else:
         time.sleep(0.5)
         (base, parts0), b0, n0 = sample_with_parts(sides), relay_bytes(stats), len(read_frame_log(afl))
@@ -476,6 +584,12 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
             "final_frame_identical": bool(s and (s[-1][0], s[-1][1]) in shown and a[-1][1] == s[-1][1]),
         }
     (end_cpu, parts1), b1, frames = sample_with_parts(sides), relay_bytes(stats), read_frame_log(afl)
+    if wl.page:
+        # The figures at the page's end signal, not after the browser is stopped.
+        (end_cpu, parts1), _, _, b1 = page[1], None, None, page[3]
+        PROCS.stop(app)
+        pages.stop()
+        n0 = len(frames)  # frames are counted by the page (requestAnimationFrame) instead
     if wl.typing:
         PROCS.stop(app)
     c1 = client_frames(wl, app_log)
@@ -497,6 +611,9 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
     }
     r["bytes_total"] = r["bytes_up"] + r["bytes_down"]
     r["cpu_total"] = round(r["cpu_server"] + r["cpu_client"], 3)
+    if wl.page:
+        r["page_frames"] = marks.get("frames")
+        r["page_fps"] = round(marks["frames"] * 1000 / marks["ms"], 1) if marks.get("ms") else None
     if wl.typing:
         r["keys_sent"] = keys
         r["keys_received_by_client"] = keys_seen
@@ -565,6 +682,9 @@ def run_waypipe(wl, bins, work, compress=None, tag="waypipe"):
             raise BenchError(f"xdotool failed:\n{tail(xlog)}")
         time.sleep(1.0)
         duration = time.monotonic() - t0
+    elif wl.page:
+        page = run_page(wl, run, cenv, app_log, sides, stats)
+        c0 = 0
     else:
         time.sleep(0.5)
         base, b0, c0 = sample(sides), relay_bytes(stats), 0
@@ -574,6 +694,10 @@ def run_waypipe(wl, bins, work, compress=None, tag="waypipe"):
         time.sleep(1.0)
         duration = time.monotonic() - t0
     end_cpu, b1 = sample(sides), relay_bytes(stats)
+    if wl.page:
+        (base, _), (end_cpu, _), b0, b1, duration, marks, app, pages = page
+        PROCS.stop(app)
+        pages.stop()
     if wl.typing:
         PROCS.stop(app)
     c1 = client_frames(wl, app_log)
@@ -591,6 +715,9 @@ def run_waypipe(wl, bins, work, compress=None, tag="waypipe"):
     }
     r["bytes_total"] = r["bytes_up"] + r["bytes_down"]
     r["cpu_total"] = round(r["cpu_server"] + r["cpu_client"], 3)
+    if wl.page:
+        r["page_frames"] = marks.get("frames")
+        r["page_fps"] = round(marks["frames"] * 1000 / marks["ms"], 1) if marks.get("ms") else None
     if wl.typing:
         r["keys_sent"] = sum(len(l) + 1 for l in typing_text())
         r["keys_received_by_client"] = keys_seen
@@ -678,6 +805,13 @@ def report(results, loss, meta):
             out.append(f"| {wl['title']} | {f2(rt['bytes'])} | {f2(rt.get('bytes_vs_zstd'))} | "
                        f"{f2(rt.get('bytes_vs_lossless'))} | "
                        f"{f2(rt['cpu_server'])} | {f2(rt['cpu_client'])} | {f2(rt['cpu_total'])} |")
+    pages = [r for wl in results for r in wl["runs"] if r.get("page_fps") is not None]
+    if pages:
+        out.append("")
+        out.append("Browser scrolling: frames the page drew per second (requestAnimationFrame, paced "
+                   "by each compositor's frame callbacks) and bytes per second: "
+                   + ", ".join(f"{r['label']} {r['page_fps']} fps, "
+                               f"{fmt_bytes(r['bytes_total'] / r['seconds'])}/s" for r in pages) + ".")
     typing = [r for wl in results for r in wl["runs"] if wl["name"] == "typing" and not r.get("error")]
     if typing:
         out.append("")
@@ -742,7 +876,8 @@ def main():
     names = [n for n in args.only.split(",") if n]
     for n in names:
         if n not in wls:
-            raise BenchError(f"unknown workload {n!r} (have {', '.join(ALL_WORKLOADS)})")
+            raise BenchError(f"unknown workload {n!r} "
+                             f"(have {', '.join(ALL_WORKLOADS + OPTIONAL_WORKLOADS)})")
     meta = {
         "repeat": repeat,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
