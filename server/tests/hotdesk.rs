@@ -261,13 +261,17 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         || session_logs().contains("mapping toplevel"),
         || format!("{}\n--- sessions\n{}", all_logs(), session_logs()),
     );
-    // session.toml's scale reached the user's session compositor.
-    let ready = strip_ansi(&session_logs());
-    assert!(
-        ready
-            .lines()
-            .any(|l| l.contains("session compositor ready") && l.contains("scale=1.25")),
-        "the user's session did not take session.toml's scale:\n{ready}"
+    // session.toml's scale reached the user's session compositor (the greeter's window may have
+    // satisfied the wait above before the user's session was ready).
+    wait_for(
+        "the user's session with session.toml's scale",
+        Duration::from_secs(30),
+        || {
+            strip_ansi(&session_logs())
+                .lines()
+                .any(|l| l.contains("session compositor ready") && l.contains("scale=1.25"))
+        },
+        || format!("{}\n--- sessions\n{}", all_logs(), session_logs()),
     );
     // The marker is typed 6 s after login; give foot time to show it.
     std::thread::sleep(Duration::from_secs(9));

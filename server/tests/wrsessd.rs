@@ -731,6 +731,8 @@ fn greeter_login_and_user_session() -> TestResult {
         "0000000000000020",
         "--daemon",
         &sessions_socket.to_string_lossy(),
+        // session.toml names no other desktop: the default one.
+        "--desktop",
         // The user's own scale from session.toml.
         "--scale",
         "1.25",

@@ -255,7 +255,8 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
     let area = (w * h) as usize;
     assert!(white > area / 2, "xterm's window is not on screen");
     assert!(dark > 50, "no text in xterm's window");
-    let bar = px(x + 10, y - 12);
+    // Right of the title text, left of the close button.
+    let bar = px(x + w - 40, y - 4);
     assert_eq!(bar, [51, 92, 158], "no active title bar above xterm");
     // Xwayland's cursors (xterm's I-beam, set on Xwayland's own wl_surface) reach the appliance
     // like any client's: something else than the default arrow was sent.

@@ -197,10 +197,16 @@ impl Decorations {
                 )));
                 match MemoryRenderBufferRenderElement::from_buffer(
                     renderer,
-                    bar.loc.to_f64().to_physical(scale),
+                    bar.loc
+                        .to_physical_precise_round::<f64, i32>(scale)
+                        .to_f64(),
                     &buffers.bar,
                     None,
-                    None,
+                    // All of the buffer's physical pixels onto the bar's logical size: one
+                    // buffer pixel per screen pixel, no filtering at the edges.
+                    Some(Rectangle::from_size(
+                        (f64::from(size.0), f64::from(size.1)).into(),
+                    )),
                     Some((bar.size.w, bar.size.h).into()),
                     Kind::Unspecified,
                 ) {
