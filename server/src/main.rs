@@ -104,6 +104,10 @@ struct DaemonArgs {
     /// Start this shell command as a client of the shared session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
+    /// The shared session offers no clipboard (no selections, primary selection or
+    /// data-control), as greeter sessions never do.
+    #[arg(long)]
+    no_clipboard: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +136,11 @@ struct SessionArgs {
     /// Start this shell command as a client of the session; repeat for several clients.
     #[arg(long = "spawn", value_name = "COMMAND")]
     spawn: Vec<String>,
+    /// No clipboard: no selection is ever offered to a client, and neither primary selection
+    /// nor data-control is advertised. wrsessd passes it for greeters, so nothing typed at a
+    /// login prompt can be read back.
+    #[arg(long)]
+    no_clipboard: bool,
     /// Seconds the session waits for a vanished daemon to come back before it ends.
     #[arg(long, default_value_t = 300)]
     orphan_timeout: u64,
@@ -310,6 +319,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                 frame_log: cli.frame_log,
                 max_frames_in_flight: config.max_frames_in_flight,
                 video_regions: config.video_regions,
+                clipboard: !cli.no_clipboard,
                 spawn: cli.spawn,
             },
         );
@@ -378,6 +388,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
             size: config.resolved_cursor_size(),
         },
         video_regions: config.video_regions,
+        clipboard: !args.no_clipboard,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

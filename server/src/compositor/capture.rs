@@ -18,7 +18,12 @@ use smithay::{
 };
 use wayray_protocol::{framing, DisplayMessage, Encoder, EncoderConfig, Rect};
 
-use super::decorations::Decorations;
+use smithay::{
+    backend::renderer::element::{surface::render_elements_from_surface_tree, Kind},
+    reexports::wayland_server::protocol::wl_surface::WlSurface,
+};
+
+use super::decorations::{Decorations, OutputElement};
 
 /// Background behind all windows.
 const CLEAR_COLOR: [f32; 4] = [0.07, 0.09, 0.13, 1.0];
@@ -144,6 +149,31 @@ impl Capture {
         decorations: &mut Decorations,
     ) -> Result<Vec<Rect>, CaptureError> {
         let elements = decorations.scene(&mut self.renderer, space);
+        self.render_elements(&elements)
+    }
+
+    /// Renders the locked session: only the lock surface, or the bare background before the
+    /// locker drew (and after it crashed). Nothing of the desktop.
+    pub fn render_locked(
+        &mut self,
+        lock_surface: Option<&WlSurface>,
+    ) -> Result<Vec<Rect>, CaptureError> {
+        let elements: Vec<OutputElement> = lock_surface
+            .map(|surface| {
+                render_elements_from_surface_tree(
+                    &mut self.renderer,
+                    surface,
+                    (0, 0),
+                    1.0,
+                    1.0,
+                    Kind::Unspecified,
+                )
+            })
+            .unwrap_or_default();
+        self.render_elements(&elements)
+    }
+
+    fn render_elements(&mut self, elements: &[OutputElement]) -> Result<Vec<Rect>, CaptureError> {
         let mut target = self
             .renderer
             .bind(&mut self.image)
@@ -154,7 +184,7 @@ impl Capture {
                 &mut self.renderer,
                 &mut target,
                 self.age,
-                &elements,
+                elements,
                 CLEAR_COLOR,
             )
             .map_err(|e| CaptureError::Render(format!("{e:?}")))?;

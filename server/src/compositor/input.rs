@@ -40,6 +40,7 @@ impl WayRay {
     }
 
     pub fn on_input(&mut self, event: InputMessage) {
+        self.note_user_activity();
         match event {
             InputMessage::Keymap(keymap) => self.set_keymap(&keymap),
             InputMessage::Key {
@@ -184,6 +185,11 @@ impl WayRay {
                         FilterResult::Forward
                     };
                 }
+                // Locked: keys are the lock screen's. Inhibited: the focused client (a VM
+                // viewer) wants the WM's bindings too.
+                if state.protocols.lock.is_locked() || state.shortcuts_inhibited() {
+                    return FilterResult::Forward;
+                }
                 match state
                     .wm
                     .key_binding(Mods::from(mods), keysym.modified_sym())
@@ -209,10 +215,15 @@ impl WayRay {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
+        // A locked pointer stays put; a confined one stays in its region.
+        let Some(location) = self.constrain_motion(&pointer, location) else {
+            return;
+        };
         let under = self.surface_under(location);
         // Over the background or a title bar no client owns the cursor: show the default one
         // (repeats are deduplicated before anything is sent).
         let over_client = under.is_some();
+        let under_for_constraint = under.clone();
         pointer.motion(
             self,
             under,
@@ -223,6 +234,9 @@ impl WayRay {
             },
         );
         pointer.frame(self);
+        if let Some((surface, origin)) = under_for_constraint {
+            self.activate_pointer_constraint(&pointer, &surface, origin);
+        }
         if !over_client && !pointer.is_grabbed() {
             self.set_cursor(CursorImageStatus::default_named());
         }
@@ -234,7 +248,7 @@ impl WayRay {
         };
         let serial = SERIAL_COUNTER.next_serial();
         let location = pointer.current_location();
-        if pressed && !pointer.is_grabbed() {
+        if pressed && !pointer.is_grabbed() && !self.protocols.lock.is_locked() {
             let mods = self
                 .seat
                 .get_keyboard()
@@ -322,6 +336,10 @@ impl WayRay {
 
     /// Raises `window` and gives it keyboard focus; `None` unfocuses everything.
     pub fn focus_window(&mut self, window: Option<Window>, serial: Serial) {
+        // While locked the lock surface keeps the keyboard; windows wait for the unlock.
+        if self.protocols.lock.is_locked() {
+            return;
+        }
         if let Some(window) = &window {
             self.space.raise_element(window, true);
         }
@@ -360,7 +378,7 @@ impl WayRay {
         pointer.set_grab(self, grab, serial, Focus::Clear);
     }
 
-    fn run_wm_action(&mut self, action: WmAction, serial: Serial) {
+    pub(super) fn run_wm_action(&mut self, action: WmAction, serial: Serial) {
         let focused = self
             .seat
             .get_keyboard()

@@ -8,8 +8,10 @@ mod handlers;
 mod input;
 mod pacing;
 mod placement;
+mod protocols;
 mod resize;
 mod state;
+mod toplevels;
 mod wm;
 
 use std::{
@@ -73,6 +75,9 @@ pub struct SessionOptions {
     /// Send regions that measure as video as H.264 (lossy while they play); `false` keeps every
     /// pixel lossless.
     pub video_regions: bool,
+    /// Offer a clipboard (selections, primary selection, data-control). `false` for greeters:
+    /// nothing typed at a login prompt can be read back or carried into the next session.
+    pub clipboard: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -224,6 +229,7 @@ pub fn run(
         render_timer_due: None,
         loop_handle: event_loop.handle(),
         to_transport,
+        protocols: protocols::ProtocolStates::new(&dh, event_loop.handle(), opts.clipboard),
     };
 
     println!("WAYLAND_DISPLAY={}", socket_name.to_string_lossy());
@@ -285,10 +291,12 @@ impl WayRay {
                 if let Err(err) = self.resize_output(output) {
                     tracing::error!(%err, "cannot resize the output; keeping its size");
                 }
+                self.configure_lock_surface();
                 if let Some(keymap) = keymap {
                     self.set_keymap(&keymap);
                 }
                 self.pacer.attach(appliance);
+                self.discard_presentation_feedback();
                 self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
             }
@@ -297,14 +305,19 @@ impl WayRay {
                     if let Err(err) = self.resize_output(output) {
                         tracing::error!(%err, "cannot resize the output; keeping its size");
                     }
+                    self.configure_lock_surface();
                 }
             }
             ToCompositor::Detached { appliance } => {
                 if self.pacer.detach(appliance) {
+                    self.discard_presentation_feedback();
                     tracing::info!(appliance, "appliance detached; session keeps running");
                 }
             }
             ToCompositor::FrameAck { appliance, seq } => {
+                if self.pacer.attached() == Some(appliance) {
+                    self.present_acked(seq);
+                }
                 if self.pacer.ack(appliance, seq) {
                     self.send_frame_callbacks();
                 }
@@ -364,6 +377,7 @@ impl WayRay {
     /// keep detached clients ticking slowly, and flush Wayland events.
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
+        self.after_space_refresh_protocols();
         self.popups.cleanup();
         if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
@@ -414,7 +428,12 @@ impl WayRay {
     fn render_and_send(&mut self) {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
-        let mut damage = match self.capture.render(&self.space, &mut self.decorations) {
+        let rendered = if self.protocols.lock.is_locked() {
+            self.capture.render_locked(self.protocols.lock.surface())
+        } else {
+            self.capture.render(&self.space, &mut self.decorations)
+        };
+        let mut damage = match rendered {
             Ok(damage) => damage,
             Err(err) => {
                 tracing::error!(%err, "render failed");
@@ -445,6 +464,7 @@ impl WayRay {
                     };
                     self.to_transport.send(msg);
                     self.pacer.frame_sent();
+                    self.queue_presentation_feedback(seq);
                     if let Some(at) = self.key_pressed_at.take() {
                         tracing::debug!(
                             seq,
@@ -459,6 +479,8 @@ impl WayRay {
                 }
             }
         }
+        // Rendered without the desktop (sent, or unchanged from what the appliance shows).
+        self.lock_frame_sent();
         if self.pacer.release_callbacks_after_render() {
             self.send_frame_callbacks();
         }
@@ -472,6 +494,7 @@ impl WayRay {
                 Some(output.clone())
             });
         }
+        self.send_lock_frame_callbacks(now);
         self.last_frame_callbacks = Instant::now();
     }
 }

@@ -79,6 +79,8 @@ pub struct WayRay {
     pub render_timer_due: Option<Instant>,
     pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
     pub to_transport: crate::session_link::LinkTx,
+    /// Clipboard, session lock, taskbar, input method... protocols (see protocols.rs).
+    pub protocols: super::protocols::ProtocolStates,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.
@@ -97,6 +99,14 @@ impl WayRay {
         &self,
         pos: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        // While locked only the lock surface (covering the output) takes pointer input.
+        if self.protocols.lock.is_locked() {
+            return self
+                .protocols
+                .lock
+                .surface()
+                .map(|s| (s.clone(), (0.0, 0.0).into()));
+        }
         self.space
             .element_under(pos)
             .and_then(|(window, location)| {
@@ -135,6 +145,8 @@ impl WayRay {
 #[derive(Default)]
 pub struct ClientState {
     pub compositor_state: CompositorClientState,
+    /// Connected through a sandbox's security-context socket: no privileged globals.
+    pub sandboxed: bool,
 }
 
 impl ClientData for ClientState {

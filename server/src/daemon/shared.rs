@@ -23,6 +23,8 @@ pub struct SharedSession {
     pub max_frames_in_flight: usize,
     /// `false` passes `--no-video` (a `--no-video` on the daemon's command line).
     pub video_regions: bool,
+    /// `false` passes `--no-clipboard`.
+    pub clipboard: bool,
     pub spawn: Vec<String>,
 }
 
@@ -51,6 +53,9 @@ impl SharedSession {
         }
         if !self.video_regions {
             cmd.arg("--no-video");
+        }
+        if !self.clipboard {
+            cmd.arg("--no-clipboard");
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);

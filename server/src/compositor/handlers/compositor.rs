@@ -44,6 +44,7 @@ impl CompositorHandler for WayRay {
             }
         }
         super::xdg_handle_commit(self, surface);
+        self.after_commit_protocols(surface);
         self.needs_render = true;
     }
 }

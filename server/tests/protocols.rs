@@ -1,0 +1,270 @@
+//! End-to-end checks of the desktop protocols: every global is advertised (wayland-info), a real
+//! screen locker (swaylock) hides the desktop from the appliance and a dead locker keeps the
+//! session locked, a taskbar (examples/toplevel_ctl.rs, wlr-foreign-toplevel-management) lists
+//! and controls windows, and presentation feedback arrives (weston-presentation-shm).
+
+mod support;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn example(name: &str) -> PathBuf {
+    let path = wrsrvd().with_file_name("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p wayray-server --examples`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn wayland_info_lists_every_desktop_protocol() {
+    let dir = TempDir::new("protocols-info");
+    let server = Server::start(&dir, ServerOpts::default());
+    let out = server
+        .wayland_client("wayland-info")
+        .output()
+        .expect("run wayland-info (package wayland-utils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = [
+        "zwp_primary_selection_device_manager_v1",
+        "zwlr_data_control_manager_v1",
+        "ext_data_control_manager_v1",
+        "xdg_activation_v1",
+        "wp_presentation",
+        "zwp_idle_inhibit_manager_v1",
+        "ext_idle_notifier_v1",
+        "ext_session_lock_manager_v1",
+        "zwp_pointer_constraints_v1",
+        "zwp_relative_pointer_manager_v1",
+        "zwp_keyboard_shortcuts_inhibit_manager_v1",
+        "zwp_text_input_manager_v3",
+        "zwp_input_method_manager_v2",
+        "zxdg_exporter_v2",
+        "zxdg_importer_v2",
+        "wp_single_pixel_buffer_manager_v1",
+        "wp_security_context_manager_v1",
+        "ext_foreign_toplevel_list_v1",
+        "zwlr_foreign_toplevel_manager_v1",
+    ]
+    .into_iter()
+    .filter(|name| !text.contains(&format!("'{name}'")))
+    .collect();
+    assert!(missing.is_empty(), "not advertised: {missing:?}\n{text}");
+}
+
+/// Runs an appliance for a moment and returns its framebuffer (RGB).
+fn appliance_screen(dir: &TempDir, server: &Server, name: &str) -> (u32, u32, Vec<u8>) {
+    let shot = dir.path(name);
+    let out = run_appliance(
+        dir,
+        server.listen,
+        &["--exit-after", "2", "--screenshot", shot.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "wrclient failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_png_rgb(&shot)
+}
+
+fn count_colour(rgb: &[u8], colour: [u8; 3]) -> usize {
+    rgb.chunks_exact(3).filter(|p| *p == colour).count()
+}
+
+fn swaylock(server: &Server, colour: &str) -> Reaper {
+    Reaper(
+        server
+            .wayland_client("swaylock")
+            .args(["--color", colour, "--no-unlock-indicator"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start swaylock"),
+    )
+}
+
+/// swaylock locks the session: the appliance shows the lock screen only. When the locker is
+/// killed the session stays locked (nothing of the desktop comes back), and a new locker may
+/// take over.
+#[test]
+fn swaylock_hides_the_desktop_and_a_dead_locker_keeps_it_hidden() {
+    const RED: [u8; 3] = [0xff, 0x00, 0x00];
+    let dir = TempDir::new("protocols-lock");
+    let probe = example("input_probe");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[&format!("{} desktop 500 400 ff0000", probe.display())],
+            ..Default::default()
+        },
+    );
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    let (_, _, unlocked) = appliance_screen(&dir, &server, "unlocked.png");
+    assert!(
+        count_colour(&unlocked, RED) >= 500 * 400,
+        "the red window is not on screen before locking"
+    );
+
+    let mut locker = swaylock(&server, "3366ff");
+    server.wait_log("session locked", 1, Duration::from_secs(20));
+    // Give swaylock time to draw its surface.
+    std::thread::sleep(Duration::from_millis(500));
+    let (w, h, locked) = appliance_screen(&dir, &server, "locked.png");
+    assert_eq!(
+        count_colour(&locked, RED),
+        0,
+        "the desktop shows while locked"
+    );
+    let blue = count_colour(&locked, [0x33, 0x66, 0xff]);
+    assert!(
+        blue > (w * h) as usize * 9 / 10,
+        "the lock screen is not what the appliance shows ({blue} of {} pixels)",
+        w * h
+    );
+
+    // A crashed locker: the session must stay locked.
+    locker.0.kill().unwrap();
+    locker.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, _, dead) = appliance_screen(&dir, &server, "dead-locker.png");
+    assert_eq!(
+        count_colour(&dead, RED),
+        0,
+        "the desktop came back when the locker died"
+    );
+    assert!(!server.log().contains("session unlocked"));
+
+    // A new locker takes over the orphaned lock.
+    let _second = swaylock(&server, "22aa44");
+    server.wait_log("a new locker takes over", 1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, _, relocked) = appliance_screen(&dir, &server, "relocked.png");
+    assert_eq!(count_colour(&relocked, RED), 0);
+    assert!(count_colour(&relocked, [0x22, 0xaa, 0x44]) > (w * h) as usize * 9 / 10);
+}
+
+fn toplevel_ctl(server: &Server, args: &[&str]) -> String {
+    let out = server
+        .wayland_client(example("toplevel_ctl").to_str().unwrap())
+        .args(args)
+        .output()
+        .expect("run toplevel_ctl");
+    assert!(
+        out.status.success(),
+        "toplevel_ctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The listing after the action (the second block of lines).
+fn after_action(out: &str) -> &str {
+    out.split("end\n").nth(1).unwrap_or("")
+}
+
+#[test]
+fn a_taskbar_lists_activates_maximizes_and_closes_windows() {
+    let dir = TempDir::new("protocols-toplevels");
+    let probe = example("input_probe");
+    let alpha_out = dir.path("alpha.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[
+                &format!(
+                    "{} alpha 200 100 > {}",
+                    probe.display(),
+                    alpha_out.display()
+                ),
+                &format!("{} beta 200 100", probe.display()),
+            ],
+            ..Default::default()
+        },
+    );
+    server.wait_log("mapping toplevel", 2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let list = toplevel_ctl(&server, &[]);
+    let line = |text: &str, title: &str| -> String {
+        text.lines()
+            .find(|l| l.contains(&format!("title={title} ")))
+            .unwrap_or_else(|| panic!("no {title} in {text}"))
+            .to_string()
+    };
+    // The last mapped window has focus; both are on the taskbar's output.
+    assert!(line(&list, "beta").contains("activated=true"), "{list}");
+    assert!(line(&list, "alpha").contains("activated=false"), "{list}");
+    assert!(line(&list, "alpha").contains("outputs=1"), "{list}");
+
+    let out = toplevel_ctl(&server, &["activate", "alpha"]);
+    let after = after_action(&out);
+    assert!(line(after, "alpha").contains("activated=true"), "{out}");
+    assert!(line(after, "beta").contains("activated=false"), "{out}");
+
+    let out = toplevel_ctl(&server, &["maximize", "alpha"]);
+    assert!(
+        line(after_action(&out), "alpha").contains("maximized=true"),
+        "{out}"
+    );
+
+    let out = toplevel_ctl(&server, &["close", "beta"]);
+    let after = after_action(&out);
+    assert!(!after.contains("title=beta "), "beta still listed: {out}");
+    assert!(after.contains("title=alpha "), "{out}");
+    // The probe saw the keyboard focus that activation gave it.
+    let events = std::fs::read_to_string(&alpha_out).unwrap_or_default();
+    assert!(events.contains("keyboard enter"), "{events}");
+}
+
+/// weston-presentation-shm asks for wp_presentation feedback on every frame; with an appliance
+/// acking frames, it gets `presented` feedback (it prints a summary when it ends).
+#[test]
+fn presentation_feedback_arrives_when_the_appliance_acks() {
+    let dir = TempDir::new("protocols-presentation");
+    let server = Server::start(&dir, ServerOpts::default());
+    let log = dir.path("presentation.log");
+    // Line-buffered, so the per-frame lines are in the file while it runs.
+    let child = server
+        .wayland_client("stdbuf")
+        .args(["-oL", "weston-presentation-shm"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start weston-presentation-shm");
+    let client = Reaper(child);
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    let (_, _, _) = appliance_screen(&dir, &server, "presentation.png");
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if feedback_presented(&text) || start.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(client);
+    assert!(feedback_presented(&text), "no presented feedback:\n{text}");
+}
+
+/// weston-presentation-shm prints one `N: f2c …, c2p …, seq …` line per presented feedback
+/// (and `discarded N` for discarded ones).
+fn feedback_presented(text: &str) -> bool {
+    text.lines().any(|l| l.contains("c2p") && l.contains("seq"))
+}
