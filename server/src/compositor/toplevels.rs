@@ -81,10 +81,9 @@ fn read_info(window: &Window, focus: Option<&WlSurface>) -> ToplevelInfo {
                 })
                 .unwrap_or_default()
         });
-        let maximized = toplevel
-            .current_state()
-            .states
-            .contains(xdg_toplevel::State::Maximized);
+        // What the WM decided, even before the client redrew at that size.
+        let maximized =
+            toplevel.with_pending_state(|s| s.states.contains(xdg_toplevel::State::Maximized));
         return ToplevelInfo {
             title,
             app_id,

@@ -161,6 +161,7 @@ impl WayRay {
             toplevel.send_pending_configure();
             crate::compositor::resize::set_snap(&window, None);
         }
+        self.refresh_toplevels();
     }
 }
 
