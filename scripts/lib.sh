@@ -5,7 +5,7 @@
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
     libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
 # Real Wayland clients the tests and the demo run inside wrsrvd.
-WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme wl-clipboard swaylock)
+WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme wl-clipboard swaylock swayidle)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
 WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).

@@ -282,3 +282,49 @@ fn presentation_feedback_arrives_when_the_appliance_acks() {
         "too little presented feedback:\n{text}"
     );
 }
+
+/// swayidle (ext-idle-notify) sees the session go idle without appliance input, and resume when
+/// the appliance's pointer moves.
+#[test]
+fn swayidle_sees_idle_and_resume_from_appliance_input() {
+    let dir = TempDir::new("idle");
+    let server = Server::start(&dir, ServerOpts::default());
+    let events = dir.path("idle.out");
+    let _swayidle = Reaper(
+        server
+            .wayland_client("swayidle")
+            .args(["-w", "timeout", "1"])
+            .arg(format!("echo idle >> {}", events.display()))
+            .arg("resume")
+            .arg(format!("echo resume >> {}", events.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start swayidle"),
+    );
+    let wait_for = |needle: &str| {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&events).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "swayidle never reported {needle:?}: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let text = wait_for("idle");
+    assert!(!text.contains("resume"), "{text}");
+    let script = dir.path("input.script");
+    std::fs::write(&script, "wait 300\nmove 100 100\nmove 120 110\nwait 500\nexit\n").unwrap();
+    let out = run_appliance(
+        &dir,
+        server.listen,
+        &["--input-script", script.to_str().unwrap(), "--exit-after", "30"],
+    );
+    assert!(out.status.success());
+    wait_for("resume");
+}
