@@ -319,12 +319,66 @@ fn swayidle_sees_idle_and_resume_from_appliance_input() {
     let text = wait_for("idle");
     assert!(!text.contains("resume"), "{text}");
     let script = dir.path("input.script");
-    std::fs::write(&script, "wait 300\nmove 100 100\nmove 120 110\nwait 500\nexit\n").unwrap();
+    std::fs::write(
+        &script,
+        "wait 300\nmove 100 100\nmove 120 110\nwait 500\nexit\n",
+    )
+    .unwrap();
     let out = run_appliance(
         &dir,
         server.listen,
-        &["--input-script", script.to_str().unwrap(), "--exit-after", "30"],
+        &[
+            "--input-script",
+            script.to_str().unwrap(),
+            "--exit-after",
+            "30",
+        ],
     );
     assert!(out.status.success());
     wait_for("resume");
+}
+
+/// A client that inhibits keyboard shortcuts (keyboard-shortcuts-inhibit) gets Alt+F4 itself
+/// instead of the WM closing it.
+#[test]
+fn an_inhibiting_client_receives_the_wm_bindings() {
+    let dir = TempDir::new("inhibit");
+    let out = dir.path("probe.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[&format!(
+                "{} > {}",
+                example("shortcuts_probe").display(),
+                out.display()
+            )],
+            ..Default::default()
+        },
+    );
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    let script = dir.path("input.script");
+    std::fs::write(&script, "wait 300\ncombo alt+f4\nwait 500\nexit\n").unwrap();
+    let run = run_appliance(
+        &dir,
+        server.listen,
+        &[
+            "--input-script",
+            script.to_str().unwrap(),
+            "--exit-after",
+            "30",
+        ],
+    );
+    assert!(run.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(text.contains("inhibitor active"), "{text}");
+    // evdev KEY_F4 = 62.
+    assert!(
+        text.contains("key 62 pressed"),
+        "Alt+F4 did not reach the client:\n{text}"
+    );
+    assert!(
+        !text.contains("close requested"),
+        "the WM closed it:\n{text}"
+    );
 }
