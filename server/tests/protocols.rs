@@ -382,3 +382,47 @@ fn an_inhibiting_client_receives_the_wm_bindings() {
         "the WM closed it:\n{text}"
     );
 }
+
+/// A client connected through a security-context socket (as Flatpak apps are) sees the ordinary
+/// globals but none of the privileged ones.
+#[test]
+fn sandboxed_clients_do_not_see_privileged_globals() {
+    let dir = TempDir::new("sandbox");
+    let server = Server::start(&dir, ServerOpts::default());
+    let out = server
+        .wayland_client(example("sandbox_probe").to_str().unwrap())
+        .output()
+        .expect("run sandbox_probe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sandbox_probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for visible in [
+        "wl_compositor",
+        "xdg_wm_base",
+        "wl_seat",
+        "wl_data_device_manager",
+    ] {
+        assert!(
+            text.contains(&format!("global {visible}\n")),
+            "{visible} hidden:\n{text}"
+        );
+    }
+    for hidden in [
+        "zwlr_data_control_manager_v1",
+        "ext_data_control_manager_v1",
+        "ext_session_lock_manager_v1",
+        "zwp_input_method_manager_v2",
+        "wp_security_context_manager_v1",
+        "ext_foreign_toplevel_list_v1",
+        "zwlr_foreign_toplevel_manager_v1",
+    ] {
+        assert!(
+            !text.contains(&format!("global {hidden}\n")),
+            "a sandboxed client sees {hidden}:\n{text}"
+        );
+    }
+    assert!(server.log().contains("sandboxed client connected"));
+}
