@@ -426,3 +426,31 @@ fn sandboxed_clients_do_not_see_privileged_globals() {
     }
     assert!(server.log().contains("sandboxed client connected"));
 }
+
+/// xdg-activation with focus-stealing prevention: a token made without an input serial does not
+/// move focus; one made from the focused client's keyboard-focus serial does.
+#[test]
+fn activation_needs_a_token_from_the_focused_clients_input() {
+    let dir = TempDir::new("activation");
+    let server = Server::start(&dir, ServerOpts::default());
+    let out = server
+        .wayland_client(example("activation_probe").to_str().unwrap())
+        .output()
+        .expect("run activation_probe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "activation_probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let focus_after = |step: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{step}: focus ")))
+            .unwrap_or_else(|| panic!("no {step:?} in {text}"))
+            .to_string()
+    };
+    let start = focus_after("start");
+    let other = if start == "one" { "two" } else { "one" };
+    assert_eq!(focus_after("after token without serial"), start, "{text}");
+    assert_eq!(focus_after("after token with serial"), other, "{text}");
+}
