@@ -454,3 +454,75 @@ fn activation_needs_a_token_from_the_focused_clients_input() {
     assert_eq!(focus_after("after token without serial"), start, "{text}");
     assert_eq!(focus_after("after token with serial"), other, "{text}");
 }
+
+/// pointer-constraints + relative-pointer: once a client locks the pointer, the appliance's
+/// absolute motion no longer moves it (no motion, no leave) while relative motion still arrives.
+#[test]
+fn a_locked_pointer_stays_put_and_gets_relative_motion() {
+    let dir = TempDir::new("ptrlock");
+    let out = dir.path("probe.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[&format!(
+                "{} > {}",
+                example("pointer_lock_probe").display(),
+                out.display()
+            )],
+            ..Default::default()
+        },
+    );
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("mapping toplevel"))
+        .unwrap()
+        .to_string();
+    let field = |name: &str| -> i32 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+    };
+    let (x, y) = (field("x") + 150, field("y") + 100);
+    let script = dir.path("input.script");
+    std::fs::write(
+        &script,
+        format!(
+            "move {x} {y}\nwait 400\nmove {} {}\nrel 7 3\nwait 400\nexit\n",
+            x + 400,
+            y + 300
+        ),
+    )
+    .unwrap();
+    let run = run_appliance(
+        &dir,
+        server.listen,
+        &[
+            "--input-script",
+            script.to_str().unwrap(),
+            "--exit-after",
+            "30",
+        ],
+    );
+    assert!(run.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let after_lock = text
+        .split_once("locked\n")
+        .unwrap_or_else(|| panic!("the pointer was never locked:\n{text}"))
+        .1;
+    assert!(
+        !after_lock.contains("motion"),
+        "the locked pointer moved:\n{text}"
+    );
+    assert!(
+        !after_lock.contains("leave"),
+        "the locked pointer left:\n{text}"
+    );
+    assert!(
+        after_lock.contains("relative 7 3"),
+        "no relative motion:\n{text}"
+    );
+}
