@@ -526,3 +526,53 @@ fn a_locked_pointer_stays_put_and_gets_relative_motion() {
         "no relative motion:\n{text}"
     );
 }
+
+/// idle-inhibit: while a mapped window holds an inhibitor, swayidle's 1 s timeout does not
+/// fire; once that client is gone, the session goes idle.
+#[test]
+fn an_idle_inhibitor_keeps_the_session_awake_while_its_window_is_up() {
+    let dir = TempDir::new("inhibit-idle");
+    let probe_out = dir.path("probe.out");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            spawn: &[&format!(
+                "{} 4 > {}",
+                example("idle_inhibit_probe").display(),
+                probe_out.display()
+            )],
+            ..Default::default()
+        },
+    );
+    server.wait_log("mapping toplevel", 1, Duration::from_secs(30));
+    let events = dir.path("idle.out");
+    let _swayidle = Reaper(
+        server
+            .wayland_client("swayidle")
+            .args(["-w", "timeout", "1"])
+            .arg(format!("echo idle >> {}", events.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start swayidle"),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let probe = std::fs::read_to_string(&probe_out).unwrap_or_default();
+    assert!(
+        probe.contains("inhibiting") && !probe.contains("done"),
+        "{probe}"
+    );
+    let early = std::fs::read_to_string(&events).unwrap_or_default();
+    assert!(!early.contains("idle"), "idle while inhibited: {early:?}");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains("idle")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never idle after the inhibitor went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
