@@ -117,6 +117,10 @@ struct DaemonArgs {
     /// notifications (mako) and fuzzel on a tap of Super, before the --spawn clients.
     #[arg(long)]
     desktop: bool,
+    /// The shared session offers no clipboard (no selections, primary selection or
+    /// data-control), as greeter sessions never do.
+    #[arg(long)]
+    no_clipboard: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +163,11 @@ struct SessionArgs {
     /// Shell command a tap of Super starts (default with --desktop: fuzzel).
     #[arg(long, value_name = "COMMAND")]
     app_launcher: Option<String>,
+    /// No clipboard: no selection is ever offered to a client, and neither primary selection
+    /// nor data-control is advertised. wrsessd passes it for greeters, so nothing typed at a
+    /// login prompt can be read back.
+    #[arg(long)]
+    no_clipboard: bool,
     /// Seconds the session waits for a vanished daemon to come back before it ends.
     #[arg(long, default_value_t = 300)]
     orphan_timeout: u64,
@@ -346,6 +355,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                 max_frames_in_flight: config.max_frames_in_flight,
                 video_regions: config.video_regions,
                 xwayland: config.xwayland,
+                clipboard: !cli.no_clipboard,
                 spawn: cli.spawn,
                 desktop: cli.desktop,
             },
@@ -422,6 +432,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         app_launcher: args.app_launcher,
         xwayland: config.xwayland,
         scale: args.scale,
+        clipboard: !args.no_clipboard,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

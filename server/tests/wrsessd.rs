@@ -585,6 +585,8 @@ fn greeter_login_and_user_session() -> TestResult {
         &sessions_socket.to_string_lossy(),
         "--spawn",
         &wrlogin_word,
+        // Greeters have no clipboard: nothing typed at the login prompt can be pasted.
+        "--no-clipboard",
     ];
     ensure!(
         report.args() == expected_args,

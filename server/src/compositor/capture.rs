@@ -18,8 +18,13 @@ use smithay::{
 };
 use wayray_protocol::{framing, DisplayMessage, Encoder, EncoderConfig, Rect};
 
+use smithay::{
+    backend::renderer::element::{surface::render_elements_from_surface_tree, Kind},
+    reexports::wayland_server::protocol::wl_surface::WlSurface,
+};
+
 use super::{
-    decorations::Decorations,
+    decorations::{Decorations, OutputElement},
     layers::{layer_elements, ABOVE_WINDOWS, BELOW_WINDOWS},
 };
 
@@ -158,6 +163,32 @@ impl Capture {
             &BELOW_WINDOWS,
             scale,
         ));
+        self.render_elements(&elements)
+    }
+
+    /// Renders the locked session: only the lock surface, or the bare background before the
+    /// locker drew (and after it crashed). Nothing of the desktop.
+    pub fn render_locked(
+        &mut self,
+        lock_surface: Option<&WlSurface>,
+        scale: f64,
+    ) -> Result<Vec<Rect>, CaptureError> {
+        let elements: Vec<OutputElement> = lock_surface
+            .map(|surface| {
+                render_elements_from_surface_tree(
+                    &mut self.renderer,
+                    surface,
+                    (0, 0),
+                    scale,
+                    1.0,
+                    Kind::Unspecified,
+                )
+            })
+            .unwrap_or_default();
+        self.render_elements(&elements)
+    }
+
+    fn render_elements(&mut self, elements: &[OutputElement]) -> Result<Vec<Rect>, CaptureError> {
         let mut target = self
             .renderer
             .bind(&mut self.image)
@@ -168,7 +199,7 @@ impl Capture {
                 &mut self.renderer,
                 &mut target,
                 self.age,
-                &elements,
+                elements,
                 CLEAR_COLOR,
             )
             .map_err(|e| CaptureError::Render(format!("{e:?}")))?;

@@ -40,6 +40,7 @@ impl WayRay {
     }
 
     pub fn on_input(&mut self, event: InputMessage) {
+        self.note_user_activity();
         match event {
             InputMessage::Keymap(keymap) => self.set_keymap(&keymap),
             InputMessage::Key {
@@ -191,6 +192,11 @@ impl WayRay {
                         FilterResult::Forward
                     };
                 }
+                // Locked: keys are the lock screen's. Inhibited: the focused client (a VM
+                // viewer) wants the WM's bindings too.
+                if state.protocols.lock.is_locked() || state.shortcuts_inhibited() {
+                    return FilterResult::Forward;
+                }
                 match state
                     .wm
                     .key_binding(Mods::from(mods), keysym.modified_sym())
@@ -216,10 +222,15 @@ impl WayRay {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
+        // A locked pointer stays put; a confined one stays in its region.
+        let Some(location) = self.constrain_motion(&pointer, location) else {
+            return;
+        };
         let under = self.surface_under(location);
         // Over the background or a title bar no client owns the cursor: show the default one
         // (repeats are deduplicated before anything is sent).
         let over_client = under.is_some();
+        let under_for_constraint = under.clone();
         pointer.motion(
             self,
             under,
@@ -230,6 +241,9 @@ impl WayRay {
             },
         );
         pointer.frame(self);
+        if let Some((surface, origin)) = under_for_constraint {
+            self.activate_pointer_constraint(&pointer, &surface, origin);
+        }
         if !over_client && !pointer.is_grabbed() {
             self.set_cursor(CursorImageStatus::default_named());
         }
@@ -243,7 +257,7 @@ impl WayRay {
         let location = pointer.current_location();
         // Super+click is a binding, not a tap of Super.
         self.super_tap = false;
-        if pressed && !pointer.is_grabbed() {
+        if pressed && !pointer.is_grabbed() && !self.protocols.lock.is_locked() {
             let mods = self
                 .seat
                 .get_keyboard()
@@ -333,6 +347,10 @@ impl WayRay {
     /// Raises `window` and gives it keyboard focus; `None` unfocuses everything. X11
     /// override-redirect windows (menus, tooltips) never take the focus.
     pub fn focus_window(&mut self, window: Option<Window>, serial: Serial) {
+        // While locked the lock surface keeps the keyboard; windows wait for the unlock.
+        if self.protocols.lock.is_locked() {
+            return;
+        }
         if window
             .as_ref()
             .and_then(|w| w.x11_surface())
@@ -383,7 +401,7 @@ impl WayRay {
         pointer.set_grab(self, grab, serial, Focus::Clear);
     }
 
-    fn run_wm_action(&mut self, action: WmAction, serial: Serial) {
+    pub(super) fn run_wm_action(&mut self, action: WmAction, serial: Serial) {
         let focused = self
             .seat
             .get_keyboard()

@@ -10,10 +10,12 @@ mod input;
 mod layers;
 mod pacing;
 mod placement;
+mod protocols;
 mod resize;
 mod scale;
 mod state;
 mod title;
+mod toplevels;
 mod wm;
 mod xwayland;
 
@@ -93,6 +95,9 @@ pub struct SessionOptions {
     /// The user's own output scale (`--scale`, from session.toml); `None` follows the server's
     /// `output_scale`, which arrives with each attached appliance.
     pub scale: Option<wayray_protocol::sessions::ScaleChoice>,
+    /// Offer a clipboard (selections, primary selection, data-control). `false` for greeters:
+    /// nothing typed at a login prompt can be read back or carried into the next session.
+    pub clipboard: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -261,6 +266,7 @@ pub fn run(
         app_launcher: None,
         super_tap: false,
         keyboard_on_layer: false,
+        protocols: protocols::ProtocolStates::new(&dh, event_loop.handle(), opts.clipboard),
     };
 
     let mut client_env = Vec::new();
@@ -401,10 +407,12 @@ impl WayRay {
                 if let Err(err) = self.resize_output(output) {
                     tracing::error!(%err, "cannot resize the output; keeping its size");
                 }
+                self.configure_lock_surface();
                 if let Some(keymap) = keymap {
                     self.set_keymap(&keymap);
                 }
                 self.pacer.attach(appliance);
+                self.discard_presentation_feedback();
                 self.send_cursor_to_new_appliance();
                 self.capture.reset_encoder();
             }
@@ -420,14 +428,19 @@ impl WayRay {
                     if let Err(err) = self.resize_output(output) {
                         tracing::error!(%err, "cannot resize the output; keeping its size");
                     }
+                    self.configure_lock_surface();
                 }
             }
             ToCompositor::Detached { appliance } => {
                 if self.pacer.detach(appliance) {
+                    self.discard_presentation_feedback();
                     tracing::info!(appliance, "appliance detached; session keeps running");
                 }
             }
             ToCompositor::FrameAck { appliance, seq } => {
+                if self.pacer.attached() == Some(appliance) {
+                    self.present_acked(seq);
+                }
                 if self.pacer.ack(appliance, seq) {
                     self.send_frame_callbacks();
                 }
@@ -488,6 +501,7 @@ impl WayRay {
     fn after_dispatch(&mut self, detached_interval: Duration) {
         self.space.refresh();
         self.refresh_x11_windows();
+        self.after_space_refresh_protocols();
         self.popups.cleanup();
         smithay::desktop::layer_map_for_output(&self.output).cleanup();
         if self.pacer.attached().is_none() {
@@ -540,17 +554,20 @@ impl WayRay {
         self.needs_render = false;
         self.last_render = Some(Instant::now());
         let scale = self.output.current_scale().fractional_scale();
-        let mut damage =
-            match self
-                .capture
+        let rendered = if self.protocols.lock.is_locked() {
+            self.capture
+                .render_locked(self.protocols.lock.surface(), scale)
+        } else {
+            self.capture
                 .render(&self.space, &self.output, &mut self.decorations, scale)
-            {
-                Ok(damage) => damage,
-                Err(err) => {
-                    tracing::error!(%err, "render failed");
-                    return;
-                }
-            };
+        };
+        let mut damage = match rendered {
+            Ok(damage) => damage,
+            Err(err) => {
+                tracing::error!(%err, "render failed");
+                return;
+            }
+        };
         if self.pacer.key_frame_due() {
             damage = self.capture.full_damage();
         }
@@ -576,6 +593,7 @@ impl WayRay {
                     self.to_transport.send(msg);
                     self.pacer.frame_sent();
                     self.log_layers_shown(seq);
+                    self.queue_presentation_feedback(seq);
                     if let Some(at) = self.key_pressed_at.take() {
                         tracing::debug!(
                             seq,
@@ -590,6 +608,8 @@ impl WayRay {
                 }
             }
         }
+        // Rendered without the desktop (sent, or unchanged from what the appliance shows).
+        self.lock_frame_sent();
         if self.pacer.release_callbacks_after_render() {
             self.send_frame_callbacks();
         }
@@ -617,6 +637,7 @@ impl WayRay {
                 Some(output.clone())
             });
         }
+        self.send_lock_frame_callbacks(now);
         self.last_frame_callbacks = Instant::now();
     }
 }

@@ -100,6 +100,8 @@ pub struct WayRay {
     /// A layer surface (launcher, panel field) was given the keyboard; when it goes, the
     /// topmost window gets it back.
     pub keyboard_on_layer: bool,
+    /// Clipboard, session lock, taskbar, input method... protocols (see protocols.rs).
+    pub protocols: super::protocols::ProtocolStates,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.
@@ -119,6 +121,14 @@ impl WayRay {
         &self,
         pos: Point<f64, Logical>,
     ) -> Option<(WlSurface, Point<f64, Logical>)> {
+        // While locked only the lock surface (covering the output) takes pointer input.
+        if self.protocols.lock.is_locked() {
+            return self
+                .protocols
+                .lock
+                .surface()
+                .map(|s| (s.clone(), (0.0, 0.0).into()));
+        }
         self.layer_surface_under(&super::layers::ABOVE_WINDOWS, pos)
             .or_else(|| {
                 let (window, location) = self.element_under(pos)?;
@@ -190,6 +200,8 @@ impl WayRay {
 #[derive(Default)]
 pub struct ClientState {
     pub compositor_state: CompositorClientState,
+    /// Connected through a sandbox's security-context socket: no privileged globals.
+    pub sandboxed: bool,
 }
 
 impl ClientData for ClientState {

@@ -25,6 +25,8 @@ pub struct SharedSession {
     pub video_regions: bool,
     /// `false` passes `--no-xwayland`.
     pub xwayland: bool,
+    /// `false` passes `--no-clipboard`.
+    pub clipboard: bool,
     pub spawn: Vec<String>,
     /// `--desktop`: the default desktop before the `spawn` clients.
     pub desktop: bool,
@@ -58,6 +60,9 @@ impl SharedSession {
         }
         if !self.xwayland {
             cmd.arg("--no-xwayland");
+        }
+        if !self.clipboard {
+            cmd.arg("--no-clipboard");
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);

@@ -165,14 +165,17 @@ impl Launcher {
             self.config.login_socket().into(),
         ));
         env.push(("WAYRAY_LOGIN_TICKET".into(), ticket.clone().into()));
+        let mut args = process::session_args(
+            &session_id_string(id),
+            &self.config.sessions_socket(),
+            &[],
+            &[process::shell_quote(&wrlogin.to_string_lossy())],
+        );
+        // A login form has nothing to copy, and a password must not be pasteable elsewhere.
+        args.push("--no-clipboard".into());
         let launch = Launch {
             program: wrsrvd,
-            args: process::session_args(
-                &session_id_string(id),
-                &self.config.sessions_socket(),
-                &[],
-                &[process::shell_quote(&wrlogin.to_string_lossy())],
-            ),
+            args,
             env,
             cwd: PathBuf::from("/"),
             account,

@@ -49,6 +49,7 @@ impl CompositorHandler for WayRay {
         }
         self.layer_commit(surface);
         super::xdg_handle_commit(self, surface);
+        self.after_commit_protocols(surface);
         self.needs_render = true;
     }
 }

@@ -11,6 +11,7 @@ use smithay::{
             set_data_device_focus, ClientDndGrabHandler, DataDeviceHandler, DataDeviceState,
             ServerDndGrabHandler,
         },
+        primary_selection::set_primary_focus,
         SelectionHandler, SelectionSource, SelectionTarget,
     },
 };
@@ -32,8 +33,13 @@ impl SeatHandler for WayRay {
 
     fn focus_changed(&mut self, seat: &Seat<Self>, focused: Option<&WlSurface>) {
         let dh = &self.display_handle;
-        let client = focused.and_then(|s| dh.get_client(s.id()).ok());
-        set_data_device_focus(dh, seat, client);
+        // Without a clipboard (greeters) no client is ever offered a selection.
+        let client = focused
+            .filter(|_| self.protocols.clipboard)
+            .and_then(|s| dh.get_client(s.id()).ok());
+        set_data_device_focus(dh, seat, client.clone());
+        set_primary_focus(dh, seat, client);
+        self.refresh_toplevels_with_focus(focused);
     }
 }
 

@@ -47,6 +47,8 @@ impl XdgShellHandler for WayRay {
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
         self.unmapped
             .retain(|w| w.toplevel().is_some_and(|t| t != &surface));
+        self.refresh_toplevels();
+        self.update_idle_inhibit();
         self.needs_render = true;
     }
 
