@@ -6,7 +6,7 @@ WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev 
     libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
 # Real Wayland (and X11, through Xwayland) clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme xwayland xterm
-    wl-clipboard swaylock swayidle)
+    xclip wl-clipboard swaylock swayidle)
 # The default desktop (wallpaper, panel, notifications, launcher) and its session bus.
 WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon)
 # Real applications the end-to-end tests run in a session: browsers, GTK 4 and Qt 6 (the

@@ -146,9 +146,14 @@ fn wait_for_file(path: &Path, timeout: Duration) -> String {
 }
 
 fn wl_paste(server: &Server) -> String {
+    wl_paste_args(server, &[])
+}
+
+fn wl_paste_args(server: &Server, args: &[&str]) -> String {
     let child = server
         .wayland_client("wl-paste")
         .arg("--no-newline")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -298,6 +303,47 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
     assert!(
         selected.contains("echo zyx-wayray"),
         "wl-paste got {selected:?}, not xterm's first line"
+    );
+
+    // PRIMARY both ways (select / middle-click paste): xclip owns X11's PRIMARY, wl-paste reads
+    // it on the Wayland side; wl-copy --primary owns Wayland's, xclip reads it on the X11 side.
+    let mut xclip = Command::new("xclip")
+        .args(["-selection", "primary"])
+        .env("DISPLAY", &display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start xclip (package xclip)");
+    {
+        use std::io::Write;
+        let mut stdin = xclip.stdin.take().unwrap();
+        stdin.write_all(b"x11-primary-\xc3\xa4").unwrap();
+    }
+    assert!(
+        xclip.wait().unwrap().success(),
+        "xclip could not own PRIMARY"
+    );
+    wait_until(
+        "wl-paste --primary sees X11's PRIMARY",
+        Duration::from_secs(10),
+        || wl_paste_args(&server, &["--primary"]) == "x11-primary-ä",
+    );
+    let status = server
+        .wayland_client("wl-copy")
+        .args(["--primary", "wayland-primary"])
+        .status()
+        .expect("start wl-copy");
+    assert!(status.success());
+    wait_until(
+        "xclip reads Wayland's PRIMARY",
+        Duration::from_secs(10),
+        || {
+            Command::new("xclip")
+                .args(["-o", "-selection", "primary"])
+                .env("DISPLAY", &display)
+                .output()
+                .is_ok_and(|o| o.stdout == b"wayland-primary")
+        },
     );
 
     // Xwayland killed: its windows go, the compositor runs on, and the next X client starts a

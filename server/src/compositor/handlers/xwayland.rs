@@ -17,6 +17,10 @@ use smithay::{
                 clear_data_device_selection, current_data_device_selection_userdata,
                 request_data_device_client_selection,
             },
+            primary_selection::{
+                clear_primary_selection, current_primary_selection_userdata,
+                request_primary_client_selection, set_primary_selection,
+            },
             SelectionTarget,
         },
         xwayland_shell::{XWaylandShellHandler, XWaylandShellState},
@@ -347,31 +351,59 @@ impl XwmHandler for WayRay {
         mime_type: String,
         fd: OwnedFd,
     ) {
-        if selection == SelectionTarget::Clipboard {
-            if let Err(err) = request_data_device_client_selection(&self.seat, mime_type, fd) {
-                tracing::debug!(?err, "cannot read the Wayland clipboard for an X11 client");
+        // Errors of the two kinds differ in type; the text is all the log needs.
+        let read = match selection {
+            SelectionTarget::Clipboard => {
+                request_data_device_client_selection(&self.seat, mime_type, fd)
+                    .map_err(|e| e.to_string())
             }
+            SelectionTarget::Primary => request_primary_client_selection(&self.seat, mime_type, fd)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(err) = read {
+            tracing::debug!(
+                err,
+                ?selection,
+                "cannot read a Wayland selection for an X11 client"
+            );
         }
     }
 
     fn new_selection(&mut self, _xwm: XwmId, selection: SelectionTarget, mime_types: Vec<String>) {
         tracing::debug!(?selection, ?mime_types, "X11 client set a selection");
-        if selection == SelectionTarget::Clipboard {
-            self.xwayland.wayland_clipboard = None;
-            smithay::wayland::selection::data_device::set_data_device_selection(
-                &self.display_handle,
-                &self.seat,
-                mime_types,
-                (),
-            );
+        // A session without a clipboard (a greeter) takes nothing from X11 either.
+        if !self.protocols.clipboard {
+            return;
+        }
+        match selection {
+            SelectionTarget::Clipboard => {
+                self.xwayland.wayland_clipboard = None;
+                smithay::wayland::selection::data_device::set_data_device_selection(
+                    &self.display_handle,
+                    &self.seat,
+                    mime_types,
+                    (),
+                );
+            }
+            SelectionTarget::Primary => {
+                set_primary_selection(&self.display_handle, &self.seat, mime_types, ())
+            }
         }
     }
 
     fn cleared_selection(&mut self, _xwm: XwmId, selection: SelectionTarget) {
-        if selection == SelectionTarget::Clipboard
-            && current_data_device_selection_userdata(&self.seat).is_some()
-        {
-            clear_data_device_selection(&self.display_handle, &self.seat);
+        // Only a selection an X11 client set (user data `()` marks those) is cleared here.
+        match selection {
+            SelectionTarget::Clipboard => {
+                if current_data_device_selection_userdata(&self.seat).is_some() {
+                    clear_data_device_selection(&self.display_handle, &self.seat);
+                }
+            }
+            SelectionTarget::Primary => {
+                if current_primary_selection_userdata(&self.seat).is_some() {
+                    clear_primary_selection(&self.display_handle, &self.seat);
+                }
+            }
         }
     }
 
