@@ -244,7 +244,17 @@ fn super_arrows_snap_the_focused_window() {
         &server,
         "wait 200\ncombo super+left\nwait 200\ncombo super+up\nwait 200\ncombo super+right\nwait 300\nexit\n",
     );
-    let got = std::fs::read_to_string(&events).unwrap();
+    // The probe may still be writing the last configure when the appliance has exited (a
+    // loaded machine): wait for the three, then compare.
+    let start = Instant::now();
+    let mut got = String::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        got = std::fs::read_to_string(&events).unwrap_or_default();
+        if got.matches("configure ").count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The probe has no server-side title bar, so snapped windows get the full height.
     let sizes: Vec<&str> = got
         .lines()
