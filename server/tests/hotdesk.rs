@@ -166,12 +166,13 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     let dir = TempDir::new("hotdesk");
     let user = User::create(&format!("wrhd{}", std::process::id() % 100000), "s3cret-pw");
     // The user's own output scale; the appliances announce no physical size, so the server's
-    // automatic choice would be 1.
+    // automatic choice would be 1. No default desktop: its panel clock would change the
+    // framebuffer this test compares across appliances whenever a minute turns.
     let config = format!("/home/{}/.config/wayray", user.0);
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(
         format!("{config}/session.toml"),
-        "autostart = [\"foot\"]\nscale = 1.25\n",
+        "desktop = \"none\"\nautostart = [\"foot\"]\nscale = 1.25\n",
     )
     .unwrap();
     let chown = Command::new("chown")
