@@ -7,7 +7,9 @@
 //!   after token without serial: focus F
 //!   after token with serial: focus O
 
-use std::{io::Write, os::fd::AsFd, time::Duration};
+mod support;
+
+use std::time::Duration;
 
 use wayland_client::{
     delegate_noop,
@@ -166,24 +168,8 @@ impl Dispatch<xdg_surface::XdgSurface, usize> for Probe {
         if *drawn {
             return;
         }
-        let (width, height) = (160, 120);
-        let size = (width * height * 4) as usize;
-        let file = tempfile::tempfile().expect("tempfile for the shm pool");
-        (&file).write_all(&vec![0x60; size]).expect("fill shm pool");
-        let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-        let buffer = pool.create_buffer(
-            0,
-            width,
-            height,
-            width * 4,
-            wl_shm::Format::Xrgb8888,
-            qh,
-            (),
-        );
-        surface.attach(Some(&buffer), 0, 0);
-        surface.damage_buffer(0, 0, width, height);
+        support::attach_solid(&shm, qh, surface, (160, 120), 0x60606060);
         surface.commit();
-        pool.destroy();
         *drawn = true;
     }
 }

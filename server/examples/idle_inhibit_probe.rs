@@ -4,11 +4,9 @@
 //!
 //!   idle_inhibit_probe SECONDS
 
-use std::{
-    io::Write,
-    os::fd::AsFd,
-    time::{Duration, Instant},
-};
+mod support;
+
+use std::time::{Duration, Instant};
 
 use wayland_client::{
     delegate_noop,
@@ -31,12 +29,6 @@ struct Probe {
     inhibit: Option<ZwpIdleInhibitManagerV1>,
     surface: Option<wl_surface::WlSurface>,
     drawn: bool,
-}
-
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 impl Dispatch<wl_registry::WlRegistry, ()> for Probe {
@@ -99,26 +91,10 @@ impl Dispatch<xdg_surface::XdgSurface, ()> for Probe {
         let (Some(shm), Some(surface)) = (&state.shm, &state.surface) else {
             return;
         };
-        let (width, height) = (200, 150);
-        let size = (width * height * 4) as usize;
-        let file = tempfile::tempfile().expect("tempfile for the shm pool");
-        (&file).write_all(&vec![0x80; size]).expect("fill shm pool");
-        let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-        let buffer = pool.create_buffer(
-            0,
-            width,
-            height,
-            width * 4,
-            wl_shm::Format::Xrgb8888,
-            qh,
-            (),
-        );
-        surface.attach(Some(&buffer), 0, 0);
-        surface.damage_buffer(0, 0, width, height);
+        support::attach_solid(shm, qh, surface, (200, 150), 0x80808080);
         surface.commit();
-        pool.destroy();
         state.drawn = true;
-        say("inhibiting".into());
+        support::say("inhibiting");
     }
 }
 
@@ -167,5 +143,5 @@ fn main() {
         queue.roundtrip(&mut probe).expect("roundtrip");
         std::thread::sleep(Duration::from_millis(100));
     }
-    say("done".into());
+    support::say("done");
 }

@@ -7,7 +7,7 @@
 //!
 //! Exits 0 when the compositor closes the window (xdg_toplevel.close).
 
-use std::{io::Write, os::fd::AsFd};
+mod support;
 
 use wayland_client::{
     delegate_noop,
@@ -47,39 +47,11 @@ struct Probe {
     closed: bool,
 }
 
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-/// Fills `surface` with one colour through a fresh shm buffer.
-fn draw_solid(
-    shm: &wl_shm::WlShm,
-    qh: &QueueHandle<Probe>,
-    surface: &wl_surface::WlSurface,
-    (width, height): (i32, i32),
-    colour: u32,
-) {
-    let stride = width * 4;
-    let size = (stride * height) as usize;
-    let file = tempfile::tempfile().expect("tempfile for the shm pool");
-    let pixels: Vec<u8> = std::iter::repeat_n(colour.to_le_bytes(), size / 4)
-        .flatten()
-        .collect();
-    (&file).write_all(&pixels).expect("fill shm pool");
-    let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-    let buffer = pool.create_buffer(0, width, height, stride, wl_shm::Format::Xrgb8888, qh, ());
-    surface.attach(Some(&buffer), 0, 0);
-    surface.damage_buffer(0, 0, width, height);
-    surface.commit();
-    pool.destroy();
-}
-
 impl Probe {
     fn draw(&self, qh: &QueueHandle<Self>) {
         if let (Some(shm), Some(surface)) = (&self.shm, &self.surface) {
-            draw_solid(shm, qh, surface, (self.width, self.height), self.colour);
+            support::attach_solid(shm, qh, surface, (self.width, self.height), self.colour);
+            surface.commit();
         }
     }
 
@@ -181,16 +153,16 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Probe {
                 ..
             } => {
                 state.last_pointer = (surface_x, surface_y);
-                say(format!("pointer enter {surface_x} {surface_y}"))
+                support::say(format!("pointer enter {surface_x} {surface_y}"))
             }
-            E::Leave { .. } => say("pointer leave".into()),
+            E::Leave { .. } => support::say("pointer leave"),
             E::Motion {
                 surface_x,
                 surface_y,
                 ..
             } => {
                 state.last_pointer = (surface_x, surface_y);
-                say(format!("pointer motion {surface_x} {surface_y}"))
+                support::say(format!("pointer motion {surface_x} {surface_y}"))
             }
             E::Button {
                 button,
@@ -201,13 +173,15 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Probe {
                 let pressed =
                     matches!(button_state, WEnum::Value(wl_pointer::ButtonState::Pressed));
                 let word = if pressed { "pressed" } else { "released" };
-                say(format!("pointer button {button:#x} {word}"));
+                support::say(format!("pointer button {button:#x} {word}"));
                 if pressed && button == BTN_RIGHT && state.popup.is_none() {
                     state.open_popup(serial, qh);
                 }
             }
-            E::Axis { axis, value, .. } => say(format!("pointer axis {} {value}", axis_name(axis))),
-            E::AxisValue120 { axis, value120 } => say(format!(
+            E::Axis { axis, value, .. } => {
+                support::say(format!("pointer axis {} {value}", axis_name(axis)))
+            }
+            E::AxisValue120 { axis, value120 } => support::say(format!(
                 "pointer axis_value120 {} {value120}",
                 axis_name(axis)
             )),
@@ -219,9 +193,11 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Probe {
                     WEnum::Value(wl_pointer::AxisSource::WheelTilt) => "wheel_tilt",
                     _ => "unknown",
                 };
-                say(format!("pointer axis_source {s}"))
+                support::say(format!("pointer axis_source {s}"))
             }
-            E::AxisStop { axis, .. } => say(format!("pointer axis_stop {}", axis_name(axis))),
+            E::AxisStop { axis, .. } => {
+                support::say(format!("pointer axis_stop {}", axis_name(axis)))
+            }
             _ => {}
         }
     }
@@ -237,17 +213,17 @@ impl Dispatch<wl_keyboard::WlKeyboard, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_keyboard::Event::Enter { .. } => say("keyboard enter".into()),
-            wl_keyboard::Event::Leave { .. } => say("keyboard leave".into()),
+            wl_keyboard::Event::Enter { .. } => support::say("keyboard enter"),
+            wl_keyboard::Event::Leave { .. } => support::say("keyboard leave"),
             wl_keyboard::Event::Key { key, state, .. } => {
                 let pressed = matches!(state, WEnum::Value(wl_keyboard::KeyState::Pressed));
-                say(format!(
+                support::say(format!(
                     "key {key} {}",
                     if pressed { "pressed" } else { "released" }
                 ))
             }
             wl_keyboard::Event::RepeatInfo { rate, delay } => {
-                say(format!("keyboard repeat {rate} {delay}"))
+                support::say(format!("keyboard repeat {rate} {delay}"))
             }
             _ => {}
         }
@@ -264,11 +240,15 @@ impl Dispatch<wl_touch::WlTouch, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            wl_touch::Event::Down { id, x, y, .. } => say(format!("touch down {id} {x} {y}")),
-            wl_touch::Event::Motion { id, x, y, .. } => say(format!("touch motion {id} {x} {y}")),
-            wl_touch::Event::Up { id, .. } => say(format!("touch up {id}")),
-            wl_touch::Event::Frame => say("touch frame".into()),
-            wl_touch::Event::Cancel => say("touch cancel".into()),
+            wl_touch::Event::Down { id, x, y, .. } => {
+                support::say(format!("touch down {id} {x} {y}"))
+            }
+            wl_touch::Event::Motion { id, x, y, .. } => {
+                support::say(format!("touch motion {id} {x} {y}"))
+            }
+            wl_touch::Event::Up { id, .. } => support::say(format!("touch up {id}")),
+            wl_touch::Event::Frame => support::say("touch frame"),
+            wl_touch::Event::Cancel => support::say("touch cancel"),
             _ => {}
         }
     }
@@ -304,15 +284,16 @@ impl Dispatch<xdg_surface::XdgSurface, ()> for Probe {
         xdg.ack_configure(serial);
         if let (Some((surface, popup_xdg, _)), Some(shm)) = (&state.popup, &state.shm) {
             if popup_xdg == xdg {
-                draw_solid(shm, qh, surface, (100, 80), 0xeeeeee);
-                say("popup shown".into());
+                support::attach_solid(shm, qh, surface, (100, 80), 0xeeeeee);
+                surface.commit();
+                support::say("popup shown");
                 return;
             }
         }
         if !state.configured {
             state.configured = true;
             state.draw(qh);
-            say(format!("mapped {}", state.title));
+            support::say(format!("mapped {}", state.title));
         }
     }
 }
@@ -328,11 +309,11 @@ impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Probe {
     ) {
         match event {
             xdg_toplevel::Event::Close => {
-                say("closed".into());
+                support::say("closed");
                 state.closed = true;
             }
             xdg_toplevel::Event::Configure { width, height, .. } if width > 0 && height > 0 => {
-                say(format!("configure {width} {height}"));
+                support::say(format!("configure {width} {height}"));
                 if state.configured && (width, height) != (state.width, state.height) {
                     state.width = width;
                     state.height = height;
@@ -354,7 +335,7 @@ impl Dispatch<xdg_popup::XdgPopup, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         if let xdg_popup::Event::PopupDone = event {
-            say("popup done".into());
+            support::say("popup done");
             if let Some((surface, xdg, popup)) = state.popup.take() {
                 popup.destroy();
                 xdg.destroy();

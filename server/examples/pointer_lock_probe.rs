@@ -4,7 +4,7 @@
 //!
 //!   pointer_lock_probe
 
-use std::{io::Write, os::fd::AsFd};
+mod support;
 
 use wayland_client::{
     delegate_noop,
@@ -38,12 +38,6 @@ struct Probe {
     surface: Option<wl_surface::WlSurface>,
     lock: Option<ZwpLockedPointerV1>,
     drawn: bool,
-}
-
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 impl Dispatch<wl_registry::WlRegistry, ()> for Probe {
@@ -116,7 +110,7 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Probe {
                 surface_y,
                 ..
             } => {
-                say(format!("enter {surface_x} {surface_y}"));
+                support::say(format!("enter {surface_x} {surface_y}"));
                 if let (None, Some(constraints), Some(surface)) =
                     (&state.lock, &state.constraints, &state.surface)
                 {
@@ -130,12 +124,12 @@ impl Dispatch<wl_pointer::WlPointer, ()> for Probe {
                     ));
                 }
             }
-            wl_pointer::Event::Leave { .. } => say("leave".into()),
+            wl_pointer::Event::Leave { .. } => support::say("leave"),
             wl_pointer::Event::Motion {
                 surface_x,
                 surface_y,
                 ..
-            } => say(format!("motion {surface_x} {surface_y}")),
+            } => support::say(format!("motion {surface_x} {surface_y}")),
             _ => {}
         }
     }
@@ -151,8 +145,8 @@ impl Dispatch<ZwpLockedPointerV1, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            zwp_locked_pointer_v1::Event::Locked => say("locked".into()),
-            zwp_locked_pointer_v1::Event::Unlocked => say("unlocked".into()),
+            zwp_locked_pointer_v1::Event::Locked => support::say("locked"),
+            zwp_locked_pointer_v1::Event::Unlocked => support::say("unlocked"),
             _ => {}
         }
     }
@@ -168,7 +162,7 @@ impl Dispatch<ZwpRelativePointerV1, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         if let zwp_relative_pointer_v1::Event::RelativeMotion { dx, dy, .. } = event {
-            say(format!("relative {dx} {dy}"));
+            support::say(format!("relative {dx} {dy}"));
         }
     }
 }
@@ -207,24 +201,8 @@ impl Dispatch<xdg_surface::XdgSurface, ()> for Probe {
         let (Some(shm), Some(surface)) = (&state.shm, &state.surface) else {
             return;
         };
-        let (width, height) = (300, 200);
-        let size = (width * height * 4) as usize;
-        let file = tempfile::tempfile().expect("tempfile for the shm pool");
-        (&file).write_all(&vec![0x40; size]).expect("fill shm pool");
-        let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-        let buffer = pool.create_buffer(
-            0,
-            width,
-            height,
-            width * 4,
-            wl_shm::Format::Xrgb8888,
-            qh,
-            (),
-        );
-        surface.attach(Some(&buffer), 0, 0);
-        surface.damage_buffer(0, 0, width, height);
+        support::attach_solid(shm, qh, surface, (300, 200), 0x40404040);
         surface.commit();
-        pool.destroy();
         state.drawn = true;
     }
 }

@@ -4,7 +4,7 @@
 //!
 //!   presentation_probe [COUNT]
 
-use std::{io::Write, os::fd::AsFd};
+mod support;
 
 use wayland_client::{
     delegate_noop,
@@ -29,12 +29,6 @@ struct Probe {
     presented: u32,
 }
 
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 impl Probe {
     /// Draws the next frame (a changing grey, so every frame has damage) with a frame callback
     /// and a presentation feedback request.
@@ -42,29 +36,14 @@ impl Probe {
         let (Some(shm), Some(surface)) = (&self.shm, &self.surface) else {
             return;
         };
-        let (width, height) = (64, 64);
-        let size = (width * height * 4) as usize;
         let grey = (self.frame * 16 % 256) as u8;
-        let file = tempfile::tempfile().expect("tempfile for the shm pool");
-        (&file).write_all(&vec![grey; size]).expect("fill shm pool");
-        let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-        let buffer = pool.create_buffer(
-            0,
-            width,
-            height,
-            width * 4,
-            wl_shm::Format::Xrgb8888,
-            qh,
-            (),
-        );
-        surface.attach(Some(&buffer), 0, 0);
-        surface.damage_buffer(0, 0, width, height);
+        let colour = u32::from_le_bytes([grey; 4]);
+        support::attach_solid(shm, qh, surface, (64, 64), colour);
         surface.frame(qh, ());
         if let Some(presentation) = &self.presentation {
             presentation.feedback(surface, qh, ());
         }
         surface.commit();
-        pool.destroy();
         self.frame += 1;
     }
 }
@@ -155,9 +134,9 @@ impl Dispatch<wp_presentation_feedback::WpPresentationFeedback, ()> for Probe {
                 tv_sec_lo, seq_lo, ..
             } => {
                 state.presented += 1;
-                say(format!("presented seq={seq_lo} tv_sec={tv_sec_lo}"));
+                support::say(format!("presented seq={seq_lo} tv_sec={tv_sec_lo}"));
             }
-            wp_presentation_feedback::Event::Discarded => say("discarded".into()),
+            wp_presentation_feedback::Event::Discarded => support::say("discarded"),
             _ => {}
         }
     }

@@ -4,7 +4,7 @@
 //!
 //!   shortcuts_probe
 
-use std::{io::Write, os::fd::AsFd};
+mod support;
 
 use wayland_client::{
     delegate_noop,
@@ -32,12 +32,6 @@ struct Probe {
     surface: Option<wl_surface::WlSurface>,
     drawn: bool,
     closed: bool,
-}
-
-fn say(line: String) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 impl Dispatch<wl_registry::WlRegistry, ()> for Probe {
@@ -98,7 +92,7 @@ impl Dispatch<wl_keyboard::WlKeyboard, ()> for Probe {
     ) {
         if let wl_keyboard::Event::Key { key, state, .. } = event {
             let pressed = matches!(state, WEnum::Value(wl_keyboard::KeyState::Pressed));
-            say(format!(
+            support::say(format!(
                 "key {key} {}",
                 if pressed { "pressed" } else { "released" }
             ));
@@ -116,9 +110,9 @@ impl Dispatch<ZwpKeyboardShortcutsInhibitorV1, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         match event {
-            zwp_keyboard_shortcuts_inhibitor_v1::Event::Active => say("inhibitor active".into()),
+            zwp_keyboard_shortcuts_inhibitor_v1::Event::Active => support::say("inhibitor active"),
             zwp_keyboard_shortcuts_inhibitor_v1::Event::Inactive => {
-                say("inhibitor inactive".into())
+                support::say("inhibitor inactive")
             }
             _ => {}
         }
@@ -159,24 +153,8 @@ impl Dispatch<xdg_surface::XdgSurface, ()> for Probe {
         let (Some(shm), Some(surface)) = (&state.shm, &state.surface) else {
             return;
         };
-        let (width, height) = (200, 150);
-        let size = (width * height * 4) as usize;
-        let file = tempfile::tempfile().expect("tempfile for the shm pool");
-        (&file).write_all(&vec![0x80; size]).expect("fill shm pool");
-        let pool = shm.create_pool(file.as_fd(), size as i32, qh, ());
-        let buffer = pool.create_buffer(
-            0,
-            width,
-            height,
-            width * 4,
-            wl_shm::Format::Xrgb8888,
-            qh,
-            (),
-        );
-        surface.attach(Some(&buffer), 0, 0);
-        surface.damage_buffer(0, 0, width, height);
+        support::attach_solid(shm, qh, surface, (200, 150), 0x80808080);
         surface.commit();
-        pool.destroy();
         state.drawn = true;
     }
 }
@@ -191,7 +169,7 @@ impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Probe {
         _: &QueueHandle<Self>,
     ) {
         if let xdg_toplevel::Event::Close = event {
-            say("close requested".into());
+            support::say("close requested");
             state.closed = true;
         }
     }
