@@ -133,24 +133,6 @@ fn wait_for(rx: &mpsc::Receiver<Seen>, want_page: bool, timeout: Duration) -> Op
     }
 }
 
-/// Runs the appliance with `script` (ending in `exit`).
-fn run_script(dir: &TempDir, server: &Server, name: &str, script: &str) {
-    let path = dir.path(&format!("{name}.script"));
-    std::fs::write(&path, script).unwrap();
-    let out = run_appliance(
-        dir,
-        server.listen,
-        &[
-            "--input-script",
-            path.to_str().unwrap(),
-            "--exit-after",
-            "120",
-        ],
-    );
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "wrclient failed:\n{stderr}");
-}
-
 fn last_frames_match(dir: &TempDir) {
     let appliance = read_frame_log(&dir.path("appliance-frames.log"));
     let server = read_frame_log(&dir.path("server-frames.log"));
@@ -189,15 +171,16 @@ fn browser_round_trip(tag: &str, start: impl FnOnce(&Server, &TempDir, &str) -> 
     // Copy the word foot printed on its first line: double-click selects it, Ctrl+Shift+C
     // puts it on the clipboard. foot keeps offering it after the browser takes the focus.
     let (x, y) = server.mapped_at(0);
-    run_script(
+    run_appliance_script(
         &dir,
         &server,
-        "copy",
+        "copy.script",
         &format!(
             "wait 1000\nmove {} {}\nclick left\nclick left\nwait 300\ncombo ctrl+shift+c\nwait 300\nexit\n",
             x + 24.0,
             y + 9.0
         ),
+        &[],
     );
 
     let url = format!("http://{http}/");
@@ -205,11 +188,12 @@ fn browser_round_trip(tag: &str, start: impl FnOnce(&Server, &TempDir, &str) -> 
     wait_for(&rx, true, Duration::from_secs(180));
     server.wait_log("mapping toplevel", 2, Duration::from_secs(180));
     // Typing goes to the autofocused field; Ctrl+V pastes foot's word; Enter posts the form.
-    run_script(
+    run_appliance_script(
         &dir,
         &server,
-        "type",
+        "type.script",
         &format!("wait 4000\ntype {TYPED}\ncombo ctrl+v\nwait 500\nkey enter\nwait 3000\nexit\n"),
+        &[],
     );
     let posted = wait_for(&rx, false, Duration::from_secs(60)).unwrap_or_default();
     assert_eq!(

@@ -49,23 +49,14 @@ fn run_and_screenshot(
     name: &str,
     script: &str,
 ) -> (u32, u32, Vec<u8>) {
-    let script_path = dir.path(&format!("{name}.script"));
     let png = dir.path(&format!("{name}.png"));
-    std::fs::write(&script_path, script).unwrap();
-    let out = run_appliance(
+    run_appliance_script(
         dir,
-        server.listen,
-        &[
-            "--input-script",
-            script_path.to_str().unwrap(),
-            "--screenshot",
-            png.to_str().unwrap(),
-            "--exit-after",
-            "60",
-        ],
+        server,
+        &format!("{name}.script"),
+        script,
+        &["--screenshot", png.to_str().unwrap()],
     );
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "wrclient failed:\n{stderr}");
     read_png_rgb(&png)
 }
 

@@ -17,24 +17,6 @@ fn app(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps")).join(name)
 }
 
-/// Runs the appliance with `script` (ending in `exit`).
-fn run_script(dir: &TempDir, server: &Server, name: &str, script: &str) {
-    let path = dir.path(&format!("{name}.script"));
-    std::fs::write(&path, script).unwrap();
-    let out = run_appliance(
-        dir,
-        server.listen,
-        &[
-            "--input-script",
-            path.to_str().unwrap(),
-            "--exit-after",
-            "60",
-        ],
-    );
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "wrclient failed:\n{stderr}");
-}
-
 /// Waits for `child` to exit on its own; returns its stdout.
 fn exits_cleanly(what: &str, child: Child, timeout: Duration) -> String {
     let start = Instant::now();
@@ -68,11 +50,12 @@ fn entry_takes_typed_text(
     server.wait_log("mapping toplevel", mapped, Duration::from_secs(60));
     // `de`: y and z swap, so the text only survives if the toolkit got the server's keymap.
     let text = "zylinder Qy-42";
-    run_script(
+    run_appliance_script(
         dir,
         server,
-        what,
+        &format!("{what}.script"),
         &format!("wait 1500\nkeymap de\ntype {text}\nkey enter\nwait 500\nexit\n"),
+        &[],
     );
     let printed = exits_cleanly(what, child, Duration::from_secs(30));
     assert_eq!(printed.trim_end(), text, "{what} got different text");
@@ -105,11 +88,12 @@ fn gtk4_and_qt6_apps_take_input_and_close_cleanly() {
         .spawn()
         .expect("start gtk4-widget-factory");
     server.wait_log("mapping toplevel", 3, Duration::from_secs(60));
-    run_script(
+    run_appliance_script(
         &dir,
         &server,
-        "factory",
+        "factory.script",
         "wait 2000\ncombo alt+f4\nwait 1000\nexit\n",
+        &[],
     );
     exits_cleanly("gtk4-widget-factory", factory, Duration::from_secs(30));
 }

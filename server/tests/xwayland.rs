@@ -113,21 +113,6 @@ fn field(fields: &[(String, String)], name: &str) -> i32 {
         .unwrap_or_else(|| panic!("no {name}= in {fields:?}"))
 }
 
-fn run_script(dir: &TempDir, server: &Server, name: &str, script: &str, extra: &[&str]) {
-    let path = dir.path(name);
-    std::fs::write(&path, script).unwrap();
-    let mut args = vec![
-        "--input-script",
-        path.to_str().unwrap(),
-        "--exit-after",
-        "30",
-    ];
-    args.extend_from_slice(extra);
-    let out = run_appliance(dir, server.listen, &args);
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "wrclient failed:\n{stderr}");
-}
-
 fn wait_for_file(path: &Path, timeout: Duration) -> String {
     let start = Instant::now();
     loop {
@@ -226,7 +211,7 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
         x + w - 3,
         y + 3,
     );
-    run_script(
+    run_appliance_script(
         &dir,
         &server,
         "type.script",
@@ -294,7 +279,7 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
         x + 20,
         y + 5,
     );
-    run_script(&dir, &server, "clipboard.script", &script, &[]);
+    run_appliance_script(&dir, &server, "clipboard.script", &script, &[]);
     assert_eq!(
         wait_for_file(&pasted, Duration::from_secs(10)),
         "from-wayland\n"
@@ -375,7 +360,7 @@ fn x11_programs_run_through_xwayland_started_on_demand() {
     assert_eq!(xwayland_pids(&display).len(), 1, "one Xwayland runs again");
 
     // Alt+F4 closes the focused X11 window (WM_DELETE_WINDOW): xterm exits.
-    run_script(
+    run_appliance_script(
         &dir,
         &server,
         "close.script",

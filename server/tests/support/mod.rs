@@ -284,6 +284,31 @@ pub fn run_appliance(dir: &TempDir, server: SocketAddr, extra: &[&str]) -> Outpu
     wait_with_timeout(child, Duration::from_secs(60))
 }
 
+/// Writes `script` (an input script ending in `exit`) to `file` in `dir` and runs `wrclient`
+/// with it against `server`, plus `extra` flags; fails the test with the appliance's log if
+/// it does not succeed. Returns that log.
+pub fn run_appliance_script(
+    dir: &TempDir,
+    server: &Server,
+    file: &str,
+    script: &str,
+    extra: &[&str],
+) -> String {
+    let path = dir.path(file);
+    std::fs::write(&path, script).unwrap();
+    let mut args = vec![
+        "--input-script",
+        path.to_str().unwrap(),
+        "--exit-after",
+        "120",
+    ];
+    args.extend_from_slice(extra);
+    let out = run_appliance(dir, server.listen, &args);
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "wrclient failed:\n{stderr}");
+    stderr
+}
+
 pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
     let start = Instant::now();
     loop {
