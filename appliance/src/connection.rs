@@ -166,6 +166,9 @@ pub async fn handshake(
             }
             Some(ServerControl::Welcome(welcome)) => Ok(welcome),
             Some(ServerControl::Bye(reason)) => Err(ConnectionError::ServerBye(reason)),
+            Some(ServerControl::Notice(_)) => {
+                Err(ConnectionError::Unexpected("a notice before Welcome"))
+            }
             None => Err(ConnectionError::StreamEnded("control")),
         }
     }
@@ -281,6 +284,10 @@ impl Established {
                     Some(ServerControl::Bye(reason)) => return Err(ConnectionError::ServerBye(reason)),
                     Some(ServerControl::Welcome(_)) => {
                         return Err(ConnectionError::Unexpected("a second Welcome"))
+                    }
+                    Some(ServerControl::Notice(notice)) => {
+                        tracing::warn!(%notice, "server notice");
+                        screen.show_status(&notice.to_string());
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },

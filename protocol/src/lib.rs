@@ -28,8 +28,9 @@ pub const ALPN: &[u8] = b"wayray/1";
 pub const DEFAULT_PORT: u16 = 7390;
 
 /// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
-/// v4: the screen's physical size in `Capabilities` and `ScreenChanged`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// v4: the screen's physical size in `Capabilities` and `ScreenChanged`. v5: token proofs,
+/// notices (why no desktop is shown), appliance certificates.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
 /// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves

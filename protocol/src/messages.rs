@@ -176,11 +176,43 @@ pub enum ClientControl {
     },
 }
 
+/// Why an appliance shows no desktop right now, so the person at it reads a reason instead of a
+/// blank screen. The connection stays up; the server sends frames once the reason is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// `appliance_auth = "enrol"`: the server does not know this appliance yet; an administrator
+    /// approves it with `wradm appliances approve ID`.
+    AwaitingApproval { id: String },
+    /// The card in the reader could not prove it is the card its token names, and the server's
+    /// policy refuses unproven cards.
+    CardRefused { reason: String },
+    /// The session (or login screen) for this token failed to start; the server tries again
+    /// after `retry_secs`.
+    SessionUnavailable { reason: String, retry_secs: u32 },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::AwaitingApproval { id } => write!(
+                f,
+                "Waiting for approval: ask an administrator to run `wradm appliances approve {id}`"
+            ),
+            Notice::CardRefused { reason } => write!(f, "This card was refused: {reason}"),
+            Notice::SessionUnavailable { reason, retry_secs } => {
+                write!(f, "No desktop: {reason} (trying again in {retry_secs} s)")
+            }
+        }
+    }
+}
+
 /// Server → appliance on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerControl {
     Welcome(Welcome),
     Bye(ByeReason),
+    /// The appliance shows this instead of a desktop until frames arrive.
+    Notice(Notice),
 }
 
 /// Server → appliance on the display stream.
