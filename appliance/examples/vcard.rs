@@ -9,6 +9,13 @@
 //! (`FF CA 00 00 00`, as contactless readers answer it) gets the UID + `90 00`, everything else
 //! `6D 00` (instruction not supported), as a contact card without a UID would.
 //!
+//! With a PIV key (`--piv-key FILE`, [`PivApplet`]) the card also carries a PIV application, as
+//! real PIV cards and YubiKeys do: SELECT by its AID, GET DATA of the card authentication
+//! certificate (object 5FC101, answered in 256-byte pieces through GET RESPONSE like a real card
+//! with short APDUs), and GENERAL AUTHENTICATE with the card authentication key (slot 9E, ECC
+//! P-256), which signs the 32-byte digest it is given. The appliance's card proofs go through
+//! exactly the commands a real card answers.
+//!
 //! ```sh
 //! cargo build --example vcard
 //! target/debug/examples/vcard --port 35963 --atr 3B8F8001804F0CA000000306030001000000006A --uid 04A1B2C3
@@ -27,6 +34,103 @@ pub struct VirtualCard {
     pub atr: Vec<u8>,
     /// `None`: the card answers GET DATA with `6D 00`, so its token is named by its ATR.
     pub uid: Option<Vec<u8>>,
+    /// `None`: a memory card; it has no PIV application and cannot prove anything.
+    pub piv: Option<PivApplet>,
+}
+
+/// The card's PIV application: a card authentication key (ECC P-256) and its certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PivApplet {
+    /// The key, PKCS#8 DER.
+    pub key: Vec<u8>,
+    /// A self-signed certificate for it, DER.
+    pub certificate: Vec<u8>,
+}
+
+impl std::fmt::Debug for PivApplet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PivApplet")
+            .field("certificate", &format_args!("{} bytes", self.certificate.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PivApplet {
+    /// A new key and a certificate for it.
+    pub fn generate() -> Result<Self, String> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|error| format!("cannot make a key: {error}"))?;
+        Self::from_key(&key.serialize_der())
+    }
+
+    /// The applet for a PKCS#8 P-256 key, with a fresh self-signed certificate.
+    pub fn from_key(pkcs8: &[u8]) -> Result<Self, String> {
+        let key = rcgen::KeyPair::try_from(pkcs8)
+            .map_err(|error| format!("not a PKCS#8 key: {error}"))?;
+        let params = rcgen::CertificateParams::new(vec!["wayray virtual card".to_string()])
+            .map_err(|error| format!("certificate parameters: {error}"))?;
+        let certificate = params
+            .self_signed(&key)
+            .map_err(|error| format!("cannot sign a certificate: {error}"))?;
+        Ok(Self {
+            key: pkcs8.to_vec(),
+            certificate: certificate.der().to_vec(),
+        })
+    }
+
+    /// The key in `path`, made (and written there) when the file does not exist yet, so a
+    /// card keeps its key from one insertion (and one process) to the next.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(pkcs8) => Self::from_key(&pkcs8),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                let applet = Self::generate()?;
+                std::fs::write(path, &applet.key)
+                    .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                Ok(applet)
+            }
+            Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+        }
+    }
+
+    /// ECDSA over a digest the host computed, as PIV cards sign: DER signature.
+    fn sign_digest(&self, digest: &[u8]) -> Option<Vec<u8>> {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_der(&self.key).ok()?;
+        let signature: p256::ecdsa::Signature = key.sign_prehash(digest).ok()?;
+        Some(signature.to_der().as_bytes().to_vec())
+    }
+
+    /// The certificate object: `53 { 70 cert, 71 00 (not compressed), FE 00 (LRC) }`.
+    fn certificate_object(&self) -> Vec<u8> {
+        let mut body = tlv(0x70, &self.certificate);
+        body.extend_from_slice(&[0x71, 0x01, 0x00, 0xFE, 0x00]);
+        tlv(0x53, &body)
+    }
+}
+
+/// One BER-TLV with a one-byte tag.
+fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match value.len() {
+        len @ 0..=0x7F => out.push(len as u8),
+        len @ 0x80..=0xFF => out.extend_from_slice(&[0x81, len as u8]),
+        len => {
+            out.push(0x82);
+            out.extend_from_slice(&(len.min(0xFFFF) as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+/// What a card remembers between commands while it is powered.
+#[derive(Debug, Default)]
+pub struct CardSession {
+    piv_selected: bool,
+    /// The rest of a long answer, for GET RESPONSE.
+    pending: Vec<u8>,
 }
 
 /// vpcd control codes (1-byte messages).
@@ -37,12 +141,38 @@ const GET_ATR: u8 = 4;
 
 const SW_OK: [u8; 2] = [0x90, 0x00];
 const SW_INS_NOT_SUPPORTED: [u8; 2] = [0x6D, 0x00];
+const SW_FILE_NOT_FOUND: [u8; 2] = [0x6A, 0x82];
+const SW_WRONG_DATA: [u8; 2] = [0x6A, 0x80];
+const SW_CONDITIONS: [u8; 2] = [0x69, 0x85];
+/// The PIV AID without its version, as hosts select it.
+const PIV_AID: [u8; 9] = [0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00];
+/// Longest answer in one response APDU (short APDUs); the rest waits for GET RESPONSE.
+const CHUNK: usize = 256;
 
 impl VirtualCard {
-    /// The reply to one message from vpcd; `None` for messages that get none.
+    /// A card with this ATR and UID and no PIV application.
+    pub fn memory(atr: Vec<u8>, uid: Option<Vec<u8>>) -> Self {
+        Self {
+            atr,
+            uid,
+            piv: None,
+        }
+    }
+
+    /// The reply to one message from vpcd on a card without session state (see
+    /// [`VirtualCard::answer_in`]).
     pub fn answer(&self, message: &[u8]) -> Option<Vec<u8>> {
+        self.answer_in(&mut CardSession::default(), message)
+    }
+
+    /// The reply to one message from vpcd; `None` for messages that get none.
+    pub fn answer_in(&self, session: &mut CardSession, message: &[u8]) -> Option<Vec<u8>> {
         match message {
-            [] | [POWER_OFF] | [POWER_ON] | [RESET] => None,
+            [POWER_OFF] | [POWER_ON] | [RESET] => {
+                *session = CardSession::default();
+                None
+            }
+            [] => None,
             [GET_ATR] => Some(self.atr.clone()),
             [_] => None, // a control code vpcd does not define: nothing to say
             // GET DATA, P1 = 00 (UID), with or without Le.
@@ -50,12 +180,59 @@ impl VirtualCard {
                 Some(uid) => Some([uid.as_slice(), &SW_OK].concat()),
                 None => Some(SW_INS_NOT_SUPPORTED.to_vec()),
             },
+            [0x00, 0xA4, 0x04, 0x00, len, aid @ ..] => {
+                let aid = aid.get(..usize::from(*len)).unwrap_or(aid);
+                session.piv_selected = self.piv.is_some() && aid.starts_with(&PIV_AID);
+                Some(if session.piv_selected {
+                    // Application property template: the AID and nothing more.
+                    let mut answer = tlv(0x61, &tlv(0x4F, &PIV_AID));
+                    answer.extend_from_slice(&SW_OK);
+                    answer
+                } else {
+                    SW_FILE_NOT_FOUND.to_vec()
+                })
+            }
+            [0x00, 0xC0, 0x00, 0x00, ..] => Some(Self::chunk(session, Vec::new())),
+            _ if !session.piv_selected => Some(SW_INS_NOT_SUPPORTED.to_vec()),
+            // GET DATA of the card authentication certificate.
+            [0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x01, ..] => {
+                let object = self.piv.as_ref().map(PivApplet::certificate_object)?;
+                Some(Self::chunk(session, object))
+            }
+            [0x00, 0xCB, 0x3F, 0xFF, ..] => Some(SW_FILE_NOT_FOUND.to_vec()),
+            // GENERAL AUTHENTICATE, ECC P-256, card authentication key: 7C { 82 00, 81 20 digest }.
+            [0x00, 0x87, 0x11, 0x9E, _, 0x7C, _, 0x82, 0x00, 0x81, 0x20, rest @ ..] => {
+                let Some(digest) = rest.get(..32) else {
+                    return Some(SW_WRONG_DATA.to_vec());
+                };
+                match self.piv.as_ref().and_then(|piv| piv.sign_digest(digest)) {
+                    Some(signature) => Some(Self::chunk(session, tlv(0x7C, &tlv(0x82, &signature)))),
+                    None => Some(SW_CONDITIONS.to_vec()),
+                }
+            }
+            [0x00, 0x87, ..] => Some(SW_WRONG_DATA.to_vec()),
             _ => Some(SW_INS_NOT_SUPPORTED.to_vec()),
         }
     }
 
+    /// Answers with the first [`CHUNK`] bytes of `answer` (or of what is pending, for GET
+    /// RESPONSE) and `61 XX` while more waits, `90 00` with the last piece.
+    fn chunk(session: &mut CardSession, answer: Vec<u8>) -> Vec<u8> {
+        if !answer.is_empty() {
+            session.pending = answer;
+        }
+        let take = session.pending.len().min(CHUNK);
+        let mut reply: Vec<u8> = session.pending.drain(..take).collect();
+        match session.pending.len() {
+            0 => reply.extend_from_slice(&SW_OK),
+            left => reply.extend_from_slice(&[0x61, left.min(CHUNK) as u8]),
+        }
+        reply
+    }
+
     /// Answers vpcd on `stream` until it closes the connection (`Ok`) or it breaks (`Err`).
     pub fn serve(&self, mut stream: impl Read + Write) -> io::Result<()> {
+        let mut session = CardSession::default();
         loop {
             let mut length = [0; 2];
             match stream.read_exact(&mut length) {
@@ -65,7 +242,7 @@ impl VirtualCard {
             }
             let mut message = vec![0; usize::from(u16::from_be_bytes(length))];
             stream.read_exact(&mut message)?;
-            if let Some(reply) = self.answer(&message) {
+            if let Some(reply) = self.answer_in(&mut session, &message) {
                 let length = u16::try_from(reply.len()).map_err(|_| {
                     io::Error::new(io::ErrorKind::InvalidInput, "reply longer than 65535 bytes")
                 })?;
@@ -137,7 +314,7 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
 
 #[allow(dead_code)] // When tests include this file, they use the card, not the command.
 mod cli {
-    use super::{parse_hex, VirtualCard};
+    use super::{parse_hex, PivApplet, VirtualCard};
 
     /// Bytes given in hex on the command line (one value, not a list of bytes to clap).
     #[derive(Debug, Clone)]
@@ -171,14 +348,24 @@ mod cli {
         /// answers 6D 00, like a contact card, and its token is named by its ATR.
         #[arg(long)]
         pub uid: Option<Hex>,
+        /// Give the card a PIV application whose card authentication key (P-256, PKCS#8 DER)
+        /// is in this file; the file is made with a new key when it does not exist. Without
+        /// it the card is a memory card that cannot prove who it is.
+        #[arg(long, value_name = "FILE")]
+        pub piv_key: Option<std::path::PathBuf>,
     }
 
     impl Cli {
-        pub fn card(&self) -> VirtualCard {
-            VirtualCard {
+        pub fn card(&self) -> Result<VirtualCard, String> {
+            Ok(VirtualCard {
                 atr: self.atr.0.clone(),
                 uid: self.uid.as_ref().map(|uid| uid.0.clone()),
-            }
+                piv: self
+                    .piv_key
+                    .as_deref()
+                    .map(PivApplet::load_or_create)
+                    .transpose()?,
+            })
         }
     }
 }
@@ -200,7 +387,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: &cli::Cli) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
 
-    let card = cli.card();
+    let card = cli.card()?;
     let stream = TcpStream::connect((cli.host.as_str(), cli.port)).map_err(|error| {
         format!(
             "cannot reach the vpcd reader at {}:{}: {error} (is pcscd running, with vsmartcard-vpcd installed?)",
@@ -250,10 +437,7 @@ mod tests {
     use super::*;
 
     fn card(uid: Option<&[u8]>) -> VirtualCard {
-        VirtualCard {
-            atr: vec![0x3B, 0x02, 0x14, 0x50],
-            uid: uid.map(<[u8]>::to_vec),
-        }
+        VirtualCard::memory(vec![0x3B, 0x02, 0x14, 0x50], uid.map(<[u8]>::to_vec))
     }
 
     #[test]
@@ -276,6 +460,49 @@ mod tests {
         assert_eq!(
             with_uid.answer(&[0x00, 0xA4, 0x04, 0x00]),
             Some(vec![0x6D, 0x00])
+        );
+    }
+
+    #[test]
+    fn piv_needs_selecting_and_signs_digests() {
+        let piv = PivApplet::generate().expect("key");
+        let card = VirtualCard {
+            piv: Some(piv.clone()),
+            ..card(None)
+        };
+        let mut session = CardSession::default();
+        let get_cert = [0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x01, 0x00];
+        assert_eq!(card.answer_in(&mut session, &get_cert), Some(vec![0x6D, 0x00]));
+        let select = [
+            0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00,
+        ];
+        let selected = card.answer_in(&mut session, &select).expect("answer");
+        assert_eq!(selected[selected.len() - 2..], [0x90, 0x00]);
+        // The certificate comes in 256-byte pieces.
+        let mut object = Vec::new();
+        let mut reply = card.answer_in(&mut session, &get_cert).expect("answer");
+        loop {
+            let (data, sw) = reply.split_at(reply.len() - 2);
+            object.extend_from_slice(data);
+            if sw[0] != 0x61 {
+                assert_eq!(sw, [0x90, 0x00]);
+                break;
+            }
+            reply = card
+                .answer_in(&mut session, &[0x00, 0xC0, 0x00, 0x00, sw[1]])
+                .expect("answer");
+        }
+        assert_eq!(object, piv.certificate_object());
+        let mut apdu = vec![0x00, 0x87, 0x11, 0x9E, 38, 0x7C, 36, 0x82, 0x00, 0x81, 0x20];
+        apdu.extend_from_slice(&[7; 32]);
+        apdu.push(0);
+        let signed = card.answer_in(&mut session, &apdu).expect("answer");
+        assert_eq!(signed[0], 0x7C);
+        assert_eq!(signed[signed.len() - 2..], [0x90, 0x00]);
+        // A memory card has no PIV application to select.
+        assert_eq!(
+            super::VirtualCard::memory(vec![0x3B, 0], None).answer(&select),
+            Some(vec![0x6A, 0x82])
         );
     }
 
@@ -306,15 +533,14 @@ mod tests {
             .expect("valid command line");
         assert_eq!(parsed.port, 35963);
         assert_eq!(
-            parsed.card(),
-            VirtualCard {
-                atr: vec![0x3B, 0x02, 0x14, 0x50],
-                uid: Some(vec![0x04, 0xA1]),
-            }
+            parsed.card().expect("card"),
+            VirtualCard::memory(vec![0x3B, 0x02, 0x14, 0x50], Some(vec![0x04, 0xA1]))
         );
         let default = cli::Cli::try_parse_from(["vcard"]).expect("defaults");
-        assert_eq!(default.card().atr.len(), 20);
-        assert_eq!(default.card().uid, None);
+        let card = default.card().expect("card");
+        assert_eq!(card.atr.len(), 20);
+        assert_eq!(card.uid, None);
+        assert_eq!(card.piv, None);
         assert!(cli::Cli::try_parse_from(["vcard", "--uid", "0"]).is_err());
     }
 

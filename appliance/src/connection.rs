@@ -12,6 +12,7 @@ use std::time::Duration;
 use quinn::{RecvStream, SendStream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use wayray_protocol::card_proof;
 use wayray_protocol::cursor::CursorError;
 use wayray_protocol::{
     framing, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder, DisplayMessage,
@@ -26,6 +27,7 @@ use crate::latency::LatencyError;
 use crate::local::Local;
 use crate::screen::{Screen, ScreenError};
 use crate::signals::Command;
+use crate::token::Tokens;
 
 /// QUIC application close codes (ours to choose; the server only logs them).
 const CLOSE_NORMAL: u32 = 0;
@@ -134,6 +136,8 @@ pub struct Established {
     /// The screen size and physical size the server last heard of (Hello, then
     /// `ScreenChanged`).
     announced: Announced,
+    /// Token proofs sent on this connection: each proof's counter is one more.
+    proofs: u64,
 }
 
 /// Opens the control stream, sends Hello and waits for the server's answer.
@@ -184,6 +188,7 @@ pub async fn handshake(
                 control_recv,
                 welcome,
                 announced,
+                proofs: 0,
             })
         }
         Err(e) => {
@@ -194,6 +199,56 @@ pub async fn handshake(
 }
 
 impl Established {
+    /// Sends the proof for a card token (see `wayray_protocol::card_proof`): the card signs a
+    /// challenge bound to this connection. Pseudo-tokens need none; a card that cannot prove
+    /// anything is said to be one (`proof: None`), and the server's policy decides.
+    async fn prove(&mut self, tokens: &Tokens, token: String) -> Result<(), ConnectionError> {
+        if !card_proof::is_card_token(&token) {
+            return Ok(());
+        }
+        self.proofs += 1;
+        let counter = self.proofs;
+        let mut exporter = [0u8; card_proof::EXPORTER_LEN];
+        let proof = match self.connection.export_keying_material(
+            &mut exporter,
+            card_proof::EXPORTER_LABEL,
+            token.as_bytes(),
+        ) {
+            Err(error) => {
+                tracing::warn!(?error, "no TLS exporter secret for a card proof");
+                None
+            }
+            Ok(()) => match tokens.prover_for(&token) {
+                None => None,
+                Some(prover) => {
+                    let message = card_proof::challenge_message(&exporter, &token, counter);
+                    let card = token.clone();
+                    match tokio::task::spawn_blocking(move || prover.prove(&card, &message)).await {
+                        Ok(Ok(proof)) => proof,
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "the card could not prove itself");
+                            None
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "the card proof task failed");
+                            None
+                        }
+                    }
+                }
+            },
+        };
+        tracing::info!(%token, counter, proven = proof.is_some(), "sending the card's proof");
+        send(
+            &mut self.control_send,
+            &ClientControl::TokenProof {
+                token,
+                counter,
+                proof,
+            },
+        )
+        .await
+    }
+
     /// Shows the session and sends input until one side ends the connection, then closes it
     /// (with a goodbye saying why, when the appliance is the one ending it).
     pub async fn run<S: DisplaySink>(
@@ -226,8 +281,9 @@ impl Established {
         if let Some(pointer) = input.set_output(width, height) {
             screen.move_cursor(pointer);
         }
-        if tokens.current().is_none() {
-            screen.show_status("Insert your card");
+        match tokens.current() {
+            None => screen.show_status("Insert your card"),
+            Some(token) => self.prove(tokens, token).await?,
         }
         // A display plugged in while Hello was on its way.
         announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
@@ -254,7 +310,10 @@ impl Established {
                     if token.is_none() {
                         screen.show_status("Insert your card");
                     }
-                    send(&mut self.control_send, &ClientControl::TokenChanged { token }).await?;
+                    send(&mut self.control_send, &ClientControl::TokenChanged { token: token.clone() }).await?;
+                    if let Some(token) = token {
+                        self.prove(tokens, token).await?;
+                    }
                 }
                 event = input.next() => match input.route(event) {
                     Action::Exit => return Ok(Ended::Shutdown("the input script said exit")),

@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use crate::card::{pseudo_token, CardError, CardWatcher};
+use crate::card::{pseudo_token, CardError, CardProver, CardWatcher};
 
 /// How the appliance decides who is at it (`--card`, `--card-reader`, `--require-card`,
 /// `--token`).
@@ -20,6 +20,7 @@ pub struct TokenPolicy {
 
 pub struct Tokens {
     card: Option<watch::Receiver<Option<String>>>,
+    prover: Option<CardProver>,
     _watcher: Option<CardWatcher>,
     pseudo: Option<String>,
     require_card: bool,
@@ -47,6 +48,7 @@ impl Tokens {
         };
         Ok(Self {
             card: watcher.as_ref().map(|w| w.subscribe()),
+            prover: watcher.as_ref().map(|w| w.prover()),
             _watcher: watcher,
             pseudo,
             require_card: policy.require_card,
@@ -65,6 +67,15 @@ impl Tokens {
             None if self.require_card => None,
             None => self.pseudo.clone(),
         }
+    }
+
+    /// Who can prove `token` (the token now): the card reader when it is the card's token;
+    /// `None` for pseudo-tokens and fixed tokens, which no card stands behind.
+    pub fn prover_for(&self, token: &str) -> Option<CardProver> {
+        let card = self.card.as_ref().and_then(|c| c.borrow().clone());
+        (self.fixed.is_none() && card.as_deref() == Some(token))
+            .then(|| self.prover.clone())
+            .flatten()
     }
 
     /// Resolves when a card goes in or out; never when there is no reader to follow.

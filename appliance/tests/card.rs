@@ -146,10 +146,7 @@ fn pcsc_card_with_uid_is_its_atr_type_and_uid() {
     let _serial = serial();
     ensure_pcscd();
     let (_watcher, token) = watcher();
-    let card = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("04A1B2C3D4E5F6")),
-    };
+    let card = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("04A1B2C3D4E5F6")));
     let expected = expected_token(MIFARE_ATR, "04a1b2c3d4e5f6");
 
     let inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
@@ -167,10 +164,7 @@ fn pcsc_card_without_uid_is_named_by_its_atr() {
     let _serial = serial();
     ensure_pcscd();
     let (_watcher, token) = watcher();
-    let card = VirtualCard {
-        atr: bytes(CONTACT_ATR),
-        uid: None,
-    };
+    let card = VirtualCard::memory(bytes(CONTACT_ATR), None);
     let inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
     wait_for(&token, "insertion", |token| token.is_some());
     assert_eq!(
@@ -262,10 +256,7 @@ fn pcsc_other_clients_using_the_card_are_no_event() {
     let _serial = serial();
     ensure_pcscd();
     let (_watcher, mut token) = watcher();
-    let card = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("0102030405060708")),
-    };
+    let card = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("0102030405060708")));
     let _inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
     wait_for(&token, "insertion", |token| token.is_some());
     let expected = token.borrow_and_update().clone();
@@ -303,14 +294,8 @@ fn pcsc_swapped_card_gives_the_new_token() {
     let _serial = serial();
     ensure_pcscd();
     let (_watcher, token) = watcher();
-    let first = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("11111111")),
-    };
-    let second = VirtualCard {
-        atr: bytes(CONTACT_ATR),
-        uid: None,
-    };
+    let first = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("11111111")));
+    let second = VirtualCard::memory(bytes(CONTACT_ATR), None);
     let inserted = first
         .insert("127.0.0.1", PORT)
         .expect("insert the first card");
@@ -339,10 +324,7 @@ fn pcsc_swapped_card_of_the_same_model_gives_the_new_uid() {
     let _serial = serial();
     ensure_pcscd();
     let (_watcher, token) = watcher();
-    let card = |uid: &str| VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes(uid)),
-    };
+    let card = |uid: &str| VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes(uid)));
     let inserted = card("AAAA0001")
         .insert("127.0.0.1", PORT)
         .expect("insert the first card");
@@ -369,10 +351,7 @@ fn pcsc_swapped_card_of_the_same_model_gives_the_new_uid() {
 fn pcsc_card_swapped_while_unreadable_is_read_again() {
     let _serial = serial();
     ensure_pcscd();
-    let card = |uid: &str| VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes(uid)),
-    };
+    let card = |uid: &str| VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes(uid)));
     let (first_watcher, token) = watcher();
     let first = card("BBBB0001")
         .insert("127.0.0.1", PORT)
@@ -413,10 +392,7 @@ fn pcsc_unnamed_reader_follows_the_first_one() {
     let watcher = CardWatcher::start(None).expect("watcher");
     let token = watcher.subscribe();
     wait_for(&token, "empty reader", |token| token.is_none());
-    let card = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("CAFE")),
-    };
+    let card = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("CAFE")));
     let _inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
     wait_for(&token, "insertion", |token| token.is_some());
     assert_eq!(
@@ -430,10 +406,7 @@ fn pcsc_card_in_at_start_is_known_when_start_returns() {
     let _serial = serial();
     ensure_pcscd();
     let (first, token) = watcher();
-    let card = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("0A0B0C0D")),
-    };
+    let card = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("0A0B0C0D")));
     let _inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
     // Once pcscd has seen the card, a fresh watcher must know it when `start` returns: the
     // appliance's first Hello carries it.
@@ -517,10 +490,7 @@ fn pcsc_child_pcscd_starting_late() {
     assert_eq!(*token.borrow(), None);
 
     std::os::unix::fs::symlink(PCSCD_SOCKET, &socket).expect("symlink to pcscd's socket");
-    let card = VirtualCard {
-        atr: bytes(MIFARE_ATR),
-        uid: Some(bytes("5A5A5A5A")),
-    };
+    let card = VirtualCard::memory(bytes(MIFARE_ATR), Some(bytes("5A5A5A5A")));
     let _inserted = card.insert("127.0.0.1", PORT).expect("insert the card");
     let took = wait_for(&token, "insertion after pcscd came", |token| {
         token.is_some()

@@ -5,6 +5,7 @@
 //! arguments, decisions and bytes come out. The server and the appliance wrap it with QUIC
 //! streams, so all of it is unit-tested and fuzzed without sockets.
 
+pub mod card_proof;
 pub mod codec;
 pub mod cursor;
 pub mod framing;

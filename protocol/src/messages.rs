@@ -161,9 +161,20 @@ pub enum ClientControl {
     },
     Bye(ByeReason),
     /// A card went in or out: the appliance now presents this token (see [`Hello::token`]).
-    /// The server detaches the current session and attaches the token's session at once.
+    /// The server detaches the current session and attaches the token's session at once (a
+    /// card token's once its [`ClientControl::TokenProof`] arrived).
     TokenChanged {
         token: Option<String>,
+    },
+    /// The card behind a card token proves it holds its key (see [`crate::card_proof`]). Sent
+    /// after the handshake (never as 0-RTT data) for the Hello's card token and after every
+    /// `TokenChanged` to one; `proof: None` says the card cannot prove anything (a memory card,
+    /// no PIV applet, no key in slot 9E), which the server's policy then judges. `counter`
+    /// starts at 1 and grows with every proof on the connection.
+    TokenProof {
+        token: String,
+        counter: u64,
+        proof: Option<crate::card_proof::CardProof>,
     },
     /// The appliance's screen changed size (a monitor plugged in or swapped, another mode picked):
     /// the server resizes the session output to it and the next frame arrives at the new size.

@@ -79,6 +79,12 @@ pub struct Config {
     /// through Xwayland started when the first X client connects and again after it exits.
     /// `false`: no X11 display, Wayland clients only. Default `true`.
     pub xwayland: bool,
+    /// Smart cards that cannot prove they hold a key (memory cards, cards without a PIV card
+    /// authentication key), whose token anyone who held the card a second can copy:
+    /// `"refuse"` shows them a notice and no session; `"lock"` accepts them, and every
+    /// re-attach then shows the lock screen first. A card that once proved its key must always
+    /// prove it. Default `"refuse"`.
+    pub unproven_cards: crate::cards::UnprovenCards,
 }
 
 /// A bandwidth cap for the appliances connecting from one network.
@@ -112,6 +118,7 @@ impl Default for Config {
             appliance_bandwidth: Vec::new(),
             video_regions: true,
             xwayland: true,
+            unproven_cards: crate::cards::UnprovenCards::Refuse,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! session, the default) or by the session launcher `wrsessd` (`--launcher`: a greeter per
 //! token, then the user's own session, running as that user).
 
+mod cards;
 mod compositor;
 mod config;
 mod daemon;
@@ -291,6 +292,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         Mode::Shared
     };
     let mut daemon = Daemon::new(mode.clone(), store);
+    daemon.unproven_cards = config.unproven_cards;
     if mode == Mode::Launcher {
         daemon.load_store();
     }

@@ -5,13 +5,14 @@
 //! epoch) and never reads a clock, so tests are deterministic; it owns no sockets or processes.
 //! The daemon decides (attach, detach, time out), the store remembers.
 //!
-//! Layout (schema version 1, kept in `PRAGMA user_version`):
+//! Layout (schema version in `PRAGMA user_version`, one per entry of `MIGRATIONS`):
 //! - `sessions`: one row per session ever created, destroyed ones kept for history. The session
 //!   id is a `u64` stored bit-cast as SQLite's signed `INTEGER`. `secret` is what the session
 //!   compositor was started with, so a restarted daemon can still check a reconnecting session.
 //! - `bindings`: token → session. A token is bound to at most one session; a session can have
 //!   several tokens.
 //! - `audit`: append-only lifecycle log (created, authenticated, attached, …).
+//! - `card_keys`: token → the public key its smart card proved when its user enrolled it.
 //!
 //! The file holds session secrets, so it is created readable by its owner only.
 
@@ -59,6 +60,13 @@ const MIGRATIONS: &[&str] = &[
          appliance TEXT,
          user      TEXT,
          detail    TEXT
+     );",
+    // 2: the public keys of smart cards, recorded when their user first logged in with them.
+    "CREATE TABLE card_keys (
+         token       TEXT PRIMARY KEY,
+         user        TEXT NOT NULL,
+         spki        BLOB NOT NULL,
+         enrolled_ms INTEGER NOT NULL
      );",
 ];
 
@@ -193,6 +201,10 @@ pub enum AuditKind {
     Destroyed,
     /// A session still running from before a daemon restart reconnected and was taken over.
     Adopted,
+    /// A card's public key was recorded for its token (its user logged in with it).
+    CardEnrolled,
+    /// A card token was refused: no proof, a wrong one, or another key (the detail says).
+    CardRefused,
 }
 
 impl AuditKind {
@@ -205,6 +217,8 @@ impl AuditKind {
             AuditKind::Detached => "detached",
             AuditKind::Destroyed => "destroyed",
             AuditKind::Adopted => "adopted",
+            AuditKind::CardEnrolled => "card_enrolled",
+            AuditKind::CardRefused => "card_refused",
         }
     }
 
@@ -217,9 +231,21 @@ impl AuditKind {
             "detached" => AuditKind::Detached,
             "destroyed" => AuditKind::Destroyed,
             "adopted" => AuditKind::Adopted,
+            "card_enrolled" => AuditKind::CardEnrolled,
+            "card_refused" => AuditKind::CardRefused,
             _ => return None,
         })
     }
+}
+
+/// An enrolled smart card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    pub token: String,
+    pub user: String,
+    /// Its card authentication key, SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+    pub enrolled_ms: u64,
 }
 
 /// One audit log entry: what happened and to whom. Build it with [`AuditEvent::new`] and the
@@ -645,6 +671,70 @@ impl Store {
             Ok(tokens)
         })();
         result.map_err(|e| e.at(&self.name, op()))
+    }
+
+    /// The public key (SubjectPublicKeyInfo, DER) recorded for a card token, if any.
+    pub fn card_key(&self, token: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT spki FROM card_keys WHERE token = ?1",
+                [token],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Fail::Sql(e).at(&self.name, format!("look up the key of card {token:?}")))
+    }
+
+    /// Records `token`'s card key for `user`. A token that already has a key keeps it: a card
+    /// is enrolled once, and a different key later is an impostor, not a new enrolment
+    /// (`forget_card` first to replace a card).
+    pub fn enrol_card(
+        &mut self,
+        token: &str,
+        user: &str,
+        spki: &[u8],
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO card_keys (token, user, spki, enrolled_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (token) DO NOTHING",
+                rusqlite::params![token, user, spki, ms_to_sql(now_ms)],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| Fail::Sql(e).at(&self.name, format!("enrol card {token:?}")))
+    }
+
+    /// Forgets a card's key (a lost card); its token then needs a new enrolment.
+    pub fn forget_card(&mut self, token: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute("DELETE FROM card_keys WHERE token = ?1", [token])
+            .map(|n| n == 1)
+            .map_err(|e| Fail::Sql(e).at(&self.name, format!("forget card {token:?}")))
+    }
+
+    /// Every enrolled card: token, user, key, when.
+    pub fn cards(&self) -> Result<Vec<CardRecord>, StoreError> {
+        let result = (|| -> Result<_, Fail> {
+            let mut stmt = self.conn.prepare(
+                "SELECT token, user, spki, enrolled_ms FROM card_keys ORDER BY enrolled_ms",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
+            })?;
+            let mut cards = Vec::new();
+            for row in rows {
+                let (token, user, spki, at): (String, String, Vec<u8>, i64) = row?;
+                cards.push(CardRecord {
+                    token,
+                    user,
+                    spki,
+                    enrolled_ms: ms_from_sql(at, "enrolled_ms")?,
+                });
+            }
+            Ok(cards)
+        })();
+        result.map_err(|e| e.at(&self.name, "list the enrolled cards"))
     }
 
     /// The session `token` is bound to.

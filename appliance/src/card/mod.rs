@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod memory;
 mod pcsc;
+pub mod piv;
 mod pseudo;
 pub mod token;
 mod tracker;
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 #[cfg(test)]
 #[allow(unused_imports)] // For consumers' tests, which may not exist yet.
 pub use self::memory::MemoryCardReader;
-pub use self::pcsc::CardWatcher;
+pub use self::pcsc::{CardProver, CardWatcher};
 pub use self::pseudo::pseudo_token;
 
 /// A card reader, as the connection loop sees it: the token of the card in it, now and as it

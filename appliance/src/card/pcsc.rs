@@ -22,6 +22,7 @@ use ::pcsc::{
 };
 use tokio::sync::watch;
 
+use super::piv::{self, PivError};
 use super::token::{card_token, hex, trim_atr, uid_from_response, GET_UID};
 use super::tracker::{choose_reader, Change, Observation, Tracker};
 use super::{CardError, CardEvent, CardReader};
@@ -73,6 +74,7 @@ impl CardWatcher {
     fn spawn(reader: Option<String>, context: Option<Context>) -> Result<Self, CardError> {
         let shared = Arc::new(Shared {
             token: watch::Sender::new(None),
+            card: Mutex::new(None),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             context: Mutex::new(None),
@@ -98,6 +100,73 @@ impl CardWatcher {
     pub fn subscribe(&self) -> watch::Receiver<Option<String>> {
         self.shared.token.subscribe()
     }
+
+    /// Has the card in the reader prove itself; see [`CardProver`].
+    pub fn prover(&self) -> CardProver {
+        CardProver {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Asks the card now in the reader to sign a proof challenge with its PIV card authentication
+/// key (see `wayray_protocol::card_proof`). Cheap to clone; blocking, so call it from
+/// `spawn_blocking`.
+#[derive(Clone)]
+pub struct CardProver {
+    shared: Arc<Shared>,
+}
+
+/// Why no proof could be made for a card that should be able to give one.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error("the card for token {0} is no longer in the reader")]
+    CardGone(String),
+    #[error("cannot reach the card through pcscd: {0}")]
+    Pcsc(#[from] PcscError),
+    #[error(transparent)]
+    Piv(#[from] PivError),
+}
+
+impl CardProver {
+    /// The proof for `token`'s card over `message`. `Ok(None)`: the card cannot prove anything
+    /// (no PIV application or no card authentication certificate).
+    pub fn prove(
+        &self,
+        token: &str,
+        message: &[u8],
+    ) -> Result<Option<wayray_protocol::card_proof::CardProof>, ProveError> {
+        let (reader, certificate) = match lock(&self.shared.card).as_ref() {
+            Some(card) if card.token == token => (card.reader.clone(), card.certificate.clone()),
+            _ => return Err(ProveError::CardGone(token.to_owned())),
+        };
+        let Some(certificate) = certificate else {
+            return Ok(None);
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, message);
+        let digest: [u8; 32] = digest
+            .as_ref()
+            .try_into()
+            .map_err(|_| PivError::Malformed("a SHA-256 digest that is not 32 bytes"))?;
+        let context = Context::establish(Scope::User)?;
+        let card = context.connect(&reader, ShareMode::Shared, Protocols::ANY)?;
+        let signature = piv::sign_digest(&mut |apdu| transmit(&card, apdu), &digest);
+        if let Err((_, error)) = card.disconnect(Disposition::LeaveCard) {
+            tracing::debug!(%error, "SCardDisconnect");
+        }
+        Ok(Some(wayray_protocol::card_proof::CardProof {
+            certificate,
+            signature: signature?,
+        }))
+    }
+}
+
+/// One APDU through pcscd, its answer as bytes.
+fn transmit(card: &::pcsc::Card, apdu: &[u8]) -> Result<Vec<u8>, PivError> {
+    let mut buffer = [0; MAX_BUFFER_SIZE];
+    card.transmit(apdu, &mut buffer)
+        .map(<[u8]>::to_vec)
+        .map_err(|error| PivError::Transmit(error.to_string()))
 }
 
 impl CardReader for CardWatcher {
@@ -133,6 +202,8 @@ fn pcscd_socket() -> PathBuf {
 /// What the watcher and its thread share.
 struct Shared {
     token: watch::Sender<Option<String>>,
+    /// The card in the reader, for proofs.
+    card: Mutex<Option<PresentCard>>,
     stop: Mutex<bool>,
     wake: Condvar,
     /// The context the thread is waiting in, for SCardCancel.
@@ -153,10 +224,19 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner);
     }
 
-    fn publish(&self, event: &CardEvent) {
+    fn publish(&self, event: &CardEvent, card: Option<PresentCard>) {
         event.log();
+        *lock(&self.card) = card;
         self.token.send_replace(event.token().map(str::to_owned));
     }
+}
+
+/// What a proof needs of the card in the reader.
+struct PresentCard {
+    token: String,
+    reader: std::ffi::CString,
+    /// Its PIV card authentication certificate; `None`: it cannot prove anything.
+    certificate: Option<Vec<u8>>,
 }
 
 /// A lock that a panicking holder did not spoil: the data behind these (a flag, a handle) has no
@@ -237,10 +317,10 @@ struct Follower<'a> {
     unread: bool,
 }
 
-/// What came of asking a new card for its UID.
+/// What came of asking a new card for its UID (and its PIV certificate).
 enum UidRead {
-    /// The card answered, with its UID or without one.
-    Answered(Option<Vec<u8>>),
+    /// The card answered, with its UID or without one, and its certificate if it has one.
+    Answered(Option<Vec<u8>>, Option<Vec<u8>>),
     /// The card left before it could be asked.
     Gone,
 }
@@ -370,14 +450,28 @@ impl<'a> Follower<'a> {
 
     fn act(&mut self, change: Change) {
         match change {
-            Change::Removed => self.shared.publish(&CardEvent::Removed {
-                reader: self.reader.clone(),
-            }),
-            Change::Inserted { atr } => match self.read_uid(&atr) {
-                UidRead::Answered(uid) => self.shared.publish(&CardEvent::Inserted {
-                    token: card_token(&atr, uid.as_deref()),
+            Change::Removed => self.shared.publish(
+                &CardEvent::Removed {
                     reader: self.reader.clone(),
-                }),
+                },
+                None,
+            ),
+            Change::Inserted { atr } => match self.read_uid(&atr) {
+                UidRead::Answered(uid, certificate) => {
+                    let token = card_token(&atr, uid.as_deref());
+                    let present = self.states.get(1).map(|state| PresentCard {
+                        token: token.clone(),
+                        reader: state.name().to_owned(),
+                        certificate,
+                    });
+                    self.shared.publish(
+                        &CardEvent::Inserted {
+                            token,
+                            reader: self.reader.clone(),
+                        },
+                        present,
+                    )
+                }
                 UidRead::Gone => {
                     tracing::debug!(reader = %self.reader, "card left before it could be read");
                     self.tracker.forget();
@@ -398,11 +492,11 @@ impl<'a> Follower<'a> {
         let started = Instant::now();
         loop {
             let error = match self.try_read_uid(&reader) {
-                Ok(uid) => {
+                Ok((uid, certificate)) => {
                     if uid.is_none() {
                         tracing::debug!(reader = %self.reader, "card has no UID; naming it by its ATR");
                     }
-                    return UidRead::Answered(uid);
+                    return UidRead::Answered(uid, certificate);
                 }
                 Err(PcscError::RemovedCard | PcscError::NoSmartcard) => return UidRead::Gone,
                 Err(error) => error,
@@ -416,7 +510,7 @@ impl<'a> Follower<'a> {
                     %error,
                     "cannot ask the card for its UID; naming it by its ATR"
                 );
-                return UidRead::Answered(None);
+                return UidRead::Answered(None, None);
             }
             tracing::debug!(reader = %self.reader, %error, "cannot read the card yet; asking again");
             self.shared.sleep(READ_RETRY);
@@ -437,15 +531,31 @@ impl<'a> Follower<'a> {
         }
     }
 
-    /// Connect (shared), GET DATA for the UID, disconnect leaving the card as it was.
-    fn try_read_uid(&self, reader: &CStr) -> Result<Option<Vec<u8>>, PcscError> {
+    /// Connect (shared), GET DATA for the UID, read the PIV card authentication certificate if
+    /// the card has one, disconnect leaving the card as it was.
+    #[allow(clippy::type_complexity)]
+    fn try_read_uid(
+        &self,
+        reader: &CStr,
+    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), PcscError> {
         let card = self
             .context
             .connect(reader, ShareMode::Shared, Protocols::ANY)?;
         let mut buffer = [0; MAX_BUFFER_SIZE];
         let answer = card
             .transmit(&GET_UID, &mut buffer)
-            .map(|response| uid_from_response(response).map(<[u8]>::to_vec));
+            .map(|response| uid_from_response(response).map(<[u8]>::to_vec))
+            .map(|uid| {
+                let certificate =
+                    match piv::read_card_auth_certificate(&mut |apdu| transmit(&card, apdu)) {
+                        Ok(certificate) => Some(certificate),
+                        Err(error) => {
+                            tracing::info!(reader = %self.reader, %error, "the card cannot prove its identity");
+                            None
+                        }
+                    };
+                (uid, certificate)
+            });
         if let Err((_, error)) = card.disconnect(Disposition::LeaveCard) {
             tracing::debug!(reader = %self.reader, %error, "SCardDisconnect");
         }

@@ -28,9 +28,11 @@ use wayray_protocol::{
 };
 
 use crate::{
+    cards::{key_fingerprint, ProofOutcome, UnprovenCards},
     store::{AuditEvent, AuditKind, Store},
     transport::ConnEvent,
 };
+use wayray_protocol::{card_proof::is_card_token, Notice};
 
 /// How appliances are matched to sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,35 @@ pub struct ApplianceSlot {
     /// The configured output scale for this appliance (`output_scale`); `None`: automatic.
     pub scale: Option<f64>,
     pub connected_ms: u64,
+    /// What the card behind the token has proved; see [`CardCheck`].
+    pub card: CardCheck,
+}
+
+/// Where an appliance's card token stands. A card token leads to a session only once its proof
+/// was checked ([`Daemon::token_proof`]); pseudo-tokens need none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardCheck {
+    /// No token, or a pseudo-token.
+    NotACard,
+    /// A card token whose `TokenProof` has not arrived yet: nothing is shown.
+    Awaiting,
+    /// The card signed this connection's challenge with this key (SubjectPublicKeyInfo DER),
+    /// which is the token's enrolled key or, for a card not enrolled yet, will be at login.
+    Proven { spki: Vec<u8> },
+    /// A card that cannot prove anything, accepted by `unproven_cards = "lock"`.
+    Unproven,
+    /// Refused (the appliance was told why); it shows nothing until another token comes.
+    Refused,
+}
+
+impl CardCheck {
+    /// The check a newly presented token starts with.
+    pub fn for_token(token: Option<&str>) -> Self {
+        match token {
+            Some(token) if is_card_token(token) => Self::Awaiting,
+            _ => Self::NotACard,
+        }
+    }
 }
 
 impl ApplianceSlot {
@@ -124,6 +155,8 @@ pub struct Daemon {
     /// The shared session's id in [`Mode::Shared`].
     pub shared: Option<SessionId>,
     pub shutting_down: bool,
+    /// Config `unproven_cards`.
+    pub unproven_cards: UnprovenCards,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -139,6 +172,7 @@ impl Daemon {
             store,
             shared: None,
             shutting_down: false,
+            unproven_cards: UnprovenCards::default(),
         }
     }
 
@@ -278,9 +312,96 @@ impl Daemon {
         tracing::info!(appliance = id, ?token, "token changed");
         self.detach_appliance(id, "token removed");
         if let Some(slot) = self.appliances.get_mut(&id) {
+            slot.card = CardCheck::for_token(token.as_deref());
             slot.token = token;
         }
         self.route(id);
+    }
+
+    /// The appliance's card answered the proof challenge for `token`: decides whether the
+    /// token may lead to a session, tells the appliance when not, and routes it.
+    pub fn token_proof(&mut self, id: ApplianceId, token: &str, outcome: ProofOutcome) {
+        if self.mode == Mode::Shared {
+            return;
+        }
+        let Some(slot) = self.appliances.get(&id) else {
+            return;
+        };
+        if slot.token.as_deref() != Some(token) || slot.card != CardCheck::Awaiting {
+            tracing::debug!(appliance = id, token, "a proof for a token no longer presented");
+            return;
+        }
+        let identity = slot.identity(id);
+        let enrolled = match self.store.card_key(token) {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::error!(%err, "cannot read the card keys; refusing the card");
+                self.refuse_card(id, token, identity, "the server cannot read its card records".into());
+                return;
+            }
+        };
+        let check = match (outcome, enrolled) {
+            (ProofOutcome::Proven { spki }, Some(key)) if spki == key => {
+                tracing::info!(appliance = id, token, key = %key_fingerprint(&spki), "card proved its enrolled key");
+                CardCheck::Proven { spki }
+            }
+            (ProofOutcome::Proven { spki }, Some(key)) => {
+                let why = format!(
+                    "its key {} is not the key {} enrolled for this card",
+                    key_fingerprint(&spki),
+                    key_fingerprint(&key)
+                );
+                self.refuse_card(id, token, identity, why);
+                return;
+            }
+            (ProofOutcome::Proven { spki }, None) => {
+                tracing::info!(appliance = id, token, key = %key_fingerprint(&spki), "card proved a key; it is enrolled at its first login");
+                CardCheck::Proven { spki }
+            }
+            (ProofOutcome::NoProof, Some(_)) => {
+                self.refuse_card(id, token, identity, "the card did not prove it holds the key enrolled for it".into());
+                return;
+            }
+            (ProofOutcome::Invalid(why), _) => {
+                self.refuse_card(id, token, identity, why);
+                return;
+            }
+            (ProofOutcome::NoProof, None) => match self.unproven_cards {
+                UnprovenCards::Lock => {
+                    tracing::info!(appliance = id, token, "an unproven card, accepted with the lock screen");
+                    CardCheck::Unproven
+                }
+                UnprovenCards::Refuse => {
+                    self.refuse_card(
+                        id,
+                        token,
+                        identity,
+                        "this card cannot prove who it is (no PIV card authentication key), and this server accepts only cards that can".into(),
+                    );
+                    return;
+                }
+            },
+        };
+        if let Some(slot) = self.appliances.get_mut(&id) {
+            slot.card = check;
+        }
+        self.route(id);
+    }
+
+    fn refuse_card(&mut self, id: ApplianceId, token: &str, identity: String, why: String) {
+        tracing::warn!(appliance = id, token, why, "card refused");
+        if let Some(slot) = self.appliances.get_mut(&id) {
+            slot.card = CardCheck::Refused;
+            let _ = slot.tx.send(ConnEvent::Notice(Notice::CardRefused {
+                reason: why.clone(),
+            }));
+        }
+        self.audit(
+            AuditEvent::new(AuditKind::CardRefused)
+                .token(token)
+                .appliance(identity)
+                .detail(why),
+        );
     }
 
     /// The session an appliance's token leads to, starting a greeter when there is none.
@@ -299,6 +420,11 @@ impl Daemon {
                     );
                     None
                 }
+                Some(_) if slot.card == CardCheck::Awaiting => {
+                    tracing::info!(appliance, "waiting for the card's proof");
+                    None
+                }
+                Some(_) if slot.card == CardCheck::Refused => None,
                 Some(token) => match self.bindings.get(&token) {
                     Some(id) => Some(*id),
                     None => self.request_greeter(&token),
@@ -558,6 +684,7 @@ impl Daemon {
                 .token(token)
                 .user(user),
         );
+        self.enrol_card(greeter, token, user);
         let existing = self
             .sessions
             .iter()
@@ -609,6 +736,34 @@ impl Daemon {
         for appliance in showing {
             self.detach_appliance(appliance, "logged in");
             self.attach(appliance, target);
+        }
+    }
+
+    /// A user logged in (PAM) with a card that proved a key: the key is recorded for the
+    /// card's token, and from now on only that key opens the token's session.
+    fn enrol_card(&mut self, greeter: SessionId, token: &str, user: &str) {
+        let proven = self.appliances.values().find_map(|a| match &a.card {
+            CardCheck::Proven { spki }
+                if a.token.as_deref() == Some(token) && a.session == Some(greeter) =>
+            {
+                Some(spki.clone())
+            }
+            _ => None,
+        });
+        let Some(spki) = proven else { return };
+        match self.store.enrol_card(token, user, &spki, now_ms()) {
+            Ok(true) => {
+                tracing::info!(token, user, key = %key_fingerprint(&spki), "card enrolled");
+                self.audit(
+                    AuditEvent::new(AuditKind::CardEnrolled)
+                        .session(greeter)
+                        .token(token)
+                        .user(user)
+                        .detail(format!("key {}", key_fingerprint(&spki))),
+                );
+            }
+            Ok(false) => {}
+            Err(err) => tracing::error!(%err, token, "cannot record the card's key"),
         }
     }
 

@@ -18,7 +18,8 @@ use super::governor::{Governor, LinkSample};
 use super::{input, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
-use crate::daemon::{now_ms, ApplianceSlot};
+use crate::cards::{self, ProofOutcome};
+use crate::daemon::{now_ms, ApplianceSlot, CardCheck};
 
 /// How long an appliance may take between connecting and saying Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ pub enum ConnEvent {
     Cursor { bytes: Arc<[u8]> },
     Replaced,
     Shutdown,
+    /// Tell the appliance why it shows no desktop.
+    Notice(wayray_protocol::Notice),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 keymap: hello.keymap.clone(),
                 scale: shared.config.output_scale.fixed_value(),
                 connected_ms: now_ms(),
+                card: CardCheck::for_token(hello.token.as_deref()),
             },
         );
     }
@@ -178,6 +182,8 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             .instrument(tracing::Span::current()),
     );
     let _abort_input = AbortOnDrop(input_task);
+    // The counter of the last card proof taken on this connection; each is accepted once.
+    let mut last_proof = 0u64;
 
     loop {
         let wait = governor.delay(Instant::now());
@@ -203,6 +209,10 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                     tracing::trace!(len = bytes.len(), "sending cursor");
                     display.write_all(&bytes).await?;
                 }
+                Some(ConnEvent::Notice(notice)) => {
+                    tracing::info!(%notice, "notice to the appliance");
+                    send(&mut ctrl_send, &ServerControl::Notice(notice)).await?;
+                }
                 Some(ConnEvent::Replaced) => {
                     bye(&conn, &mut ctrl_send, ByeReason::Replaced).await;
                     return Ok(());
@@ -216,6 +226,15 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 Ok(Some(ClientControl::FrameAck { seq })) => {
                     if let Ok(mut daemon) = shared.daemon.lock() {
                         daemon.forward_to_session(id, ToSession::FrameAck { appliance: id, seq });
+                    }
+                }
+                Ok(Some(ClientControl::TokenProof { token, counter, proof })) => {
+                    let outcome = check_proof(&conn, &token, counter, &mut last_proof, proof);
+                    if let ProofOutcome::Invalid(why) = &outcome {
+                        tracing::warn!(%token, counter, why, "invalid card proof");
+                    }
+                    if let Ok(mut daemon) = shared.daemon.lock() {
+                        daemon.token_proof(id, &token, outcome);
                     }
                 }
                 Ok(Some(ClientControl::TokenChanged { token })) => {
@@ -266,6 +285,35 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             },
         }
     }
+}
+
+/// Checks a card proof against this connection's exporter secret. A counter at or below the last
+/// one is a replay, whatever the signature.
+fn check_proof(
+    conn: &quinn::Connection,
+    token: &str,
+    counter: u64,
+    last: &mut u64,
+    proof: Option<wayray_protocol::card_proof::CardProof>,
+) -> ProofOutcome {
+    if counter <= *last {
+        return ProofOutcome::Invalid(format!(
+            "proof counter {counter} was already used on this connection (a replay)"
+        ));
+    }
+    *last = counter;
+    let Some(proof) = proof else {
+        return ProofOutcome::NoProof;
+    };
+    let mut exporter = [0u8; wayray_protocol::card_proof::EXPORTER_LEN];
+    if let Err(error) = conn.export_keying_material(
+        &mut exporter,
+        wayray_protocol::card_proof::EXPORTER_LABEL,
+        token.as_bytes(),
+    ) {
+        return ProofOutcome::Invalid(format!("no TLS exporter secret: {error:?}"));
+    }
+    cards::verify(&exporter, token, counter, &proof)
 }
 
 /// Writes the held frames the bandwidth cap lets through now, in order.
