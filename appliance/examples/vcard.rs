@@ -50,7 +50,10 @@ pub struct PivApplet {
 impl std::fmt::Debug for PivApplet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PivApplet")
-            .field("certificate", &format_args!("{} bytes", self.certificate.len()))
+            .field(
+                "certificate",
+                &format_args!("{} bytes", self.certificate.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -206,7 +209,9 @@ impl VirtualCard {
                     return Some(SW_WRONG_DATA.to_vec());
                 };
                 match self.piv.as_ref().and_then(|piv| piv.sign_digest(digest)) {
-                    Some(signature) => Some(Self::chunk(session, tlv(0x7C, &tlv(0x82, &signature)))),
+                    Some(signature) => {
+                        Some(Self::chunk(session, tlv(0x7C, &tlv(0x82, &signature))))
+                    }
                     None => Some(SW_CONDITIONS.to_vec()),
                 }
             }
@@ -471,10 +476,16 @@ mod tests {
             ..card(None)
         };
         let mut session = CardSession::default();
-        let get_cert = [0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x01, 0x00];
-        assert_eq!(card.answer_in(&mut session, &get_cert), Some(vec![0x6D, 0x00]));
+        let get_cert = [
+            0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x01, 0x00,
+        ];
+        assert_eq!(
+            card.answer_in(&mut session, &get_cert),
+            Some(vec![0x6D, 0x00])
+        );
         let select = [
-            0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00,
+            0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00,
+            0x00,
         ];
         let selected = card.answer_in(&mut session, &select).expect("answer");
         assert_eq!(selected[selected.len() - 2..], [0x90, 0x00]);

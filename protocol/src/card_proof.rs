@@ -40,8 +40,7 @@ pub struct CardProof {
 /// The message a card signs for `token`'s `counter`th proof on a connection whose exporter
 /// secret (label [`EXPORTER_LABEL`], context = the token's bytes) is `exporter`.
 pub fn challenge_message(exporter: &[u8], token: &str, counter: u64) -> Vec<u8> {
-    let mut message =
-        Vec::with_capacity(CONTEXT.len() + exporter.len() + token.len() + 8 + 4);
+    let mut message = Vec::with_capacity(CONTEXT.len() + exporter.len() + token.len() + 8 + 4);
     message.extend_from_slice(CONTEXT);
     message.extend_from_slice(exporter);
     // Length-prefixed, so no token can end where another's counter begins.

@@ -95,7 +95,11 @@ mod tests {
         };
         assert!(!spki.is_empty());
         // Another connection, token or counter: the same bytes prove nothing.
-        for (exporter, token, counter) in [([6; 32], "atr1.01", 1), ([5; 32], "atr1.02", 1), ([5; 32], "atr1.01", 2)] {
+        for (exporter, token, counter) in [
+            ([6; 32], "atr1.01", 1),
+            ([5; 32], "atr1.02", 1),
+            ([5; 32], "atr1.01", 2),
+        ] {
             assert!(matches!(
                 verify(&exporter, token, counter, &proof),
                 ProofOutcome::Invalid(_)
@@ -109,6 +113,9 @@ mod tests {
             certificate: vec![0x30, 0x03, 0x02, 0x01, 0x00],
             signature: vec![1, 2, 3],
         };
-        assert!(matches!(verify(&[0; 32], "t", 1, &proof), ProofOutcome::Invalid(_)));
+        assert!(matches!(
+            verify(&[0; 32], "t", 1, &proof),
+            ProofOutcome::Invalid(_)
+        ));
     }
 }

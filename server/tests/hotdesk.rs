@@ -8,158 +8,17 @@
 
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
+use support::launcher::*;
 use support::*;
-
-const READER_A: &str = "Virtual PCD 00 00";
-const READER_B: &str = "Virtual PCD 00 01";
-const PORT_A: &str = "35963";
-const PORT_B: &str = "35964";
-const ATR: &str = "3B8F8001804F0CA000000306030001000000006A";
-
-struct User(String);
-
-impl User {
-    fn create(name: &str, password: &str) -> User {
-        let _ = Command::new("userdel").args(["-r", name]).output();
-        let ok = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", name])
-            .status()
-            .expect("useradd");
-        assert!(ok.success(), "useradd {name} failed");
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("chpasswd");
-        use std::io::Write;
-        chpasswd
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{name}:{password}\n").as_bytes())
-            .unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-        User(name.to_owned())
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u", &self.0])
-            .status();
-        let _ = Command::new("userdel").args(["-r", &self.0]).output();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn vcard() -> PathBuf {
-    let path = wrsrvd().parent().unwrap().join("examples").join("vcard");
-    assert!(
-        path.exists(),
-        "{} not built: `cargo build --workspace --examples` (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-/// Puts a card with `uid` into the vpcd reader on `port`; dropping it pulls the card out.
-fn insert_card(port: &str, uid: &str) -> Killed {
-    let child = Command::new(vcard())
-        .args(["--port", port, "--atr", ATR, "--uid", uid])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start vcard");
-    Killed(child)
-}
-
-fn appliance(
-    dir: &TempDir,
-    name: &str,
-    server: std::net::SocketAddr,
-    reader: &str,
-    script: &Path,
-) -> Killed {
-    let child = Command::new(wrclient())
-        .arg("--server")
-        .arg(server.to_string())
-        .arg("--state-dir")
-        .arg(dir.path(&format!("{name}-state")))
-        .arg("--frame-log")
-        .arg(dir.path(&format!("{name}-frames.log")))
-        .args([
-            "--screen",
-            "800x600",
-            "--card-reader",
-            reader,
-            "--require-card",
-        ])
-        .arg("--input-script")
-        .arg(script)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("start wrclient");
-    Killed(child)
-}
-
-/// The session launcher, as root, with `nobody` as the greeter user.
-fn start_wrsessd(run_dir: &Path, log: &Path) -> Killed {
-    Killed(
-        Command::new(wrsrvd().with_file_name("wrsessd"))
-            .arg("--run-dir")
-            .arg(run_dir)
-            .args(["--greeter-user", "nobody"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start wrsessd"),
-    )
-}
-
-fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> bool,
-    log: impl Fn() -> String,
-) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {what}\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn read(path: &Path) -> String {
-    strip_ansi(&std::fs::read_to_string(path).unwrap_or_default())
-}
 
 /// The whole Sun Ray promise: card in at A → greeter; a wrong password is refused; log in →
 /// foot; type a marker; card out → the session is suspended and A asks for a card; card in at
 /// B → B shows that very framebuffer (same digest), marker included.
 #[test]
 fn pcsc_hot_desking_moves_the_session_with_the_card() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: needs root (useradd, PAM, sessions as another user)");
         return;
     }
@@ -168,22 +27,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     // The user's own output scale; the appliances announce no physical size, so the server's
     // automatic choice would be 1. No default desktop: its panel clock would change the
     // framebuffer this test compares across appliances whenever a minute turns.
-    let config = format!("/home/{}/.config/wayray", user.0);
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        format!("{config}/session.toml"),
-        "desktop = \"none\"\nautostart = [\"foot\"]\nscale = 1.25\n",
-    )
-    .unwrap();
-    let chown = Command::new("chown")
-        .args([
-            "-R",
-            &format!("{0}:{0}", user.0),
-            &format!("/home/{}/.config", user.0),
-        ])
-        .status()
-        .expect("chown");
-    assert!(chown.success());
+    user.session_toml("desktop = \"none\"\nautostart = [\"foot\"]\nscale = 1.25\n");
     let run_dir = dir.path("wayray-run");
     let server = Server::start(
         &dir,
@@ -219,7 +63,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     let script_b = dir.path("b.script");
     std::fs::write(&script_b, "wait 600000\n").unwrap();
 
-    let card = insert_card(PORT_A, "04A1B2C3");
+    let card = insert_card(&dir, PORT_A, "04A1B2C3");
     let _a = appliance(&dir, "a", server.listen, READER_A, &script_a);
     let _b = appliance(&dir, "b", server.listen, READER_B, &script_b);
     wait_for(
@@ -246,16 +90,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         all_logs,
     );
     // foot maps in the user's session (its log is under the run dir).
-    let session_logs = || -> String {
-        std::fs::read_dir(run_dir.join("sessions"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| read(&e.path()))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default()
-    };
+    let session_logs = || session_logs(&run_dir);
     wait_for(
         "foot in the user's session",
         Duration::from_secs(30),
@@ -299,7 +134,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
 
     // Card in at B: B shows the same framebuffer A showed last.
     let started = Instant::now();
-    let _card_b = insert_card(PORT_B, "04A1B2C3");
+    let _card_b = insert_card(&dir, PORT_B, "04A1B2C3");
     wait_for(
         "B to show the session",
         Duration::from_secs(20),
@@ -339,7 +174,7 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     assert_eq!(user_session["state"], "active", "{user_session}");
 
     // Another card at A (another person) never reaches this session: it gets its own greeter.
-    let _other = insert_card(PORT_A, "0BADCAFE");
+    let _other = insert_card(&dir, PORT_A, "0BADCAFE");
     wait_for(
         "a second greeter for the other card",
         Duration::from_secs(20),
@@ -382,29 +217,11 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     );
 }
 
-/// `wradm sessions --json` against the daemon.
-fn wradm_sessions(run_dir: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(wrsrvd().with_file_name("wradm"))
-        .arg("--socket")
-        .arg(run_dir.join("admin.sock"))
-        .args(["sessions", "--json"])
-        .output()
-        .expect("run wradm");
-    assert!(out.status.success(), "wradm failed: {out:?}");
-    serde_json::from_slice(&out.stdout).expect("wradm --json prints JSON")
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
 /// The daemon restarts under a running session: the session process reconnects, the new daemon
 /// re-adopts it from the store with its token binding, and the appliance gets it back unchanged.
 #[test]
 fn pcsc_daemon_restart_readopts_running_sessions() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: needs root (useradd, PAM, sessions as another user)");
         return;
     }
@@ -441,7 +258,7 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
         ),
     )
     .unwrap();
-    let _card = insert_card(PORT_A, "04C0FFEE");
+    let _card = insert_card(&dir, PORT_A, "04C0FFEE");
     let _a = appliance(&dir, "a", listen, READER_A, &script);
     let logs = |server: &Server| {
         format!(

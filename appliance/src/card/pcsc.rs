@@ -534,10 +534,7 @@ impl<'a> Follower<'a> {
     /// Connect (shared), GET DATA for the UID, read the PIV card authentication certificate if
     /// the card has one, disconnect leaving the card as it was.
     #[allow(clippy::type_complexity)]
-    fn try_read_uid(
-        &self,
-        reader: &CStr,
-    ) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), PcscError> {
+    fn try_read_uid(&self, reader: &CStr) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), PcscError> {
         let card = self
             .context
             .connect(reader, ShareMode::Shared, Protocols::ANY)?;

@@ -20,6 +20,9 @@ pub const ALG_ECC_P256: u8 = 0x11;
 /// Key reference of the card authentication key.
 pub const KEY_CARD_AUTH: u8 = 0x9E;
 
+/// Sends one command APDU to the card and returns its answer (data and status word).
+pub type Transmit<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, PivError>;
+
 /// Why a card could not give a proof.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PivError {
@@ -51,7 +54,9 @@ impl Response {
                 data: data.to_vec(),
                 status: u16::from_be_bytes([*sw1, *sw2]),
             }),
-            _ => Err(PivError::Malformed("a response shorter than its status word")),
+            _ => Err(PivError::Malformed(
+                "a response shorter than its status word",
+            )),
         }
     }
 
@@ -63,7 +68,7 @@ impl Response {
 /// Sends `apdu` and collects a long answer: `61 XX` means XX more bytes wait for GET RESPONSE,
 /// `6C XX` means "ask again with Le = XX" (ISO 7816-4, 5.1.3).
 pub fn transmit_all(
-    transmit: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, PivError>,
+    transmit: Transmit<'_>,
     apdu: &[u8],
 ) -> Result<Response, PivError> {
     let mut response = Response::parse(&transmit(apdu)?)?;
@@ -92,7 +97,7 @@ pub fn transmit_all(
 
 /// Selects the PIV application and reads the card authentication certificate (DER).
 pub fn read_card_auth_certificate(
-    transmit: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, PivError>,
+    transmit: Transmit<'_>,
 ) -> Result<Vec<u8>, PivError> {
     select(transmit)?;
     let response = transmit_all(transmit, &GET_CARD_AUTH_CERT)?;
@@ -105,7 +110,7 @@ pub fn read_card_auth_certificate(
 /// Selects the PIV application and has the card authentication key sign `digest` (a SHA-256
 /// digest, 32 bytes); returns the ECDSA signature as the card gives it (ASN.1 DER).
 pub fn sign_digest(
-    transmit: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, PivError>,
+    transmit: Transmit<'_>,
     digest: &[u8; 32],
 ) -> Result<Vec<u8>, PivError> {
     select(transmit)?;
@@ -116,9 +121,7 @@ pub fn sign_digest(
     signature_from_response(&response.data)
 }
 
-fn select(
-    transmit: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, PivError>,
-) -> Result<(), PivError> {
+fn select(transmit: Transmit<'_>) -> Result<(), PivError> {
     let response = transmit_all(transmit, &SELECT_PIV)?;
     if response.ok() {
         Ok(())
@@ -162,18 +165,24 @@ pub fn certificate_from_object(object: &[u8]) -> Result<Vec<u8>, PivError> {
     }
     certificate
         .filter(|c| !c.is_empty())
-        .ok_or(PivError::Malformed("a certificate object without a certificate"))
+        .ok_or(PivError::Malformed(
+            "a certificate object without a certificate",
+        ))
 }
 
 /// The signature in GENERAL AUTHENTICATE's answer: `7C { 82 signature }`.
 pub fn signature_from_response(data: &[u8]) -> Result<Vec<u8>, PivError> {
     let (tag, body, _) = tlv(data)?;
     if tag != 0x7C {
-        return Err(PivError::Malformed("an authentication answer without tag 7C"));
+        return Err(PivError::Malformed(
+            "an authentication answer without tag 7C",
+        ));
     }
     let (tag, signature, _) = tlv(body)?;
     if tag != 0x82 || signature.is_empty() {
-        return Err(PivError::Malformed("an authentication answer without a response"));
+        return Err(PivError::Malformed(
+            "an authentication answer without a response",
+        ));
     }
     Ok(signature.to_vec())
 }
@@ -181,7 +190,9 @@ pub fn signature_from_response(data: &[u8]) -> Result<Vec<u8>, PivError> {
 /// One BER-TLV with a one-byte tag: (tag, value, what follows).
 pub fn tlv(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), PivError> {
     let short = PivError::Malformed("a TLV longer than its data");
-    let (&tag, rest) = bytes.split_first().ok_or(PivError::Malformed("an empty TLV"))?;
+    let (&tag, rest) = bytes
+        .split_first()
+        .ok_or(PivError::Malformed("an empty TLV"))?;
     let (&first, rest) = rest.split_first().ok_or(short.clone())?;
     let (len, rest) = match first {
         0..=0x7F => (usize::from(first), rest),
@@ -208,7 +219,10 @@ mod tests {
 
     #[test]
     fn tlv_lengths() {
-        assert_eq!(tlv(&[0x70, 2, 1, 2, 9]).unwrap(), (0x70, &[1, 2][..], &[9][..]));
+        assert_eq!(
+            tlv(&[0x70, 2, 1, 2, 9]).unwrap(),
+            (0x70, &[1, 2][..], &[9][..])
+        );
         let long = [&[0x70, 0x81, 200][..], &[7; 200]].concat();
         assert_eq!(tlv(&long).unwrap().1.len(), 200);
         let longer = [&[0x70, 0x82, 0x01, 0x2C][..], &[7; 300]].concat();

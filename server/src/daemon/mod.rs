@@ -328,7 +328,11 @@ impl Daemon {
             return;
         };
         if slot.token.as_deref() != Some(token) || slot.card != CardCheck::Awaiting {
-            tracing::debug!(appliance = id, token, "a proof for a token no longer presented");
+            tracing::debug!(
+                appliance = id,
+                token,
+                "a proof for a token no longer presented"
+            );
             return;
         }
         let identity = slot.identity(id);
@@ -336,7 +340,12 @@ impl Daemon {
             Ok(key) => key,
             Err(err) => {
                 tracing::error!(%err, "cannot read the card keys; refusing the card");
-                self.refuse_card(id, token, identity, "the server cannot read its card records".into());
+                self.refuse_card(
+                    id,
+                    token,
+                    identity,
+                    "the server cannot read its card records".into(),
+                );
                 return;
             }
         };
@@ -359,7 +368,12 @@ impl Daemon {
                 CardCheck::Proven { spki }
             }
             (ProofOutcome::NoProof, Some(_)) => {
-                self.refuse_card(id, token, identity, "the card did not prove it holds the key enrolled for it".into());
+                self.refuse_card(
+                    id,
+                    token,
+                    identity,
+                    "the card did not prove it holds the key enrolled for it".into(),
+                );
                 return;
             }
             (ProofOutcome::Invalid(why), _) => {
@@ -368,7 +382,11 @@ impl Daemon {
             }
             (ProofOutcome::NoProof, None) => match self.unproven_cards {
                 UnprovenCards::Lock => {
-                    tracing::info!(appliance = id, token, "an unproven card, accepted with the lock screen");
+                    tracing::info!(
+                        appliance = id,
+                        token,
+                        "an unproven card, accepted with the lock screen"
+                    );
                     CardCheck::Unproven
                 }
                 UnprovenCards::Refuse => {

@@ -29,8 +29,13 @@ const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Events for one connection task from the router.
 #[derive(Debug)]
 pub enum ConnEvent {
-    Frame { seq: u64, bytes: Arc<[u8]> },
-    Cursor { bytes: Arc<[u8]> },
+    Frame {
+        seq: u64,
+        bytes: Arc<[u8]>,
+    },
+    Cursor {
+        bytes: Arc<[u8]>,
+    },
     Replaced,
     Shutdown,
     /// Tell the appliance why it shows no desktop.

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod launcher;
+
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -411,6 +413,8 @@ pub struct RawAppliance {
     pub welcome: wayray_protocol::Welcome,
     display: quinn::RecvStream,
     display_reader: wayray_protocol::FrameReader,
+    /// What arrived on the control stream after Welcome and is not read yet.
+    ctrl_reader: wayray_protocol::FrameReader,
 }
 
 impl RawAppliance {
@@ -423,7 +427,17 @@ impl RawAppliance {
     pub async fn attach_with_screen(
         addr: SocketAddr,
         name: &str,
+        screen: (u32, u32),
+    ) -> RawAppliance {
+        Self::attach_with(addr, name, screen, Some(format!("pseudo.{name}"))).await
+    }
+
+    /// Like [`RawAppliance::attach`], presenting `token` in its Hello.
+    pub async fn attach_with(
+        addr: SocketAddr,
+        name: &str,
         (screen_width, screen_height): (u32, u32),
+        token: Option<String>,
     ) -> RawAppliance {
         use wayray_protocol::{
             framing, Capabilities, ClientControl, Encoding, FrameReader, Hello, ServerControl,
@@ -442,7 +456,7 @@ impl RawAppliance {
                 max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             },
             keymap: None,
-            token: Some(format!("pseudo.{name}")),
+            token,
         });
         ctrl.write_all(&framing::encode(&hello).unwrap())
             .await
@@ -468,6 +482,23 @@ impl RawAppliance {
             welcome,
             display,
             display_reader: FrameReader::new(DEFAULT_MAX_MESSAGE_LEN),
+            ctrl_reader: reader,
+        }
+    }
+
+    /// The next control message from the server, or `None` if none arrives within `wait`.
+    pub async fn next_control(&mut self, wait: Duration) -> Option<wayray_protocol::ServerControl> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(msg) = self.ctrl_reader.next().unwrap() {
+                return Some(msg);
+            }
+            match tokio::time::timeout_at(deadline.into(), self.ctrl_recv.read_chunk(1 << 16, true))
+                .await
+            {
+                Ok(Ok(Some(chunk))) => self.ctrl_reader.push(&chunk.bytes),
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
+            }
         }
     }
 
