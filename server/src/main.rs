@@ -4,6 +4,9 @@
 //! session, the default) or by the session launcher `wrsessd` (`--launcher`: a greeter per
 //! token, then the user's own session, running as that user).
 
+// The daemon only reads sessions' usage from their cgroups; wrsessd uses the rest.
+#[allow(dead_code)]
+mod cgroup;
 mod compositor;
 mod config;
 mod daemon;
@@ -329,6 +332,17 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
             bind(run_dir.launcher(), 0o600)?,
             daemon.clone(),
         ));
+        // Tokens whose sessions died at start get their next one once their backoff is over.
+        let retry = daemon.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if let Ok(mut d) = retry.lock() {
+                    d.retry_due();
+                }
+            }
+        });
         let timeout = Duration::from_secs(config.suspended_timeout_secs);
         if !timeout.is_zero() {
             let d = daemon.clone();

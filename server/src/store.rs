@@ -193,6 +193,8 @@ pub enum AuditKind {
     Destroyed,
     /// A session still running from before a daemon restart reconnected and was taken over.
     Adopted,
+    /// A session runs without its cgroup limits (the detail says why).
+    Unconfined,
 }
 
 impl AuditKind {
@@ -205,6 +207,7 @@ impl AuditKind {
             AuditKind::Detached => "detached",
             AuditKind::Destroyed => "destroyed",
             AuditKind::Adopted => "adopted",
+            AuditKind::Unconfined => "unconfined",
         }
     }
 
@@ -217,6 +220,7 @@ impl AuditKind {
             "detached" => AuditKind::Detached,
             "destroyed" => AuditKind::Destroyed,
             "adopted" => AuditKind::Adopted,
+            "unconfined" => AuditKind::Unconfined,
             _ => return None,
         })
     }

@@ -28,10 +28,17 @@ const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Events for one connection task from the router.
 #[derive(Debug)]
 pub enum ConnEvent {
-    Frame { seq: u64, bytes: Arc<[u8]> },
-    Cursor { bytes: Arc<[u8]> },
+    Frame {
+        seq: u64,
+        bytes: Arc<[u8]>,
+    },
+    Cursor {
+        bytes: Arc<[u8]>,
+    },
     Replaced,
     Shutdown,
+    /// Why the appliance sees no desktop (shown on its status screen).
+    Notice(wayray_protocol::Notice),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +209,10 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
                     display.write_all(&bytes).await?;
+                }
+                Some(ConnEvent::Notice(notice)) => {
+                    tracing::info!(%notice, "telling the appliance");
+                    send(&mut ctrl_send, &ServerControl::Notice(notice)).await?;
                 }
                 Some(ConnEvent::Replaced) => {
                     bye(&conn, &mut ctrl_send, ByeReason::Replaced).await;

@@ -2,7 +2,7 @@
 //! JSON for scripts. Pure functions of the reply and the current time.
 
 use serde::Serialize;
-use wayray_protocol::sessions::{session_id_string, ApplianceInfo, SessionInfo};
+use wayray_protocol::sessions::{session_id_string, ApplianceInfo, SessionInfo, SessionUsage};
 
 /// A session as `--json` prints it: ids as `wradm` takes them (16 hex digits), kind and state
 /// as lowercase words, times in milliseconds since the Unix epoch.
@@ -226,6 +226,49 @@ pub fn session_details(s: &SessionInfo, now_ms: u64) -> String {
         .iter()
         .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
         .collect()
+}
+
+/// `cpu_time` and `memory` lines for `wradm show`, aligned like [`session_details`].
+pub fn usage_details(u: &SessionUsage) -> String {
+    let mib = |b: Option<u64>| match b {
+        Some(b) => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        None => "-".to_string(),
+    };
+    let cpu = match u.cpu_usec {
+        Some(us) => format!("{:.3} s", us as f64 / 1e6),
+        None => "-".to_string(),
+    };
+    let limit = match u.memory_max {
+        Some(_) => mib(u.memory_max),
+        None => "none".to_string(),
+    };
+    let width = "wayland_display:".len() + 1;
+    format!(
+        "{:<width$} {cpu}\n{:<width$} {} now, {} peak, limit {limit}\n",
+        "cpu_time:",
+        "memory:",
+        mib(u.memory_current),
+        mib(u.memory_peak),
+    )
+}
+
+/// The `--json` object of `wradm show` with a `usage` object added (bytes and microseconds).
+pub fn json_with_usage(text: &str, u: &SessionUsage) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "usage".into(),
+            serde_json::json!({
+                "cpu_usec": u.cpu_usec,
+                "memory_current": u.memory_current,
+                "memory_peak": u.memory_peak,
+                "memory_max": u.memory_max,
+            }),
+        );
+    }
+    serde_json::to_string_pretty(&value).map_or_else(|_| text.to_string(), |s| s + "\n")
 }
 
 #[cfg(test)]

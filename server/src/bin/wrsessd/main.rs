@@ -6,9 +6,14 @@
 //! - [`launcher`]: what each request does; the table of running sessions.
 //! - [`login`]: `login.sock`, where greeters send user name and password.
 //! - [`pam_auth`], [`users`], [`process`], [`session_toml`], [`tickets`]: one idea each.
+//! - [`cgroup`]: each session's cgroup and its limits (shared with the daemon, which reads
+//!   usage from it); [`launched`]: the records a restarted launcher adopts sessions from.
 
+#[path = "../../cgroup/mod.rs"]
+mod cgroup;
 mod config;
 mod daemon_link;
+mod launched;
 mod launcher;
 mod login;
 mod pam_auth;
@@ -47,7 +52,8 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::from_cli(Cli::parse());
+    let config = Config::from_cli(Cli::parse())
+        .map_err(|e| miette::miette!("cannot read the launcher's config: {e}"))?;
     if !nix::unistd::Uid::effective().is_root() {
         tracing::warn!(
             "not running as root: sessions cannot start as other users and PAM will likely \
@@ -58,6 +64,8 @@ fn main() -> miette::Result<()> {
 
     let link = Arc::new(DaemonLink::default());
     let launcher = Arc::new(Launcher::new(config.clone(), Arc::clone(&link)));
+    launcher.adopt_previous();
+    launcher.start_oom_monitor();
 
     let login_socket = config.login_socket();
     let listener = login::listen(&login_socket)
