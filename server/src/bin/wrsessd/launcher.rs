@@ -29,8 +29,7 @@ use crate::{
     config::{Config, DEFAULT_PATH, GREETER_GRACE, STOP_GRACE, USER_RUNTIME_BASE},
     daemon_link::DaemonLink,
     launched::{Launched, Record},
-    lock,
-    pam_auth::{self, PamSession, ProcessLimits},
+    lock, pam_auth, pam_helper,
     process::{self, Launch},
     session_toml,
     tickets::{Claim, Tickets},
@@ -83,14 +82,14 @@ struct Running {
     limits: Limits,
     /// Why the launcher ended the session by itself ("memory limit of 512 MiB exceeded").
     ended_because: Option<String>,
-    /// A user session's PAM session, closed at its end.
-    pam: Option<PamSession>,
 }
 
 /// The process a watcher waits for: our own child, or one adopted from an earlier launcher
 /// (not our child, so only its pidfd says when it exits).
 enum Watched {
-    Child(Child),
+    /// Our child: the compositor itself (greeters), or the PAM session helper that waits for
+    /// it (user sessions); `pid` is the compositor's.
+    Child { child: Child, pid: u32 },
     Adopted {
         pid: u32,
         pidfd: std::os::fd::OwnedFd,
@@ -100,15 +99,25 @@ enum Watched {
 impl Watched {
     fn pid(&self) -> u32 {
         match self {
-            Watched::Child(child) => child.id(),
+            Watched::Child { pid, .. } => *pid,
             Watched::Adopted { pid, .. } => *pid,
         }
     }
 }
 
+/// How `launch` starts the compositor.
+enum Spawn {
+    /// Ourselves (greeters: no PAM session).
+    Direct(Launch),
+    /// Through the PAM session helper (users' sessions).
+    PamHelper(pam_helper::Request),
+}
+
 /// What `launch` made.
 struct StartedSession {
     child: Child,
+    /// The compositor's pid (the child is the PAM helper for user sessions).
+    pid: u32,
     /// Why the session runs without its cgroup limits, if it does.
     unconfined: Option<String>,
 }
@@ -206,8 +215,11 @@ impl Launcher {
         span: Span,
     ) {
         match started {
-            Ok(StartedSession { child, unconfined }) => {
-                let pid = child.id();
+            Ok(StartedSession {
+                child,
+                pid,
+                unconfined,
+            }) => {
                 span.in_scope(|| tracing::info!(pid, "session started"));
                 self.link
                     .send_or_keep(FromLauncher::Started { session, pid });
@@ -215,7 +227,7 @@ impl Launcher {
                     self.link
                         .send_or_keep(FromLauncher::Unconfined { session, reason });
                 }
-                self.watch(session, kind, Watched::Child(child), span);
+                self.watch(session, kind, Watched::Child { child, pid }, span);
             }
             Err(reason) => {
                 span.in_scope(|| tracing::warn!(%reason, "session not started"));
@@ -279,7 +291,7 @@ impl Launcher {
             ticket: Some(ticket.clone()),
             limits: None,
         };
-        self.launch(id, Kind::Greeter, launch, None, record)
+        self.launch(id, Kind::Greeter, Spawn::Direct(launch), record)
             .inspect_err(|_| {
                 lock(&self.tickets).spend(&ticket);
                 let _ = remove_dir_if_present(&runtime);
@@ -325,29 +337,28 @@ impl Launcher {
         let config = self.user_session_toml(&account);
         let (flags, spawn) = (config.session_flags(), config.spawn_commands());
         tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
-        // pam_limits sets its limits on the calling process: they are ours only until the
-        // session's compositor has inherited them.
-        let saved = ProcessLimits::save();
-        let (pam, pam_env) = PamSession::open(&self.config.pam_service, &account.name)?;
-        let mut env = session_env(&account, &runtime, secret);
-        for (key, value) in pam_env {
-            if !env.iter().any(|(k, _)| *k == key) {
-                env.push((key, value));
-            }
-        }
-        let launch = Launch {
+        // The PAM session (pam_limits, pam_env…) is opened by a helper process that starts
+        // the compositor and holds the session until it ends: see pam_helper.
+        let request = pam_helper::Request {
+            service: self.config.pam_service.clone(),
+            user: account.name.clone(),
             program: wrsrvd,
             args: process::session_args(
                 &session_id_string(id),
                 &self.config.sessions_socket(),
                 &flags,
                 &spawn,
-            ),
-            env,
+            )
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+            env: session_env(&account, &runtime, secret)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+                .collect(),
             cwd: account.home.clone(),
             log: self.config.session_log(id),
-            cgroup_join: Vec::new(),
-            account,
+            cgroup_procs: Vec::new(),
         };
         let record = Record {
             id: session_id_string(id),
@@ -359,9 +370,7 @@ impl Launcher {
             ticket: None,
             limits: None,
         };
-        let launched = self.launch(id, Kind::User, launch, Some(pam), record);
-        saved.restore();
-        launched
+        self.launch(id, Kind::User, Spawn::PamHelper(request), record)
     }
 
     /// The user's session.toml (desktop, clients, scale), read with the user's rights. A file
@@ -386,8 +395,7 @@ impl Launcher {
         &self,
         id: SessionId,
         kind: Kind,
-        mut launch: Launch,
-        pam: Option<PamSession>,
+        spawn: Spawn,
         mut record: Record,
     ) -> Result<StartedSession, String> {
         let limits = self.limits_for(kind);
@@ -405,35 +413,45 @@ impl Launcher {
         if let Some(reason) = &unconfined {
             tracing::error!(%reason, "the session runs without memory, CPU and process limits");
         }
-        let join_files = match group.as_ref().map(Group::join_files).transpose() {
-            Ok(files) => files.unwrap_or_default(),
-            Err(err) => {
-                close_pam(pam);
-                remove_group(group.as_ref());
-                return Err(format!("cannot join the session's cgroup: {err}"));
+        let mut sessions = lock(&self.sessions);
+        let started = match spawn {
+            Spawn::Direct(mut launch) => match group.as_ref().map(Group::join_files).transpose() {
+                Err(err) => Err(format!("cannot join the session's cgroup: {err}")),
+                Ok(files) => {
+                    let files = files.unwrap_or_default();
+                    launch.cgroup_join = files.iter().map(|f| f.as_raw_fd()).collect();
+                    process::spawn(&launch)
+                        .map(|child| {
+                            let pid = child.id();
+                            (child, pid)
+                        })
+                        .map_err(|e| format!("starting {}: {e}", launch.program.display()))
+                }
+            },
+            Spawn::PamHelper(mut request) => {
+                request.cgroup_procs = group
+                    .iter()
+                    .flat_map(|g| g.dirs.iter().map(|d| d.join("cgroup.procs")))
+                    .collect();
+                pam_helper::start(&request)
             }
         };
-        launch.cgroup_join = join_files.iter().map(|f| f.as_raw_fd()).collect();
-
-        let mut sessions = lock(&self.sessions);
-        let child = match process::spawn(&launch) {
-            Ok(child) => child,
+        let (child, pid) = match started {
+            Ok(started) => started,
             Err(err) => {
                 drop(sessions);
-                close_pam(pam);
                 remove_group(group.as_ref());
-                return Err(format!("starting {}: {err}", launch.program.display()));
+                return Err(err);
             }
         };
-        drop(join_files);
-        record.pid = child.id();
-        record.start_time = process::start_time(child.id()).unwrap_or(0);
+        record.pid = pid;
+        record.start_time = process::start_time(pid).unwrap_or(0);
         record.limits = group.is_some().then_some(limits);
         if let Err(err) = self.launched.save(&record) {
             tracing::warn!(%err, "cannot note the session; a restarted launcher will not find it");
         }
         tracing::info!(
-            pid = child.id(),
+            pid,
             cgroup = ?group.as_ref().and_then(|g| g.dirs.first()),
             memory_max_mib = limits.memory_max_mib,
             cpu_weight = limits.cpu_weight,
@@ -443,15 +461,18 @@ impl Launcher {
         sessions.insert(
             id,
             Running {
-                pid: child.id(),
+                pid,
                 stopping: false,
                 group,
                 limits,
                 ended_because: None,
-                pam,
             },
         );
-        Ok(StartedSession { child, unconfined })
+        Ok(StartedSession {
+            child,
+            pid,
+            unconfined,
+        })
     }
 
     /// Takes over the sessions an earlier launcher noted and that still run: they are
@@ -481,9 +502,6 @@ impl Launcher {
                 Ok(pidfd) => pidfd,
                 Err(err) => {
                     tracing::info!(pid = record.pid, %err, "a session of the earlier launcher has ended");
-                    if let Some(user) = &record.user {
-                        close_pam(PamSession::adopted(&self.config.pam_service, user).ok());
-                    }
                     if kind == Kind::Greeter {
                         self.greeter_gone(id);
                     }
@@ -495,10 +513,6 @@ impl Launcher {
                     continue;
                 }
             };
-            let pam = record
-                .user
-                .as_ref()
-                .and_then(|user| PamSession::adopted(&self.config.pam_service, user).ok());
             if let (Some(ticket), Some(token)) = (&record.ticket, &record.token) {
                 lock(&self.tickets).issue(ticket.clone(), id, token.clone());
             }
@@ -511,7 +525,6 @@ impl Launcher {
                     group,
                     limits: record.limits.unwrap_or_else(|| self.limits_for(kind)),
                     ended_because: None,
-                    pam,
                 },
             );
             drop(_entered);
@@ -602,7 +615,7 @@ impl Launcher {
 
     fn wait_for_exit(&self, id: SessionId, kind: Kind, watched: Watched) {
         let waited = match &watched {
-            Watched::Child(child) => process::wait_exited_unreaped(child),
+            Watched::Child { child, .. } => process::wait_exited_unreaped(child),
             Watched::Adopted { pidfd, .. } => process::wait_pidfd(pidfd),
         };
         if let Err(err) = waited {
@@ -618,7 +631,7 @@ impl Launcher {
                 tracing::debug!(%err, "signalling the session's leftovers");
             }
             let status = match watched {
-                Watched::Child(mut child) => match child.wait() {
+                Watched::Child { mut child, .. } => match child.wait() {
                     Ok(status) => process::describe_exit(status),
                     Err(err) => format!("unknown ({err})"),
                 },
@@ -667,7 +680,6 @@ impl Launcher {
                 tracing::warn!(%err, "cannot remove the session's cgroup");
             }
         }
-        close_pam(running.pam);
     }
 
     fn greeter_gone(&self, id: SessionId) {
@@ -769,14 +781,6 @@ impl Launcher {
                 tracing::info!(%user, "login accepted");
                 LoginReply::Accepted
             }
-        }
-    }
-}
-
-fn close_pam(pam: Option<PamSession>) {
-    if let Some(pam) = pam {
-        if let Err(err) = pam.close() {
-            tracing::warn!(%err, "closing the PAM session");
         }
     }
 }

@@ -17,6 +17,7 @@ mod launched;
 mod launcher;
 mod login;
 mod pam_auth;
+mod pam_helper;
 mod process;
 mod session_toml;
 mod tickets;
@@ -52,6 +53,12 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == pam_helper::ARG)
+    {
+        pam_helper::run();
+    }
     let config = Config::from_cli(Cli::parse())
         .map_err(|e| miette::miette!("cannot read the launcher's config: {e}"))?;
     if !nix::unistd::Uid::effective().is_root() {

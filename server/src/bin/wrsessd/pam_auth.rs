@@ -69,19 +69,6 @@ impl PamSession {
         ))
     }
 
-    /// For a session adopted from an earlier launcher: its PAM handle died with that launcher,
-    /// so a fresh one closes it (modules such as pam_limits and pam_env keep no state; those
-    /// that do may log that they never saw it open).
-    pub fn adopted(service: &str, user: &str) -> Result<Self, String> {
-        check_username(user)?;
-        let context = Context::new(service, Some(user), Conversation::default())
-            .map_err(|e| format!("PAM service {service:?} could not start: {e}"))?;
-        Ok(PamSession {
-            context,
-            token: Some(SessionToken::FullSession),
-        })
-    }
-
     /// `pam_close_session` and `pam_setcred(DELETE_CRED)`.
     pub fn close(mut self) -> Result<(), String> {
         let Some(token) = self.token.take() else {
@@ -91,76 +78,6 @@ impl PamSession {
         session
             .close(Flag::SILENT)
             .map_err(|e| format!("PAM could not close the session: {e}"))
-    }
-}
-
-/// Every limit pam_limits can set.
-const RESOURCES: [libc::__rlimit_resource_t; 16] = [
-    libc::RLIMIT_CPU,
-    libc::RLIMIT_FSIZE,
-    libc::RLIMIT_DATA,
-    libc::RLIMIT_STACK,
-    libc::RLIMIT_CORE,
-    libc::RLIMIT_RSS,
-    libc::RLIMIT_NPROC,
-    libc::RLIMIT_NOFILE,
-    libc::RLIMIT_MEMLOCK,
-    libc::RLIMIT_AS,
-    libc::RLIMIT_LOCKS,
-    libc::RLIMIT_SIGPENDING,
-    libc::RLIMIT_MSGQUEUE,
-    libc::RLIMIT_NICE,
-    libc::RLIMIT_RTPRIO,
-    libc::RLIMIT_RTTIME,
-];
-
-/// The process's resource limits and nice value, saved before `pam_open_session` (pam_limits
-/// sets them on the calling process, which is the launcher) and put back once the session's
-/// process has inherited them.
-pub struct ProcessLimits {
-    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
-    nice: Option<i32>,
-}
-
-impl ProcessLimits {
-    pub fn save() -> Self {
-        let limits = RESOURCES
-            .iter()
-            .filter_map(|&resource| {
-                let mut limit = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                // SAFETY: getrlimit writes one rlimit.
-                (unsafe { libc::getrlimit(resource, &mut limit) } == 0).then_some((resource, limit))
-            })
-            .collect();
-        // SAFETY: clearing errno and getpriority have no preconditions.
-        let nice = unsafe {
-            *libc::__errno_location() = 0;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
-            (*libc::__errno_location() == 0).then_some(nice)
-        };
-        ProcessLimits { limits, nice }
-    }
-
-    pub fn restore(&self) {
-        for (resource, limit) in &self.limits {
-            // SAFETY: setrlimit reads one rlimit; we are root, so raising back works.
-            if unsafe { libc::setrlimit(*resource, limit) } != 0 {
-                tracing::warn!(
-                    resource,
-                    err = %std::io::Error::last_os_error(),
-                    "cannot restore a resource limit PAM changed"
-                );
-            }
-        }
-        if let Some(nice) = self.nice {
-            // SAFETY: setpriority has no memory-safety preconditions.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            }
-        }
     }
 }
 
