@@ -864,3 +864,40 @@ fn process_alive(pid: u32) -> bool {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| Backoff::delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(Backoff::delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn a_greeter_dying_at_start_holds_its_token_back() {
+        let store = Store::open_in_memory().unwrap();
+        let mut daemon = Daemon::new(Mode::Launcher, store);
+        let (id, _) = daemon
+            .create_session(SessionKind::Greeter, None, Some("tok"))
+            .unwrap();
+        daemon.bindings.insert("tok".into(), id);
+        daemon.session_exited(id, "failed to start: no wrlogin");
+        let backoff = daemon.backoff.get("tok").cloned().unwrap();
+        assert_eq!(backoff.failures, 1);
+        assert!(backoff.retry_ms > now_ms());
+        assert!(backoff.reason.contains("no wrlogin"), "{}", backoff.reason);
+
+        // A second failure waits longer; a login clears the count.
+        let (id, _) = daemon
+            .create_session(SessionKind::Greeter, None, Some("tok"))
+            .unwrap();
+        daemon.bindings.insert("tok".into(), id);
+        daemon.session_exited(id, "exit status: 1");
+        assert_eq!(daemon.backoff.get("tok").map(|b| b.failures), Some(2));
+        daemon.authenticated(id, "tok", "alice");
+        assert!(!daemon.backoff.contains_key("tok"));
+    }
+}

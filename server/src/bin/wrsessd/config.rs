@@ -300,6 +300,15 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_the_defaults() {
+        let text = include_str!("../../../wrsessd.example.toml");
+        assert_eq!(
+            toml::from_str::<FileConfig>(text).unwrap(),
+            FileConfig::default()
+        );
+    }
+
+    #[test]
     fn explicit_program_must_exist() {
         let err = find_program(Some(Path::new("/nonexistent/wrsrvd")), "wrsrvd", "--wrsrvd");
         assert!(err.is_err_and(|e| e.contains("--wrsrvd")));
