@@ -147,3 +147,60 @@ impl Backend for V1 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backend writes the limits a real hierarchy would get (here into plain directories).
+    #[test]
+    fn limits_and_usage_files() {
+        let base = std::env::temp_dir().join(format!("wr-cg-v1-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let v1 = V1 {
+            memory: base.join("memory"),
+            cpu: Some(base.join("cpu")),
+            cpuacct: Some(base.join("cpu")),
+            pids: Some(base.join("pids")),
+        };
+        let session = base.join("memory/wayray/ab");
+        fs::create_dir_all(&session).unwrap();
+        fs::write(session.join("memory.memsw.limit_in_bytes"), "").unwrap();
+        let limits = Limits {
+            memory_max_mib: 64,
+            cpu_weight: 50,
+            tasks_max: 0,
+        };
+        let group = v1.create("wayray", "ab", &limits).unwrap();
+        assert_eq!(group.dirs.len(), 3, "cpu and cpuacct share a hierarchy");
+        assert_eq!(group.name(), Some("ab"));
+        let read = |p: &str| fs::read_to_string(base.join(p)).unwrap();
+        assert_eq!(read("memory/wayray/ab/memory.limit_in_bytes"), "67108864");
+        assert_eq!(
+            read("memory/wayray/ab/memory.memsw.limit_in_bytes"),
+            "67108864"
+        );
+        assert_eq!(read("cpu/wayray/ab/cpu.shares"), "512");
+        assert_eq!(read("pids/wayray/ab/pids.max"), "max");
+
+        fs::write(
+            session.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        fs::write(session.join("memory.usage_in_bytes"), "1048576\n").unwrap();
+        fs::write(session.join("memory.max_usage_in_bytes"), "2097152\n").unwrap();
+        fs::write(base.join("cpu/wayray/ab/cpuacct.usage"), "5000000\n").unwrap();
+        assert_eq!(v1.oom_kills(&group), 2);
+        assert_eq!(
+            v1.usage(&group),
+            Usage {
+                cpu_usec: Some(5000),
+                memory_current: Some(1 << 20),
+                memory_peak: Some(2 << 20),
+                memory_max: Some(64 << 20),
+            }
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
+}

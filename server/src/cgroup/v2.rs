@@ -129,3 +129,76 @@ impl Backend for V2 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The backend delegates the controllers and writes the limits a real hierarchy would get
+    /// (here into plain directories, with the files the kernel would offer created first).
+    #[test]
+    fn limits_and_usage_files() {
+        let base = std::env::temp_dir().join(format!("wr-cg-v2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let session = base.join("wayray/ab");
+        fs::create_dir_all(&session).unwrap();
+        for dir in [&base, &base.join("wayray")] {
+            fs::write(
+                dir.join("cgroup.controllers"),
+                "cpuset cpu io memory pids\n",
+            )
+            .unwrap();
+        }
+        for file in [
+            "memory.swap.max",
+            "memory.oom.group",
+            "cpu.weight",
+            "pids.max",
+        ] {
+            fs::write(session.join(file), "").unwrap();
+        }
+        let v2 = V2 {
+            mount: base.clone(),
+        };
+        let limits = Limits {
+            memory_max_mib: 64,
+            cpu_weight: 200,
+            tasks_max: 99,
+        };
+        let group = v2.create("wayray", "ab", &limits).unwrap();
+        let read = |p: &str| fs::read_to_string(base.join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "+memory +cpu +pids");
+        assert_eq!(read("wayray/cgroup.subtree_control"), "+memory +cpu +pids");
+        assert_eq!(read("wayray/ab/memory.max"), "67108864");
+        assert_eq!(read("wayray/ab/memory.swap.max"), "0");
+        assert_eq!(read("wayray/ab/memory.oom.group"), "1");
+        assert_eq!(read("wayray/ab/cpu.weight"), "200");
+        assert_eq!(read("wayray/ab/pids.max"), "99");
+
+        fs::write(
+            session.join("memory.events"),
+            "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n",
+        )
+        .unwrap();
+        fs::write(session.join("memory.current"), "1048576\n").unwrap();
+        fs::write(session.join("memory.peak"), "2097152\n").unwrap();
+        fs::write(
+            session.join("cpu.stat"),
+            "usage_usec 5000\nuser_usec 4000\n",
+        )
+        .unwrap();
+        assert_eq!(v2.oom_kills(&group), 1);
+        assert_eq!(
+            v2.usage(&group),
+            Usage {
+                cpu_usec: Some(5000),
+                memory_current: Some(1 << 20),
+                memory_peak: Some(2 << 20),
+                memory_max: Some(64 << 20),
+            }
+        );
+        fs::write(session.join("memory.max"), "max\n").unwrap();
+        assert_eq!(v2.usage(&group).memory_max, None);
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
