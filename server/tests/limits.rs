@@ -677,3 +677,84 @@ fn restarted_wrsessd_readopts_its_sessions() {
         );
     }
 }
+
+/// Without any cgroup hierarchy (wrsessd in a mount namespace with none mounted), sessions
+/// still start, and the audit log says they run without limits and why.
+#[test]
+fn sessions_start_unconfined_without_cgroups_and_the_audit_log_says_so() {
+    if !is_root() {
+        eprintln!("skipped: needs root (mount namespaces, wrsessd switches users)");
+        return;
+    }
+    let dir = TempDir::new("limits-unconfined");
+    let run_dir = dir.path("wayray-run");
+    let server = Server::start(
+        &dir,
+        ServerOpts {
+            launcher: true,
+            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            ..Default::default()
+        },
+    );
+    let sessd_log = dir.path("wrsessd.log");
+    let _sessd = Killed(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "for m in $(awk '$9 ~ /^cgroup/ {print $5}' /proc/self/mountinfo | sort -r); do \
+                 umount -l \"$m\"; done; exec \"$0\" \"$@\"",
+            )
+            .arg(wrsrvd().with_file_name("wrsessd"))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg("--config")
+            .arg(dir.path("no-such-config.toml"))
+            .args(["--greeter-user", "nobody"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&sessd_log).unwrap())
+            .spawn()
+            .expect("start wrsessd in a mount namespace"),
+    );
+    let _app = appliance(&dir, "a", &server, "tok-unconfined", "wait 600000\n");
+    let logs = || {
+        format!(
+            "--- wrsrvd\n{}\n--- wrsessd\n{}",
+            server.log(),
+            read(&sessd_log)
+        )
+    };
+    let unconfined = || -> Vec<String> {
+        let Ok(db) = rusqlite::Connection::open(server.dir.join("server-state/sessions.db")) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) = db.prepare("SELECT detail FROM audit WHERE event = 'unconfined'") else {
+            return Vec::new();
+        };
+        stmt.query_map([], |r| r.get::<_, Option<String>>(0))
+            .map(|rows| rows.filter_map(|r| r.ok().flatten()).collect())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the unconfined audit row",
+        Duration::from_secs(30),
+        || {
+            unconfined()
+                .iter()
+                .any(|d| d.contains("no usable cgroup hierarchy"))
+        },
+        logs,
+    );
+    // …and the greeter really runs.
+    wait_for(
+        "the greeter's compositor to connect",
+        Duration::from_secs(30),
+        || server.log().contains("session process connected"),
+        logs,
+    );
+    assert!(
+        read(&sessd_log).contains("sessions will run WITHOUT memory, CPU and process limits"),
+        "{}",
+        logs()
+    );
+}
