@@ -204,11 +204,12 @@ fn appliance(dir: &TempDir, name: &str, server: &Server, token: &str, script: &s
     )
 }
 
+/// Logs in at the greeter, and once more a while later in case the first keys came before the
+/// greeter was up (a loaded machine): Escape clears the form first. If the first login worked,
+/// the second one types harmlessly into the user's session.
 fn login_script(user: &User) -> String {
-    format!(
-        "wait 6000\ntype {}\nkey tab\ntype {PASSWORD}\nkey enter\nwait 600000\n",
-        user.0
-    )
+    let login = format!("type {}\nkey tab\ntype {PASSWORD}\nkey enter\n", user.0);
+    format!("wait 6000\n{login}wait 12000\nkey escape\n{login}wait 600000\n")
 }
 
 fn wait_for(
