@@ -144,8 +144,29 @@ impl CgroupParent {
 }
 
 impl Drop for CgroupParent {
+    /// Whatever a failed test left: processes killed, session groups and the parent removed.
     fn drop(&mut self) {
         for dir in self.dirs() {
+            let children: Vec<PathBuf> = fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for child in children {
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while fs::remove_dir(&child).is_err() && Instant::now() < deadline {
+                    let procs = fs::read_to_string(child.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill has no memory-safety preconditions.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             let _ = fs::remove_dir(dir);
         }
     }
@@ -463,19 +484,6 @@ fn memory_hog_session_is_killed_alone() {
     assert_eq!(usage["memory_max"].as_u64(), Some(400 << 20), "{json}");
 
     drop(sessd);
-    let _ = Command::new("pkill")
-        .args(["-KILL", "-u", &calm_user.0])
-        .status();
-    let _ = Command::new("pkill")
-        .args(["-KILL", "-u", &hog_user.0])
-        .status();
-    for dir in cgroup.dirs() {
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
-                let _ = fs::remove_dir(entry.path());
-            }
-        }
-    }
 }
 
 /// A greeter that cannot start (its program is missing) is retried with backoff — a handful of

@@ -242,7 +242,7 @@ pub fn usage_details(u: &SessionUsage) -> String {
         Some(_) => mib(u.memory_max),
         None => "none".to_string(),
     };
-    let width = "wayland_display:".len() + 1;
+    let width = "wayland_display:".len();
     format!(
         "{:<width$} {cpu}\n{:<width$} {} now, {} peak, limit {limit}\n",
         "cpu_time:",
@@ -400,5 +400,29 @@ mod tests {
             "card\\u{1b}]0;pwned\\u{7}"
         );
         assert_eq!(printable("plain ä"), "plain ä");
+    }
+
+    #[test]
+    fn usage_lines_line_up_with_the_details() {
+        let usage = SessionUsage {
+            cpu_usec: Some(1_234_567),
+            memory_current: Some(12 << 20),
+            memory_peak: Some(48 << 20),
+            memory_max: Some(4096 << 20),
+        };
+        assert_eq!(
+            usage_details(&usage),
+            "cpu_time:        1.235 s\n\
+             memory:          12.0 MiB now, 48.0 MiB peak, limit 4096.0 MiB\n"
+        );
+        let unknown = SessionUsage::default();
+        assert_eq!(
+            usage_details(&unknown),
+            "cpu_time:        -\nmemory:          - now, - peak, limit none\n"
+        );
+        let json = json_with_usage("{\"id\": \"ab\"}", &usage);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["id"], "ab");
+        assert_eq!(value["usage"]["memory_peak"], 48 << 20);
     }
 }
