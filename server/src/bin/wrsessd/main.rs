@@ -8,6 +8,8 @@
 //! - [`pam_auth`], [`users`], [`process`], [`session_toml`], [`tickets`]: one idea each.
 //! - [`cgroup`]: each session's cgroup and its limits (shared with the daemon, which reads
 //!   usage from it); [`launched`]: the records a restarted launcher adopts sessions from.
+//! - [`pam_helper`]: `wrsessd pam-session-helper`, the root process that holds a user's PAM
+//!   session (pam_open_session … pam_close_session) around their compositor.
 
 #[path = "../../cgroup/mod.rs"]
 mod cgroup;
