@@ -51,10 +51,11 @@ ensure_runtime_dir() {
 }
 
 # ensure_pam_service: /etc/pam.d/wayray, the PAM service wrsessd authenticates with (pam_unix;
-# `nodelay` so a wrong password in tests costs no 2 s). An existing file is left alone.
+# `nodelay` so a wrong password in tests costs no 2 s) and opens users' sessions with (pam_limits).
+# An existing file is left alone.
 ensure_pam_service() {
     if [ ! -e /etc/pam.d/wayray ]; then
-        printf 'auth required pam_unix.so nodelay\naccount required pam_unix.so\n' >/etc/pam.d/wayray
+        printf 'auth required pam_unix.so nodelay\naccount required pam_unix.so\nsession required pam_limits.so\n' >/etc/pam.d/wayray
     fi
 }
 

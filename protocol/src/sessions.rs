@@ -256,6 +256,9 @@ pub enum FromLauncher {
     Exited { session: SessionId, status: String },
     /// The launcher could not start the session (no such user's shell, exec failed…).
     Failed { session: SessionId, reason: String },
+    /// The session started but runs without its cgroup limits (no usable cgroup hierarchy,
+    /// or creating its group failed): audited, so an administrator sees it.
+    Unconfined { session: SessionId, reason: String },
 }
 
 // ---- greeter ⇄ launcher ----------------------------------------------------------------------
@@ -385,6 +388,19 @@ pub enum AdminRequest {
     /// End the session and its clients.
     Kill(SessionId),
     ListAppliances,
+    /// What the session's cgroup says it used (`wradm show` asks after `ShowSession`).
+    SessionUsage(SessionId),
+}
+
+/// A session's use of its cgroup. `None`: not known (no cgroup, or no such controller).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUsage {
+    /// CPU time of all its processes, in microseconds.
+    pub cpu_usec: Option<u64>,
+    /// Memory in bytes: now, the most it has used, and its limit.
+    pub memory_current: Option<u64>,
+    pub memory_peak: Option<u64>,
+    pub memory_max: Option<u64>,
 }
 
 /// Daemon → `wradm`.
@@ -395,6 +411,7 @@ pub enum AdminReply {
     Appliances(Vec<ApplianceInfo>),
     Done,
     Error(String),
+    Usage(SessionUsage),
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! token, then the user's own session, running as that user).
 
 mod cards;
+// The daemon only reads sessions' usage from their cgroups; wrsessd uses the rest.
+#[allow(dead_code)]
+mod cgroup;
 mod compositor;
 mod config;
 mod daemon;
@@ -331,6 +334,17 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
             bind(run_dir.launcher(), 0o600)?,
             daemon.clone(),
         ));
+        // Tokens whose sessions died at start get their next one once their backoff is over.
+        let retry = daemon.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if let Ok(mut d) = retry.lock() {
+                    d.retry_due();
+                }
+            }
+        });
         let timeout = Duration::from_secs(config.suspended_timeout_secs);
         if !timeout.is_zero() {
             let d = daemon.clone();

@@ -205,6 +205,8 @@ pub enum AuditKind {
     CardEnrolled,
     /// A card token was refused: no proof, a wrong one, or another key (the detail says).
     CardRefused,
+    /// A session runs without its cgroup limits (the detail says why).
+    Unconfined,
 }
 
 impl AuditKind {
@@ -219,6 +221,7 @@ impl AuditKind {
             AuditKind::Adopted => "adopted",
             AuditKind::CardEnrolled => "card_enrolled",
             AuditKind::CardRefused => "card_refused",
+            AuditKind::Unconfined => "unconfined",
         }
     }
 
@@ -233,6 +236,7 @@ impl AuditKind {
             "adopted" => AuditKind::Adopted,
             "card_enrolled" => AuditKind::CardEnrolled,
             "card_refused" => AuditKind::CardRefused,
+            "unconfined" => AuditKind::Unconfined,
             _ => return None,
         })
     }

@@ -67,10 +67,7 @@ impl Response {
 
 /// Sends `apdu` and collects a long answer: `61 XX` means XX more bytes wait for GET RESPONSE,
 /// `6C XX` means "ask again with Le = XX" (ISO 7816-4, 5.1.3).
-pub fn transmit_all(
-    transmit: Transmit<'_>,
-    apdu: &[u8],
-) -> Result<Response, PivError> {
+pub fn transmit_all(transmit: Transmit<'_>, apdu: &[u8]) -> Result<Response, PivError> {
     let mut response = Response::parse(&transmit(apdu)?)?;
     if response.status >> 8 == 0x6C {
         let mut again = apdu.to_vec();
@@ -96,9 +93,7 @@ pub fn transmit_all(
 }
 
 /// Selects the PIV application and reads the card authentication certificate (DER).
-pub fn read_card_auth_certificate(
-    transmit: Transmit<'_>,
-) -> Result<Vec<u8>, PivError> {
+pub fn read_card_auth_certificate(transmit: Transmit<'_>) -> Result<Vec<u8>, PivError> {
     select(transmit)?;
     let response = transmit_all(transmit, &GET_CARD_AUTH_CERT)?;
     if !response.ok() {
@@ -109,10 +104,7 @@ pub fn read_card_auth_certificate(
 
 /// Selects the PIV application and has the card authentication key sign `digest` (a SHA-256
 /// digest, 32 bytes); returns the ECDSA signature as the card gives it (ASN.1 DER).
-pub fn sign_digest(
-    transmit: Transmit<'_>,
-    digest: &[u8; 32],
-) -> Result<Vec<u8>, PivError> {
+pub fn sign_digest(transmit: Transmit<'_>, digest: &[u8; 32]) -> Result<Vec<u8>, PivError> {
     select(transmit)?;
     let response = transmit_all(transmit, &general_authenticate(digest))?;
     if !response.ok() {

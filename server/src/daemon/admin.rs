@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use wayray_protocol::{
     framing,
-    sessions::{AdminReply, AdminRequest},
+    sessions::{session_id_string, AdminReply, AdminRequest, SessionUsage},
 };
 
 use super::{
@@ -31,6 +31,30 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
             }
         };
     tracing::info!(?request, "admin request");
+    if let AdminRequest::SessionUsage(id) = request {
+        // Read outside the lock: files of the session's cgroup.
+        let pid = daemon
+            .lock()
+            .ok()
+            .and_then(|d| d.sessions.get(&id).map(|s| s.pid));
+        let reply = match pid {
+            None => AdminReply::Error("no such session".into()),
+            Some(None) => AdminReply::Error("the session has no process yet".into()),
+            Some(Some(pid)) => match crate::cgroup::usage_of_pid(pid, &session_id_string(id)) {
+                Some(u) => AdminReply::Usage(SessionUsage {
+                    cpu_usec: u.cpu_usec,
+                    memory_current: u.memory_current,
+                    memory_peak: u.memory_peak,
+                    memory_max: u.memory_max,
+                }),
+                None => AdminReply::Error("the session is not in a cgroup of its own".into()),
+            },
+        };
+        if let Ok(bytes) = framing::encode(&reply) {
+            let _ = write.write_all(&bytes).await;
+        }
+        return;
+    }
     let reply = match daemon.lock() {
         Ok(mut d) => answer(&mut d, request),
         Err(_) => AdminReply::Error("daemon state is poisoned".into()),
@@ -54,5 +78,6 @@ fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
         AdminRequest::Detach(id) => done(d.admin_detach(id)),
         AdminRequest::Kill(id) => done(d.admin_kill(id)),
         AdminRequest::ListAppliances => AdminReply::Appliances(d.appliance_infos()),
+        AdminRequest::SessionUsage(_) => AdminReply::Error("answered without the lock".into()),
     }
 }

@@ -73,6 +73,7 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
             FromLauncher::Failed { session, reason } => {
                 d.session_exited(session, &format!("failed to start: {reason}"))
             }
+            FromLauncher::Unconfined { session, reason } => d.unconfined(session, &reason),
         }
     }
     tracing::warn!("session launcher disconnected");

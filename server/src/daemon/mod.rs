@@ -20,6 +20,7 @@ use std::{
 
 use tokio::sync::mpsc::UnboundedSender;
 use wayray_protocol::{
+    messages::Notice,
     sessions::{
         session_id_string, ApplianceId, ApplianceInfo, SessionId, SessionInfo, SessionKind,
         SessionState, ToLauncher, ToSession,
@@ -32,7 +33,7 @@ use crate::{
     store::{AuditEvent, AuditKind, Store},
     transport::ConnEvent,
 };
-use wayray_protocol::{card_proof::is_card_token, Notice};
+use wayray_protocol::card_proof::is_card_token;
 
 /// How appliances are matched to sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,31 @@ impl RunDir {
     }
     pub fn admin(&self) -> PathBuf {
         self.0.join("admin.sock")
+    }
+}
+
+/// A token's next session waits this long after its last one died at start, doubling with each
+/// further failure up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// A session that ran at least this long did not "die at start": the next failure of its token
+/// waits [`RETRY_FIRST`] again.
+pub const RETRY_HEALTHY: Duration = Duration::from_secs(30);
+
+/// Start failures of one token's sessions: the next greeter for it waits until `retry_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    pub failures: u32,
+    pub retry_ms: u64,
+    /// Why the last one ended (shown on the appliance).
+    pub reason: String,
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row: 1 s, 2 s, 4 s … 60 s.
+    pub fn delay(failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(16);
+        (RETRY_FIRST * (1u32 << shift)).min(RETRY_MAX)
     }
 }
 
@@ -157,6 +183,8 @@ pub struct Daemon {
     pub shutting_down: bool,
     /// Config `unproven_cards`.
     pub unproven_cards: UnprovenCards,
+    /// token → start failures of its sessions; its next greeter waits (see [`Backoff`]).
+    pub backoff: HashMap<String, Backoff>,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -173,6 +201,7 @@ impl Daemon {
             shared: None,
             shutting_down: false,
             unproven_cards: UnprovenCards::default(),
+            backoff: HashMap::new(),
         }
     }
 
@@ -445,7 +474,18 @@ impl Daemon {
                 Some(_) if slot.card == CardCheck::Refused => None,
                 Some(token) => match self.bindings.get(&token) {
                     Some(id) => Some(*id),
-                    None => self.request_greeter(&token),
+                    None => match self.backoff.get(&token) {
+                        Some(b) if b.retry_ms > now_ms() => {
+                            let notice = Notice::SessionUnavailable {
+                                reason: b.reason.clone(),
+                                retry_secs: b.retry_ms.saturating_sub(now_ms()).div_ceil(1000)
+                                    as u32,
+                            };
+                            let _ = slot.tx.send(ConnEvent::Notice(notice));
+                            None
+                        }
+                        _ => self.request_greeter(&token),
+                    },
                 },
             },
         };
@@ -675,7 +715,14 @@ impl Daemon {
             return;
         };
         tracing::info!(session = %session_id_string(id), status, "session ended");
+        let tokens: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())
+            .collect();
         self.bindings.retain(|_, v| *v != id);
+        self.note_start_failure(&s, &tokens, status);
         if let Err(err) = self.store.destroy(id, status, now_ms()) {
             tracing::warn!(%err, "cannot record the end of a session");
         }
@@ -693,9 +740,75 @@ impl Daemon {
         }
     }
 
+    /// A session that ended before it ever connected, or within [`RETRY_HEALTHY`] with a
+    /// failure, died at start: its tokens' next greeter waits (1 s, doubling to 60 s) instead
+    /// of being started at once, which looped thousands of times a minute when a greeter could
+    /// not start. A session that ran a while resets its tokens' count.
+    fn note_start_failure(&mut self, s: &SessionSlot, tokens: &[String], status: &str) {
+        if tokens.is_empty() || s.kind == SessionKind::Shared {
+            return;
+        }
+        let now = now_ms();
+        let lived = Duration::from_millis(now.saturating_sub(s.created_ms));
+        let clean = status == "exit status: 0";
+        let died_at_start = s.wayland_display.is_none() || (lived < RETRY_HEALTHY && !clean);
+        for token in tokens {
+            if !died_at_start {
+                self.backoff.remove(token);
+                continue;
+            }
+            let entry = self.backoff.entry(token.clone()).or_insert(Backoff {
+                failures: 0,
+                retry_ms: 0,
+                reason: String::new(),
+            });
+            entry.failures = entry.failures.saturating_add(1);
+            let delay = Backoff::delay(entry.failures);
+            entry.retry_ms = now + delay.as_millis() as u64;
+            entry.reason = format!("the {} session ended at start ({status})", s.kind.as_str());
+            tracing::warn!(
+                token,
+                failures = entry.failures,
+                retry_in = ?delay,
+                "the token's session died at start; waiting before the next"
+            );
+        }
+    }
+
+    /// Appliances whose token waited out its backoff get their next session now.
+    pub fn retry_due(&mut self) {
+        let now = now_ms();
+        let due: Vec<ApplianceId> = self
+            .appliances
+            .iter()
+            .filter(|(_, a)| a.session.is_none())
+            .filter(|(_, a)| {
+                a.token.as_ref().is_some_and(|t| {
+                    !self.bindings.contains_key(t)
+                        && self.backoff.get(t).is_some_and(|b| b.retry_ms <= now)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for appliance in due {
+            self.route(appliance);
+        }
+    }
+
+    /// A session runs without its cgroup limits: the audit log says so.
+    pub fn unconfined(&mut self, id: SessionId, reason: &str) {
+        tracing::warn!(session = %session_id_string(id), reason, "session runs without limits");
+        let mut event = AuditEvent::new(AuditKind::Unconfined)
+            .session(id)
+            .detail(reason);
+        event.user = self.sessions.get(&id).and_then(|s| s.user.clone());
+        self.audit(event);
+    }
+
     // ---- launcher ----------------------------------------------------------------------
 
     pub fn authenticated(&mut self, greeter: SessionId, token: &str, user: &str) {
+        self.backoff.remove(token);
         self.audit(
             AuditEvent::new(AuditKind::Authenticated)
                 .session(greeter)
@@ -923,4 +1036,41 @@ fn process_alive(pid: u32) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| Backoff::delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(Backoff::delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn a_greeter_dying_at_start_holds_its_token_back() {
+        let store = Store::open_in_memory().unwrap();
+        let mut daemon = Daemon::new(Mode::Launcher, store);
+        let (id, _) = daemon
+            .create_session(SessionKind::Greeter, None, Some("tok"))
+            .unwrap();
+        daemon.bindings.insert("tok".into(), id);
+        daemon.session_exited(id, "failed to start: no wrlogin");
+        let backoff = daemon.backoff.get("tok").cloned().unwrap();
+        assert_eq!(backoff.failures, 1);
+        assert!(backoff.retry_ms > now_ms());
+        assert!(backoff.reason.contains("no wrlogin"), "{}", backoff.reason);
+
+        // A second failure waits longer; a login clears the count.
+        let (id, _) = daemon
+            .create_session(SessionKind::Greeter, None, Some("tok"))
+            .unwrap();
+        daemon.bindings.insert("tok".into(), id);
+        daemon.session_exited(id, "exit status: 1");
+        assert_eq!(daemon.backoff.get("tok").map(|b| b.failures), Some(2));
+        daemon.authenticated(id, "tok", "alice");
+        assert!(!daemon.backoff.contains_key("tok"));
+    }
 }

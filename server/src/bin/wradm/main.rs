@@ -153,7 +153,26 @@ fn main() -> ExitCode {
         }
     };
     match print(&cli.command, reply, now_ms()) {
-        Ok(text) => {
+        Ok(mut text) => {
+            if let Command::Show { id, json } = &cli.command {
+                // CPU and memory come from the session's cgroup, asked for separately; a
+                // daemon that cannot tell (no cgroup, older version) leaves them out.
+                let usage = match client::exchange(
+                    &socket,
+                    &AdminRequest::SessionUsage(*id),
+                    cli.timeout,
+                ) {
+                    Ok(AdminReply::Usage(usage)) => Some(usage),
+                    _ => None,
+                };
+                if let Some(usage) = usage {
+                    text = if *json {
+                        view::json_with_usage(&text, &usage)
+                    } else {
+                        text + &view::usage_details(&usage)
+                    };
+                }
+            }
             let mut out = std::io::stdout().lock();
             // A closed pipe (`wradm sessions | head`) is not worth an error.
             let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -232,6 +251,7 @@ fn reply_name(reply: &AdminReply) -> &'static str {
         AdminReply::Appliances(_) => "an appliance list",
         AdminReply::Done => "done",
         AdminReply::Error(_) => "an error",
+        AdminReply::Usage(_) => "a session's usage",
     }
 }
 

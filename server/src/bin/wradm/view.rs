@@ -2,7 +2,7 @@
 //! JSON for scripts. Pure functions of the reply and the current time.
 
 use serde::Serialize;
-use wayray_protocol::sessions::{session_id_string, ApplianceInfo, SessionInfo};
+use wayray_protocol::sessions::{session_id_string, ApplianceInfo, SessionInfo, SessionUsage};
 
 /// A session as `--json` prints it: ids as `wradm` takes them (16 hex digits), kind and state
 /// as lowercase words, times in milliseconds since the Unix epoch.
@@ -228,6 +228,49 @@ pub fn session_details(s: &SessionInfo, now_ms: u64) -> String {
         .collect()
 }
 
+/// `cpu_time` and `memory` lines for `wradm show`, aligned like [`session_details`].
+pub fn usage_details(u: &SessionUsage) -> String {
+    let mib = |b: Option<u64>| match b {
+        Some(b) => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        None => "-".to_string(),
+    };
+    let cpu = match u.cpu_usec {
+        Some(us) => format!("{:.3} s", us as f64 / 1e6),
+        None => "-".to_string(),
+    };
+    let limit = match u.memory_max {
+        Some(_) => mib(u.memory_max),
+        None => "none".to_string(),
+    };
+    let width = "wayland_display:".len();
+    format!(
+        "{:<width$} {cpu}\n{:<width$} {} now, {} peak, limit {limit}\n",
+        "cpu_time:",
+        "memory:",
+        mib(u.memory_current),
+        mib(u.memory_peak),
+    )
+}
+
+/// The `--json` object of `wradm show` with a `usage` object added (bytes and microseconds).
+pub fn json_with_usage(text: &str, u: &SessionUsage) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "usage".into(),
+            serde_json::json!({
+                "cpu_usec": u.cpu_usec,
+                "memory_current": u.memory_current,
+                "memory_peak": u.memory_peak,
+                "memory_max": u.memory_max,
+            }),
+        );
+    }
+    serde_json::to_string_pretty(&value).map_or_else(|_| text.to_string(), |s| s + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +400,29 @@ mod tests {
             "card\\u{1b}]0;pwned\\u{7}"
         );
         assert_eq!(printable("plain ä"), "plain ä");
+    }
+
+    #[test]
+    fn usage_lines_line_up_with_the_details() {
+        let usage = SessionUsage {
+            cpu_usec: Some(1_234_567),
+            memory_current: Some(12 << 20),
+            memory_peak: Some(48 << 20),
+            memory_max: Some(4096 << 20),
+        };
+        assert_eq!(
+            usage_details(&usage),
+            "cpu_time:        1.235 s\n\
+             memory:          12.0 MiB now, 48.0 MiB peak, limit 4096.0 MiB\n"
+        );
+        let unknown = SessionUsage::default();
+        assert_eq!(
+            usage_details(&unknown),
+            "cpu_time:        -\nmemory:          - now, - peak, limit none\n"
+        );
+        let json = json_with_usage("{\"id\": \"ab\"}", &usage);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["id"], "ab");
+        assert_eq!(value["usage"]["memory_peak"], 48 << 20);
     }
 }

@@ -7,7 +7,10 @@ use std::{
 };
 
 use clap::Parser;
+use serde::Deserialize;
 use wayray_protocol::sessions::{session_id_string, SessionId};
+
+use crate::cgroup::Limits;
 
 /// How long a stopped session gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -53,6 +56,90 @@ pub struct Cli {
     /// The PAM service (`/etc/pam.d/NAME`) logins are checked against (auth + account).
     #[arg(long, value_name = "NAME", default_value = "wayray")]
     pub pam_service: String,
+    /// The launcher's TOML config (per-session limits). A missing file means the documented
+    /// defaults; a file that cannot be parsed is an error.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Where `--config` points by default.
+pub const DEFAULT_CONFIG: &str = "/etc/wayray/wrsessd.toml";
+
+/// The config file:
+///
+/// ```toml
+/// # cgroup under which every session gets its own (`<hierarchy>/wayray/<session id>`).
+/// cgroup_parent = "wayray"
+///
+/// [limits.user]          # each user's session: compositor and all its clients
+/// memory_max_mib = 4096  # 0: no limit
+/// cpu_weight = 100       # 1..10000, relative to other sessions
+/// tasks_max = 4096       # processes + threads; 0: no limit
+///
+/// [limits.greeter]       # each login screen
+/// memory_max_mib = 512
+/// cpu_weight = 100
+/// tasks_max = 256
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub cgroup_parent: String,
+    pub limits: LimitsConfig,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            cgroup_parent: "wayray".to_string(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Per-kind session limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub user: Limits,
+    pub greeter: Limits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            user: Limits::default(),
+            greeter: Limits::greeter_default(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file is the defaults.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default())
+            }
+            Err(err) => return Err(format!("{}: {err}", path.display())),
+        };
+        let config: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if config.cgroup_parent.is_empty()
+            || config
+                .cgroup_parent
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(format!(
+                "{}: cgroup_parent {:?} must be a relative path like \"wayray\"",
+                path.display(),
+                config.cgroup_parent
+            ));
+        }
+        Ok(config)
+    }
 }
 
 /// What the launcher runs with: the command line with relative paths made absolute (sessions
@@ -64,17 +151,25 @@ pub struct Config {
     pub wrlogin: Option<PathBuf>,
     pub greeter_user: String,
     pub pam_service: String,
+    pub file: FileConfig,
 }
 
 impl Config {
-    pub fn from_cli(cli: Cli) -> Self {
-        Config {
+    pub fn from_cli(cli: Cli) -> Result<Self, String> {
+        Ok(Config {
             run_dir: absolute(cli.run_dir),
             wrsrvd: cli.wrsrvd.map(absolute),
             wrlogin: cli.wrlogin.map(absolute),
             greeter_user: cli.greeter_user,
             pam_service: cli.pam_service,
-        }
+            file: FileConfig::load(&cli.config)?,
+        })
+    }
+
+    /// Where the launcher notes the sessions it started, one file each, so a restarted
+    /// launcher finds and keeps watching them.
+    pub fn launched_dir(&self) -> PathBuf {
+        self.run_dir.join("launched")
     }
 
     /// The daemon's socket for us.
@@ -165,7 +260,14 @@ mod tests {
 
     #[test]
     fn paths_follow_the_run_dir() {
-        let config = Config::from_cli(Cli::parse_from(["wrsessd", "--run-dir", "/run/x"]));
+        let config = Config::from_cli(Cli::parse_from([
+            "wrsessd",
+            "--run-dir",
+            "/run/x",
+            "--config",
+            "/nonexistent/wrsessd.toml",
+        ]))
+        .unwrap();
         assert_eq!(config.launcher_socket(), Path::new("/run/x/launcher.sock"));
         assert_eq!(config.sessions_socket(), Path::new("/run/x/sessions.sock"));
         assert_eq!(config.login_socket(), Path::new("/run/x/login.sock"));
@@ -179,6 +281,31 @@ mod tests {
         );
         assert_eq!(config.greeter_user, "wayray-greeter");
         assert_eq!(config.pam_service, "wayray");
+    }
+
+    #[test]
+    fn config_file_sets_limits() {
+        let config: FileConfig = toml::from_str("[limits.user]\nmemory_max_mib = 64\n").unwrap();
+        assert_eq!(config.limits.user.memory_max_mib, 64);
+        assert_eq!(config.limits.user.cpu_weight, 100);
+        assert_eq!(config.limits.greeter, Limits::greeter_default());
+        assert_eq!(config.cgroup_parent, "wayray");
+        assert!(toml::from_str::<FileConfig>("[limits.user]\nmemroy = 1\n").is_err());
+        let dir = std::env::temp_dir().join(format!("wrsessd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "cgroup_parent = \"../x\"\n").unwrap();
+        assert!(FileConfig::load(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn example_config_is_the_defaults() {
+        let text = include_str!("../../../wrsessd.example.toml");
+        assert_eq!(
+            toml::from_str::<FileConfig>(text).unwrap(),
+            FileConfig::default()
+        );
     }
 
     #[test]

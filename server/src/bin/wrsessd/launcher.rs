@@ -8,6 +8,7 @@ use std::{
     ffi::OsString,
     fs,
     io::{self, Read},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::Child,
     sync::{
@@ -24,14 +25,21 @@ use wayray_protocol::sessions::{
 };
 
 use crate::{
+    cgroup::{self, Backend, Group, Limits},
     config::{Config, DEFAULT_PATH, GREETER_GRACE, STOP_GRACE, USER_RUNTIME_BASE},
     daemon_link::DaemonLink,
-    lock, pam_auth,
+    launched::{Launched, Record},
+    lock, pam_auth, pam_helper,
     process::{self, Launch},
     session_toml,
     tickets::{Claim, Tickets},
     users::{self, Account},
 };
+
+/// How often session cgroups are checked for OOM kills.
+const OOM_POLL: Duration = Duration::from_millis(200);
+/// How long a session's leftover processes get after SIGTERM before SIGKILL, at its end.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 
 /// What a greeter shows after a failed login: never which of the two was wrong.
 pub const WRONG_CREDENTIALS: &str = "Wrong user name or password";
@@ -54,14 +62,64 @@ impl Kind {
             Kind::User => "user",
         }
     }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "greeter" => Some(Kind::Greeter),
+            "user" => Some(Kind::User),
+            _ => None,
+        }
+    }
 }
 
-#[derive(Debug)]
 struct Running {
     /// The compositor's pid, which is also its process group's id.
     pid: u32,
     /// A stop was asked for; a second one adds nothing.
     stopping: bool,
+    /// The session's cgroup; `None` when the machine has no usable hierarchy.
+    group: Option<Group>,
+    limits: Limits,
+    /// Why the launcher ended the session by itself ("memory limit of 512 MiB exceeded").
+    ended_because: Option<String>,
+}
+
+/// The process a watcher waits for: our own child, or one adopted from an earlier launcher
+/// (not our child, so only its pidfd says when it exits).
+enum Watched {
+    /// Our child: the compositor itself (greeters), or the PAM session helper that waits for
+    /// it (user sessions); `pid` is the compositor's.
+    Child { child: Child, pid: u32 },
+    Adopted {
+        pid: u32,
+        pidfd: std::os::fd::OwnedFd,
+    },
+}
+
+impl Watched {
+    fn pid(&self) -> u32 {
+        match self {
+            Watched::Child { pid, .. } => *pid,
+            Watched::Adopted { pid, .. } => *pid,
+        }
+    }
+}
+
+/// How `launch` starts the compositor.
+enum Spawn {
+    /// Ourselves (greeters: no PAM session).
+    Direct(Launch),
+    /// Through the PAM session helper (users' sessions).
+    PamHelper(pam_helper::Request),
+}
+
+/// What `launch` made.
+struct StartedSession {
+    child: Child,
+    /// The compositor's pid (the child is the PAM helper for user sessions).
+    pid: u32,
+    /// Why the session runs without its cgroup limits, if it does.
+    unconfined: Option<String>,
 }
 
 pub struct Launcher {
@@ -72,16 +130,43 @@ pub struct Launcher {
     sessions: Mutex<HashMap<SessionId, Running>>,
     tickets: Mutex<Tickets>,
     greeter_fallback_warned: AtomicBool,
+    /// The cgroup implementation; `Err` says why sessions run without limits.
+    cgroups: Result<Box<dyn Backend>, String>,
+    /// The records a restarted launcher adopts sessions from.
+    launched: Launched,
 }
 
 impl Launcher {
     pub fn new(config: Config, link: Arc<DaemonLink>) -> Self {
+        let cgroups = cgroup::detect().map_err(|e| e.to_string());
+        match &cgroups {
+            Ok(backend) => tracing::info!(
+                version = backend.version(),
+                parent = %config.file.cgroup_parent,
+                user = ?config.file.limits.user,
+                greeter = ?config.file.limits.greeter,
+                "sessions run in cgroups of their own"
+            ),
+            Err(err) => tracing::error!(
+                %err,
+                "sessions will run WITHOUT memory, CPU and process limits"
+            ),
+        }
         Launcher {
+            launched: Launched::new(config.launched_dir()),
             config,
             link,
             sessions: Mutex::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
             greeter_fallback_warned: AtomicBool::new(false),
+            cgroups,
+        }
+    }
+
+    fn limits_for(&self, kind: Kind) -> Limits {
+        match kind {
+            Kind::Greeter => self.config.file.limits.greeter,
+            Kind::User => self.config.file.limits.user,
         }
     }
 
@@ -126,16 +211,23 @@ impl Launcher {
         self: &Arc<Self>,
         session: SessionId,
         kind: Kind,
-        started: Result<Child, String>,
+        started: Result<StartedSession, String>,
         span: Span,
     ) {
         match started {
-            Ok(child) => {
-                let pid = child.id();
+            Ok(StartedSession {
+                child,
+                pid,
+                unconfined,
+            }) => {
                 span.in_scope(|| tracing::info!(pid, "session started"));
                 self.link
                     .send_or_keep(FromLauncher::Started { session, pid });
-                self.watch(session, kind, child, span);
+                if let Some(reason) = unconfined {
+                    self.link
+                        .send_or_keep(FromLauncher::Unconfined { session, reason });
+                }
+                self.watch(session, kind, Watched::Child { child, pid }, span);
             }
             Err(reason) => {
                 span.in_scope(|| tracing::warn!(%reason, "session not started"));
@@ -145,7 +237,12 @@ impl Launcher {
         }
     }
 
-    fn start_greeter(&self, id: SessionId, token: &str, secret: &str) -> Result<Child, String> {
+    fn start_greeter(
+        &self,
+        id: SessionId,
+        token: &str,
+        secret: &str,
+    ) -> Result<StartedSession, String> {
         // Checked first: the cleanup below must never touch a running greeter's directory.
         self.check_not_running(id)?;
         let account = self.greeter_account()?;
@@ -180,13 +277,25 @@ impl Launcher {
             cwd: PathBuf::from("/"),
             account,
             log: self.config.session_log(id),
+            cgroup_join: Vec::new(),
         };
         // Issued before the start so a fast greeter never meets an unknown ticket.
         lock(&self.tickets).issue(ticket.clone(), id, token.to_string());
-        self.launch(id, &launch).inspect_err(|_| {
-            lock(&self.tickets).spend(&ticket);
-            let _ = remove_dir_if_present(&runtime);
-        })
+        let record = Record {
+            id: session_id_string(id),
+            kind: Kind::Greeter.as_str().into(),
+            pid: 0,
+            start_time: 0,
+            user: None,
+            token: Some(token.to_string()),
+            ticket: Some(ticket.clone()),
+            limits: None,
+        };
+        self.launch(id, Kind::Greeter, Spawn::Direct(launch), record)
+            .inspect_err(|_| {
+                lock(&self.tickets).spend(&ticket);
+                let _ = remove_dir_if_present(&runtime);
+            })
     }
 
     fn check_not_running(&self, id: SessionId) -> Result<(), String> {
@@ -212,7 +321,12 @@ impl Launcher {
         })
     }
 
-    fn start_user(&self, id: SessionId, user: &str, secret: &str) -> Result<Child, String> {
+    fn start_user(
+        &self,
+        id: SessionId,
+        user: &str,
+        secret: &str,
+    ) -> Result<StartedSession, String> {
         self.check_not_running(id)?;
         let account = users::lookup(user)?.ok_or_else(|| format!("no user named {user:?}"))?;
         let wrsrvd = self.config.wrsrvd_program()?;
@@ -223,20 +337,40 @@ impl Launcher {
         let config = self.user_session_toml(&account);
         let (flags, spawn) = (config.session_flags(), config.spawn_commands());
         tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
-        let launch = Launch {
+        // The PAM session (pam_limits, pam_env…) is opened by a helper process that starts
+        // the compositor and holds the session until it ends: see pam_helper.
+        let request = pam_helper::Request {
+            service: self.config.pam_service.clone(),
+            user: account.name.clone(),
             program: wrsrvd,
             args: process::session_args(
                 &session_id_string(id),
                 &self.config.sessions_socket(),
                 &flags,
                 &spawn,
-            ),
-            env: session_env(&account, &runtime, secret),
+            )
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+            env: session_env(&account, &runtime, secret)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+                .collect(),
             cwd: account.home.clone(),
-            account,
             log: self.config.session_log(id),
+            cgroup_procs: Vec::new(),
         };
-        self.launch(id, &launch)
+        let record = Record {
+            id: session_id_string(id),
+            kind: Kind::User.as_str().into(),
+            pid: 0,
+            start_time: 0,
+            user: Some(user.to_string()),
+            token: None,
+            ticket: None,
+            limits: None,
+        };
+        self.launch(id, Kind::User, Spawn::PamHelper(request), record)
     }
 
     /// The user's session.toml (desktop, clients, scale), read with the user's rights. A file
@@ -254,22 +388,209 @@ impl Launcher {
         config
     }
 
-    fn launch(&self, id: SessionId, launch: &Launch) -> Result<Child, String> {
+    /// Starts the session's compositor inside a fresh cgroup with the limits of its kind, and
+    /// notes it in its record. Without a usable cgroup hierarchy the session still starts,
+    /// and the reason comes back in `unconfined` (logged here, audited by the daemon).
+    fn launch(
+        &self,
+        id: SessionId,
+        kind: Kind,
+        spawn: Spawn,
+        mut record: Record,
+    ) -> Result<StartedSession, String> {
+        let limits = self.limits_for(kind);
+        let name = session_id_string(id);
+        let (group, unconfined) = match &self.cgroups {
+            Ok(backend) => match backend.create(&self.config.file.cgroup_parent, &name, &limits) {
+                Ok(group) => (Some(group), None),
+                Err(err) => (
+                    None,
+                    Some(format!("cannot create the session's cgroup: {err}")),
+                ),
+            },
+            Err(err) => (None, Some(err.clone())),
+        };
+        if let Some(reason) = &unconfined {
+            tracing::error!(%reason, "the session runs without memory, CPU and process limits");
+        }
         let mut sessions = lock(&self.sessions);
-        let child = process::spawn(launch)
-            .map_err(|e| format!("starting {}: {e}", launch.program.display()))?;
+        let started = match spawn {
+            Spawn::Direct(mut launch) => match group.as_ref().map(Group::join_files).transpose() {
+                Err(err) => Err(format!("cannot join the session's cgroup: {err}")),
+                Ok(files) => {
+                    let files = files.unwrap_or_default();
+                    launch.cgroup_join = files.iter().map(|f| f.as_raw_fd()).collect();
+                    process::spawn(&launch)
+                        .map(|child| {
+                            let pid = child.id();
+                            (child, pid)
+                        })
+                        .map_err(|e| format!("starting {}: {e}", launch.program.display()))
+                }
+            },
+            Spawn::PamHelper(mut request) => {
+                request.cgroup_procs = group
+                    .iter()
+                    .flat_map(|g| g.dirs.iter().map(|d| d.join("cgroup.procs")))
+                    .collect();
+                pam_helper::start(&request)
+            }
+        };
+        let (child, pid) = match started {
+            Ok(started) => started,
+            Err(err) => {
+                drop(sessions);
+                remove_group(group.as_ref());
+                return Err(err);
+            }
+        };
+        record.pid = pid;
+        record.start_time = process::start_time(pid).unwrap_or(0);
+        record.limits = group.is_some().then_some(limits);
+        if let Err(err) = self.launched.save(&record) {
+            tracing::warn!(%err, "cannot note the session; a restarted launcher will not find it");
+        }
+        tracing::info!(
+            pid,
+            cgroup = ?group.as_ref().and_then(|g| g.dirs.first()),
+            memory_max_mib = limits.memory_max_mib,
+            cpu_weight = limits.cpu_weight,
+            tasks_max = limits.tasks_max,
+            "session limits"
+        );
         sessions.insert(
             id,
             Running {
-                pid: child.id(),
+                pid,
                 stopping: false,
+                group,
+                limits,
+                ended_because: None,
             },
         );
-        Ok(child)
+        Ok(StartedSession {
+            child,
+            pid,
+            unconfined,
+        })
+    }
+
+    /// Takes over the sessions an earlier launcher noted and that still run: they are
+    /// watched (exit, OOM) and stopped as if we had started them. Those that ended meanwhile
+    /// are reported to the daemon as ended.
+    pub fn adopt_previous(self: &Arc<Self>) {
+        for record in self.launched.load_all() {
+            let (Some(id), Some(kind)) = (record.session(), Kind::parse(&record.kind)) else {
+                tracing::warn!(?record, "dropping a session record that makes no sense");
+                continue;
+            };
+            let span = session_span(id, kind, record.user.as_deref());
+            let _entered = span.enter();
+            let alive = process::start_time(record.pid) == Some(record.start_time);
+            let pidfd = if alive {
+                process::pidfd_open(record.pid).map_err(|e| e.to_string())
+            } else {
+                Err("not running".to_string())
+            };
+            let group = self
+                .cgroups
+                .as_ref()
+                .ok()
+                .and_then(|backend| backend.group_of(record.pid).ok())
+                .filter(|g| g.name() == Some(record.id.as_str()));
+            let pidfd = match pidfd {
+                Ok(pidfd) => pidfd,
+                Err(err) => {
+                    tracing::info!(pid = record.pid, %err, "a session of the earlier launcher has ended");
+                    if kind == Kind::Greeter {
+                        self.greeter_gone(id);
+                    }
+                    self.launched.remove(id);
+                    self.link.send_or_keep(FromLauncher::Exited {
+                        session: id,
+                        status: "ended while the session launcher was away".into(),
+                    });
+                    continue;
+                }
+            };
+            if let (Some(ticket), Some(token)) = (&record.ticket, &record.token) {
+                lock(&self.tickets).issue(ticket.clone(), id, token.clone());
+            }
+            tracing::info!(pid = record.pid, cgroup = ?group.as_ref().and_then(|g| g.dirs.first()), "adopted a session of the earlier launcher");
+            lock(&self.sessions).insert(
+                id,
+                Running {
+                    pid: record.pid,
+                    stopping: false,
+                    group,
+                    limits: record.limits.unwrap_or_else(|| self.limits_for(kind)),
+                    ended_because: None,
+                },
+            );
+            drop(_entered);
+            self.watch(
+                id,
+                kind,
+                Watched::Adopted {
+                    pid: record.pid,
+                    pidfd,
+                },
+                span,
+            );
+        }
+    }
+
+    /// Watches every session's cgroup for OOM kills on a thread of its own: a session that
+    /// went over its memory limit is ended whole, and its end says why.
+    pub fn start_oom_monitor(self: &Arc<Self>) {
+        let Ok(_) = &self.cgroups else { return };
+        let this = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("oom-monitor".into())
+            .spawn(move || loop {
+                std::thread::sleep(OOM_POLL);
+                this.check_oom();
+            });
+        if let Err(err) = spawned {
+            tracing::error!(%err, "no thread to watch for sessions over their memory limit");
+        }
+    }
+
+    fn check_oom(&self) {
+        let Ok(backend) = &self.cgroups else { return };
+        let mut sessions = lock(&self.sessions);
+        for (id, running) in sessions.iter_mut() {
+            if running.ended_because.is_some() {
+                continue;
+            }
+            let Some(group) = &running.group else {
+                continue;
+            };
+            let kills = backend.oom_kills(group);
+            if kills == 0 {
+                continue;
+            }
+            let reason = if running.limits.memory_max_mib > 0 {
+                format!(
+                    "memory limit of {} MiB exceeded",
+                    running.limits.memory_max_mib
+                )
+            } else {
+                "out of memory".to_string()
+            };
+            let _entered = tracing::info_span!("session", id = %session_id_string(*id)).entered();
+            tracing::warn!(%reason, oom_kills = kills, "ending the session");
+            running.ended_because = Some(reason);
+            running.stopping = true;
+            group.signal_all(libc::SIGKILL);
+            if let Err(err) = process::signal_session(running.pid, Signal::SIGKILL) {
+                tracing::warn!(%err, "cannot kill the session");
+            }
+        }
     }
 
     /// Waits for the session's compositor on a thread of its own and reports its end.
-    fn watch(self: &Arc<Self>, id: SessionId, kind: Kind, child: Child, span: Span) {
+    fn watch(self: &Arc<Self>, id: SessionId, kind: Kind, child: Watched, span: Span) {
         let this = Arc::clone(self);
         // The child moves into the thread; if the thread cannot start, it comes back through
         // this slot so it is still stopped and reaped here.
@@ -286,30 +607,48 @@ impl Launcher {
         if let Err(err) = spawned {
             tracing::error!(%err, "no thread to watch the session; killing it");
             if let Some(child) = lock(&slot).take() {
-                let _ = process::signal_session(child.id(), Signal::SIGKILL);
+                let _ = process::signal_session(child.pid(), Signal::SIGKILL);
                 self.wait_for_exit(id, kind, child);
             }
         }
     }
 
-    fn wait_for_exit(&self, id: SessionId, kind: Kind, mut child: Child) {
-        if let Err(err) = process::wait_exited_unreaped(&child) {
+    fn wait_for_exit(&self, id: SessionId, kind: Kind, watched: Watched) {
+        let waited = match &watched {
+            Watched::Child { child, .. } => process::wait_exited_unreaped(child),
+            Watched::Adopted { pidfd, .. } => process::wait_pidfd(pidfd),
+        };
+        if let Err(err) = waited {
             tracing::warn!(%err, "waiting for the session failed");
         }
-        let status = {
+        let (status, running) = {
             let mut sessions = lock(&self.sessions);
-            sessions.remove(&id);
+            let running = sessions.remove(&id);
             // Clients the compositor left behind in its process group end with it. The leader
-            // is still a zombie here, so the group id cannot have been reused.
-            if let Err(err) = process::signal_session(child.id(), Signal::SIGTERM) {
+            // is still a zombie here (or, adopted, its pidfd pins nothing but the group is
+            // empty of it), so the group id cannot have been reused.
+            if let Err(err) = process::signal_session(watched.pid(), Signal::SIGTERM) {
                 tracing::debug!(%err, "signalling the session's leftovers");
             }
-            child.wait()
+            let status = match watched {
+                Watched::Child { mut child, .. } => match child.wait() {
+                    Ok(status) => process::describe_exit(status),
+                    Err(err) => format!("unknown ({err})"),
+                },
+                Watched::Adopted { .. } => {
+                    "exit status unknown (adopted after a launcher restart)".to_string()
+                }
+            };
+            (status, running)
         };
-        let status = match status {
-            Ok(status) => process::describe_exit(status),
-            Err(err) => format!("unknown ({err})"),
+        let status = match running.as_ref().and_then(|r| r.ended_because.as_ref()) {
+            Some(reason) => format!("{reason} ({status})"),
+            None => status,
         };
+        if let Some(running) = running {
+            self.end_session_resources(running);
+        }
+        self.launched.remove(id);
         tracing::info!(%status, "session exited");
         if kind == Kind::Greeter {
             self.greeter_gone(id);
@@ -318,6 +657,29 @@ impl Launcher {
             session: id,
             status,
         });
+    }
+
+    /// What a session held beyond its process: leftover processes in its cgroup (SIGTERM,
+    /// then SIGKILL), the cgroup itself, its PAM session.
+    fn end_session_resources(&self, running: Running) {
+        if let Some(group) = &running.group {
+            if let Ok(backend) = &self.cgroups {
+                let usage = backend.usage(group);
+                tracing::info!(
+                    cpu_ms = usage.cpu_usec.map(|u| u / 1000),
+                    memory_peak_mib = usage.memory_peak.map(|b| b >> 20),
+                    "session's use of its cgroup"
+                );
+            }
+            group.signal_all(libc::SIGTERM);
+            let deadline = std::time::Instant::now() + LEFTOVER_GRACE;
+            while !group.pids().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Err(err) = group.remove(Duration::from_secs(3)) {
+                tracing::warn!(%err, "cannot remove the session's cgroup");
+            }
+        }
     }
 
     fn greeter_gone(&self, id: SessionId) {
@@ -355,10 +717,13 @@ impl Launcher {
                 std::thread::sleep(grace);
                 let _entered = span.enter();
                 let sessions = lock(&this.sessions);
-                if sessions.get(&id).is_some_and(|r| r.pid == pid) {
+                if let Some(running) = sessions.get(&id).filter(|r| r.pid == pid) {
                     tracing::warn!("session ignored SIGTERM; sending SIGKILL");
                     if let Err(err) = process::signal_session(pid, Signal::SIGKILL) {
                         tracing::warn!(%err, "cannot kill the session");
+                    }
+                    if let Some(group) = &running.group {
+                        group.signal_all(libc::SIGKILL);
                     }
                 }
             });
@@ -416,6 +781,14 @@ impl Launcher {
                 tracing::info!(%user, "login accepted");
                 LoginReply::Accepted
             }
+        }
+    }
+}
+
+fn remove_group(group: Option<&Group>) {
+    if let Some(group) = group {
+        if let Err(err) = group.remove(Duration::from_secs(1)) {
+            tracing::warn!(%err, "cannot remove the session's cgroup");
         }
     }
 }

@@ -6,12 +6,20 @@
 //! - [`launcher`]: what each request does; the table of running sessions.
 //! - [`login`]: `login.sock`, where greeters send user name and password.
 //! - [`pam_auth`], [`users`], [`process`], [`session_toml`], [`tickets`]: one idea each.
+//! - [`cgroup`]: each session's cgroup and its limits (shared with the daemon, which reads
+//!   usage from it); [`launched`]: the records a restarted launcher adopts sessions from.
+//! - [`pam_helper`]: `wrsessd pam-session-helper`, the root process that holds a user's PAM
+//!   session (pam_open_session … pam_close_session) around their compositor.
 
+#[path = "../../cgroup/mod.rs"]
+mod cgroup;
 mod config;
 mod daemon_link;
+mod launched;
 mod launcher;
 mod login;
 mod pam_auth;
+mod pam_helper;
 mod process;
 mod session_toml;
 mod tickets;
@@ -47,7 +55,14 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::from_cli(Cli::parse());
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == pam_helper::ARG)
+    {
+        pam_helper::run();
+    }
+    let config = Config::from_cli(Cli::parse())
+        .map_err(|e| miette::miette!("cannot read the launcher's config: {e}"))?;
     if !nix::unistd::Uid::effective().is_root() {
         tracing::warn!(
             "not running as root: sessions cannot start as other users and PAM will likely \
@@ -58,6 +73,8 @@ fn main() -> miette::Result<()> {
 
     let link = Arc::new(DaemonLink::default());
     let launcher = Arc::new(Launcher::new(config.clone(), Arc::clone(&link)));
+    launcher.adopt_previous();
+    launcher.start_oom_monitor();
 
     let login_socket = config.login_socket();
     let listener = login::listen(&login_socket)

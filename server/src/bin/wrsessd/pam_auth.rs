@@ -5,7 +5,9 @@
 //! of its own. The process must be root (or in group `shadow`) for pam_unix to read
 //! `/etc/shadow`.
 
-use pam_client::{conv_mock::Conversation, Context, Flag};
+use std::ffi::OsString;
+
+use pam_client::{conv_mock::Conversation, Context, Flag, SessionToken};
 use zeroize::Zeroize;
 
 /// Longest user name we hand to PAM; longer ones are refused without asking it.
@@ -32,6 +34,51 @@ pub fn authenticate(service: &str, username: &str, password: &str) -> Result<Str
         .map(|()| context.user().unwrap_or_else(|_| username.to_string()));
     context.conversation_mut().password.zeroize();
     result
+}
+
+/// A user's PAM session (`pam_setcred` + `pam_open_session`), open for as long as their desktop
+/// runs, so pam_limits, pam_env and the like apply to it as to any login. Closed (with
+/// `pam_close_session` and the credentials deleted) when the session ends.
+pub struct PamSession {
+    context: Context<Conversation>,
+    token: Option<SessionToken>,
+}
+
+impl PamSession {
+    /// Opens the session for `user` (already authenticated by the greeter's login). Returns it
+    /// with the environment PAM modules set (pam_env), which the session gets too.
+    pub fn open(service: &str, user: &str) -> Result<(Self, Vec<(String, OsString)>), String> {
+        check_username(user)?;
+        let mut context = Context::new(service, Some(user), Conversation::default())
+            .map_err(|e| format!("PAM service {service:?} could not start: {e}"))?;
+        let session = context
+            .open_session(Flag::SILENT)
+            .map_err(|e| format!("PAM could not open the session: {e}"))?;
+        let list = session.envlist();
+        let env: Vec<(String, OsString)> = list
+            .iter_tuples()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_os_string()))
+            .collect();
+        let token = session.leak();
+        Ok((
+            PamSession {
+                context,
+                token: Some(token),
+            },
+            env,
+        ))
+    }
+
+    /// `pam_close_session` and `pam_setcred(DELETE_CRED)`.
+    pub fn close(mut self) -> Result<(), String> {
+        let Some(token) = self.token.take() else {
+            return Ok(());
+        };
+        let session = self.context.unleak_session(token);
+        session
+            .close(Flag::SILENT)
+            .map_err(|e| format!("PAM could not close the session: {e}"))
+    }
 }
 
 /// Names PAM should never see: empty, absurdly long, or with bytes no account name has.

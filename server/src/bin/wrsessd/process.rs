@@ -3,10 +3,13 @@
 use std::{
     ffi::{CString, OsString},
     fs, io,
-    os::unix::{
-        ffi::OsStrExt,
-        fs::OpenOptionsExt,
-        process::{CommandExt, ExitStatusExt},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::{
+            ffi::OsStrExt,
+            fs::OpenOptionsExt,
+            process::{CommandExt, ExitStatusExt},
+        },
     },
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -36,6 +39,8 @@ pub struct Launch {
     pub account: Account,
     /// Where stdout and stderr go (appended).
     pub log: PathBuf,
+    /// The session cgroup's `cgroup.procs` files: the child joins them before exec.
+    pub cgroup_join: Vec<RawFd>,
 }
 
 /// The compositor's command line: `session --id ID --daemon SOCKET [FLAGS]... [--spawn CMD]...`.
@@ -86,6 +91,7 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
     let uid = launch.account.uid;
     let gid = launch.account.gid;
     let groups = launch.account.groups.clone();
+    let cgroup_join = launch.cgroup_join.clone();
     let cwd = CString::new(launch.cwd.as_os_str().as_bytes())
         .map_err(|_| io::Error::other("working directory contains NUL"))?;
     // SAFETY: between fork and exec only async-signal-safe calls are allowed: setgroups,
@@ -93,6 +99,9 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
     // (initgroups would read /etc/group and allocate in the child).
     unsafe {
         command.pre_exec(move || {
+            // First, while still root: from here on the session and everything it starts
+            // is inside its cgroup.
+            crate::cgroup::join_current(&cgroup_join)?;
             setgroups(&groups).map_err(io::Error::from)?;
             setgid(gid).map_err(io::Error::from)?;
             setuid(uid).map_err(io::Error::from)?;
@@ -126,6 +135,47 @@ pub fn wait_exited_unreaped(child: &Child) -> io::Result<()> {
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// A handle that becomes readable when process `pid` exits, for processes that are not our
+/// children (sessions adopted from an earlier launcher).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Blocks until the process behind `pidfd` has exited.
+pub fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<()> {
+    loop {
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no timeout.
+        let n = unsafe { libc::poll(&mut poll, 1, -1) };
+        if n > 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if n < 0 && err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The process's start time (clock ticks since boot, field 22 of `/proc/PID/stat`): with the
+/// pid it names one process, even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// How a session ended, as `FromLauncher::Exited` reports it: "exit status: 0", "signal: 9".
