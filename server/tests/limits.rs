@@ -225,6 +225,14 @@ fn appliance(dir: &TempDir, name: &str, server: &Server, token: &str, script: &s
     )
 }
 
+/// A server config under which the appliances' fixed tokens (`--token`, no card behind them,
+/// so nothing to prove) get sessions: `unproven_cards = "lock"`.
+fn accept_fixed_tokens(dir: &TempDir) -> std::path::PathBuf {
+    let path = dir.path("wrsrvd.toml");
+    fs::write(&path, "unproven_cards = \"lock\"\n").unwrap();
+    path
+}
+
 /// Logs in at the greeter, and once more a while later in case the first keys came before the
 /// greeter was up (a loaded machine): Escape clears the form first. If the first login worked,
 /// the second one types harmlessly into the user's session.
@@ -355,7 +363,12 @@ fn memory_hog_session_is_killed_alone() {
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--config",
+                accept_fixed_tokens(&dir).to_str().unwrap(),
+            ],
             ..Default::default()
         },
     );
@@ -503,7 +516,12 @@ fn greeter_that_cannot_start_is_retried_with_backoff() {
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--config",
+                accept_fixed_tokens(&dir).to_str().unwrap(),
+            ],
             ..Default::default()
         },
     );
@@ -591,7 +609,12 @@ fn restarted_wrsessd_readopts_its_sessions() {
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--config",
+                accept_fixed_tokens(&dir).to_str().unwrap(),
+            ],
             ..Default::default()
         },
     );
@@ -701,7 +724,12 @@ fn sessions_start_unconfined_without_cgroups_and_the_audit_log_says_so() {
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--config",
+                accept_fixed_tokens(&dir).to_str().unwrap(),
+            ],
             ..Default::default()
         },
     );
