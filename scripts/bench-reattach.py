@@ -121,7 +121,9 @@ def main():
                           "--require-card", "--input-script", script], f"{work}/{name}.log")
 
         def card(port):
-            return spawn([f"{BIN}/examples/vcard", "--port", port, "--atr", ATR, "--uid", "04A1B2C3"], "")
+            # A PIV card: each re-attach includes its proof (GENERAL AUTHENTICATE), as a real one.
+            return spawn([f"{BIN}/examples/vcard", "--port", port, "--atr", ATR, "--uid", "04A1B2C3",
+                          "--piv-key", f"{work}/card.key"], "")
 
         logs = [f"{work}/a.log", f"{work}/b.log"]
         appliance("a", READERS[0][0], login)
