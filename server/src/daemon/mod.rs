@@ -9,6 +9,7 @@ pub mod admin;
 pub mod launcher;
 pub mod sessions;
 pub mod shared;
+pub mod trust;
 pub mod wire;
 
 use std::{
@@ -31,6 +32,7 @@ use crate::{
     store::{AuditEvent, AuditKind, Store},
     transport::ConnEvent,
 };
+pub use trust::{Reattach, TokenTrust};
 
 /// How appliances are matched to sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,9 @@ pub struct SessionSlot {
     pub wayland_display: Option<String>,
     pub created_ms: u64,
     pub changed_ms: u64,
+    /// The last attach told the session to lock (a re-attach under the `reattach` policy);
+    /// repeated if the session process (re)connects after that attach.
+    pub lock_on_attach: bool,
 }
 
 pub struct ApplianceSlot {
@@ -93,11 +98,14 @@ pub struct ApplianceSlot {
     /// The configured output scale for this appliance (`output_scale`); `None`: automatic.
     pub scale: Option<f64>,
     pub connected_ms: u64,
+    /// What the token has proved; set from the token when the appliance connects or its
+    /// token changes ([`TokenTrust::from_token`]), raised to `ProvenCard` by a verified proof.
+    pub trust: TokenTrust,
 }
 
 impl ApplianceSlot {
-    /// What the session is told when it is shown on this appliance.
-    fn attached(&self, id: ApplianceId) -> ToSession {
+    /// What the session is told when it is shown on this appliance; `lock`: lock it first.
+    fn attached(&self, id: ApplianceId, lock: bool) -> ToSession {
         ToSession::Attached {
             appliance: id,
             screen: self.screen,
@@ -105,6 +113,7 @@ impl ApplianceSlot {
             output: self.output,
             keymap: self.keymap.clone(),
             scale: self.scale,
+            lock,
         }
     }
 
@@ -124,6 +133,8 @@ pub struct Daemon {
     /// The shared session's id in [`Mode::Shared`].
     pub shared: Option<SessionId>,
     pub shutting_down: bool,
+    /// The `reattach` policy: whether a re-attached user session is locked first.
+    pub reattach: Reattach,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -139,6 +150,7 @@ impl Daemon {
             store,
             shared: None,
             shutting_down: false,
+            reattach: Reattach::default(),
         }
     }
 
@@ -183,6 +195,7 @@ impl Daemon {
                     wayland_display: rec.wayland_display.clone(),
                     created_ms: rec.created_ms,
                     changed_ms: now,
+                    lock_on_attach: false,
                 },
             );
             let _ = self.store.set_state(rec.id, SessionState::Suspended, now);
@@ -250,6 +263,7 @@ impl Daemon {
                 wayland_display: None,
                 created_ms: now,
                 changed_ms: now,
+                lock_on_attach: false,
             },
         );
         Ok((id, secret))
@@ -257,8 +271,9 @@ impl Daemon {
 
     // ---- appliances --------------------------------------------------------------------
 
-    pub fn appliance_connected(&mut self, id: ApplianceId, slot: ApplianceSlot) {
+    pub fn appliance_connected(&mut self, id: ApplianceId, mut slot: ApplianceSlot) {
         tracing::info!(appliance = id, token = ?slot.token, "appliance connected");
+        slot.trust = TokenTrust::from_token(slot.token.as_deref());
         self.appliances.insert(id, slot);
         self.route(id);
     }
@@ -278,6 +293,7 @@ impl Daemon {
         tracing::info!(appliance = id, ?token, "token changed");
         self.detach_appliance(id, "token removed");
         if let Some(slot) = self.appliances.get_mut(&id) {
+            slot.trust = TokenTrust::from_token(token.as_deref());
             slot.token = token;
         }
         self.route(id);
@@ -306,8 +322,21 @@ impl Daemon {
             },
         };
         if let Some(session) = session {
-            self.attach(appliance, session);
+            // A user session its token leads to was detached before: showing it is a re-attach.
+            let reattach = self
+                .sessions
+                .get(&session)
+                .is_some_and(|s| s.kind == SessionKind::User);
+            self.attach(appliance, session, reattach);
         }
+    }
+
+    /// The `reattach` policy applied to `appliance`'s token: whether a user session re-attached
+    /// there is locked before its first frame.
+    pub fn reattach_locks(&self, appliance: ApplianceId) -> bool {
+        self.appliances
+            .get(&appliance)
+            .is_some_and(|a| self.reattach.locks(a.trust))
     }
 
     fn request_greeter(&mut self, token: &str) -> Option<SessionId> {
@@ -336,7 +365,10 @@ impl Daemon {
     }
 
     /// Shows `session` on `appliance`. The session's previous appliance is told it was replaced.
-    fn attach(&mut self, appliance: ApplianceId, session: SessionId) {
+    /// `reattach`: the session was detached before (not the attach right after a login), so the
+    /// `reattach` policy decides whether it is locked first.
+    fn attach(&mut self, appliance: ApplianceId, session: SessionId, reattach: bool) {
+        let lock = reattach && self.reattach_locks(appliance);
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
@@ -360,16 +392,17 @@ impl Daemon {
             return;
         };
         a.session = Some(session);
-        let msg = a.attached(appliance);
+        let msg = a.attached(appliance, lock);
         let identity = a.identity(appliance);
         let token = a.token.clone();
         if let Some(s) = self.sessions.get_mut(&session) {
             s.appliance = Some(appliance);
+            s.lock_on_attach = lock;
             if let Some(link) = &s.link {
                 let _ = link.send(msg);
             }
         }
-        tracing::info!(appliance, session = %session_id_string(session), "attached");
+        tracing::info!(appliance, session = %session_id_string(session), lock, "attached");
         self.set_state(session, SessionState::Active);
         let mut event = AuditEvent::new(AuditKind::Attached)
             .session(session)
@@ -477,6 +510,7 @@ impl Daemon {
         s.pid = Some(pid);
         s.wayland_display = Some(wayland_display.clone());
         let user = s.user.clone();
+        let kind = s.kind;
         if let Err(err) = self
             .store
             .set_process(id, Some(pid), Some(&wayland_display), now_ms())
@@ -490,9 +524,13 @@ impl Daemon {
         }
         tracing::info!(session = %session_id_string(id), pid, %wayland_display, reconnect, "session process connected");
         // An appliance may already be waiting for it (a greeter or a fresh user session).
-        if let Some(appliance) = self.sessions.get(&id).and_then(|s| s.appliance) {
+        if let Some((appliance, lock)) = self
+            .sessions
+            .get(&id)
+            .and_then(|s| Some((s.appliance?, s.lock_on_attach)))
+        {
             if let Some(a) = self.appliances.get(&appliance) {
-                let msg = a.attached(appliance);
+                let msg = a.attached(appliance, lock);
                 if let Some(link) = self.sessions.get(&id).and_then(|s| s.link.as_ref()) {
                     let _ = link.send(msg);
                 }
@@ -509,8 +547,11 @@ impl Daemon {
                 })
                 .map(|(aid, _)| *aid)
                 .collect();
+            // A re-attach when the session was adopted after a daemon restart (its appliance
+            // was gone meanwhile); else the first attach of a fresh session.
             if let Some(appliance) = waiting.into_iter().max() {
-                self.attach(appliance, id);
+                let reattach = reconnect && kind == SessionKind::User;
+                self.attach(appliance, id, reattach);
             }
         }
         Ok(())
@@ -606,9 +647,10 @@ impl Daemon {
             .filter(|(_, a)| a.token.as_deref() == Some(token))
             .map(|(id, _)| *id)
             .collect();
+        // Right after a login: the user just typed the password, no lock.
         for appliance in showing {
             self.detach_appliance(appliance, "logged in");
-            self.attach(appliance, target);
+            self.attach(appliance, target, false);
         }
     }
 
@@ -621,6 +663,32 @@ impl Daemon {
                 .user(user)
                 .detail(reason),
         );
+    }
+
+    /// The locker of a user session checked the user's password (wrsessd reports it).
+    pub fn unlock_result(&mut self, session: SessionId, user: &str, failure: Option<&str>) {
+        let token = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.appliance)
+            .and_then(|a| self.appliances.get(&a))
+            .and_then(|a| a.token.clone());
+        let (kind, detail) = match failure {
+            Some(reason) => {
+                tracing::info!(session = %session_id_string(session), user, reason, "unlock failed");
+                (AuditKind::AuthFailed, format!("unlock: {reason}"))
+            }
+            None => {
+                tracing::info!(session = %session_id_string(session), user, "session unlocked");
+                (AuditKind::Authenticated, "unlock".to_string())
+            }
+        };
+        let mut event = AuditEvent::new(kind)
+            .session(session)
+            .user(user)
+            .detail(&detail);
+        event.token = token;
+        self.audit(event);
     }
 
     pub fn session_started(&mut self, id: SessionId, pid: u32) {

@@ -18,7 +18,7 @@ use super::governor::{Governor, LinkSample};
 use super::{input, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
-use crate::daemon::{now_ms, ApplianceSlot};
+use crate::daemon::{now_ms, ApplianceSlot, TokenTrust};
 
 /// How long an appliance may take between connecting and saying Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,6 +150,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 keymap: hello.keymap.clone(),
                 scale: shared.config.output_scale.fixed_value(),
                 connected_ms: now_ms(),
+                trust: TokenTrust::from_token(hello.token.as_deref()),
             },
         );
     }
