@@ -29,7 +29,7 @@ use crate::{
     lock, pam_auth,
     process::{self, Launch},
     session_toml,
-    tickets::{Claim, Tickets},
+    tickets::{Claim, Tickets, UnlockClaim, UnlockTickets},
     users::{self, Account},
 };
 
@@ -38,6 +38,9 @@ pub const WRONG_CREDENTIALS: &str = "Wrong user name or password";
 const STALE_TICKET: &str = "This login screen has expired; reconnect to get a new one";
 const BUSY_TICKET: &str = "A login is already being checked; wait a moment";
 const DAEMON_AWAY: &str = "The server is restarting; try again in a moment";
+/// What a locker shows after a wrong password.
+pub const WRONG_PASSWORD: &str = "Wrong password";
+const STALE_UNLOCK_TICKET: &str = "This lock screen does not belong to a running session";
 /// Used when the configured greeter user does not exist.
 const FALLBACK_GREETER_USER: &str = "nobody";
 
@@ -71,6 +74,8 @@ pub struct Launcher {
     /// exited compositor is still a zombie, so a pid found here is never a recycled one.
     sessions: Mutex<HashMap<SessionId, Running>>,
     tickets: Mutex<Tickets>,
+    /// Users' sessions' `WAYRAY_UNLOCK_TICKET`s, for their lockers.
+    unlock_tickets: Mutex<UnlockTickets>,
     greeter_fallback_warned: AtomicBool,
 }
 
@@ -81,6 +86,7 @@ impl Launcher {
             link,
             sessions: Mutex::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
+            unlock_tickets: Mutex::new(UnlockTickets::default()),
             greeter_fallback_warned: AtomicBool::new(false),
         }
     }
@@ -221,8 +227,24 @@ impl Launcher {
             .map_err(|e| format!("runtime directory {}: {e}", runtime.display()))?;
 
         let config = self.user_session_toml(&account);
-        let (flags, spawn) = (config.session_flags(), config.spawn_commands());
+        let (mut flags, spawn) = (config.session_flags(), config.spawn_commands());
         tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
+        // The session's locker (wrlogin --lock, started when a re-attach is locked) checks
+        // this user's password here with the unlock ticket.
+        match self.config.wrlogin_program() {
+            Ok(wrlogin) => {
+                flags.push("--locker".into());
+                flags.push(wrlogin.to_string_lossy().into_owned());
+            }
+            Err(err) => tracing::warn!(%err, "the session's lock screen will look for wrlogin itself"),
+        }
+        let ticket = random_hex().map_err(|e| format!("no unlock ticket: {e}"))?;
+        let mut env = session_env(&account, &runtime, secret);
+        env.push((
+            "WAYRAY_LOGIN_SOCKET".into(),
+            self.config.login_socket().into(),
+        ));
+        env.push(("WAYRAY_UNLOCK_TICKET".into(), ticket.clone().into()));
         let launch = Launch {
             program: wrsrvd,
             args: process::session_args(
@@ -231,12 +253,14 @@ impl Launcher {
                 &flags,
                 &spawn,
             ),
-            env: session_env(&account, &runtime, secret),
+            env,
             cwd: account.home.clone(),
-            account,
             log: self.config.session_log(id),
+            account,
         };
+        lock(&self.unlock_tickets).issue(ticket, id, user.to_string());
         self.launch(id, &launch)
+            .inspect_err(|_| lock(&self.unlock_tickets).forget_session(id))
     }
 
     /// The user's session.toml (desktop, clients, scale), read with the user's rights. A file
@@ -311,8 +335,9 @@ impl Launcher {
             Err(err) => format!("unknown ({err})"),
         };
         tracing::info!(%status, "session exited");
-        if kind == Kind::Greeter {
-            self.greeter_gone(id);
+        match kind {
+            Kind::Greeter => self.greeter_gone(id),
+            Kind::User => lock(&self.unlock_tickets).forget_session(id),
         }
         self.link.send_or_keep(FromLauncher::Exited {
             session: id,
@@ -414,6 +439,58 @@ impl Launcher {
                     return refused(DAEMON_AWAY);
                 }
                 tracing::info!(%user, "login accepted");
+                LoginReply::Accepted
+            }
+        }
+    }
+}
+
+impl Launcher {
+    /// A locker's unlock: `password` is checked for the user the ticket names (never another).
+    /// Blocks for as long as PAM takes: call it from the connection's own thread.
+    pub fn unlock(&self, ticket: &str, password: &str) -> LoginReply {
+        let (session, user) = match lock(&self.unlock_tickets).claim(ticket) {
+            UnlockClaim::Unknown => {
+                tracing::info!("unlock with an unknown ticket refused");
+                return refused(STALE_UNLOCK_TICKET);
+            }
+            UnlockClaim::Busy => return refused(BUSY_TICKET),
+            UnlockClaim::Granted { session, user } => (session, user),
+        };
+        let span = tracing::info_span!("unlock", session = %session_id_string(session), %user);
+        let _entered = span.enter();
+        let result = pam_auth::authenticate(&self.config.pam_service, &user, password)
+            .and_then(|pam_user| {
+                // A PAM module mapping the name to another account does not unlock this one.
+                if pam_user == user {
+                    Ok(())
+                } else {
+                    Err(format!("PAM authenticated {pam_user:?}, not the session's user"))
+                }
+            });
+        lock(&self.unlock_tickets).release(ticket);
+        match result {
+            Err(reason) => {
+                tracing::warn!(%reason, "unlock failed");
+                let report = FromLauncher::UnlockFailed {
+                    session,
+                    user,
+                    reason,
+                };
+                if self.link.send(&report).is_err() {
+                    tracing::warn!("daemon away; the failed unlock is only in this log");
+                }
+                refused(WRONG_PASSWORD)
+            }
+            Ok(()) => {
+                tracing::info!("unlock accepted");
+                if self
+                    .link
+                    .send(&FromLauncher::Unlocked { session, user })
+                    .is_err()
+                {
+                    tracing::warn!("daemon away; the unlock is only in this log");
+                }
                 LoginReply::Accepted
             }
         }
