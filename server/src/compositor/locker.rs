@@ -26,18 +26,21 @@ pub struct LockerConfig {
 
 impl LockerConfig {
     /// The locker from the environment wrsessd started the session with (the ticket and socket,
-    /// taken out of the environment so no client inherits them) and `program` (`--locker`),
+    /// taken out of the environment so no client inherits them; a greeter session keeps its
+    /// login socket for its greeter) and `program` (`--locker`),
     /// else `wrlogin` next to our own executable, else from PATH. `None` when the session was
     /// not started by wrsessd: a lock then has no locker and stays until another one unlocks.
     pub fn from_env(program: Option<PathBuf>) -> Option<Self> {
-        let ticket = std::env::var("WAYRAY_UNLOCK_TICKET").ok();
+        // A greeter session has no unlock ticket; its login socket stays for its greeter.
+        let ticket = std::env::var_os("WAYRAY_UNLOCK_TICKET")?;
         let socket = std::env::var_os("WAYRAY_LOGIN_SOCKET");
         // SAFETY: called before any other thread is started.
         unsafe {
             std::env::remove_var("WAYRAY_UNLOCK_TICKET");
             std::env::remove_var("WAYRAY_LOGIN_SOCKET");
         }
-        let (ticket, socket) = (ticket.filter(|t| !t.is_empty())?, socket?);
+        let ticket = ticket.into_string().ok().filter(|t| !t.is_empty())?;
+        let socket = socket?;
         let program = program.or_else(find_wrlogin);
         let Some(program) = program else {
             tracing::error!(
