@@ -185,11 +185,17 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         .expect("chown");
     assert!(chown.success());
     let run_dir = dir.path("wayray-run");
+    // This test is about the session following the card; the lock on re-attach is lock.rs's.
     let server = Server::start(
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--reattach",
+                "direct",
+            ],
             ..Default::default()
         },
     );
@@ -422,7 +428,13 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
         ..Default::default()
     };
     let run_dir_arg = run_dir.to_str().unwrap().to_string();
-    let extra_refs = ["--run-dir", run_dir_arg.as_str()];
+    // About re-adoption; the lock on re-attach is lock.rs's.
+    let extra_refs = [
+        "--run-dir",
+        run_dir_arg.as_str(),
+        "--reattach",
+        "direct",
+    ];
     let server = Server::start(
         &dir,
         ServerOpts {

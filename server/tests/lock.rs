@@ -321,8 +321,9 @@ async fn log_in_and_leave(setup: &Setup, name: &str) {
 
 /// Default policy, pseudo-token: log in, the client paints its colour, the appliance leaves, a
 /// new appliance with the same token attaches. Until the right password, not one frame it gets
-/// has a pixel of the desktop; it shows the lock form; a wrong password keeps it locked; the
-/// right one brings the desktop back.
+/// has a pixel of the desktop; it shows the lock form; a locker killed meanwhile is replaced
+/// and the session stays locked; a wrong password keeps it locked; the right one brings the
+/// desktop back.
 #[test]
 fn a_reattached_pseudo_token_session_is_locked_until_the_password() {
     if !is_root() {
@@ -358,6 +359,45 @@ fn a_reattached_pseudo_token_session_is_locked_until_the_password() {
         assert!(
             setup.session_logs().contains("lock screen shown"),
             "{}",
+            logs()
+        );
+
+        // The locker crashes: the session stays locked and the compositor starts another.
+        let locker_pid: i32 = setup
+            .session_logs()
+            .lines()
+            .filter(|l| l.contains("started the locker"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("pid=")))
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("no locker pid in the log\n{}", logs()));
+        // SAFETY: kill has no memory preconditions; the pid is the locker the session started.
+        unsafe { libc::kill(locker_pid, libc::SIGKILL) };
+        let mut relocked = false;
+        for _ in 0..40 {
+            screen
+                .watch(Duration::from_millis(500), &mut no_leak, |_| false)
+                .await;
+            if setup.session_logs().matches("lock screen shown").count() >= 2 {
+                relocked = true;
+                break;
+            }
+        }
+        assert!(relocked, "no new locker after the crash\n{}", logs());
+        assert!(
+            setup
+                .session_logs()
+                .contains("the locker exited and the session is still locked"),
+            "{}",
+            logs()
+        );
+        let form = screen
+            .watch(Duration::from_secs(10), &mut no_leak, |d| {
+                count_colour(d, LOCK_BACKGROUND) > 500_000
+            })
+            .await;
+        assert!(
+            form || count_colour(&screen.decoder, LOCK_BACKGROUND) > 500_000,
+            "the new locker's form is not shown\n{}",
             logs()
         );
 
