@@ -429,12 +429,7 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
     };
     let run_dir_arg = run_dir.to_str().unwrap().to_string();
     // About re-adoption; the lock on re-attach is lock.rs's.
-    let extra_refs = [
-        "--run-dir",
-        run_dir_arg.as_str(),
-        "--reattach",
-        "direct",
-    ];
+    let extra_refs = ["--run-dir", run_dir_arg.as_str(), "--reattach", "direct"];
     let server = Server::start(
         &dir,
         ServerOpts {

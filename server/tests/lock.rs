@@ -304,9 +304,15 @@ async fn log_in_and_leave(setup: &Setup, name: &str) {
             |d| count_colour(d, SECRET) > 100_000,
         )
         .await;
-    assert!(shown, "the desktop never showed after the login\n{}", logs());
     assert!(
-        !setup.session_logs().contains("session locked for a re-attach"),
+        shown,
+        "the desktop never showed after the login\n{}",
+        logs()
+    );
+    assert!(
+        !setup
+            .session_logs()
+            .contains("session locked for a re-attach"),
         "the attach right after the login locked\n{}",
         logs()
     );

@@ -830,7 +830,10 @@ fn greeter_login_and_user_session() -> TestResult {
         "unlock ticket used to log in: {reply:?}"
     );
     let reply = unlock(&run_dir, &unlock_ticket, PASSWORD)?;
-    ensure!(reply == LoginReply::Accepted, "right unlock password: {reply:?}");
+    ensure!(
+        reply == LoginReply::Accepted,
+        "right unlock password: {reply:?}"
+    );
     let unlocked = daemon.recv()?;
     ensure!(
         unlocked

@@ -477,10 +477,7 @@ mod tests {
         assert_eq!(creds.username, "alice");
         form.finish(Outcome::Refused("Wrong password".into()));
         assert_eq!(form.focus(), Field::Password);
-        assert_eq!(
-            form.status(),
-            Some(("Wrong password".into(), Tone::Error))
-        );
+        assert_eq!(form.status(), Some(("Wrong password".into(), Tone::Error)));
         typed(&mut form, "right");
         submit(&mut form);
         form.finish(Outcome::Accepted);

@@ -236,7 +236,9 @@ impl Launcher {
                 flags.push("--locker".into());
                 flags.push(wrlogin.to_string_lossy().into_owned());
             }
-            Err(err) => tracing::warn!(%err, "the session's lock screen will look for wrlogin itself"),
+            Err(err) => {
+                tracing::warn!(%err, "the session's lock screen will look for wrlogin itself")
+            }
         }
         let ticket = random_hex().map_err(|e| format!("no unlock ticket: {e}"))?;
         let mut env = session_env(&account, &runtime, secret);
@@ -459,15 +461,18 @@ impl Launcher {
         };
         let span = tracing::info_span!("unlock", session = %session_id_string(session), %user);
         let _entered = span.enter();
-        let result = pam_auth::authenticate(&self.config.pam_service, &user, password)
-            .and_then(|pam_user| {
+        let result = pam_auth::authenticate(&self.config.pam_service, &user, password).and_then(
+            |pam_user| {
                 // A PAM module mapping the name to another account does not unlock this one.
                 if pam_user == user {
                     Ok(())
                 } else {
-                    Err(format!("PAM authenticated {pam_user:?}, not the session's user"))
+                    Err(format!(
+                        "PAM authenticated {pam_user:?}, not the session's user"
+                    ))
                 }
-            });
+            },
+        );
         lock(&self.unlock_tickets).release(ticket);
         match result {
             Err(reason) => {

@@ -99,7 +99,10 @@ pub enum UnlockClaim {
     Unknown,
     Busy,
     /// Check the password of `user`; end the attempt with [`UnlockTickets::release`].
-    Granted { session: SessionId, user: String },
+    Granted {
+        session: SessionId,
+        user: String,
+    },
 }
 
 #[derive(Debug, Default)]
