@@ -680,6 +680,10 @@ impl Daemon {
             }
             None => {
                 tracing::info!(session = %session_id_string(session), user, "session unlocked");
+                // A session process that reconnects later is not locked again for this attach.
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.lock_on_attach = false;
+                }
                 (AuditKind::Authenticated, "unlock".to_string())
             }
         };

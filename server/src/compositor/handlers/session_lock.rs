@@ -20,6 +20,7 @@ use smithay::{
             Resource,
         },
     },
+    input::pointer::{CursorImageStatus, MotionEvent},
     utils::SERIAL_COUNTER,
     wayland::session_lock::{
         LockSurface, SessionLockHandler, SessionLockManagerState, SessionLocker,
@@ -144,6 +145,22 @@ impl WayRay {
             if let Some(keyboard) = self.seat.get_keyboard() {
                 keyboard.set_focus(self, None, SERIAL_COUNTER.next_serial());
             }
+            // No client keeps the pointer, so none sets the cursor the appliance is sent (a
+            // client's cursor surface is its pixels too).
+            if let Some(pointer) = self.seat.get_pointer() {
+                let location = pointer.current_location();
+                pointer.motion(
+                    self,
+                    None,
+                    &MotionEvent {
+                        location,
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: self.start_time.elapsed().as_millis() as u32,
+                    },
+                );
+                pointer.frame(self);
+            }
+            self.set_cursor(CursorImageStatus::default_named());
             self.needs_render = true;
         }
         self.keep_locker_running();
