@@ -261,6 +261,41 @@ mod tests {
     }
 
     #[test]
+    fn a_locker_sends_an_unlock_with_its_ticket_and_no_user_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("login.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let link = LoginLink {
+            socket: Some(path),
+            ticket: Some("unlock-1".into()),
+            unlock: true,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        link.start(
+            Credentials {
+                username: "alice".into(),
+                password: Zeroizing::new("pw".into()),
+            },
+            move |outcome| tx.send(outcome).unwrap(),
+        );
+        let (peer, _) = listener.accept().unwrap();
+        let got = serve_once(peer, framing::encode(&LoginReply::Accepted).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(
+            got,
+            LoginRequest::Unlock {
+                ticket: "unlock-1".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Outcome::Accepted
+        );
+    }
+
+    #[test]
     fn start_reports_the_outcome_from_its_thread() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("login.sock");

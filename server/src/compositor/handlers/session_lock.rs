@@ -13,6 +13,7 @@ use std::time::Duration;
 use smithay::{
     delegate_session_lock,
     desktop::utils::send_frames_surface_tree,
+    input::pointer::{CursorImageStatus, MotionEvent},
     reexports::{
         wayland_protocols::ext::session_lock::v1::server::ext_session_lock_v1::ExtSessionLockV1,
         wayland_server::{
@@ -20,7 +21,6 @@ use smithay::{
             Resource,
         },
     },
-    input::pointer::{CursorImageStatus, MotionEvent},
     utils::SERIAL_COUNTER,
     wayland::session_lock::{
         LockSurface, SessionLockHandler, SessionLockManagerState, SessionLocker,
