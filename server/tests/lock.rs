@@ -445,6 +445,30 @@ fn a_reattached_pseudo_token_session_is_locked_until_the_password() {
             .await;
         assert!(back, "the desktop did not come back after the unlock\n{}", logs());
         assert!(setup.server.log().contains("session unlocked"), "{}", logs());
+        // The audit log has the failed and the good unlock, with the user and the token.
+        let db = rusqlite::Connection::open_with_flags(
+            setup.dir.path("server-state").join("sessions.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the session store");
+        let rows: Vec<(String, String, String, String)> = db
+            .prepare(
+                "SELECT event, user, token, detail FROM audit \
+                 WHERE detail LIKE 'unlock%' ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].0, "auth_failed", "{rows:?}");
+        assert!(rows[0].3.starts_with("unlock: "), "{rows:?}");
+        assert_eq!(rows[1].0, "authenticated", "{rows:?}");
+        for (_, user, token, _) in &rows {
+            assert_eq!(user, &setup.user.0);
+            assert_eq!(token, "pseudo.locktest");
+        }
         eprintln!(
             "{frames_before_unlock} frames before the unlock, none with a desktop pixel; then the desktop"
         );

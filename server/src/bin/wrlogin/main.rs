@@ -3,6 +3,10 @@
 //! launcher (`wrsessd`) over `login.sock`. Exits 0 once a login is accepted; the launcher then
 //! replaces this session with the user's.
 //!
+//! With `--lock` it is a user session's locker instead: the same form (user name fixed) on an
+//! ext-session-lock surface, started by the session when it is re-attached under the `reattach`
+//! policy; the password goes to wrsessd as an unlock, and it unlocks and exits once accepted.
+//!
 //! - [`form`]: the form's state machine (pure).
 //! - [`render`]: draws the form into an XRGB8888 buffer (pure).
 //! - [`link`]: the login request/reply on `login.sock`, on its own thread.
