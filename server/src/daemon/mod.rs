@@ -271,9 +271,10 @@ impl Daemon {
 
     // ---- appliances --------------------------------------------------------------------
 
-    pub fn appliance_connected(&mut self, id: ApplianceId, mut slot: ApplianceSlot) {
-        tracing::info!(appliance = id, token = ?slot.token, "appliance connected");
-        slot.trust = TokenTrust::from_token(slot.token.as_deref());
+    /// `slot.trust` is what the connection established (from the token, or a verified proof);
+    /// it decides whether a re-attach here is locked, so it must be final before this call.
+    pub fn appliance_connected(&mut self, id: ApplianceId, slot: ApplianceSlot) {
+        tracing::info!(appliance = id, token = ?slot.token, trust = ?slot.trust, "appliance connected");
         self.appliances.insert(id, slot);
         self.route(id);
     }
@@ -283,6 +284,7 @@ impl Daemon {
         self.appliances.remove(&id);
     }
 
+    /// A new token has proved nothing yet: its trust starts from the token alone.
     pub fn token_changed(&mut self, id: ApplianceId, token: Option<String>) {
         let Some(slot) = self.appliances.get_mut(&id) else {
             return;
