@@ -77,8 +77,12 @@ impl SessionLockHandler for WayRay {
             tracing::warn!("a second locker asked to lock a locked session; refused");
             return; // Dropping `confirmation` tells that locker `finished`.
         }
-        if self.protocols.lock.is_locked() {
-            tracing::info!("a locker takes over the lock");
+        if let Some(locked) = &self.protocols.lock.locked {
+            if locked.lock.is_some() {
+                tracing::info!("a new locker takes over from one that exited");
+            } else {
+                tracing::info!("a locker takes over the session's own lock");
+            }
         } else {
             tracing::info!("session locked");
         }
