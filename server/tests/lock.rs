@@ -21,7 +21,7 @@ use wayray_protocol::{ClientControl, Decoder, DisplayMessage, InputMessage};
 /// background has it, so one such pixel on the appliance is a piece of the desktop.
 const SECRET: u32 = 0xff00ff;
 const PASSWORD: &str = "lockpw42";
-/// The lock screen's background (wrlogin's render.rs).
+/// The background of the greeter's and the lock screen's form (wrlogin's render.rs).
 const LOCK_BACKGROUND: u32 = 0x1d2330;
 
 struct User(String);
@@ -290,9 +290,15 @@ async fn log_in_and_leave(setup: &Setup, name: &str) {
         || setup.session_logs().contains("greeter shown"),
         logs,
     );
-    screen
-        .watch(Duration::from_millis(1500), |_| {}, |_| false)
+    // The form on screen: the greeter's window is mapped and has the keyboard.
+    let form = screen
+        .watch(
+            Duration::from_secs(30),
+            |_| {},
+            |d| count_colour(d, LOCK_BACKGROUND) > 500_000,
+        )
         .await;
+    assert!(form, "the greeter's form never showed\n{}", logs());
     screen.type_text(&setup.user.0).await;
     screen.key(KEY_TAB).await;
     screen.type_text(PASSWORD).await;
