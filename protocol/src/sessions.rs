@@ -60,6 +60,11 @@ pub enum ToSession {
         /// The server's configured output scale (`output_scale`); `None`: chosen from the
         /// screen's pixel density. A user's own `scale` in session.toml wins over both.
         scale: Option<f64>,
+        /// Lock the session before its first frame for this appliance (the `reattach` policy:
+        /// a re-attach with a token that proved nothing). The compositor locks itself and starts
+        /// its locker, so no pixel of the desktop reaches the appliance before the password.
+        /// `false` never unlocks a session that is locked.
+        lock: bool,
     },
     /// The attached appliance's screen changed: its size, its physical size (a monitor swap),
     /// or both.
@@ -259,19 +264,45 @@ pub enum FromLauncher {
     /// The session started but runs without its cgroup limits (no usable cgroup hierarchy,
     /// or creating its group failed): audited, so an administrator sees it.
     Unconfined { session: SessionId, reason: String },
+    /// The locker of user session `session` was given `user`'s right password: it unlocks
+    /// (for the audit log).
+    Unlocked { session: SessionId, user: String },
+    /// A wrong password at the locker of user session `session` (for the audit log; the
+    /// locker shows why).
+    UnlockFailed {
+        session: SessionId,
+        user: String,
+        reason: String,
+    },
 }
 
 // ---- greeter ⇄ launcher ----------------------------------------------------------------------
 
-/// `wrlogin` → `wrsessd`. `ticket` is the greeter's `WAYRAY_LOGIN_TICKET`; it names the greeter
-/// session (and through it the token) so a login can only bind the token it was shown for.
+/// `wrlogin` → `wrsessd`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoginRequest {
+    /// A greeter's login. `ticket` is the greeter's `WAYRAY_LOGIN_TICKET`; it names the greeter
+    /// session (and through it the token) so a login can only bind the token it was shown for.
     Login {
         ticket: String,
         username: String,
         password: String,
     },
+    /// A locker's (`wrlogin --lock`) unlock. `ticket` is the `WAYRAY_UNLOCK_TICKET` wrsessd gave
+    /// the user's session; it names the session and its user, so the password is checked for
+    /// that user only: a locker cannot unlock with another account's password.
+    Unlock { ticket: String, password: String },
+}
+
+impl LoginRequest {
+    /// The password, to wipe it once the request is encoded or answered.
+    pub fn password_mut(&mut self) -> &mut String {
+        match self {
+            LoginRequest::Login { password, .. } | LoginRequest::Unlock { password, .. } => {
+                password
+            }
+        }
+    }
 }
 
 /// `wrsessd` → `wrlogin`.

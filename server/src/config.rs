@@ -36,6 +36,13 @@ pub struct Config {
     /// Per-token sessions through the session launcher `wrsessd` (greeter, PAM, the user's own
     /// session) instead of one shared session. Default `false`.
     pub launcher: bool,
+    /// What a user session shown again after it was detached (card out, appliance gone,
+    /// session moved) shows first: `"lock"`, its lock screen asking for the user's password
+    /// (nothing of the desktop reaches the appliance before the unlock); `"direct"`, the desktop
+    /// at once; `"auto"`, lock for pseudo-tokens (appliances without a card) and cards that
+    /// proved nothing, direct for cards that proved their key. The attach right after a login in
+    /// the greeter never locks. Default `"auto"`.
+    pub reattach: crate::daemon::Reattach,
     /// A user session shown on no appliance for this many seconds is ended (0: never).
     /// Default 86400 (a day), like a Sun Ray server's disconnected-session timeout.
     pub suspended_timeout_secs: u64,
@@ -106,6 +113,7 @@ impl Default for Config {
             output_follows_appliance: true,
             output_scale: ScaleChoice::Auto,
             launcher: false,
+            reattach: crate::daemon::Reattach::Auto,
             suspended_timeout_secs: 86400,
             max_frames_in_flight: 2,
             wayland_socket: String::new(),

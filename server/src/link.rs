@@ -25,6 +25,9 @@ pub enum ToCompositor {
         keymap: Option<wayray_protocol::Keymap>,
         /// The server's configured scale; `None`: automatic.
         scale: Option<f64>,
+        /// Lock the session before the first frame for this appliance (a re-attach under the
+        /// `reattach` policy).
+        lock: bool,
     },
     /// An input event from the attached appliance, already validated.
     Input {

@@ -79,6 +79,11 @@ struct DaemonArgs {
     /// whichever appliance connected last.
     #[arg(long)]
     launcher: bool,
+    /// What a user session re-attached after a detach shows first (config `reattach`): `lock`
+    /// (its lock screen, the user's password to get the desktop), `direct` (the desktop), or
+    /// `auto` (lock unless a card proved its key).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    reattach: Option<daemon::Reattach>,
     /// Session output size, WIDTHxHEIGHT, until an appliance attaches (default 1280x800). The
     /// output then takes the appliance's screen size unless --fixed-size is given.
     #[arg(long, value_parser = parse_size)]
@@ -175,6 +180,12 @@ struct SessionArgs {
     /// Seconds the session waits for a vanished daemon to come back before it ends.
     #[arg(long, default_value_t = 300)]
     orphan_timeout: u64,
+    /// The locker (`wrlogin`, run with `--lock`) started when the session is locked for a
+    /// re-attach; it unlocks with $WAYRAY_UNLOCK_TICKET at $WAYRAY_LOGIN_SOCKET (set by
+    /// wrsessd, taken out of the environment clients inherit). Default: `wrlogin` next to this
+    /// executable, else from PATH.
+    #[arg(long, value_name = "PATH")]
+    locker: Option<PathBuf>,
 }
 
 fn parse_id(s: &str) -> Result<u64, String> {
@@ -250,6 +261,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if cli.launcher {
         config.launcher = true;
     }
+    if let Some(v) = cli.reattach {
+        config.reattach = v;
+    }
     if let Some(v) = cli.bandwidth_limit {
         config.bandwidth_limit_kbps = v;
     }
@@ -296,6 +310,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     };
     let mut daemon = Daemon::new(mode.clone(), store);
     daemon.unproven_cards = config.unproven_cards;
+    daemon.reattach = config.reattach;
     if mode == Mode::Launcher {
         daemon.load_store();
     }
@@ -400,6 +415,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         .wrap_err("WAYRAY_SESSION_SECRET must hold the secret the session was started with")?;
     // SAFETY: no other thread exists yet; the secret must not leak into clients' environments.
     unsafe { std::env::remove_var("WAYRAY_SESSION_SECRET") };
+    let locker = compositor::LockerConfig::from_env(args.locker);
     if let Some((w, h)) = args.size {
         config.output_width = w;
         config.output_height = h;
@@ -449,6 +465,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         xwayland: config.xwayland,
         scale: args.scale,
         clipboard: !args.no_clipboard,
+        locker,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

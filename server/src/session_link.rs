@@ -176,6 +176,7 @@ impl LinkReader {
                 output,
                 keymap,
                 scale,
+                lock,
             } => {
                 self.attached = Some(appliance);
                 ToCompositor::Attached {
@@ -185,6 +186,7 @@ impl LinkReader {
                     output,
                     keymap,
                     scale,
+                    lock,
                 }
             }
             ToSession::Resize {
@@ -350,6 +352,7 @@ mod tests {
                 output: (800, 600),
                 keymap: None,
                 scale: None,
+                lock: false,
             },
             ToSession::Input {
                 appliance: 7,

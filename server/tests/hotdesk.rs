@@ -29,11 +29,17 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     // framebuffer this test compares across appliances whenever a minute turns.
     user.session_toml("desktop = \"none\"\nautostart = [\"foot\"]\nscale = 1.25\n");
     let run_dir = dir.path("wayray-run");
+    // This test is about the session following the card; the lock on re-attach is lock.rs's.
     let server = Server::start(
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &["--run-dir", run_dir.to_str().unwrap()],
+            extra: &[
+                "--run-dir",
+                run_dir.to_str().unwrap(),
+                "--reattach",
+                "direct",
+            ],
             ..Default::default()
         },
     );
@@ -239,7 +245,8 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
         ..Default::default()
     };
     let run_dir_arg = run_dir.to_str().unwrap().to_string();
-    let extra_refs = ["--run-dir", run_dir_arg.as_str()];
+    // About re-adoption; the lock on re-attach is lock.rs's.
+    let extra_refs = ["--run-dir", run_dir_arg.as_str(), "--reattach", "direct"];
     let server = Server::start(
         &dir,
         ServerOpts {

@@ -177,6 +177,7 @@ echo "PGID $(cut -d' ' -f5 /proc/$$/stat)"
 echo "PID $$"
 echo "SECRET ${WAYRAY_SESSION_SECRET:-}"
 echo "TICKET ${WAYRAY_LOGIN_TICKET:-}"
+echo "UNLOCK_TICKET ${WAYRAY_UNLOCK_TICKET:-}"
 echo "LOGIN_SOCKET ${WAYRAY_LOGIN_SOCKET:-}"
 echo "RUNTIME ${XDG_RUNTIME_DIR:-}"
 echo "RUNTIME_OWNER $(stat -c %u "$XDG_RUNTIME_DIR")"
@@ -435,6 +436,17 @@ fn login_at(socket: &Path, ticket: &str, username: &str, password: &str) -> Test
     let request = LoginRequest::Login {
         ticket: ticket.to_string(),
         username: username.to_string(),
+        password: password.to_string(),
+    };
+    stream.write_all(&framing::encode(&request)?)?;
+    read_message(&mut stream, &mut FrameReader::new(1 << 16))
+}
+
+/// A locker's unlock on a fresh connection to `login.sock`.
+fn unlock(run_dir: &RunDir, ticket: &str, password: &str) -> TestResult<LoginReply> {
+    let mut stream = UnixStream::connect(run_dir.path.join("login.sock"))?;
+    let request = LoginRequest::Unlock {
+        ticket: ticket.to_string(),
         password: password.to_string(),
     };
     stream.write_all(&framing::encode(&request)?)?;
@@ -722,11 +734,19 @@ fn greeter_login_and_user_session() -> TestResult {
         "PATH",
         "SHELL",
         "USER",
+        // The session's locker checks the user's password at login.sock with this ticket.
+        "WAYRAY_LOGIN_SOCKET",
         "WAYRAY_SESSION_SECRET",
+        "WAYRAY_UNLOCK_TICKET",
         "XDG_RUNTIME_DIR",
         "XDG_SESSION_TYPE",
     ];
     ensure!(keys == expected_keys, "environment: {keys:?}");
+    let unlock_ticket = report.get("UNLOCK_TICKET")?;
+    ensure!(
+        unlock_ticket.len() == 32 && unlock_ticket != ticket,
+        "unlock ticket {unlock_ticket:?}"
+    );
     let expected_args = [
         "session",
         "--id",
@@ -738,6 +758,9 @@ fn greeter_login_and_user_session() -> TestResult {
         // The user's own scale from session.toml.
         "--scale",
         "1.25",
+        // The locker for a locked re-attach.
+        "--locker",
+        &wrlogin.to_string_lossy(),
         "--spawn",
         "my-wm --tiling",
         "--spawn",
@@ -765,6 +788,69 @@ fn greeter_login_and_user_session() -> TestResult {
         "stale ticket: {reply:?}"
     );
 
+    // --- the session's locker unlocks with the user's password only ---------------------------
+    let reply = unlock(&run_dir, &unlock_ticket, "wrong password")?;
+    ensure!(
+        reply
+            == LoginReply::Refused {
+                message: "Wrong password".into()
+            },
+        "wrong unlock password: {reply:?}"
+    );
+    match daemon.recv()? {
+        FromLauncher::UnlockFailed {
+            session,
+            user: u,
+            reason,
+        } => ensure!(
+            session == user_id && u == user.name && !reason.is_empty(),
+            "UnlockFailed {session:x} {u} {reason}"
+        ),
+        other => return Err(format!("expected UnlockFailed, got {other:?}").into()),
+    }
+    // Another account's right password does not unlock this user's session.
+    let reply = unlock(&run_dir, &unlock_ticket, "unused greeter pw")?;
+    ensure!(
+        matches!(reply, LoginReply::Refused { .. }),
+        "another user's password: {reply:?}"
+    );
+    ensure!(
+        matches!(daemon.recv()?, FromLauncher::UnlockFailed { .. }),
+        "UnlockFailed for another user's password"
+    );
+    let reply = unlock(&run_dir, "00000000000000000000000000000000", PASSWORD)?;
+    ensure!(
+        matches!(reply, LoginReply::Refused { .. }),
+        "made-up unlock ticket: {reply:?}"
+    );
+    // A login ticket is no unlock ticket, nor the other way round.
+    let reply = login(&run_dir, &unlock_ticket, &user.name, PASSWORD)?;
+    ensure!(
+        matches!(reply, LoginReply::Refused { .. }),
+        "unlock ticket used to log in: {reply:?}"
+    );
+    let reply = unlock(&run_dir, &unlock_ticket, PASSWORD)?;
+    ensure!(
+        reply == LoginReply::Accepted,
+        "right unlock password: {reply:?}"
+    );
+    let unlocked = daemon.recv()?;
+    ensure!(
+        unlocked
+            == FromLauncher::Unlocked {
+                session: user_id,
+                user: user.name.clone(),
+            },
+        "got {unlocked:?}"
+    );
+    // Not spent: the session locks again another day.
+    let reply = unlock(&run_dir, &unlock_ticket, PASSWORD)?;
+    ensure!(reply == LoginReply::Accepted, "second unlock: {reply:?}");
+    ensure!(
+        matches!(daemon.recv()?, FromLauncher::Unlocked { .. }),
+        "Unlocked again"
+    );
+
     // --- the daemon restarts: sessions stay, wrsessd comes back --------------------------------
     daemon.hang_up();
     let hello = daemon.accept()?;
@@ -776,6 +862,12 @@ fn greeter_login_and_user_session() -> TestResult {
     let status = expect_exited(&mut daemon, user_id)?;
     ensure!(status == "signal: 15", "user session ended with {status}");
     ensure!(!alive(user_pid), "user session still alive");
+    // The unlock ticket died with its session.
+    let reply = unlock(&run_dir, &unlock_ticket, PASSWORD)?;
+    ensure!(
+        matches!(reply, LoginReply::Refused { .. }),
+        "unlock ticket of an ended session: {reply:?}"
+    );
     launcher.still_running()?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod desktop;
 mod handlers;
 mod input;
 mod layers;
+mod locker;
 mod pacing;
 mod placement;
 mod protocols;
@@ -59,6 +60,7 @@ use smithay::{
 use capture::Capture;
 pub use capture::CaptureError;
 pub use cursor::CursorSettings;
+pub use locker::LockerConfig;
 use pacing::Pacer;
 pub use state::WayRay;
 pub use xwayland::stub::run_if_invoked as run_xwayland_stub_if_invoked;
@@ -98,6 +100,9 @@ pub struct SessionOptions {
     /// Offer a clipboard (selections, primary selection, data-control). `false` for greeters:
     /// nothing typed at a login prompt can be read back or carried into the next session.
     pub clipboard: bool,
+    /// The locker started when the session locks itself for a re-attach (`wrlogin --lock`);
+    /// `None` outside wrsessd's user sessions.
+    pub locker: Option<LockerConfig>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -267,6 +272,7 @@ pub fn run(
         super_tap: false,
         keyboard_on_layer: false,
         protocols: protocols::ProtocolStates::new(&dh, event_loop.handle(), opts.clipboard),
+        locker: locker::Locker::new(opts.locker.clone()),
     };
 
     let mut client_env = Vec::new();
@@ -393,14 +399,21 @@ impl WayRay {
                 output,
                 keymap,
                 scale,
+                lock,
             } => {
                 tracing::info!(
                     appliance,
                     ?screen,
                     ?physical_size,
                     ?output,
+                    lock,
                     "appliance attached; sending a key frame"
                 );
+                // Before anything is rendered for the new appliance: its key frame is the
+                // locked one.
+                if lock {
+                    self.lock_session();
+                }
                 self.scale.server = scale;
                 self.scale.screen = Some(screen);
                 self.scale.physical = physical_size;
@@ -504,6 +517,9 @@ impl WayRay {
         self.after_space_refresh_protocols();
         self.popups.cleanup();
         smithay::desktop::layer_map_for_output(&self.output).cleanup();
+        if self.protocols.lock.is_locked() || self.locker.has_child() {
+            self.keep_locker_running();
+        }
         if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
                 self.send_frame_callbacks();

@@ -102,6 +102,8 @@ pub struct WayRay {
     pub keyboard_on_layer: bool,
     /// Clipboard, session lock, taskbar, input method... protocols (see protocols.rs).
     pub protocols: super::protocols::ProtocolStates,
+    /// The WayRay locker process a self-locked session keeps running (locker.rs).
+    pub locker: super::locker::Locker,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.

@@ -74,6 +74,12 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
                 d.session_exited(session, &format!("failed to start: {reason}"))
             }
             FromLauncher::Unconfined { session, reason } => d.unconfined(session, &reason),
+            FromLauncher::Unlocked { session, user } => d.unlock_result(session, &user, None),
+            FromLauncher::UnlockFailed {
+                session,
+                user,
+                reason,
+            } => d.unlock_result(session, &user, Some(&reason)),
         }
     }
     tracing::warn!("session launcher disconnected");

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod launcher;
 pub mod sessions;
 pub mod shared;
+pub mod trust;
 pub mod wire;
 
 use std::{
@@ -33,6 +34,7 @@ use crate::{
     store::{AuditEvent, AuditKind, Store},
     transport::ConnEvent,
 };
+pub use trust::{Reattach, TokenTrust};
 use wayray_protocol::card_proof::is_card_token;
 
 /// How appliances are matched to sessions.
@@ -105,6 +107,9 @@ pub struct SessionSlot {
     pub wayland_display: Option<String>,
     pub created_ms: u64,
     pub changed_ms: u64,
+    /// The last attach told the session to lock (a re-attach under the `reattach` policy);
+    /// repeated if the session process (re)connects after that attach.
+    pub lock_on_attach: bool,
 }
 
 pub struct ApplianceSlot {
@@ -143,6 +148,15 @@ pub enum CardCheck {
 }
 
 impl CardCheck {
+    /// What the token has proved, for the re-attach policy.
+    pub fn trust(&self) -> TokenTrust {
+        match self {
+            Self::NotACard => TokenTrust::Pseudo,
+            Self::Proven { .. } => TokenTrust::ProvenCard,
+            Self::Awaiting | Self::Unproven | Self::Refused => TokenTrust::UnprovenCard,
+        }
+    }
+
     /// The check a newly presented token starts with.
     pub fn for_token(token: Option<&str>) -> Self {
         match token {
@@ -153,8 +167,8 @@ impl CardCheck {
 }
 
 impl ApplianceSlot {
-    /// What the session is told when it is shown on this appliance.
-    fn attached(&self, id: ApplianceId) -> ToSession {
+    /// What the session is told when it is shown on this appliance; `lock`: lock it first.
+    fn attached(&self, id: ApplianceId, lock: bool) -> ToSession {
         ToSession::Attached {
             appliance: id,
             screen: self.screen,
@@ -162,6 +176,7 @@ impl ApplianceSlot {
             output: self.output,
             keymap: self.keymap.clone(),
             scale: self.scale,
+            lock,
         }
     }
 
@@ -185,6 +200,8 @@ pub struct Daemon {
     pub unproven_cards: UnprovenCards,
     /// token → start failures of its sessions; its next greeter waits (see [`Backoff`]).
     pub backoff: HashMap<String, Backoff>,
+    /// The `reattach` policy: whether a re-attached user session is locked first.
+    pub reattach: Reattach,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -202,6 +219,7 @@ impl Daemon {
             shutting_down: false,
             unproven_cards: UnprovenCards::default(),
             backoff: HashMap::new(),
+            reattach: Reattach::default(),
         }
     }
 
@@ -246,6 +264,7 @@ impl Daemon {
                     wayland_display: rec.wayland_display.clone(),
                     created_ms: rec.created_ms,
                     changed_ms: now,
+                    lock_on_attach: false,
                 },
             );
             let _ = self.store.set_state(rec.id, SessionState::Suspended, now);
@@ -313,6 +332,7 @@ impl Daemon {
                 wayland_display: None,
                 created_ms: now,
                 changed_ms: now,
+                lock_on_attach: false,
             },
         );
         Ok((id, secret))
@@ -320,8 +340,10 @@ impl Daemon {
 
     // ---- appliances --------------------------------------------------------------------
 
+    /// A card token is shown nothing until its proof arrives ([`Daemon::token_proof`]), so
+    /// what it proves decides whether a re-attach here is locked.
     pub fn appliance_connected(&mut self, id: ApplianceId, slot: ApplianceSlot) {
-        tracing::info!(appliance = id, token = ?slot.token, "appliance connected");
+        tracing::info!(appliance = id, token = ?slot.token, card = ?slot.card.trust(), "appliance connected");
         self.appliances.insert(id, slot);
         self.route(id);
     }
@@ -331,6 +353,7 @@ impl Daemon {
         self.appliances.remove(&id);
     }
 
+    /// A new token has proved nothing yet: a card token waits for its proof.
     pub fn token_changed(&mut self, id: ApplianceId, token: Option<String>) {
         let Some(slot) = self.appliances.get_mut(&id) else {
             return;
@@ -490,8 +513,21 @@ impl Daemon {
             },
         };
         if let Some(session) = session {
-            self.attach(appliance, session);
+            // A user session its token leads to was detached before: showing it is a re-attach.
+            let reattach = self
+                .sessions
+                .get(&session)
+                .is_some_and(|s| s.kind == SessionKind::User);
+            self.attach(appliance, session, reattach);
         }
+    }
+
+    /// The `reattach` policy applied to `appliance`'s token: whether a user session re-attached
+    /// there is locked before its first frame.
+    pub fn reattach_locks(&self, appliance: ApplianceId) -> bool {
+        self.appliances
+            .get(&appliance)
+            .is_some_and(|a| self.reattach.locks(a.card.trust()))
     }
 
     fn request_greeter(&mut self, token: &str) -> Option<SessionId> {
@@ -520,7 +556,10 @@ impl Daemon {
     }
 
     /// Shows `session` on `appliance`. The session's previous appliance is told it was replaced.
-    fn attach(&mut self, appliance: ApplianceId, session: SessionId) {
+    /// `reattach`: the session was detached before (not the attach right after a login), so the
+    /// `reattach` policy decides whether it is locked first.
+    fn attach(&mut self, appliance: ApplianceId, session: SessionId, reattach: bool) {
+        let lock = reattach && self.reattach_locks(appliance);
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
@@ -544,16 +583,17 @@ impl Daemon {
             return;
         };
         a.session = Some(session);
-        let msg = a.attached(appliance);
+        let msg = a.attached(appliance, lock);
         let identity = a.identity(appliance);
         let token = a.token.clone();
         if let Some(s) = self.sessions.get_mut(&session) {
             s.appliance = Some(appliance);
+            s.lock_on_attach = lock;
             if let Some(link) = &s.link {
                 let _ = link.send(msg);
             }
         }
-        tracing::info!(appliance, session = %session_id_string(session), "attached");
+        tracing::info!(appliance, session = %session_id_string(session), lock, "attached");
         self.set_state(session, SessionState::Active);
         let mut event = AuditEvent::new(AuditKind::Attached)
             .session(session)
@@ -661,6 +701,7 @@ impl Daemon {
         s.pid = Some(pid);
         s.wayland_display = Some(wayland_display.clone());
         let user = s.user.clone();
+        let kind = s.kind;
         if let Err(err) = self
             .store
             .set_process(id, Some(pid), Some(&wayland_display), now_ms())
@@ -674,9 +715,13 @@ impl Daemon {
         }
         tracing::info!(session = %session_id_string(id), pid, %wayland_display, reconnect, "session process connected");
         // An appliance may already be waiting for it (a greeter or a fresh user session).
-        if let Some(appliance) = self.sessions.get(&id).and_then(|s| s.appliance) {
+        if let Some((appliance, lock)) = self
+            .sessions
+            .get(&id)
+            .and_then(|s| Some((s.appliance?, s.lock_on_attach)))
+        {
             if let Some(a) = self.appliances.get(&appliance) {
-                let msg = a.attached(appliance);
+                let msg = a.attached(appliance, lock);
                 if let Some(link) = self.sessions.get(&id).and_then(|s| s.link.as_ref()) {
                     let _ = link.send(msg);
                 }
@@ -693,8 +738,11 @@ impl Daemon {
                 })
                 .map(|(aid, _)| *aid)
                 .collect();
+            // A re-attach when the session was adopted after a daemon restart (its appliance
+            // was gone meanwhile); else the first attach of a fresh session.
             if let Some(appliance) = waiting.into_iter().max() {
-                self.attach(appliance, id);
+                let reattach = reconnect && kind == SessionKind::User;
+                self.attach(appliance, id, reattach);
             }
         }
         Ok(())
@@ -864,9 +912,10 @@ impl Daemon {
             .filter(|(_, a)| a.token.as_deref() == Some(token))
             .map(|(id, _)| *id)
             .collect();
+        // Right after a login: the user just typed the password, no lock.
         for appliance in showing {
             self.detach_appliance(appliance, "logged in");
-            self.attach(appliance, target);
+            self.attach(appliance, target, false);
         }
     }
 
@@ -907,6 +956,36 @@ impl Daemon {
                 .user(user)
                 .detail(reason),
         );
+    }
+
+    /// The locker of a user session checked the user's password (wrsessd reports it).
+    pub fn unlock_result(&mut self, session: SessionId, user: &str, failure: Option<&str>) {
+        let token = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.appliance)
+            .and_then(|a| self.appliances.get(&a))
+            .and_then(|a| a.token.clone());
+        let (kind, detail) = match failure {
+            Some(reason) => {
+                tracing::info!(session = %session_id_string(session), user, reason, "unlock failed");
+                (AuditKind::AuthFailed, format!("unlock: {reason}"))
+            }
+            None => {
+                tracing::info!(session = %session_id_string(session), user, "session unlocked");
+                // A session process that reconnects later is not locked again for this attach.
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.lock_on_attach = false;
+                }
+                (AuditKind::Authenticated, "unlock".to_string())
+            }
+        };
+        let mut event = AuditEvent::new(kind)
+            .session(session)
+            .user(user)
+            .detail(&detail);
+        event.token = token;
+        self.audit(event);
     }
 
     pub fn session_started(&mut self, id: SessionId, pid: u32) {

@@ -1,13 +1,16 @@
 //! The Wayland side of the greeter: one fullscreen xdg toplevel drawn into `wl_shm` buffers,
 //! keyboard input through xkbcommon, and the calloop loop that also receives login outcomes.
 //! Everything it decides is delegated to [`Form`]; everything it draws to [`Painter`].
+//!
+//! As a locker (`--lock`) the same form is an ext-session-lock surface instead of a window: it
+//! takes the session's lock, asks for the password and unlocks once wrsessd accepts it.
 
 use std::time::Duration;
 
 use smithay_client_toolkit::{
     compositor::{CompositorHandler, CompositorState},
     delegate_compositor, delegate_keyboard, delegate_output, delegate_registry, delegate_seat,
-    delegate_shm, delegate_xdg_shell, delegate_xdg_window,
+    delegate_session_lock, delegate_shm, delegate_xdg_shell, delegate_xdg_window,
     output::{OutputHandler, OutputState},
     reexports::{
         calloop::{
@@ -28,6 +31,10 @@ use smithay_client_toolkit::{
         keyboard::{KeyEvent, KeyboardHandler, Keysym, Modifiers},
         Capability, SeatHandler, SeatState,
     },
+    session_lock::{
+        SessionLock, SessionLockHandler, SessionLockState, SessionLockSurface,
+        SessionLockSurfaceConfigure,
+    },
     shell::{
         xdg::{
             window::{Window, WindowConfigure, WindowDecorations, WindowHandler},
@@ -44,7 +51,7 @@ use smithay_client_toolkit::{
 use crate::{
     form::{Action, Form, Key, Outcome},
     link::LoginLink,
-    render::{Canvas, Labels, Painter},
+    render::{Canvas, Labels, Painter, LOCK_PROMPT, LOGIN_PROMPT},
 };
 
 /// Size used until the compositor or the output says otherwise.
@@ -62,6 +69,8 @@ pub enum GreeterError {
     Setup(String),
     #[error("lost the Wayland connection: {0}")]
     Dispatch(String),
+    #[error("the compositor refused the lock (another locker holds it)")]
+    LockRefused,
 }
 
 /// What the greeter was started with.
@@ -69,6 +78,31 @@ pub struct Config {
     pub painter: Painter,
     pub host: String,
     pub link: LoginLink,
+    /// Run as the session's locker for this user (`--lock`) instead of as a greeter.
+    pub lock_user: Option<String>,
+}
+
+/// What the form is shown in.
+enum Shell {
+    /// The greeter's fullscreen window.
+    Window(Window),
+    /// The locker's lock surface, made once the compositor says the session is locked.
+    Lock {
+        compositor: CompositorState,
+        lock: SessionLock,
+        surface: Option<SessionLockSurface>,
+        /// The compositor confirmed the lock.
+        locked: bool,
+    },
+}
+
+impl Shell {
+    fn wl_surface(&self) -> Option<&wl_surface::WlSurface> {
+        match self {
+            Shell::Window(window) => Some(window.wl_surface()),
+            Shell::Lock { surface, .. } => surface.as_ref().map(|s| s.wl_surface()),
+        }
+    }
 }
 
 /// The window's size: the compositor's configure wins; without one (a configure of 0×0 lets
@@ -106,7 +140,7 @@ struct Greeter {
     seat: SeatState,
     outputs: OutputState,
     shm: Shm,
-    window: Window,
+    shell: Shell,
     pool: SlotPool,
     /// At most two buffers: one the compositor may still hold, one to draw into.
     buffers: Vec<Buffer>,
@@ -128,6 +162,7 @@ struct Greeter {
     outcomes: channel::Sender<Outcome>,
     loop_handle: LoopHandle<'static, Greeter>,
     qh: QueueHandle<Greeter>,
+    conn: Connection,
     exit: Option<Result<(), GreeterError>>,
 }
 
@@ -146,19 +181,36 @@ pub fn run(config: Config) -> Result<(), GreeterError> {
 
     let compositor = CompositorState::bind(&globals, &qh)
         .map_err(|_| GreeterError::MissingGlobal("wl_compositor"))?;
-    // sctk binds the xdg-decoration manager if the compositor has one, but the window never
-    // asks for a decoration object: no title bar, the form is the whole screen.
-    let xdg =
-        XdgShell::bind(&globals, &qh).map_err(|_| GreeterError::MissingGlobal("xdg_wm_base"))?;
     let shm = Shm::bind(&globals, &qh).map_err(|_| GreeterError::MissingGlobal("wl_shm"))?;
-
-    let surface = compositor.create_surface(&qh);
-    let window = xdg.create_window(surface, WindowDecorations::None, &qh);
-    window.set_title("WayRay login");
-    window.set_app_id("org.wayray.wrlogin");
-    window.set_fullscreen(None);
-    // The first commit carries no buffer; the compositor answers with a configure.
-    window.commit();
+    let (shell, form) = match &config.lock_user {
+        None => {
+            // sctk binds the xdg-decoration manager if the compositor has one, but the window
+            // never asks for a decoration object: no title bar, the form is the whole screen.
+            let xdg = XdgShell::bind(&globals, &qh)
+                .map_err(|_| GreeterError::MissingGlobal("xdg_wm_base"))?;
+            let surface = compositor.create_surface(&qh);
+            let window = xdg.create_window(surface, WindowDecorations::None, &qh);
+            window.set_title("WayRay login");
+            window.set_app_id("org.wayray.wrlogin");
+            window.set_fullscreen(None);
+            // The first commit carries no buffer; the compositor answers with a configure.
+            window.commit();
+            (Shell::Window(window), Form::new())
+        }
+        Some(user) => {
+            // The lock surface is made once the compositor confirms the lock (`locked`).
+            let lock = SessionLockState::new(&globals, &qh)
+                .lock(&qh)
+                .map_err(|_| GreeterError::MissingGlobal("ext_session_lock_manager_v1"))?;
+            let shell = Shell::Lock {
+                compositor,
+                lock,
+                surface: None,
+                locked: false,
+            };
+            (shell, Form::locked(user))
+        }
+    };
 
     let (w, h) = FALLBACK_SIZE;
     let pool = SlotPool::new((w * h * 4) as usize, &shm)
@@ -178,7 +230,7 @@ pub fn run(config: Config) -> Result<(), GreeterError> {
         seat: SeatState::new(&globals, &qh),
         outputs: OutputState::new(&globals, &qh),
         shm,
-        window,
+        shell,
         pool,
         buffers: Vec::new(),
         keyboard: None,
@@ -188,13 +240,14 @@ pub fn run(config: Config) -> Result<(), GreeterError> {
         mapped: false,
         frame_pending: false,
         dirty: true,
-        form: Form::new(),
+        form,
         painter: config.painter,
         host: config.host,
         link: config.link,
         outcomes,
         loop_handle,
         qh,
+        conn,
         exit: None,
     };
 
@@ -239,6 +292,9 @@ impl Greeter {
     }
 
     fn draw(&mut self) {
+        let Some(surface) = self.shell.wl_surface().cloned() else {
+            return;
+        };
         let (width, height) = self.size;
         let stride = width as i32 * 4;
         let free = self.buffers.iter().position(|b| {
@@ -269,17 +325,26 @@ impl Greeter {
             tracing::error!(width, height, "buffer smaller than the window");
             return;
         };
-        self.painter
-            .draw(&mut canvas, &self.form, &Labels { host: &self.host });
+        let prompt = match self.shell {
+            Shell::Window(_) => LOGIN_PROMPT,
+            Shell::Lock { .. } => LOCK_PROMPT,
+        };
+        self.painter.draw(
+            &mut canvas,
+            &self.form,
+            &Labels {
+                host: &self.host,
+                prompt,
+            },
+        );
 
-        let surface = self.window.wl_surface();
         surface.damage_buffer(0, 0, width as i32, height as i32);
         surface.frame(&self.qh, surface.clone());
-        if let Err(err) = buffer.attach_to(surface) {
+        if let Err(err) = buffer.attach_to(&surface) {
             tracing::error!(?err, "cannot attach the buffer");
             return;
         }
-        self.window.commit();
+        surface.commit();
         self.frame_pending = true;
         self.dirty = false;
         // Newest last; an older one the compositor no longer needs can be reused next time.
@@ -314,6 +379,16 @@ impl Greeter {
         self.dirty = true;
         self.redraw_if_dirty();
         if accepted {
+            if let Shell::Lock { lock, .. } = &self.shell {
+                // The desktop comes back at once; nothing to wait for.
+                tracing::info!("password accepted; unlocking");
+                lock.unlock();
+                if let Err(err) = self.conn.flush() {
+                    tracing::warn!(%err, "cannot flush the unlock");
+                }
+                self.exit = Some(Ok(()));
+                return;
+            }
             let timer = Timer::from_duration(WELCOME_DELAY);
             let inserted = self.loop_handle.insert_source(timer, |_, _, greeter| {
                 greeter.exit = Some(Ok(()));
@@ -323,6 +398,74 @@ impl Greeter {
                 tracing::warn!(err = %err.error, "no welcome timer; exiting now");
                 self.exit = Some(Ok(()));
             }
+        }
+    }
+}
+
+impl Greeter {
+    /// The lock surface, on the session's (one) output, once the lock is confirmed and the
+    /// output known.
+    fn make_lock_surface(&mut self) {
+        let output = self.outputs.outputs().next();
+        let Shell::Lock {
+            compositor,
+            lock,
+            surface,
+            locked,
+        } = &mut self.shell
+        else {
+            return;
+        };
+        if !*locked || surface.is_some() {
+            return;
+        }
+        let Some(output) = output else {
+            tracing::debug!("locked; waiting for the output");
+            return;
+        };
+        let wl_surface = compositor.create_surface(&self.qh);
+        *surface = Some(lock.create_lock_surface(wl_surface, &output, &self.qh));
+    }
+}
+
+impl SessionLockHandler for Greeter {
+    fn locked(&mut self, _: &Connection, _: &QueueHandle<Self>, _: SessionLock) {
+        tracing::info!("session locked; showing the lock screen");
+        if let Shell::Lock { locked, .. } = &mut self.shell {
+            *locked = true;
+        }
+        self.make_lock_surface();
+    }
+
+    fn finished(&mut self, _: &Connection, _: &QueueHandle<Self>, _: SessionLock) {
+        let was_locked = matches!(self.shell, Shell::Lock { locked: true, .. });
+        if was_locked {
+            tracing::info!("the compositor ended the lock");
+            self.exit = Some(Ok(()));
+        } else {
+            self.exit = Some(Err(GreeterError::LockRefused));
+        }
+    }
+
+    fn configure(
+        &mut self,
+        _: &Connection,
+        _: &QueueHandle<Self>,
+        _: SessionLockSurface,
+        configure: SessionLockSurfaceConfigure,
+        _: u32,
+    ) {
+        let (w, h) = configure.new_size;
+        self.configured = Some((w, h));
+        let size = window_size(self.configured, self.output_mode());
+        let first = !self.mapped;
+        self.mapped = true;
+        if first || size != self.size {
+            self.size = size;
+            if first {
+                tracing::info!(width = size.0, height = size.1, "lock screen shown");
+            }
+            self.draw();
         }
     }
 }
@@ -376,6 +519,7 @@ impl OutputHandler for Greeter {
     }
 
     fn new_output(&mut self, _: &Connection, _: &QueueHandle<Self>, _: wl_output::WlOutput) {
+        self.make_lock_surface();
         self.update_size();
     }
 
@@ -551,6 +695,7 @@ delegate_keyboard!(Greeter);
 delegate_xdg_shell!(Greeter);
 delegate_xdg_window!(Greeter);
 delegate_registry!(Greeter);
+delegate_session_lock!(Greeter);
 
 #[cfg(test)]
 mod tests {

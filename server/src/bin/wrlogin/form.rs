@@ -99,6 +99,9 @@ pub struct Form {
     focus: Field,
     error: Option<String>,
     phase: Phase,
+    /// A lock screen's form: the user name is the session's and cannot be edited; only the
+    /// password is typed.
+    fixed_user: bool,
 }
 
 impl Default for Form {
@@ -115,7 +118,17 @@ impl Form {
             focus: Field::User,
             error: None,
             phase: Phase::Editing,
+            fixed_user: false,
         }
+    }
+
+    /// The lock screen's form: `user`'s name shown, the password field focused for good.
+    pub fn locked(user: &str) -> Self {
+        let mut form = Self::new();
+        form.user = user.to_string();
+        form.focus = Field::Password;
+        form.fixed_user = true;
+        form
     }
 
     pub fn user(&self) -> &str {
@@ -143,6 +156,7 @@ impl Form {
         match self.phase {
             Phase::Editing => None,
             Phase::Checking => Some(("Checking…".into(), Tone::Info)),
+            Phase::Welcome if self.fixed_user => Some(("Unlocked".into(), Tone::Info)),
             Phase::Welcome => Some((format!("Welcome, {}", self.user), Tone::Info)),
         }
     }
@@ -153,11 +167,22 @@ impl Form {
         }
         match key {
             Key::Text(text) => self.insert(&text),
+            Key::NextField | Key::PreviousField if self.fixed_user => Action::Nothing,
             Key::NextField | Key::PreviousField => {
                 self.focus = self.focus.other();
                 Action::Redraw
             }
             Key::Backspace => self.backspace(),
+            Key::Escape if self.fixed_user => {
+                let had_something = !self.password.is_empty() || self.error.is_some();
+                self.password.zeroize();
+                self.error = None;
+                if had_something {
+                    Action::Redraw
+                } else {
+                    Action::Nothing
+                }
+            }
             Key::Escape => {
                 let had_something =
                     !self.user.is_empty() || !self.password.is_empty() || self.error.is_some();
@@ -434,6 +459,29 @@ mod tests {
         assert_eq!(form.status(), Some(("Welcome, alice".into(), Tone::Info)));
         assert!(matches!(form.key(Key::Text("x".into())), Action::Nothing));
         assert!(matches!(form.key(Key::Escape), Action::Nothing));
+    }
+
+    #[test]
+    fn a_lock_form_types_only_the_password_of_its_user() {
+        let mut form = Form::locked("alice");
+        assert_eq!(form.focus(), Field::Password);
+        assert!(matches!(form.key(Key::NextField), Action::Nothing));
+        assert_eq!(form.focus(), Field::Password);
+        typed(&mut form, "pw");
+        assert_eq!(form.user(), "alice");
+        assert!(matches!(form.key(Key::Escape), Action::Redraw));
+        assert_eq!(form.password_chars(), 0);
+        assert_eq!(form.user(), "alice", "escape keeps the user");
+        typed(&mut form, "wrong");
+        let creds = submit(&mut form);
+        assert_eq!(creds.username, "alice");
+        form.finish(Outcome::Refused("Wrong password".into()));
+        assert_eq!(form.focus(), Field::Password);
+        assert_eq!(form.status(), Some(("Wrong password".into(), Tone::Error)));
+        typed(&mut form, "right");
+        submit(&mut form);
+        form.finish(Outcome::Accepted);
+        assert_eq!(form.status(), Some(("Unlocked".into(), Tone::Info)));
     }
 
     #[test]

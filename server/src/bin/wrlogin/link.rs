@@ -49,8 +49,11 @@ pub enum LinkError {
 #[derive(Debug, Clone)]
 pub struct LoginLink {
     pub socket: Option<PathBuf>,
-    /// The greeter's `WAYRAY_LOGIN_TICKET`: names this greeter session to the launcher.
+    /// The greeter's `WAYRAY_LOGIN_TICKET`: names this greeter session to the launcher; a
+    /// locker's `WAYRAY_UNLOCK_TICKET`: names its session and user.
     pub ticket: Option<String>,
+    /// A locker: send [`LoginRequest::Unlock`] (the ticket decides the user) instead of a login.
+    pub unlock: bool,
 }
 
 impl LoginLink {
@@ -91,10 +94,17 @@ impl LoginLink {
         let path = self.socket.as_deref().ok_or(LinkError::NoSocket)?;
         let ticket = self.ticket.clone().ok_or(LinkError::NoTicket)?;
         let mut stream = connect(path)?;
-        let request = LoginRequest::Login {
-            ticket,
-            username: creds.username,
-            password: creds.password.to_string(),
+        let request = if self.unlock {
+            LoginRequest::Unlock {
+                ticket,
+                password: creds.password.to_string(),
+            }
+        } else {
+            LoginRequest::Login {
+                ticket,
+                username: creds.username,
+                password: creds.password.to_string(),
+            }
         };
         exchange(&mut stream, request)
     }
@@ -119,8 +129,7 @@ pub fn exchange<S: Read + Write>(
     mut request: LoginRequest,
 ) -> Result<LoginReply, LinkError> {
     let encoded = framing::encode(&request);
-    let LoginRequest::Login { password, .. } = &mut request;
-    password.zeroize();
+    request.password_mut().zeroize();
     let bytes = Zeroizing::new(encoded.map_err(|e| LinkError::Send(std::io::Error::other(e)))?);
     stream.write_all(&bytes).map_err(LinkError::Send)?;
     stream.flush().map_err(LinkError::Send)?;
@@ -230,6 +239,7 @@ mod tests {
         let no_socket = LoginLink {
             socket: None,
             ticket: Some("t".into()),
+            unlock: false,
         };
         assert!(matches!(no_socket.login(creds()), Err(LinkError::NoSocket)));
         let dir = tempfile::tempdir().unwrap();
@@ -237,15 +247,52 @@ mod tests {
         let no_ticket = LoginLink {
             socket: Some(path.clone()),
             ticket: None,
+            unlock: false,
         };
         assert!(matches!(no_ticket.login(creds()), Err(LinkError::NoTicket)));
         let nobody = LoginLink {
             socket: Some(path.clone()),
             ticket: Some("t".into()),
+            unlock: false,
         };
         let err = nobody.login(creds()).unwrap_err();
         assert!(matches!(err, LinkError::Connect { .. }));
         assert!(err.to_string().contains("login.sock"), "{err}");
+    }
+
+    #[test]
+    fn a_locker_sends_an_unlock_with_its_ticket_and_no_user_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("login.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let link = LoginLink {
+            socket: Some(path),
+            ticket: Some("unlock-1".into()),
+            unlock: true,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        link.start(
+            Credentials {
+                username: "alice".into(),
+                password: Zeroizing::new("pw".into()),
+            },
+            move |outcome| tx.send(outcome).unwrap(),
+        );
+        let (peer, _) = listener.accept().unwrap();
+        let got = serve_once(peer, framing::encode(&LoginReply::Accepted).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(
+            got,
+            LoginRequest::Unlock {
+                ticket: "unlock-1".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            Outcome::Accepted
+        );
     }
 
     #[test]
@@ -256,6 +303,7 @@ mod tests {
         let link = LoginLink {
             socket: Some(path),
             ticket: Some("t-9".into()),
+            unlock: false,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         link.start(

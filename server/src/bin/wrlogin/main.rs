@@ -3,6 +3,10 @@
 //! launcher (`wrsessd`) over `login.sock`. Exits 0 once a login is accepted; the launcher then
 //! replaces this session with the user's.
 //!
+//! With `--lock` it is a user session's locker instead: the same form (user name fixed) on an
+//! ext-session-lock surface, started by the session when it is re-attached under the `reattach`
+//! policy; the password goes to wrsessd as an unlock, and it unlocks and exits once accepted.
+//!
 //! - [`form`]: the form's state machine (pure).
 //! - [`render`]: draws the form into an XRGB8888 buffer (pure).
 //! - [`link`]: the login request/reply on `login.sock`, on its own thread.
@@ -31,6 +35,7 @@ use clap::Parser;
     after_help = "Environment:\n  \
         WAYLAND_DISPLAY       the greeter session to show the form in\n  \
         WAYRAY_LOGIN_TICKET   names this greeter to the launcher (set by wrsessd; kept out of the command line)\n  \
+        WAYRAY_UNLOCK_TICKET  with --lock: names the session and its user (set by the session)\n  \
         WAYRAY_LOGIN_SOCKET   default for --login-socket\n  \
         RUST_LOG              log filter (default \"info\"); logins are logged with the user name, never the password"
 )]
@@ -45,6 +50,12 @@ struct Cli {
     /// Host name shown under the title [default: this machine's host name].
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+    /// Be the session's locker instead of a greeter: take the session's lock
+    /// (ext-session-lock), show this user's name and a password field, and unlock once the
+    /// launcher accepts the password (checked for the user $WAYRAY_UNLOCK_TICKET names). The
+    /// session starts it by itself when it is re-attached under `reattach = "lock"`.
+    #[arg(long)]
+    lock: bool,
 }
 
 fn main() -> miette::Result<()> {
@@ -59,11 +70,14 @@ fn main() -> miette::Result<()> {
 
     let font_path = font::find(cli.font.as_deref())?;
     let painter = render::Painter::new(font::load(&font_path)?);
-    let ticket = std::env::var("WAYRAY_LOGIN_TICKET")
-        .ok()
-        .filter(|t| !t.is_empty());
+    let ticket_var = if cli.lock {
+        "WAYRAY_UNLOCK_TICKET"
+    } else {
+        "WAYRAY_LOGIN_TICKET"
+    };
+    let ticket = std::env::var(ticket_var).ok().filter(|t| !t.is_empty());
     if ticket.is_none() {
-        tracing::warn!("WAYRAY_LOGIN_TICKET is not set: logins will fail");
+        tracing::warn!("{ticket_var} is not set: logins will fail");
     }
     if cli.login_socket.is_none() {
         tracing::warn!("no login socket (WAYRAY_LOGIN_SOCKET or --login-socket): logins will fail");
@@ -75,9 +89,30 @@ fn main() -> miette::Result<()> {
         link: link::LoginLink {
             socket: cli.login_socket,
             ticket,
+            unlock: cli.lock,
         },
+        lock_user: cli.lock.then(user_name),
     })?;
     Ok(())
+}
+
+/// Who we run as (a locker runs as the session's user): $USER, else the account of our uid.
+fn user_name() -> String {
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        return user;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// This machine's host name, or "" if it cannot be read (the title alone is then shown).

@@ -30,7 +30,14 @@ const DESIGN_WIDTH: f32 = 1280.0;
 pub struct Labels<'a> {
     /// The server's host name, under the title.
     pub host: &'a str,
+    /// The line above the fields: what to do here.
+    pub prompt: &'a str,
 }
+
+/// The greeter's prompt.
+pub const LOGIN_PROMPT: &str = "Insert your card or log in";
+/// The lock screen's prompt.
+pub const LOCK_PROMPT: &str = "Locked — enter your password";
 
 /// A rasterised glyph and where it sits relative to the pen.
 struct Glyph {
@@ -332,7 +339,7 @@ impl Painter {
             at(140.0),
             layout.size(19.0),
             TEXT,
-            "Insert your card or log in",
+            labels.prompt,
         );
 
         let editing = form.phase() != Phase::Welcome;
@@ -405,7 +412,14 @@ mod tests {
     fn render(form: &Form, width: usize, height: usize) -> Vec<u8> {
         let mut pixels = vec![0; width * height * 4];
         let mut canvas = Canvas::new(&mut pixels, width, height).unwrap();
-        painter().draw(&mut canvas, form, &Labels { host: "rack1" });
+        painter().draw(
+            &mut canvas,
+            form,
+            &Labels {
+                host: "rack1",
+                prompt: LOGIN_PROMPT,
+            },
+        );
         pixels
     }
 

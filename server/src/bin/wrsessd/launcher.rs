@@ -32,7 +32,7 @@ use crate::{
     lock, pam_auth, pam_helper,
     process::{self, Launch},
     session_toml,
-    tickets::{Claim, Tickets},
+    tickets::{Claim, Tickets, UnlockClaim, UnlockTickets},
     users::{self, Account},
 };
 
@@ -46,6 +46,9 @@ pub const WRONG_CREDENTIALS: &str = "Wrong user name or password";
 const STALE_TICKET: &str = "This login screen has expired; reconnect to get a new one";
 const BUSY_TICKET: &str = "A login is already being checked; wait a moment";
 const DAEMON_AWAY: &str = "The server is restarting; try again in a moment";
+/// What a locker shows after a wrong password.
+pub const WRONG_PASSWORD: &str = "Wrong password";
+const STALE_UNLOCK_TICKET: &str = "This lock screen does not belong to a running session";
 /// Used when the configured greeter user does not exist.
 const FALLBACK_GREETER_USER: &str = "nobody";
 
@@ -129,6 +132,8 @@ pub struct Launcher {
     /// exited compositor is still a zombie, so a pid found here is never a recycled one.
     sessions: Mutex<HashMap<SessionId, Running>>,
     tickets: Mutex<Tickets>,
+    /// Users' sessions' `WAYRAY_UNLOCK_TICKET`s, for their lockers.
+    unlock_tickets: Mutex<UnlockTickets>,
     greeter_fallback_warned: AtomicBool,
     /// The cgroup implementation; `Err` says why sessions run without limits.
     cgroups: Result<Box<dyn Backend>, String>,
@@ -158,6 +163,7 @@ impl Launcher {
             link,
             sessions: Mutex::new(HashMap::new()),
             tickets: Mutex::new(Tickets::default()),
+            unlock_tickets: Mutex::new(UnlockTickets::default()),
             greeter_fallback_warned: AtomicBool::new(false),
             cgroups,
         }
@@ -335,8 +341,26 @@ impl Launcher {
             .map_err(|e| format!("runtime directory {}: {e}", runtime.display()))?;
 
         let config = self.user_session_toml(&account);
-        let (flags, spawn) = (config.session_flags(), config.spawn_commands());
+        let (mut flags, spawn) = (config.session_flags(), config.spawn_commands());
         tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
+        // The session's locker (wrlogin --lock, started when a re-attach is locked) checks
+        // this user's password here with the unlock ticket.
+        match self.config.wrlogin_program() {
+            Ok(wrlogin) => {
+                flags.push("--locker".into());
+                flags.push(wrlogin.to_string_lossy().into_owned());
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the session's lock screen will look for wrlogin itself")
+            }
+        }
+        let ticket = random_hex().map_err(|e| format!("no unlock ticket: {e}"))?;
+        let mut env = session_env(&account, &runtime, secret);
+        env.push((
+            "WAYRAY_LOGIN_SOCKET".into(),
+            self.config.login_socket().into(),
+        ));
+        env.push(("WAYRAY_UNLOCK_TICKET".into(), ticket.clone().into()));
         // The PAM session (pam_limits, pam_env…) is opened by a helper process that starts
         // the compositor and holds the session until it ends: see pam_helper.
         let request = pam_helper::Request {
@@ -352,7 +376,7 @@ impl Launcher {
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
-            env: session_env(&account, &runtime, secret)
+            env: env
                 .into_iter()
                 .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
                 .collect(),
@@ -360,6 +384,8 @@ impl Launcher {
             log: self.config.session_log(id),
             cgroup_procs: Vec::new(),
         };
+        // The unlock ticket is kept with the record, so a restarted wrsessd that adopts the
+        // session still answers its locker.
         let record = Record {
             id: session_id_string(id),
             kind: Kind::User.as_str().into(),
@@ -367,10 +393,12 @@ impl Launcher {
             start_time: 0,
             user: Some(user.to_string()),
             token: None,
-            ticket: None,
+            ticket: Some(ticket.clone()),
             limits: None,
         };
+        lock(&self.unlock_tickets).issue(ticket, id, user.to_string());
         self.launch(id, Kind::User, Spawn::PamHelper(request), record)
+            .inspect_err(|_| lock(&self.unlock_tickets).forget_session(id))
     }
 
     /// The user's session.toml (desktop, clients, scale), read with the user's rights. A file
@@ -513,8 +541,16 @@ impl Launcher {
                     continue;
                 }
             };
-            if let (Some(ticket), Some(token)) = (&record.ticket, &record.token) {
-                lock(&self.tickets).issue(ticket.clone(), id, token.clone());
+            match (&record.ticket, &record.token, &record.user) {
+                // A greeter's login ticket.
+                (Some(ticket), Some(token), _) => {
+                    lock(&self.tickets).issue(ticket.clone(), id, token.clone());
+                }
+                // A user session's unlock ticket.
+                (Some(ticket), None, Some(user)) if kind == Kind::User => {
+                    lock(&self.unlock_tickets).issue(ticket.clone(), id, user.clone());
+                }
+                _ => {}
             }
             tracing::info!(pid = record.pid, cgroup = ?group.as_ref().and_then(|g| g.dirs.first()), "adopted a session of the earlier launcher");
             lock(&self.sessions).insert(
@@ -650,8 +686,9 @@ impl Launcher {
         }
         self.launched.remove(id);
         tracing::info!(%status, "session exited");
-        if kind == Kind::Greeter {
-            self.greeter_gone(id);
+        match kind {
+            Kind::Greeter => self.greeter_gone(id),
+            Kind::User => lock(&self.unlock_tickets).forget_session(id),
         }
         self.link.send_or_keep(FromLauncher::Exited {
             session: id,
@@ -789,6 +826,61 @@ fn remove_group(group: Option<&Group>) {
     if let Some(group) = group {
         if let Err(err) = group.remove(Duration::from_secs(1)) {
             tracing::warn!(%err, "cannot remove the session's cgroup");
+        }
+    }
+}
+
+impl Launcher {
+    /// A locker's unlock: `password` is checked for the user the ticket names (never another).
+    /// Blocks for as long as PAM takes: call it from the connection's own thread.
+    pub fn unlock(&self, ticket: &str, password: &str) -> LoginReply {
+        let (session, user) = match lock(&self.unlock_tickets).claim(ticket) {
+            UnlockClaim::Unknown => {
+                tracing::info!("unlock with an unknown ticket refused");
+                return refused(STALE_UNLOCK_TICKET);
+            }
+            UnlockClaim::Busy => return refused(BUSY_TICKET),
+            UnlockClaim::Granted { session, user } => (session, user),
+        };
+        let span = tracing::info_span!("unlock", session = %session_id_string(session), %user);
+        let _entered = span.enter();
+        let result = pam_auth::authenticate(&self.config.pam_service, &user, password).and_then(
+            |pam_user| {
+                // A PAM module mapping the name to another account does not unlock this one.
+                if pam_user == user {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "PAM authenticated {pam_user:?}, not the session's user"
+                    ))
+                }
+            },
+        );
+        lock(&self.unlock_tickets).release(ticket);
+        match result {
+            Err(reason) => {
+                tracing::warn!(%reason, "unlock failed");
+                let report = FromLauncher::UnlockFailed {
+                    session,
+                    user,
+                    reason,
+                };
+                if self.link.send(&report).is_err() {
+                    tracing::warn!("daemon away; the failed unlock is only in this log");
+                }
+                refused(WRONG_PASSWORD)
+            }
+            Ok(()) => {
+                tracing::info!("unlock accepted");
+                if self
+                    .link
+                    .send(&FromLauncher::Unlocked { session, user })
+                    .is_err()
+                {
+                    tracing::warn!("daemon away; the unlock is only in this log");
+                }
+                LoginReply::Accepted
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `login.sock`: greeters (`wrlogin`, running as the greeter user) send [`LoginRequest`]s and
-//! get a [`LoginReply`] for each. The socket is world-writable because the greeter user must
+//! `login.sock`: greeters (`wrlogin`, running as the greeter user) and lockers (`wrlogin --lock`
+//! in users' sessions) send [`LoginRequest`]s and get a [`LoginReply`] for each. The socket is world-writable because the greeter user must
 //! reach it; what authorizes a login is the greeter's ticket, not the connecting process.
 //!
 //! Each connection has its own thread, so PAM's delay after a wrong password holds up only
@@ -131,6 +131,14 @@ fn answer_requests(
                 mut password,
             } => {
                 let reply = launcher.login(&ticket, &username, &password);
+                password.zeroize();
+                reply
+            }
+            LoginRequest::Unlock {
+                ticket,
+                mut password,
+            } => {
+                let reply = launcher.unlock(&ticket, &password);
                 password.zeroize();
                 reply
             }

@@ -83,6 +83,72 @@ impl Tickets {
     }
 }
 
+/// The `WAYRAY_UNLOCK_TICKET` of a user session: names the session and its user to wrsessd, so
+/// the session's locker can check that user's password, and only that user's. Unlike a login
+/// ticket it is not spent (a session locks many times); it dies with its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlockTicket {
+    pub session: SessionId,
+    pub user: String,
+    in_flight: bool,
+}
+
+/// What [`UnlockTickets::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlockClaim {
+    Unknown,
+    Busy,
+    /// Check the password of `user`; end the attempt with [`UnlockTickets::release`].
+    Granted {
+        session: SessionId,
+        user: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct UnlockTickets {
+    by_ticket: HashMap<String, UnlockTicket>,
+}
+
+impl UnlockTickets {
+    pub fn issue(&mut self, ticket: String, session: SessionId, user: String) {
+        self.by_ticket.insert(
+            ticket,
+            UnlockTicket {
+                session,
+                user,
+                in_flight: false,
+            },
+        );
+    }
+
+    /// One attempt in flight per ticket, so PAM's delay paces guessing at one locker.
+    pub fn claim(&mut self, ticket: &str) -> UnlockClaim {
+        match self.by_ticket.get_mut(ticket) {
+            None => UnlockClaim::Unknown,
+            Some(t) if t.in_flight => UnlockClaim::Busy,
+            Some(t) => {
+                t.in_flight = true;
+                UnlockClaim::Granted {
+                    session: t.session,
+                    user: t.user.clone(),
+                }
+            }
+        }
+    }
+
+    pub fn release(&mut self, ticket: &str) {
+        if let Some(t) = self.by_ticket.get_mut(ticket) {
+            t.in_flight = false;
+        }
+    }
+
+    /// The session ended: its ticket is worthless.
+    pub fn forget_session(&mut self, session: SessionId) {
+        self.by_ticket.retain(|_, t| t.session != session);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +191,25 @@ mod tests {
             spent.unwrap_or_else(|| panic!("ticket was issued")),
         );
         assert_eq!(t.claim("a"), granted(1, "tok"));
+    }
+
+    #[test]
+    fn unlock_tickets_name_their_user_survive_use_and_die_with_their_session() {
+        let mut t = UnlockTickets::default();
+        t.issue("u".into(), 7, "alice".into());
+        let alice = UnlockClaim::Granted {
+            session: 7,
+            user: "alice".into(),
+        };
+        assert_eq!(t.claim("u"), alice);
+        assert_eq!(t.claim("u"), UnlockClaim::Busy);
+        t.release("u");
+        // Not spent by a success: the session locks again later.
+        assert_eq!(t.claim("u"), alice);
+        t.release("u");
+        assert_eq!(t.claim("other"), UnlockClaim::Unknown);
+        t.forget_session(7);
+        assert_eq!(t.claim("u"), UnlockClaim::Unknown);
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! (or the bare background before it has drawn, and after a locker crashed), and it alone gets
 //! keyboard and pointer input; the WM's bindings are off. A locker that dies without unlocking
 //! leaves the session locked, as the protocol demands; a new locker may then take over.
+//!
+//! The compositor also locks itself ([`WayRay::lock_session`]) when the daemon re-attaches the
+//! session under the `reattach = "lock"` policy: locked with no locker yet, before the first
+//! frame for the new appliance, and the WayRay locker (`wrlogin --lock`, see `locker.rs`) is
+//! started to take the lock over and ask for the password.
 
 use std::time::Duration;
 
 use smithay::{
     delegate_session_lock,
     desktop::utils::send_frames_surface_tree,
+    input::pointer::{CursorImageStatus, MotionEvent},
     reexports::{
         wayland_protocols::ext::session_lock::v1::server::ext_session_lock_v1::ExtSessionLockV1,
         wayland_server::{
@@ -32,14 +38,23 @@ pub struct Lock {
 }
 
 struct Locked {
-    /// The locker's lock object; dead once the locker exited (the session stays locked).
-    lock: ExtSessionLockV1,
+    /// The locker's lock object; dead once the locker exited (the session stays locked), `None`
+    /// while a lock the compositor took itself waits for its locker.
+    lock: Option<ExtSessionLockV1>,
     surface: Option<LockSurface>,
 }
 
 impl Lock {
     pub fn is_locked(&self) -> bool {
         self.locked.is_some()
+    }
+
+    /// Locked, and a locker is connected and holds the lock (so no other locker is needed).
+    pub fn has_locker(&self) -> bool {
+        self.locked
+            .as_ref()
+            .and_then(|l| l.lock.as_ref())
+            .is_some_and(|lock| lock.is_alive())
     }
 
     /// The surface shown while locked, once the locker made one.
@@ -58,17 +73,21 @@ impl SessionLockHandler for WayRay {
     }
 
     fn lock(&mut self, confirmation: SessionLocker) {
+        if self.protocols.lock.has_locker() {
+            tracing::warn!("a second locker asked to lock a locked session; refused");
+            return; // Dropping `confirmation` tells that locker `finished`.
+        }
         if let Some(locked) = &self.protocols.lock.locked {
-            if locked.lock.is_alive() {
-                tracing::warn!("a second locker asked to lock a locked session; refused");
-                return; // Dropping `confirmation` tells that locker `finished`.
+            if locked.lock.is_some() {
+                tracing::info!("a new locker takes over from one that exited");
+            } else {
+                tracing::info!("a locker takes over the session's own lock");
             }
-            tracing::info!("a new locker takes over from one that exited");
         } else {
             tracing::info!("session locked");
         }
         self.protocols.lock.locked = Some(Locked {
-            lock: confirmation.ext_session_lock().clone(),
+            lock: Some(confirmation.ext_session_lock().clone()),
             surface: None,
         });
         if let Some(keyboard) = self.seat.get_keyboard() {
@@ -116,6 +135,49 @@ impl SessionLockHandler for WayRay {
 delegate_session_lock!(WayRay);
 
 impl WayRay {
+    /// Locks the session on the compositor's own account (a re-attach the daemon wants locked):
+    /// from now on frames show only the bare background, until the locker started here draws
+    /// its form, and input goes nowhere else. Call it before the attached appliance's first
+    /// frame is rendered. A session already locked stays as it is.
+    pub fn lock_session(&mut self) {
+        if !self.protocols.lock.is_locked() {
+            tracing::info!("session locked for a re-attach; starting the locker");
+            self.protocols.lock.locked = Some(Locked {
+                lock: None,
+                surface: None,
+            });
+            if let Some(keyboard) = self.seat.get_keyboard() {
+                keyboard.set_focus(self, None, SERIAL_COUNTER.next_serial());
+            }
+            // No client keeps the pointer, so none sets the cursor the appliance is sent (a
+            // client's cursor surface is its pixels too).
+            if let Some(pointer) = self.seat.get_pointer() {
+                let location = pointer.current_location();
+                pointer.motion(
+                    self,
+                    None,
+                    &MotionEvent {
+                        location,
+                        serial: SERIAL_COUNTER.next_serial(),
+                        time: self.start_time.elapsed().as_millis() as u32,
+                    },
+                );
+                pointer.frame(self);
+            }
+            self.set_cursor(CursorImageStatus::default_named());
+            self.needs_render = true;
+        }
+        self.keep_locker_running();
+    }
+
+    /// While the session is locked without a live locker (a re-attach lock, or a locker that
+    /// died), keeps the WayRay locker running; reaps it once it exited.
+    pub fn keep_locker_running(&mut self) {
+        let wanted = self.protocols.lock.is_locked() && !self.protocols.lock.has_locker();
+        self.locker
+            .poll(wanted, &self.socket_name, &self.client_env);
+    }
+
     /// A frame rendered while locked went out: the desktop is off the appliance's screen, so a
     /// waiting locker may be told the session is locked.
     pub fn lock_frame_sent(&mut self) {
