@@ -292,7 +292,13 @@ fn pcsc_a_token_is_proven_not_claimed() {
         },
         || logs(&server),
     );
-    assert!(memory_greeter(&server), "{}", logs(&server));
+    // Its greeter, once wrsessd has found the new daemon too.
+    wait_for(
+        "the memory card's greeter",
+        Duration::from_secs(30),
+        || memory_greeter(&server),
+        || logs(&server),
+    );
     attacks(&server);
     // The real card at A still proves itself after the restart and gets its session back.
     wait_for(

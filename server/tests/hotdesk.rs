@@ -29,17 +29,13 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
     // framebuffer this test compares across appliances whenever a minute turns.
     user.session_toml("desktop = \"none\"\nautostart = [\"foot\"]\nscale = 1.25\n");
     let run_dir = dir.path("wayray-run");
-    // This test is about the session following the card; the lock on re-attach is lock.rs's.
+    // The default re-attach policy: the PIV card proves its key, so its session comes back
+    // without the lock screen.
     let server = Server::start(
         &dir,
         ServerOpts {
             launcher: true,
-            extra: &[
-                "--run-dir",
-                run_dir.to_str().unwrap(),
-                "--reattach",
-                "direct",
-            ],
+            extra: &["--run-dir", run_dir.to_str().unwrap()],
             ..Default::default()
         },
     );
@@ -246,7 +242,7 @@ fn pcsc_daemon_restart_readopts_running_sessions() {
     };
     let run_dir_arg = run_dir.to_str().unwrap().to_string();
     // About re-adoption; the lock on re-attach is lock.rs's.
-    let extra_refs = ["--run-dir", run_dir_arg.as_str(), "--reattach", "direct"];
+    let extra_refs = ["--run-dir", run_dir_arg.as_str()];
     let server = Server::start(
         &dir,
         ServerOpts {
