@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod cursor;
 pub mod framing;
+pub mod identity;
 pub mod input;
 pub mod messages;
 pub mod sessions;

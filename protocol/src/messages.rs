@@ -133,6 +133,9 @@ pub enum ByeReason {
     Replaced,
     /// The peer broke the protocol; the text says how.
     ProtocolError(String),
+    /// An administrator revoked this appliance (`wradm appliances revoke`): it gets no session
+    /// until it is approved again.
+    Revoked,
 }
 
 impl std::fmt::Display for ByeReason {
@@ -146,6 +149,7 @@ impl std::fmt::Display for ByeReason {
             ByeReason::NoCommonEncoding => write!(f, "no frame encoding in common"),
             ByeReason::Replaced => write!(f, "session was taken over by another appliance"),
             ByeReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            ByeReason::Revoked => write!(f, "this appliance was revoked by an administrator"),
         }
     }
 }

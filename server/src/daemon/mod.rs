@@ -6,6 +6,7 @@
 //! channels, so the lock is never held across I/O.
 
 pub mod admin;
+pub mod appliances;
 pub mod launcher;
 pub mod sessions;
 pub mod shared;
@@ -93,6 +94,11 @@ pub struct ApplianceSlot {
     /// The configured output scale for this appliance (`output_scale`); `None`: automatic.
     pub scale: Option<f64>,
     pub connected_ms: u64,
+    /// The fingerprint of the certificate it authenticated with (none only under
+    /// `appliance_auth = "open"`).
+    pub identity: Option<String>,
+    /// May have sessions (see `appliances.rs`); nothing is routed to it until it is.
+    pub admitted: bool,
 }
 
 impl ApplianceSlot {
@@ -109,7 +115,12 @@ impl ApplianceSlot {
     }
 
     fn identity(&self, id: ApplianceId) -> String {
-        format!("{id} {} {}", self.remote, self.client_name)
+        let mut text = format!("{id} {} {}", self.remote, self.client_name);
+        if let Some(fingerprint) = &self.identity {
+            text.push(' ');
+            text.push_str(wayray_protocol::identity::short_id(fingerprint));
+        }
+        text
     }
 }
 
@@ -124,6 +135,8 @@ pub struct Daemon {
     /// The shared session's id in [`Mode::Shared`].
     pub shared: Option<SessionId>,
     pub shutting_down: bool,
+    /// Which appliances get sessions (config `appliance_auth`).
+    pub appliance_auth: crate::config::ApplianceAuth,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -139,6 +152,7 @@ impl Daemon {
             store,
             shared: None,
             shutting_down: false,
+            appliance_auth: crate::config::ApplianceAuth::default(),
         }
     }
 
@@ -257,9 +271,11 @@ impl Daemon {
 
     // ---- appliances --------------------------------------------------------------------
 
-    pub fn appliance_connected(&mut self, id: ApplianceId, slot: ApplianceSlot) {
+    pub fn appliance_connected(&mut self, id: ApplianceId, mut slot: ApplianceSlot) {
+        slot.token = appliances::effective_token(slot.identity.as_deref(), slot.token.take());
         tracing::info!(appliance = id, token = ?slot.token, "appliance connected");
         self.appliances.insert(id, slot);
+        self.admit(id);
         self.route(id);
     }
 
@@ -272,6 +288,7 @@ impl Daemon {
         let Some(slot) = self.appliances.get_mut(&id) else {
             return;
         };
+        let token = appliances::effective_token(slot.identity.as_deref(), token);
         if slot.token == token {
             return;
         }
@@ -289,6 +306,10 @@ impl Daemon {
         let Some(slot) = self.appliances.get(&appliance) else {
             return;
         };
+        if !slot.admitted {
+            // Not approved (appliance_auth): no greeter, no session.
+            return;
+        }
         let session = match self.mode {
             Mode::Shared => self.shared,
             Mode::Launcher => match slot.token.clone() {
@@ -337,6 +358,14 @@ impl Daemon {
 
     /// Shows `session` on `appliance`. The session's previous appliance is told it was replaced.
     fn attach(&mut self, appliance: ApplianceId, session: SessionId) {
+        // The one gate every path to a session passes (route, login, a session starting).
+        if !self.appliances.get(&appliance).is_some_and(|a| a.admitted) {
+            tracing::warn!(
+                appliance,
+                "not attaching a session to an appliance that is not admitted"
+            );
+            return;
+        }
         let Some(s) = self.sessions.get(&session) else {
             return;
         };
@@ -504,6 +533,7 @@ impl Daemon {
                 .iter()
                 .filter(|(_, a)| {
                     a.session.is_none()
+                        && a.admitted
                         && (self.mode == Mode::Shared
                             || a.token.as_ref().and_then(|t| self.bindings.get(t)) == Some(&id))
                 })
