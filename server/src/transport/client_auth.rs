@@ -150,6 +150,7 @@ pub fn peer_fingerprint(conn: &quinn::Connection) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::PublicKeyData;
 
     #[derive(Debug)]
     struct Fixed(HandshakeVerdict);
@@ -184,7 +185,7 @@ mod tests {
         let other = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
         assert_ne!(fa, fingerprint(other.cert.der()).unwrap());
         // What the hash is over: the SubjectPublicKeyInfo, as rcgen wrote it.
-        let digest = ring::digest::digest(&ring::digest::SHA256, &key.public_key_der());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
         assert_eq!(
             fa,
             identity::fingerprint_hex(digest.as_ref().try_into().unwrap())
