@@ -85,6 +85,9 @@ impl TransportError {
 pub struct Connector {
     identity: Arc<ApplianceIdentity>,
     resumption: rustls::client::Resumption,
+    /// The TLS configuration of the last attempt, reused while the trust is the same: rustls
+    /// resumes a session only with the very verifier and client certificate that made it.
+    tls: std::sync::Mutex<Option<(Arc<rustls::ClientConfig>, Arc<PinnedCertVerifier>)>>,
 }
 
 impl Connector {
@@ -93,7 +96,41 @@ impl Connector {
             identity,
             // A few servers' tickets; an appliance talks to one server at a time.
             resumption: rustls::client::Resumption::in_memory_sessions(8),
+            tls: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The TLS client configuration for an attempt under `trust`, and its verifier.
+    fn tls_for(
+        &self,
+        trust: Trust,
+    ) -> Result<(Arc<rustls::ClientConfig>, Arc<PinnedCertVerifier>), TransportError> {
+        let mut cached = self
+            .tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tls, verifier)) = cached.as_ref() {
+            if verifier.trust() == trust {
+                verifier.clear_rejection();
+                return Ok((tls.clone(), verifier.clone()));
+            }
+        }
+        let provider = Arc::new(ring::default_provider());
+        let verifier = Arc::new(PinnedCertVerifier::new(trust, &provider));
+        let (chain, key) = self.identity.client_auth();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TransportError::Tls)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_client_auth_cert(chain, key)
+            .map_err(TransportError::ClientCert)?;
+        tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
+        tls.resumption = self.resumption.clone();
+        tls.enable_early_data = true;
+        let tls = Arc::new(tls);
+        *cached = Some((tls.clone(), verifier.clone()));
+        Ok((tls, verifier))
     }
 
     pub fn identity(&self) -> &ApplianceIdentity {
@@ -169,23 +206,7 @@ pub async fn connect(
     connector: &Connector,
 ) -> Result<Link, TransportError> {
     let addr = resolve(server).await?;
-    let provider = Arc::new(ring::default_provider());
-    let verifier = Arc::new(PinnedCertVerifier::new(trust, &provider));
-
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TransportError::Tls)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_client_auth_cert(
-            connector.identity.client_auth().0,
-            connector.identity.client_auth().1,
-        )
-        .map_err(TransportError::ClientCert)?;
-    tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
-    tls.resumption = connector.resumption.clone();
-    tls.enable_early_data = true;
-
+    let (tls, verifier) = connector.tls_for(trust)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
@@ -241,8 +262,12 @@ pub async fn connect(
 
     // rustls always reports the chain it verified; without one there is nothing to remember.
     if let Some(cert) = end_entity(&connection) {
-        if let Some(file) = verifier.trust().remember(&cert)? {
+        let trust = verifier.trust();
+        if let Some(file) = trust.remember(&cert)? {
             tracing::info!(file = %file.display(), "trusting this server's certificate from now on (first use)");
+        }
+        if let Some(known) = trust.remembered(&cert) {
+            verifier.set_trust(known);
         }
     }
     Ok(Link {
