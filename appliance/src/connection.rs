@@ -199,10 +199,7 @@ pub async fn handshake(
 type Failed = (ConnectionError, Option<SendStream>);
 
 /// One Hello → Welcome exchange on a new control stream.
-async fn exchange(
-    connection: &quinn::Connection,
-    hello: Hello,
-) -> Result<Established, Failed> {
+async fn exchange(connection: &quinn::Connection, hello: Hello) -> Result<Established, Failed> {
     let (mut control_send, recv) = connection
         .open_bi()
         .await

@@ -870,7 +870,9 @@ impl Store {
                 )?;
             }
             let record = appliance(&tx, fingerprint)?.ok_or_else(|| {
-                Fail::Corrupt(format!("no row for appliance {fingerprint} after writing it"))
+                Fail::Corrupt(format!(
+                    "no row for appliance {fingerprint} after writing it"
+                ))
             })?;
             tx.commit()?;
             Ok((record, inserted))
@@ -1282,14 +1284,26 @@ mod tests {
         let mut store = store();
         let fp = "ab".repeat(32);
         let (rec, new) = store
-            .appliance_seen(&fp, ApplianceAuthState::Pending, Some("10.0.0.5:4000"), Some("wrclient 0.1.0"), T0)
+            .appliance_seen(
+                &fp,
+                ApplianceAuthState::Pending,
+                Some("10.0.0.5:4000"),
+                Some("wrclient 0.1.0"),
+                T0,
+            )
             .unwrap();
         assert!(new);
         assert_eq!(rec.state, ApplianceAuthState::Pending);
         assert_eq!((rec.first_seen_ms, rec.last_seen_ms), (T0, T0));
         // Seen again: not new, its state kept, last seen and address updated.
         let (rec, new) = store
-            .appliance_seen(&fp, ApplianceAuthState::Approved, Some("10.0.0.6:4000"), None, T0 + 5)
+            .appliance_seen(
+                &fp,
+                ApplianceAuthState::Approved,
+                Some("10.0.0.6:4000"),
+                None,
+                T0 + 5,
+            )
             .unwrap();
         assert!(!new);
         assert_eq!(rec.state, ApplianceAuthState::Pending);

@@ -200,7 +200,11 @@ fn required_refuses_an_unknown_appliance_in_the_handshake_until_it_is_approved()
     again.wait_frames(1, Duration::from_secs(30));
     assert!(again.log().contains(&format!("id=\"{id}\"")) || again.log().contains(&id));
     let list = known(&server);
-    assert_eq!(list.len(), 1, "the restarted appliance is the same one: {list:#?}");
+    assert_eq!(
+        list.len(),
+        1,
+        "the restarted appliance is the same one: {list:#?}"
+    );
     assert_eq!(list[0]["state"], "approved");
 }
 
@@ -235,7 +239,9 @@ fn enrol_waits_for_approval_then_attaches_on_the_same_connection_and_revoke_ends
     );
     let table = server.wradm(&["appliances"]);
     assert!(
-        table.lines().any(|l| l.starts_with(&id) && l.contains("pending")),
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("pending")),
         "{table}"
     );
     // The pseudo-token is the certificate's.
@@ -271,7 +277,9 @@ fn enrol_waits_for_approval_then_attaches_on_the_same_connection_and_revoke_ends
         "appliance_refused",
     ] {
         assert!(
-            audit.iter().any(|e| e.starts_with(event) && e.contains(&id)),
+            audit
+                .iter()
+                .any(|e| e.starts_with(event) && e.contains(&id)),
             "no {event} in {audit:#?}"
         );
     }
@@ -280,13 +288,16 @@ fn enrol_waits_for_approval_then_attaches_on_the_same_connection_and_revoke_ends
 
 // ---- 0-RTT ------------------------------------------------------------------------------------
 
+/// One client of the relay and the datagrams of its first flight.
+type Flight = (SocketAddr, Vec<Vec<u8>>);
+
 /// A UDP relay between appliances and the server. It records each client's first flight (what
 /// the client sends before the server first answers it), and can withhold everything a new
 /// client sends after its first flight, so the server holds an early Hello whose handshake never
 /// completes.
 struct Relay {
     addr: SocketAddr,
-    flights: Arc<Mutex<Vec<(SocketAddr, Vec<Vec<u8>>)>>>,
+    flights: Arc<Mutex<Vec<Flight>>>,
     withhold: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
@@ -438,7 +449,11 @@ fn early_data_moves_no_session_until_the_handshake_completes_and_a_replay_moves_
     let b = wait_shown_on(&server, |s| s.is_some() && s != first, "on raw-b");
     let start = Instant::now();
     while relay.clients() == clients {
-        assert!(start.elapsed() < Duration::from_secs(20), "no reconnect:\n{}", appliance.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no reconnect:\n{}",
+            appliance.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     relay.withhold.store(false, Ordering::SeqCst);
@@ -450,7 +465,11 @@ fn early_data_moves_no_session_until_the_handshake_completes_and_a_replay_moves_
         1,
         Duration::from_secs(30),
     );
-    assert_eq!(shown_on(&server), b, "an unconfirmed handshake moved the session");
+    assert_eq!(
+        shown_on(&server),
+        b,
+        "an unconfirmed handshake moved the session"
+    );
 
     // 2. The appliance tries again (its attempt timed out), resumes with 0-RTT through the
     //    relay, completes the handshake and takes the session back.

@@ -205,7 +205,9 @@ impl Daemon {
         }
         let prefix = prefix.to_ascii_lowercase();
         let all = self.store.appliances().map_err(|e| e.to_string())?;
-        let mut matching = all.into_iter().filter(|a| a.fingerprint.starts_with(&prefix));
+        let mut matching = all
+            .into_iter()
+            .filter(|a| a.fingerprint.starts_with(&prefix));
         match (matching.next(), matching.next()) {
             (Some(one), None) => Ok(one),
             (None, _) => Err(format!("no appliance {prefix}")),

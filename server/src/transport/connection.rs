@@ -28,8 +28,13 @@ const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Events for one connection task from the router.
 #[derive(Debug)]
 pub enum ConnEvent {
-    Frame { seq: u64, bytes: Arc<[u8]> },
-    Cursor { bytes: Arc<[u8]> },
+    Frame {
+        seq: u64,
+        bytes: Arc<[u8]>,
+    },
+    Cursor {
+        bytes: Arc<[u8]>,
+    },
     Replaced,
     Shutdown,
     /// Why the appliance shows no desktop (e.g. it waits for approval).
