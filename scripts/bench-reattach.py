@@ -97,7 +97,7 @@ def main():
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True)
     subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n", text=True, check=True)
     try:
-        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--state-dir",
+        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--appliance-auth", "open", "--state-dir",
                         f"{work}/state", "--run-dir", run], f"{work}/wrsrvd.log",
                        {"RUST_LOG": "info", "XDG_RUNTIME_DIR": work}, pipe=True)
         listen = None
