@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use wayray_protocol::Keymap;
+use wayray_protocol::{ByeReason, Keymap};
 
 use crate::backoff::Backoff;
 use crate::config::{Config, ScreenSize};
@@ -176,6 +176,12 @@ async fn reconnect_loop<S: DisplaySink>(
             // main reports it; logging it here too would print it twice.
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
+                if matches!(
+                    e,
+                    ApplianceError::Connection(ConnectionError::ServerBye(ByeReason::Revoked))
+                ) {
+                    connector.forget_sessions();
+                }
                 let delay = backoff.next_delay();
                 tracing::warn!(parent: &span, error = %error_chain(&e), retry_in = ?delay, "connection ended");
                 local.screen.show_status(&format!(

@@ -136,6 +136,16 @@ impl Connector {
     pub fn identity(&self) -> &ApplianceIdentity {
         &self.identity
     }
+
+    /// The next attempt makes a full handshake instead of resuming (rustls resumes only with
+    /// the configuration that made the session): after a revocation, so the server's verdict
+    /// on the certificate is heard in the handshake, with its own message.
+    pub fn forget_sessions(&self) {
+        *self
+            .tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
 }
 
 /// One established QUIC connection and the endpoint (UDP socket) it runs on.
