@@ -97,9 +97,10 @@ def main():
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True)
     subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n", text=True, check=True)
     try:
-        # The figure is the card move itself: no lock screen in between (reattach = "direct").
-        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--state-dir",
-                        f"{work}/state", "--run-dir", run, "--reattach", "direct"], f"{work}/wrsrvd.log",
+        # The figure is the card move itself: a PIV card proves its key, so no lock screen comes
+        # in between under the default re-attach policy.
+        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--appliance-auth", "open", "--state-dir",
+                        f"{work}/state", "--run-dir", run], f"{work}/wrsrvd.log",
                        {"RUST_LOG": "info", "XDG_RUNTIME_DIR": work}, pipe=True)
         listen = None
         while listen is None:

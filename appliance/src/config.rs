@@ -155,7 +155,7 @@ pub struct Cli {
     pub card_reader: Option<String>,
 
     /// With no card in the reader present no token (the screen asks for a card) instead of the
-    /// pseudo-token `pseudo.<MAC>` that gives this terminal its own session.
+    /// pseudo-token `pseudo.<id>` (of its certificate) that gives this terminal its own session.
     #[arg(long)]
     pub require_card: bool,
 

@@ -82,6 +82,25 @@ impl ConnectionError {
         }
     }
 
+    /// The QUIC connection error underneath, if this is one (for a refused certificate).
+    pub fn connection_error(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            Self::OpenControl(e) | Self::Lost(e) => Some(e),
+            Self::Read(quinn::ReadError::ConnectionLost(e))
+            | Self::Write(quinn::WriteError::ConnectionLost(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The server refused the 0-RTT data the Hello went out in: say it again.
+    fn is_zero_rtt_rejected(&self) -> bool {
+        matches!(
+            self,
+            Self::Read(quinn::ReadError::ZeroRttRejected)
+                | Self::Write(quinn::WriteError::ZeroRttRejected)
+        )
+    }
+
     /// The server broke the protocol, so it is told why before the connection closes.
     fn is_protocol_violation(&self) -> bool {
         matches!(
@@ -138,17 +157,57 @@ pub struct Established {
     announced: Announced,
     /// Token proofs sent on this connection: each proof's counter is one more.
     proofs: u64,
+    /// The keymap a 0-RTT Hello left out, sent first on the input stream instead.
+    deferred_keymap: Option<Keymap>,
 }
 
-/// Opens the control stream, sends Hello and waits for the server's answer.
+/// Opens the control stream, sends Hello and waits for the server's answer. With `zero_rtt`
+/// (a resumed TLS session) the Hello goes out as 0-RTT early data; if the server drops it, it
+/// is said again once the handshake completes. Either way this returns only after the handshake
+/// completed, so nothing the caller sends afterwards (input, a token proof) is early data.
 pub async fn handshake(
     connection: &quinn::Connection,
     hello: Hello,
+    zero_rtt: Option<quinn::ZeroRttAccepted>,
 ) -> Result<Established, ConnectionError> {
+    let result = match zero_rtt {
+        None => exchange(connection, hello).await,
+        Some(accepted) => match exchange(connection, hello.clone()).await {
+            Err((e, _)) if e.is_zero_rtt_rejected() => {
+                accepted.await;
+                tracing::info!("the server did not take the 0-RTT Hello; saying it again");
+                exchange(connection, hello).await
+            }
+            Ok(established) => {
+                let early = accepted.await;
+                tracing::info!(early_data_accepted = early, "resumed the TLS session");
+                Ok(established)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(established) => Ok(established),
+        Err((e, Some(mut control_send))) => {
+            close(connection, &mut control_send, Err(&e)).await;
+            Err(e)
+        }
+        Err((e, None)) => {
+            connection.close(CLOSE_NORMAL.into(), b"");
+            Err(e)
+        }
+    }
+}
+
+/// A failed exchange: the error, and the control stream (for the goodbye) if it was opened.
+type Failed = (ConnectionError, Option<SendStream>);
+
+/// One Hello → Welcome exchange on a new control stream.
+async fn exchange(connection: &quinn::Connection, hello: Hello) -> Result<Established, Failed> {
     let (mut control_send, recv) = connection
         .open_bi()
         .await
-        .map_err(ConnectionError::OpenControl)?;
+        .map_err(|e| (ConnectionError::OpenControl(e), None))?;
     let mut control_recv = MessageReader::new(recv, DEFAULT_MAX_MESSAGE_LEN);
     let announced = Announced {
         size: (
@@ -189,12 +248,10 @@ pub async fn handshake(
                 welcome,
                 announced,
                 proofs: 0,
+                deferred_keymap: None,
             })
         }
-        Err(e) => {
-            close(connection, &mut control_send, Err(&e)).await;
-            Err(e)
-        }
+        Err(e) => Err((e, Some(control_send))),
     }
 }
 
@@ -249,6 +306,13 @@ impl Established {
         .await
     }
 
+    /// The Hello went without this keymap (a compiled keymap is tens of kilobytes, far more than
+    /// fits in the first flight of 0-RTT data); it goes first on the input stream instead,
+    /// after the handshake and before any key.
+    pub fn defer_keymap(&mut self, keymap: Option<Keymap>) {
+        self.deferred_keymap = keymap;
+    }
+
     /// Shows the session and sends input until one side ends the connection, then closes it
     /// (with a goodbye saying why, when the appliance is the one ending it).
     pub async fn run<S: DisplaySink>(
@@ -290,6 +354,9 @@ impl Established {
         let max_message_len = self.welcome.max_message_len.min(DEFAULT_MAX_MESSAGE_LEN);
         let mut display: Option<MessageReader> = None;
         let mut input_stream = InputStream::open(&self.connection).await?;
+        if let Some(keymap) = self.deferred_keymap.take() {
+            input_stream.send(&InputMessage::Keymap(keymap)).await?;
+        }
         input.set_connected(true);
         // Per connection: the server starts every connection with a key frame.
         let mut decoder = Decoder::new();

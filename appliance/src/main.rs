@@ -7,6 +7,7 @@ mod card;
 mod config;
 mod connection;
 mod display;
+mod identity;
 mod input;
 mod keymap;
 mod latency;
@@ -55,7 +56,17 @@ fn main() -> miette::Result<()> {
         keymap::Layout::compile(&keymap::Rmlvo::system(config.xkb.clone())).into_diagnostic()?;
     tracing::info!(layout = %keyboard.wire.layout, "keyboard layout");
     let input_source = input::open_source(&config.input, &keyboard).into_diagnostic()?;
-    let tokens = token::Tokens::start(&config.tokens).into_diagnostic()?;
+    let identity = identity::ApplianceIdentity::load_or_create(&config.state_dir)
+        .into_diagnostic()
+        .wrap_err("cannot load or make this appliance's identity")?;
+    tracing::info!(
+        id = identity.short_id(),
+        fingerprint = %identity.fingerprint,
+        created = identity.created,
+        "appliance identity (the server lists it by this id)"
+    );
+    let tokens = token::Tokens::start(&config.tokens, identity.pseudo_token()).into_diagnostic()?;
+    let connector = transport::Connector::new(std::sync::Arc::new(identity));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,6 +85,7 @@ fn main() -> miette::Result<()> {
             input_source,
             display::Hotplug::none(),
             tokens,
+            connector,
         )),
         #[cfg(feature = "drm")]
         config::DisplayChoice::Drm { card, mode } => {
@@ -81,7 +93,16 @@ fn main() -> miette::Result<()> {
             runtime.block_on(async {
                 // Inside the runtime: the uevent socket registers with its reactor.
                 let hotplug = display::Hotplug::watch();
-                supervisor::run(&config, sink, keyboard.wire, input_source, hotplug, tokens).await
+                supervisor::run(
+                    &config,
+                    sink,
+                    keyboard.wire,
+                    input_source,
+                    hotplug,
+                    tokens,
+                    connector,
+                )
+                .await
             })
         }
         #[cfg(not(feature = "drm"))]

@@ -163,6 +163,17 @@ impl Trust {
         }
     }
 
+    /// The trust after `presented` was stored on first use: that certificate from now on.
+    pub fn remembered(&self, presented: &[u8]) -> Option<Trust> {
+        match self {
+            Self::FirstUse { file } => Some(Self::Known {
+                der: presented.to_vec(),
+                file: file.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// After a completed handshake (which proved the server holds the certificate's key): on
     /// first use, store the certificate. Returns where it was stored, if it was.
     pub fn remember(&self, presented: &[u8]) -> Result<Option<&Path>, PinError> {
@@ -198,10 +209,12 @@ fn read_certificate(file: &Path) -> Result<Vec<u8>, PinError> {
 }
 
 /// rustls verifier applying a [`Trust`]; remembers a rejection so the caller can tell "refused
-/// by the pin" (fatal) from any other handshake failure (retried).
+/// by the pin" (fatal) from any other handshake failure (retried). One verifier serves every
+/// attempt while the trust stays the same (rustls resumes TLS sessions only with the verifier
+/// that verified them), so the trust can move on from first use to the stored certificate.
 #[derive(Debug)]
 pub struct PinnedCertVerifier {
-    trust: Trust,
+    trust: Mutex<Trust>,
     algorithms: WebPkiSupportedAlgorithms,
     rejection: Mutex<Option<Rejection>>,
 }
@@ -209,14 +222,30 @@ pub struct PinnedCertVerifier {
 impl PinnedCertVerifier {
     pub fn new(trust: Trust, provider: &CryptoProvider) -> Self {
         Self {
-            trust,
+            trust: Mutex::new(trust),
             algorithms: provider.signature_verification_algorithms,
             rejection: Mutex::new(None),
         }
     }
 
-    pub fn trust(&self) -> &Trust {
-        &self.trust
+    pub fn trust(&self) -> Trust {
+        self.trust
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a first use was stored: from now on only that certificate.
+    pub fn set_trust(&self, trust: Trust) {
+        *self.trust.lock().unwrap_or_else(PoisonError::into_inner) = trust;
+    }
+
+    /// Forgets the last attempt's rejection before the next attempt.
+    pub fn clear_rejection(&self) {
+        *self
+            .rejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The pin's refusal during the handshake, if that is why it failed.
@@ -237,7 +266,7 @@ impl ServerCertVerifier for PinnedCertVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.trust.check(end_entity) {
+        match self.trust().check(end_entity) {
             Ok(()) => Ok(ServerCertVerified::assertion()),
             Err(rejection) => {
                 *self

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use wayray_protocol::Keymap;
+use wayray_protocol::{ByeReason, Keymap};
 
 use crate::backoff::Backoff;
 use crate::config::{Config, ScreenSize};
@@ -22,7 +22,7 @@ use crate::report::error_chain;
 use crate::screen::{Screen, ScreenError, Screenshot};
 use crate::signals::{self, Command};
 use crate::token::Tokens;
-use crate::transport::{self, TransportError};
+use crate::transport::{self, Connector, Refusal, TransportError};
 
 /// Bounds the QUIC handshake plus Hello/Welcome. QUIC has no "connection refused", so this is how
 /// long a stopped server costs per attempt; a server that accepts but never answers Hello is
@@ -45,6 +45,16 @@ pub enum ApplianceError {
     ConnectTimeout,
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    #[error(
+        "the server does not admit this appliance (id {id}) until an administrator approves it: \
+         `wradm appliances approve {id}`"
+    )]
+    NotApproved { id: String },
+    #[error(
+        "the server refuses this appliance (id {id}): an administrator revoked it; \
+         `wradm appliances approve {id}` lets it in again"
+    )]
+    Revoked { id: String },
 }
 
 impl ApplianceError {
@@ -53,7 +63,29 @@ impl ApplianceError {
             Self::Transport(e) => e.is_fatal(),
             Self::Connection(e) => e.is_fatal(),
             Self::Pin(_) | Self::Screen(_) | Self::Latency(_) | Self::Signals(_) => true,
-            Self::ConnectTimeout => false,
+            // An administrator may approve it any time: keep trying, slowly.
+            Self::ConnectTimeout | Self::NotApproved { .. } | Self::Revoked { .. } => false,
+        }
+    }
+
+    /// The server's refusal of this appliance's certificate, if that is what this error is.
+    fn refusal(&self) -> Option<Refusal> {
+        let error = match self {
+            Self::Transport(e) => e.connection_error(),
+            Self::Connection(e) => e.connection_error(),
+            _ => None,
+        }?;
+        Refusal::of(error)
+    }
+
+    /// Says which appliance the server refused, and how to let it in, instead of "connection
+    /// lost".
+    fn explain(self, connector: &Connector) -> Self {
+        let id = connector.identity().short_id().to_owned();
+        match self.refusal() {
+            Some(Refusal::NotApproved) => Self::NotApproved { id },
+            Some(Refusal::Revoked) => Self::Revoked { id },
+            None => self,
         }
     }
 }
@@ -69,6 +101,7 @@ pub async fn run<S: DisplaySink>(
     input_source: Option<Box<dyn InputSource>>,
     hotplug: Hotplug,
     tokens: Tokens,
+    connector: Connector,
 ) -> Result<(), ApplianceError> {
     let screen_size = screen_size(config, sink.native_size());
     if screen_size != config.screen {
@@ -105,7 +138,7 @@ pub async fn run<S: DisplaySink>(
     let frames = local.screen.watch_frames();
     local.input.start(input_source, frames);
 
-    let result = reconnect_loop(config, &trust, &mut local).await;
+    let result = reconnect_loop(config, &trust, &connector, &mut local).await;
     if let Err(e) = &result {
         local.screen.show_status(&e.to_string());
     }
@@ -116,14 +149,16 @@ pub async fn run<S: DisplaySink>(
 async fn reconnect_loop<S: DisplaySink>(
     config: &Config,
     trust: &TrustStore,
+    connector: &Connector,
     local: &mut Local<S>,
 ) -> Result<(), ApplianceError> {
     let mut backoff = Backoff::RECONNECT;
     for attempt in 1u64.. {
         let span = tracing::info_span!("connection", server = %config.server, attempt);
-        let outcome = attempt_once(config, trust, local, &mut backoff)
+        let outcome = attempt_once(config, trust, connector, local, &mut backoff)
             .instrument(span.clone())
-            .await;
+            .await
+            .map_err(|e| e.explain(connector));
         match outcome {
             Ok(None) => return Ok(()),
             Ok(Some(Ended::Shutdown(why))) => {
@@ -141,6 +176,12 @@ async fn reconnect_loop<S: DisplaySink>(
             // main reports it; logging it here too would print it twice.
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
+                if matches!(
+                    e,
+                    ApplianceError::Connection(ConnectionError::ServerBye(ByeReason::Revoked))
+                ) {
+                    connector.forget_sessions();
+                }
                 let delay = backoff.next_delay();
                 tracing::warn!(parent: &span, error = %error_chain(&e), retry_in = ?delay, "connection ended");
                 local.screen.show_status(&format!(
@@ -164,6 +205,7 @@ async fn reconnect_loop<S: DisplaySink>(
 async fn attempt_once<S: DisplaySink>(
     config: &Config,
     trust: &TrustStore,
+    connector: &Connector,
     local: &mut Local<S>,
     backoff: &mut Backoff,
 ) -> Result<Option<Ended>, ApplianceError> {
@@ -181,12 +223,28 @@ async fn attempt_once<S: DisplaySink>(
         local.tokens.current(),
     );
     let connect = async {
-        let link = transport::connect(&config.server, &config.server_name, trust).await?;
-        match connection::handshake(&link.connection, hello).await {
-            Ok(established) => Ok((link, established)),
+        let mut link =
+            transport::connect(&config.server, &config.server_name, trust, connector).await?;
+        let zero_rtt = link.zero_rtt.take();
+        let mut hello = hello;
+        // A 0-RTT Hello must fit in the first flight: the keymap follows on the input stream.
+        let deferred_keymap = match zero_rtt {
+            Some(_) => hello.keymap.take(),
+            None => None,
+        };
+        match connection::handshake(&link.connection, hello, zero_rtt).await {
+            Ok(mut established) => {
+                established.defer_keymap(deferred_keymap);
+                Ok((link, established))
+            }
             Err(e) => {
+                // After a 0-RTT start the pin decides only if the server did a full handshake.
+                let error = match link.rejection() {
+                    Some(rejection) => TransportError::Rejected(rejection).into(),
+                    None => ApplianceError::from(e),
+                };
                 link.finish().await;
-                Err(ApplianceError::from(e))
+                Err(error)
             }
         }
     };

@@ -1,10 +1,10 @@
 //! The token this appliance presents to the server: the smart card's when one is in the reader,
-//! else the pseudo-token of its network interface, unless a card is required (then none, and
-//! the screen asks for a card).
+//! else its pseudo-token (`pseudo.<short id>` of its certificate, which the server derives the
+//! same way), unless a card is required (then none, and the screen asks for a card).
 
 use tokio::sync::watch;
 
-use crate::card::{pseudo_token, CardError, CardProver, CardWatcher};
+use crate::card::{CardError, CardProver, CardWatcher};
 
 /// How the appliance decides who is at it (`--card`, `--card-reader`, `--require-card`,
 /// `--token`).
@@ -22,29 +22,21 @@ pub struct Tokens {
     card: Option<watch::Receiver<Option<String>>>,
     prover: Option<CardProver>,
     _watcher: Option<CardWatcher>,
-    pseudo: Option<String>,
+    pseudo: String,
     require_card: bool,
     fixed: Option<String>,
 }
 
 impl Tokens {
     /// Starts following the card reader, if any. pcscd may start after the appliance: the
-    /// watcher then waits for it, presenting no card meanwhile.
-    pub fn start(policy: &TokenPolicy) -> Result<Self, CardError> {
+    /// watcher then waits for it, presenting no card meanwhile. `pseudo` is this appliance's
+    /// pseudo-token (see `crate::identity`).
+    pub fn start(policy: &TokenPolicy, pseudo: String) -> Result<Self, CardError> {
         let watcher = match &policy.card_reader {
             Some(name) if policy.fixed.is_none() => Some(CardWatcher::start_waiting(
                 (!name.is_empty()).then(|| name.clone()),
             )?),
             _ => None,
-        };
-        let pseudo = match pseudo_token(None) {
-            Ok(t) => Some(t),
-            Err(err) => {
-                if policy.fixed.is_none() && !policy.require_card {
-                    tracing::warn!(%err, "no pseudo-token; without a card this appliance presents no token");
-                }
-                None
-            }
         };
         Ok(Self {
             card: watcher.as_ref().map(|w| w.subscribe()),
@@ -65,7 +57,7 @@ impl Tokens {
         match card {
             Some(token) => Some(token),
             None if self.require_card => None,
-            None => self.pseudo.clone(),
+            None => Some(self.pseudo.clone()),
         }
     }
 

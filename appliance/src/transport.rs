@@ -1,5 +1,12 @@
 //! The QUIC side of a connection attempt: resolve the server, build TLS 1.3 with the pinning
-//! verifier and the WayRay ALPN, handshake, and record a first-use certificate.
+//! verifier, this appliance's client certificate and the WayRay ALPN, handshake, and record a
+//! first-use certificate.
+//!
+//! Reconnecting to a server it already knows, the appliance resumes its last TLS session (the
+//! server's tickets are kept in memory for the life of the process) and sends its Hello as 0-RTT
+//! early data, before the handshake completes: see [`Link::zero_rtt`]. Nothing else ever goes
+//! out early (no input, no token proof): `connection::handshake` waits for the handshake before
+//! it returns.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -10,6 +17,7 @@ use rustls::crypto::ring;
 use rustls::pki_types::CertificateDer;
 
 use crate::config::ServerAddr;
+use crate::identity::ApplianceIdentity;
 use crate::pinning::{PinError, PinnedCertVerifier, Rejection, Trust};
 
 /// Keep-alives stop NATs and the server's idle timer from dropping a connection to a screen that
@@ -53,12 +61,90 @@ pub enum TransportError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Pin(#[from] PinError),
+    #[error("cannot use this appliance's certificate for TLS")]
+    ClientCert(#[source] rustls::Error),
 }
 
 impl TransportError {
     /// A refused or unrecordable certificate needs a person; everything else may heal by itself.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Rejected(_) | Self::Pin(_))
+        matches!(self, Self::Rejected(_) | Self::Pin(_) | Self::ClientCert(_))
+    }
+
+    /// The underlying QUIC connection error, for telling a refused certificate apart.
+    pub fn connection_error(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            Self::Handshake { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What stays the same across connection attempts: who the appliance is, and the TLS sessions
+/// it may resume.
+pub struct Connector {
+    identity: Arc<ApplianceIdentity>,
+    resumption: rustls::client::Resumption,
+    /// The TLS configuration of the last attempt, reused while the trust is the same: rustls
+    /// resumes a session only with the very verifier and client certificate that made it.
+    tls: std::sync::Mutex<Option<(Arc<rustls::ClientConfig>, Arc<PinnedCertVerifier>)>>,
+}
+
+impl Connector {
+    pub fn new(identity: Arc<ApplianceIdentity>) -> Self {
+        Self {
+            identity,
+            // A few servers' tickets; an appliance talks to one server at a time.
+            resumption: rustls::client::Resumption::in_memory_sessions(8),
+            tls: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The TLS client configuration for an attempt under `trust`, and its verifier.
+    fn tls_for(
+        &self,
+        trust: Trust,
+    ) -> Result<(Arc<rustls::ClientConfig>, Arc<PinnedCertVerifier>), TransportError> {
+        let mut cached = self
+            .tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((tls, verifier)) = cached.as_ref() {
+            if verifier.trust() == trust {
+                verifier.clear_rejection();
+                return Ok((tls.clone(), verifier.clone()));
+            }
+        }
+        let provider = Arc::new(ring::default_provider());
+        let verifier = Arc::new(PinnedCertVerifier::new(trust, &provider));
+        let (chain, key) = self.identity.client_auth();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TransportError::Tls)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_client_auth_cert(chain, key)
+            .map_err(TransportError::ClientCert)?;
+        tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
+        tls.resumption = self.resumption.clone();
+        tls.enable_early_data = true;
+        let tls = Arc::new(tls);
+        *cached = Some((tls.clone(), verifier.clone()));
+        Ok((tls, verifier))
+    }
+
+    pub fn identity(&self) -> &ApplianceIdentity {
+        &self.identity
+    }
+
+    /// The next attempt makes a full handshake instead of resuming (rustls resumes only with
+    /// the configuration that made the session): after a revocation, so the server's verdict
+    /// on the certificate is heard in the handshake, with its own message.
+    pub fn forget_sessions(&self) {
+        *self
+            .tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
@@ -66,6 +152,49 @@ impl TransportError {
 pub struct Link {
     endpoint: quinn::Endpoint,
     pub connection: quinn::Connection,
+    /// Set when the connection resumed a TLS session and may carry 0-RTT data: resolves once the
+    /// handshake completes, `true` if the server took the early data (else it was dropped and
+    /// has to be sent again).
+    pub zero_rtt: Option<quinn::ZeroRttAccepted>,
+    /// Still asked after a 0-RTT start: a server that lost its tickets (restarted) presents its
+    /// certificate in a full handshake after all, and the pin may refuse it.
+    verifier: Arc<PinnedCertVerifier>,
+}
+
+/// Why the server refused this appliance's certificate in the TLS handshake, from its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `access_denied`: not approved, and the server admits only approved appliances.
+    NotApproved,
+    /// `certificate_revoked`: an administrator revoked this appliance.
+    Revoked,
+}
+
+impl Refusal {
+    /// TLS alerts travel in QUIC as CRYPTO_ERROR 0x100 + the alert's number (RFC 9001 4.8).
+    pub fn of(error: &quinn::ConnectionError) -> Option<Self> {
+        let quinn::ConnectionError::ConnectionClosed(close) = error else {
+            return None;
+        };
+        if close.error_code == quinn::TransportErrorCode::crypto(ACCESS_DENIED) {
+            Some(Self::NotApproved)
+        } else if close.error_code == quinn::TransportErrorCode::crypto(CERTIFICATE_REVOKED) {
+            Some(Self::Revoked)
+        } else {
+            None
+        }
+    }
+}
+
+/// TLS alert numbers (RFC 8446 6).
+const ACCESS_DENIED: u8 = 49;
+const CERTIFICATE_REVOKED: u8 = 44;
+
+impl Link {
+    /// The pin's refusal of the server's certificate, if that is why the connection failed.
+    pub fn rejection(&self) -> Option<Rejection> {
+        self.verifier.rejection()
+    }
 }
 
 impl Link {
@@ -84,19 +213,10 @@ pub async fn connect(
     server: &ServerAddr,
     server_name: &str,
     trust: Trust,
+    connector: &Connector,
 ) -> Result<Link, TransportError> {
     let addr = resolve(server).await?;
-    let provider = Arc::new(ring::default_provider());
-    let verifier = Arc::new(PinnedCertVerifier::new(trust, &provider));
-
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TransportError::Tls)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
-
+    let (tls, verifier) = connector.tls_for(trust)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
@@ -122,6 +242,24 @@ pub async fn connect(
     let connecting = endpoint
         .connect_with(client_config, addr, server_name)
         .map_err(|source| TransportError::Connect { addr, source })?;
+    // A resumed session of a server pinned before: the Hello may go out at once. (On first use
+    // there is no ticket, and the certificate must be seen and stored first.)
+    let connecting = if matches!(verifier.trust(), Trust::FirstUse { .. }) {
+        connecting
+    } else {
+        match connecting.into_0rtt() {
+            Ok((connection, accepted)) => {
+                tracing::debug!("resuming the TLS session: the Hello goes out as 0-RTT data");
+                return Ok(Link {
+                    endpoint,
+                    connection,
+                    zero_rtt: Some(accepted),
+                    verifier,
+                });
+            }
+            Err(connecting) => connecting,
+        }
+    };
     let connection = match connecting.await {
         Ok(connection) => connection,
         Err(source) => {
@@ -134,13 +272,19 @@ pub async fn connect(
 
     // rustls always reports the chain it verified; without one there is nothing to remember.
     if let Some(cert) = end_entity(&connection) {
-        if let Some(file) = verifier.trust().remember(&cert)? {
+        let trust = verifier.trust();
+        if let Some(file) = trust.remember(&cert)? {
             tracing::info!(file = %file.display(), "trusting this server's certificate from now on (first use)");
+        }
+        if let Some(known) = trust.remembered(&cert) {
+            verifier.set_trust(known);
         }
     }
     Ok(Link {
         endpoint,
         connection,
+        zero_rtt: None,
+        verifier,
     })
 }
 

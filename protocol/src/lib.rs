@@ -9,6 +9,7 @@ pub mod card_proof;
 pub mod codec;
 pub mod cursor;
 pub mod framing;
+pub mod identity;
 pub mod input;
 pub mod messages;
 pub mod sessions;

@@ -84,8 +84,10 @@ pub struct Hello {
     /// arrive as [`crate::InputMessage::Keymap`].
     pub keymap: Option<crate::Keymap>,
     /// Who is at this appliance: `<type>.<id>` of the smart card in its reader (e.g.
-    /// `atr3b8f8001.04a1b2c3`), or `pseudo.<MAC>` when there is no card. The server shows the
-    /// session bound to it, or a greeter. `None`: the appliance requires a card and has none,
+    /// `atr3b8f8001.04a1b2c3`), or `pseudo.<id>` when there is no card (`<id>` from its
+    /// certificate, see [`crate::identity`]; the server replaces any other pseudo-token with the
+    /// one of the certificate the appliance authenticated with). The server shows the session
+    /// bound to it, or a greeter. `None`: the appliance requires a card and has none,
     /// so no session is shown (it says "insert your card" itself).
     pub token: Option<String>,
 }
@@ -133,6 +135,9 @@ pub enum ByeReason {
     Replaced,
     /// The peer broke the protocol; the text says how.
     ProtocolError(String),
+    /// An administrator revoked this appliance (`wradm appliances revoke`): it gets no session
+    /// until it is approved again.
+    Revoked,
 }
 
 impl std::fmt::Display for ByeReason {
@@ -146,6 +151,7 @@ impl std::fmt::Display for ByeReason {
             ByeReason::NoCommonEncoding => write!(f, "no frame encoding in common"),
             ByeReason::Replaced => write!(f, "session was taken over by another appliance"),
             ByeReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            ByeReason::Revoked => write!(f, "this appliance was revoked by an administrator"),
         }
     }
 }

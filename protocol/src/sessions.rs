@@ -409,6 +409,53 @@ pub struct ApplianceInfo {
     pub connected_ms: u64,
 }
 
+/// Whether an appliance (known by its certificate) may have sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplianceAuthState {
+    /// Seen, not yet approved: under `appliance_auth = "enrol"` it waits for an administrator.
+    Pending,
+    /// Approved by an administrator: gets sessions under every policy.
+    Approved,
+    /// Revoked by an administrator: refused under every policy until approved again.
+    Revoked,
+}
+
+impl ApplianceAuthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "revoked" => Self::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+/// An appliance the server knows by its certificate, for `wradm appliances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownApplianceInfo {
+    /// SHA-256 of the certificate's public key, 64 hex digits (see [`crate::identity`]).
+    pub fingerprint: String,
+    pub state: ApplianceAuthState,
+    /// Milliseconds since the Unix epoch.
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    /// Where it last connected from, when it got as far as a connection.
+    pub last_address: Option<String>,
+    /// The client name of its last Hello.
+    pub client_name: Option<String>,
+    /// Its live connections (ids as in [`ApplianceInfo`]); empty when not connected now.
+    pub connections: Vec<ApplianceId>,
+}
+
 /// `wradm` → daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
@@ -418,9 +465,16 @@ pub enum AdminRequest {
     Detach(SessionId),
     /// End the session and its clients.
     Kill(SessionId),
+    /// The connected appliances (connections, with the token and session of each).
     ListAppliances,
     /// What the session's cgroup says it used (`wradm show` asks after `ShowSession`).
     SessionUsage(SessionId),
+    /// Every appliance the server knows by its certificate (`wradm appliances`).
+    ListKnownAppliances,
+    /// Let the appliance whose id starts with this (at least 8 hex digits) have sessions.
+    ApproveAppliance(String),
+    /// Refuse the appliance whose id starts with this from now on; its connection ends at once.
+    RevokeAppliance(String),
 }
 
 /// A session's use of its cgroup. `None`: not known (no cgroup, or no such controller).
@@ -440,6 +494,9 @@ pub enum AdminReply {
     Sessions(Vec<SessionInfo>),
     Session(SessionInfo),
     Appliances(Vec<ApplianceInfo>),
+    KnownAppliances(Vec<KnownApplianceInfo>),
+    /// The appliance as it is after an approve or revoke.
+    KnownAppliance(KnownApplianceInfo),
     Done,
     Error(String),
     Usage(SessionUsage),

@@ -92,6 +92,42 @@ pub struct Config {
     /// re-attach then shows the lock screen first. A card that once proved its key must always
     /// prove it. Default `"refuse"`.
     pub unproven_cards: crate::cards::UnprovenCards,
+    /// Which appliances get sessions, by the certificate each one makes on its first start
+    /// (mutual TLS; `wradm appliances` lists them):
+    /// - `"open"`: any appliance, with or without a certificate (demos, a closed lab network);
+    ///   appliances with one are still listed, and revoked ones are refused.
+    /// - `"enrol"`: an appliance the server has not seen is listed as pending and shows
+    ///   "waiting for approval" until an administrator runs `wradm appliances approve ID`;
+    ///   it then gets its session at once, without reconnecting.
+    /// - `"required"`: only approved appliances; any other certificate fails the TLS handshake
+    ///   (it is still listed as pending, so it can be approved).
+    ///
+    /// Revoked appliances (`wradm appliances revoke ID`) are refused under every policy.
+    /// Default `"enrol"`.
+    pub appliance_auth: ApplianceAuth,
+}
+
+/// The `appliance_auth` policy: which appliances get sessions (see [`Config::appliance_auth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplianceAuth {
+    /// Any appliance, certificate or not.
+    Open,
+    /// Unknown appliances wait for `wradm appliances approve`.
+    #[default]
+    Enrol,
+    /// Only approved appliances complete the TLS handshake.
+    Required,
+}
+
+impl ApplianceAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Enrol => "enrol",
+            Self::Required => "required",
+        }
+    }
 }
 
 /// A bandwidth cap for the appliances connecting from one network.
@@ -127,6 +163,7 @@ impl Default for Config {
             video_regions: true,
             xwayland: true,
             unproven_cards: crate::cards::UnprovenCards::Refuse,
+            appliance_auth: ApplianceAuth::default(),
         }
     }
 }
@@ -263,6 +300,21 @@ mod tests {
         let c: Config = toml::from_str("output_width = 1920\noutput_height = 1080").unwrap();
         assert_eq!((c.output_width, c.output_height), (1920, 1080));
         assert!(toml::from_str::<Config>("outptu_width = 3").is_err());
+    }
+
+    #[test]
+    fn appliance_auth_is_one_of_three_words() {
+        assert_eq!(Config::default().appliance_auth, ApplianceAuth::Enrol);
+        for (text, policy) in [
+            ("open", ApplianceAuth::Open),
+            ("enrol", ApplianceAuth::Enrol),
+            ("required", ApplianceAuth::Required),
+        ] {
+            let c: Config = toml::from_str(&format!("appliance_auth = {text:?}")).unwrap();
+            assert_eq!(c.appliance_auth, policy);
+            assert_eq!(policy.as_str(), text);
+        }
+        assert!(toml::from_str::<Config>("appliance_auth = \"closed\"").is_err());
     }
 
     #[test]

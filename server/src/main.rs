@@ -130,6 +130,11 @@ struct DaemonArgs {
     /// data-control), as greeter sessions never do.
     #[arg(long)]
     no_clipboard: bool,
+    /// Which appliances get sessions, by their certificates (config `appliance_auth`): `open`
+    /// any; `enrol` unknown ones wait for `wradm appliances approve ID`; `required` only
+    /// approved ones complete the TLS handshake.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    appliance_auth: Option<crate::config::ApplianceAuth>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -273,6 +278,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if cli.no_xwayland {
         config.xwayland = false;
     }
+    if let Some(v) = cli.appliance_auth {
+        config.appliance_auth = v;
+    }
     config.validate()?;
     let run_dir =
         RunDir(
@@ -311,6 +319,11 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     let mut daemon = Daemon::new(mode.clone(), store);
     daemon.unproven_cards = config.unproven_cards;
     daemon.reattach = config.reattach;
+    daemon.appliance_auth = config.appliance_auth;
+    tracing::info!(
+        appliance_auth = config.appliance_auth.as_str(),
+        "appliance policy"
+    );
     if mode == Mode::Launcher {
         daemon.load_store();
     }
@@ -325,7 +338,12 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         .into_diagnostic()
         .wrap_err("cannot start the network runtime")?;
     let _guard = runtime.enter();
-    let endpoint = transport::endpoint(config.listen, &identity)?;
+    let endpoint = transport::endpoint(
+        config.listen,
+        &identity,
+        config.appliance_auth,
+        Arc::new(daemon::appliances::DaemonPolicy(daemon.clone())),
+    )?;
     let local = endpoint
         .local_addr()
         .into_diagnostic()

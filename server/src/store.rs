@@ -13,6 +13,8 @@
 //!   several tokens.
 //! - `audit`: append-only lifecycle log (created, authenticated, attached, …).
 //! - `card_keys`: token → the public key its smart card proved when its user enrolled it.
+//! - `appliances` (version 3): appliances known by their certificate's fingerprint, with their
+//!   approval state (pending, approved, revoked) and when and where they were last seen.
 //!
 //! The file holds session secrets, so it is created readable by its owner only.
 
@@ -25,8 +27,12 @@ use std::{
 };
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
-use wayray_protocol::sessions::{
-    session_id_string, ApplianceId, SessionId, SessionInfo, SessionKind, SessionState,
+use wayray_protocol::{
+    identity,
+    sessions::{
+        session_id_string, ApplianceAuthState, ApplianceId, SessionId, SessionInfo, SessionKind,
+        SessionState,
+    },
 };
 
 /// Schema migrations; entry `i` takes the file from version `i` to `i + 1`. Append, never edit.
@@ -67,6 +73,16 @@ const MIGRATIONS: &[&str] = &[
          user        TEXT NOT NULL,
          spki        BLOB NOT NULL,
          enrolled_ms INTEGER NOT NULL
+     );",
+    // 3: appliances known by their certificate (appliance_auth).
+    "CREATE TABLE appliances (
+         fingerprint   TEXT PRIMARY KEY,
+         state         TEXT NOT NULL,
+         first_seen_ms INTEGER NOT NULL,
+         last_seen_ms  INTEGER NOT NULL,
+         last_address  TEXT,
+         client_name   TEXT,
+         changed_ms    INTEGER NOT NULL
      );",
 ];
 
@@ -207,6 +223,15 @@ pub enum AuditKind {
     CardRefused,
     /// A session runs without its cgroup limits (the detail says why).
     Unconfined,
+    /// An appliance the server did not know connected and was recorded as pending (under
+    /// `enrol` it waits for approval; under `open` it is let in all the same).
+    AppliancePending,
+    /// An administrator approved an appliance.
+    ApplianceApproved,
+    /// An administrator revoked an appliance (its connection, if any, was ended).
+    ApplianceRevoked,
+    /// An appliance was refused: unknown under `required`, or revoked (the detail says which).
+    ApplianceRefused,
 }
 
 impl AuditKind {
@@ -222,6 +247,10 @@ impl AuditKind {
             AuditKind::CardEnrolled => "card_enrolled",
             AuditKind::CardRefused => "card_refused",
             AuditKind::Unconfined => "unconfined",
+            AuditKind::AppliancePending => "appliance_pending",
+            AuditKind::ApplianceApproved => "appliance_approved",
+            AuditKind::ApplianceRevoked => "appliance_revoked",
+            AuditKind::ApplianceRefused => "appliance_refused",
         }
     }
 
@@ -237,6 +266,10 @@ impl AuditKind {
             "card_enrolled" => AuditKind::CardEnrolled,
             "card_refused" => AuditKind::CardRefused,
             "unconfined" => AuditKind::Unconfined,
+            "appliance_pending" => AuditKind::AppliancePending,
+            "appliance_approved" => AuditKind::ApplianceApproved,
+            "appliance_revoked" => AuditKind::ApplianceRevoked,
+            "appliance_refused" => AuditKind::ApplianceRefused,
             _ => return None,
         })
     }
@@ -873,6 +906,102 @@ impl Store {
         result.map_err(|e| e.at(&self.name, "read the audit log"))
     }
 
+    /// Every appliance known by its certificate, first seen first.
+    pub fn appliances(&self) -> Result<Vec<ApplianceRecord>, StoreError> {
+        let result = (|| -> Result<_, Fail> {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT {APPLIANCE_COLUMNS} FROM appliances ORDER BY first_seen_ms, fingerprint"
+            ))?;
+            let raws = stmt
+                .query_map([], RawAppliance::from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            raws.into_iter()
+                .map(RawAppliance::into_record)
+                .collect::<Result<Vec<_>, Fail>>()
+        })();
+        result.map_err(|e| e.at(&self.name, "list the appliances"))
+    }
+
+    /// The appliance with this fingerprint, if the store knows it.
+    pub fn appliance(&self, fingerprint: &str) -> Result<Option<ApplianceRecord>, StoreError> {
+        appliance(&self.conn, fingerprint).map_err(|e| {
+            e.at(
+                &self.name,
+                format!("read appliance {}", identity::short_id(fingerprint)),
+            )
+        })
+    }
+
+    /// Records that the appliance with `fingerprint` was seen now (from `address`, saying
+    /// `client_name`, when known), adding it in state `new_state` if the store did not know it.
+    /// Returns the record as it is now, and whether it is new.
+    pub fn appliance_seen(
+        &mut self,
+        fingerprint: &str,
+        new_state: ApplianceAuthState,
+        address: Option<&str>,
+        client_name: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(ApplianceRecord, bool), StoreError> {
+        let op = || format!("record appliance {}", identity::short_id(fingerprint));
+        let tx = begin(&mut self.conn).map_err(|e| e.at(&self.name, op()))?;
+        let result = (|| -> Result<_, Fail> {
+            let now = ms_to_sql(now_ms);
+            let inserted = tx.execute(
+                "INSERT INTO appliances (fingerprint, state, first_seen_ms, last_seen_ms,
+                                         last_address, client_name, changed_ms)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?3)
+                 ON CONFLICT (fingerprint) DO NOTHING",
+                rusqlite::params![fingerprint, new_state.as_str(), now, address, client_name],
+            )? == 1;
+            if !inserted {
+                tx.execute(
+                    "UPDATE appliances SET last_seen_ms = ?2,
+                         last_address = COALESCE(?3, last_address),
+                         client_name = COALESCE(?4, client_name)
+                     WHERE fingerprint = ?1",
+                    rusqlite::params![fingerprint, now, address, client_name],
+                )?;
+            }
+            let record = appliance(&tx, fingerprint)?.ok_or_else(|| {
+                Fail::Corrupt(format!(
+                    "no row for appliance {fingerprint} after writing it"
+                ))
+            })?;
+            tx.commit()?;
+            Ok((record, inserted))
+        })();
+        result.map_err(|e| e.at(&self.name, op()))
+    }
+
+    /// Sets the approval state of a known appliance; returns the record as it is now, or `None`
+    /// when the store does not know the fingerprint.
+    pub fn set_appliance_state(
+        &mut self,
+        fingerprint: &str,
+        state: ApplianceAuthState,
+        now_ms: u64,
+    ) -> Result<Option<ApplianceRecord>, StoreError> {
+        let op = || {
+            format!(
+                "set appliance {} {}",
+                identity::short_id(fingerprint),
+                state.as_str()
+            )
+        };
+        let tx = begin(&mut self.conn).map_err(|e| e.at(&self.name, op()))?;
+        let result = (|| -> Result<_, Fail> {
+            tx.execute(
+                "UPDATE appliances SET state = ?2, changed_ms = ?3 WHERE fingerprint = ?1",
+                rusqlite::params![fingerprint, state.as_str(), ms_to_sql(now_ms)],
+            )?;
+            let record = appliance(&tx, fingerprint)?;
+            tx.commit()?;
+            Ok(record)
+        })();
+        result.map_err(|e| e.at(&self.name, op()))
+    }
+
     /// Runs an UPDATE of session `id` (its first parameter); NoSuchSession if it changed no row.
     fn update_one(
         &mut self,
@@ -1026,6 +1155,72 @@ impl RawSession {
     }
 }
 
+const APPLIANCE_COLUMNS: &str =
+    "fingerprint, state, first_seen_ms, last_seen_ms, last_address, client_name";
+
+/// An appliance known by its certificate, as the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceRecord {
+    /// SHA-256 of its certificate's public key, 64 hex digits.
+    pub fingerprint: String,
+    pub state: ApplianceAuthState,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub last_address: Option<String>,
+    pub client_name: Option<String>,
+}
+
+/// An `appliances` row as SQLite has it, before its text is checked.
+struct RawAppliance {
+    fingerprint: String,
+    state: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    last_address: Option<String>,
+    client_name: Option<String>,
+}
+
+impl RawAppliance {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            fingerprint: r.get(0)?,
+            state: r.get(1)?,
+            first_seen_ms: r.get(2)?,
+            last_seen_ms: r.get(3)?,
+            last_address: r.get(4)?,
+            client_name: r.get(5)?,
+        })
+    }
+
+    fn into_record(self) -> Result<ApplianceRecord, Fail> {
+        let state = ApplianceAuthState::parse(&self.state).ok_or_else(|| {
+            Fail::Corrupt(format!(
+                "an unknown state {:?} of appliance {}",
+                self.state, self.fingerprint
+            ))
+        })?;
+        Ok(ApplianceRecord {
+            state,
+            first_seen_ms: ms_from_sql(self.first_seen_ms, "first_seen_ms")?,
+            last_seen_ms: ms_from_sql(self.last_seen_ms, "last_seen_ms")?,
+            fingerprint: self.fingerprint,
+            last_address: self.last_address,
+            client_name: self.client_name,
+        })
+    }
+}
+
+fn appliance(conn: &Connection, fingerprint: &str) -> Result<Option<ApplianceRecord>, Fail> {
+    conn.query_row(
+        &format!("SELECT {APPLIANCE_COLUMNS} FROM appliances WHERE fingerprint = ?1"),
+        [fingerprint],
+        RawAppliance::from_row,
+    )
+    .optional()?
+    .map(RawAppliance::into_record)
+    .transpose()
+}
+
 /// The session's state, None if there is no such session.
 fn session_state(conn: &Connection, id: SessionId) -> Result<Option<SessionState>, Fail> {
     let state: Option<String> = conn
@@ -1176,6 +1371,51 @@ mod tests {
         let perms = fs::metadata(&path).expect("metadata").permissions();
         assert_eq!(perms.mode() & 0o777, 0o600);
         assert_eq!(store.name(), path.display().to_string());
+    }
+
+    #[test]
+    fn appliances_are_recorded_once_and_change_state() {
+        let mut store = store();
+        let fp = "ab".repeat(32);
+        let (rec, new) = store
+            .appliance_seen(
+                &fp,
+                ApplianceAuthState::Pending,
+                Some("10.0.0.5:4000"),
+                Some("wrclient 0.1.0"),
+                T0,
+            )
+            .unwrap();
+        assert!(new);
+        assert_eq!(rec.state, ApplianceAuthState::Pending);
+        assert_eq!((rec.first_seen_ms, rec.last_seen_ms), (T0, T0));
+        // Seen again: not new, its state kept, last seen and address updated.
+        let (rec, new) = store
+            .appliance_seen(
+                &fp,
+                ApplianceAuthState::Approved,
+                Some("10.0.0.6:4000"),
+                None,
+                T0 + 5,
+            )
+            .unwrap();
+        assert!(!new);
+        assert_eq!(rec.state, ApplianceAuthState::Pending);
+        assert_eq!((rec.first_seen_ms, rec.last_seen_ms), (T0, T0 + 5));
+        assert_eq!(rec.last_address.as_deref(), Some("10.0.0.6:4000"));
+        assert_eq!(rec.client_name.as_deref(), Some("wrclient 0.1.0"));
+        let rec = store
+            .set_appliance_state(&fp, ApplianceAuthState::Revoked, T0 + 9)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.state, ApplianceAuthState::Revoked);
+        assert_eq!(store.appliances().unwrap(), vec![rec]);
+        assert_eq!(
+            store
+                .set_appliance_state(&"cd".repeat(32), ApplianceAuthState::Approved, T0)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use serde_json::Value;
 use wayray_protocol::{
     framing,
     sessions::{
-        parse_session_id, AdminReply, AdminRequest, ApplianceInfo, SessionInfo, SessionKind,
-        SessionState,
+        parse_session_id, AdminReply, AdminRequest, ApplianceAuthState, ApplianceInfo,
+        KnownApplianceInfo, SessionInfo, SessionKind, SessionState,
     },
     FrameReader,
 };
@@ -344,10 +344,10 @@ fn detach_and_kill_send_their_request() {
 }
 
 #[test]
-fn appliances_prints_a_table_and_json() {
+fn connections_prints_a_table_and_json() {
     let now = now_ms();
     let daemon = FakeDaemon::start(Some(AdminReply::Appliances(appliances(now))));
-    let (output, request) = daemon.run(&["appliances"]);
+    let (output, request) = daemon.run(&["connections"]);
     assert_eq!(request, AdminRequest::ListAppliances);
     let out = stdout(&output);
     let lines: Vec<&str> = out.lines().collect();
@@ -393,7 +393,7 @@ fn appliances_prints_a_table_and_json() {
 
     let expected = appliances(now);
     let daemon = FakeDaemon::start(Some(AdminReply::Appliances(expected.clone())));
-    let (output, request) = daemon.run(&["appliances", "--json"]);
+    let (output, request) = daemon.run(&["connections", "--json"]);
     assert_eq!(request, AdminRequest::ListAppliances);
     let json: Value = serde_json::from_str(&stdout(&output)).expect("valid JSON");
     let back: Vec<ApplianceInfo> = json
@@ -416,6 +416,112 @@ fn appliances_prints_a_table_and_json() {
         })
         .collect();
     assert_eq!(back, expected);
+}
+
+fn known(now: u64) -> Vec<KnownApplianceInfo> {
+    vec![
+        KnownApplianceInfo {
+            fingerprint: format!("0123456789abcdef{}", "0".repeat(48)),
+            state: ApplianceAuthState::Approved,
+            first_seen_ms: now - 3 * 3_600_000,
+            last_seen_ms: now - 2 * 60_000,
+            last_address: Some("10.0.0.5:40000".into()),
+            client_name: Some("wrclient 0.1.0".into()),
+            connections: vec![3],
+        },
+        KnownApplianceInfo {
+            fingerprint: format!("fedcba9876543210{}", "1".repeat(48)),
+            state: ApplianceAuthState::Pending,
+            first_seen_ms: now - 5 * 60_000,
+            last_seen_ms: now - 5 * 60_000,
+            last_address: None,
+            client_name: None,
+            connections: vec![],
+        },
+    ]
+}
+
+#[test]
+fn appliances_lists_known_appliances_as_a_table_and_json() {
+    let now = now_ms();
+    let daemon = FakeDaemon::start(Some(AdminReply::KnownAppliances(known(now))));
+    let (output, request) = daemon.run(&["appliances"]);
+    assert_eq!(request, AdminRequest::ListKnownAppliances);
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        [
+            "ID",
+            "STATE",
+            "FIRST",
+            "LAST",
+            "ADDRESS",
+            "CLIENT",
+            "CONNECTIONS"
+        ]
+    );
+    assert_eq!(
+        words(lines[1]),
+        [
+            "0123456789abcdef",
+            "approved",
+            "3h",
+            "2m",
+            "10.0.0.5:40000",
+            "wrclient",
+            "0.1.0",
+            "3"
+        ]
+    );
+    assert_eq!(
+        words(lines[2]),
+        ["fedcba9876543210", "pending", "5m", "5m", "-", "-", "-"]
+    );
+
+    let daemon = FakeDaemon::start(Some(AdminReply::KnownAppliances(known(now))));
+    let (output, _) = daemon.run(&["appliances", "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&output)).expect("valid JSON");
+    assert_eq!(json[0]["id"], "0123456789abcdef");
+    assert_eq!(json[0]["fingerprint"], known(now)[0].fingerprint.as_str());
+    assert_eq!(json[0]["state"], "approved");
+    assert_eq!(json[0]["connected"], true);
+    assert_eq!(json[1]["connected"], false);
+    assert_eq!(json[1]["last_address"], Value::Null);
+}
+
+#[test]
+fn approve_and_revoke_send_the_id_and_say_what_was_done() {
+    let now = now_ms();
+    for (cmd, id, expected) in [
+        (
+            "approve",
+            "0123456789ABCDEF",
+            AdminRequest::ApproveAppliance("0123456789abcdef".into()),
+        ),
+        (
+            "revoke",
+            "01234567",
+            AdminRequest::RevokeAppliance("01234567".into()),
+        ),
+    ] {
+        let daemon = FakeDaemon::start(Some(AdminReply::KnownAppliance(known(now).remove(0))));
+        let (output, request) = daemon.run(&["appliances", cmd, id]);
+        assert_eq!(request, expected);
+        assert_eq!(
+            stdout(&output),
+            format!("{cmd}d appliance 0123456789abcdef (1 connection(s))\n")
+        );
+    }
+    // Not an id: refused before any connection.
+    for bad in ["0123456", "xyz01234", ""] {
+        let output = wradm(
+            Some(Path::new("/nonexistent/admin.sock")),
+            &["appliances", "approve", bad],
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("is not an appliance id"));
+    }
 }
 
 #[test]
@@ -507,6 +613,7 @@ fn help_explains_every_subcommand() {
         "detach",
         "kill",
         "appliances",
+        "connections",
         "--socket",
         "WAYRAY_ADMIN_SOCKET",
         "Exit status",

@@ -4,15 +4,15 @@
 //! A [`CardReader`] hands out the current token as a `watch` channel: `None` while no card is in,
 //! `Some("<type>.<id>")` while one is (the format is in [`token`]). The PC/SC backend,
 //! [`CardWatcher`], follows one reader through pcscd; `MemoryCardReader` (in test builds) is the
-//! same thing driven by hand. Without a card the appliance presents its [`pseudo_token`] instead,
-//! unless it is configured to require a card; that policy belongs to the caller.
+//! same thing driven by hand. Without a card the appliance presents its pseudo-token instead (its
+//! certificate's, see `crate::identity`), unless it is configured to require a card; that policy
+//! belongs to the caller.
 
 // Only for tests (this crate's, and of what consumes a `CardReader`).
 #[cfg(test)]
 mod memory;
 mod pcsc;
 pub mod piv;
-mod pseudo;
 pub mod token;
 mod tracker;
 
@@ -24,7 +24,6 @@ use tokio::sync::watch;
 #[allow(unused_imports)] // For consumers' tests, which may not exist yet.
 pub use self::memory::MemoryCardReader;
 pub use self::pcsc::{CardProver, CardWatcher};
-pub use self::pseudo::pseudo_token;
 
 /// A card reader, as the connection loop sees it: the token of the card in it, now and as it
 /// changes. The seam for testing what consumes cards with a `MemoryCardReader`.
@@ -80,18 +79,4 @@ pub enum CardError {
     },
     #[error("cannot start the card reader thread")]
     Thread(#[source] std::io::Error),
-    #[error("no network interface {iface:?} (see /sys/class/net)")]
-    NoInterface { iface: String },
-    #[error("network interface {iface:?} has no MAC address for a pseudo-token")]
-    NoMacAddress { iface: String },
-    #[error(
-        "no network interface with a MAC address in {} for the pseudo-token",
-        searched.display()
-    )]
-    NoNetworkInterface { searched: PathBuf },
-    #[error("cannot read {}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }

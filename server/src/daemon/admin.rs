@@ -79,5 +79,17 @@ fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
         AdminRequest::Kill(id) => done(d.admin_kill(id)),
         AdminRequest::ListAppliances => AdminReply::Appliances(d.appliance_infos()),
         AdminRequest::SessionUsage(_) => AdminReply::Error("answered without the lock".into()),
+        AdminRequest::ListKnownAppliances => match d.known_appliance_infos() {
+            Ok(list) => AdminReply::KnownAppliances(list),
+            Err(e) => AdminReply::Error(e),
+        },
+        AdminRequest::ApproveAppliance(id) => match d.approve_appliance(&id) {
+            Ok(info) => AdminReply::KnownAppliance(info),
+            Err(e) => AdminReply::Error(e),
+        },
+        AdminRequest::RevokeAppliance(id) => match d.revoke_appliance(&id) {
+            Ok(info) => AdminReply::KnownAppliance(info),
+            Err(e) => AdminReply::Error(e),
+        },
     }
 }

@@ -6,6 +6,7 @@
 //! channels, so the lock is never held across I/O.
 
 pub mod admin;
+pub mod appliances;
 pub mod launcher;
 pub mod sessions;
 pub mod shared;
@@ -128,6 +129,11 @@ pub struct ApplianceSlot {
     pub connected_ms: u64,
     /// What the card behind the token has proved; see [`CardCheck`].
     pub card: CardCheck,
+    /// The fingerprint of the certificate it authenticated with (none only under
+    /// `appliance_auth = "open"`).
+    pub identity: Option<String>,
+    /// May have sessions (see `appliances.rs`); nothing is routed to it until it is.
+    pub admitted: bool,
 }
 
 /// Where an appliance's card token stands. A card token leads to a session only once its proof
@@ -181,7 +187,12 @@ impl ApplianceSlot {
     }
 
     fn identity(&self, id: ApplianceId) -> String {
-        format!("{id} {} {}", self.remote, self.client_name)
+        let mut text = format!("{id} {} {}", self.remote, self.client_name);
+        if let Some(fingerprint) = &self.identity {
+            text.push(' ');
+            text.push_str(wayray_protocol::identity::short_id(fingerprint));
+        }
+        text
     }
 }
 
@@ -202,6 +213,8 @@ pub struct Daemon {
     pub backoff: HashMap<String, Backoff>,
     /// The `reattach` policy: whether a re-attached user session is locked first.
     pub reattach: Reattach,
+    /// Which appliances get sessions (config `appliance_auth`).
+    pub appliance_auth: crate::config::ApplianceAuth,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -220,6 +233,7 @@ impl Daemon {
             unproven_cards: UnprovenCards::default(),
             backoff: HashMap::new(),
             reattach: Reattach::default(),
+            appliance_auth: crate::config::ApplianceAuth::default(),
         }
     }
 
@@ -342,9 +356,12 @@ impl Daemon {
 
     /// A card token is shown nothing until its proof arrives ([`Daemon::token_proof`]), so
     /// what it proves decides whether a re-attach here is locked.
-    pub fn appliance_connected(&mut self, id: ApplianceId, slot: ApplianceSlot) {
+    pub fn appliance_connected(&mut self, id: ApplianceId, mut slot: ApplianceSlot) {
+        slot.token = appliances::effective_token(slot.identity.as_deref(), slot.token.take());
+        slot.card = CardCheck::for_token(slot.token.as_deref());
         tracing::info!(appliance = id, token = ?slot.token, card = ?slot.card.trust(), "appliance connected");
         self.appliances.insert(id, slot);
+        self.admit(id);
         self.route(id);
     }
 
@@ -358,6 +375,7 @@ impl Daemon {
         let Some(slot) = self.appliances.get_mut(&id) else {
             return;
         };
+        let token = appliances::effective_token(slot.identity.as_deref(), token);
         if slot.token == token {
             return;
         }
@@ -480,6 +498,10 @@ impl Daemon {
         let Some(slot) = self.appliances.get(&appliance) else {
             return;
         };
+        if !slot.admitted {
+            // Not approved (appliance_auth): no greeter, no session.
+            return;
+        }
         let session = match self.mode {
             Mode::Shared => self.shared,
             Mode::Launcher => match slot.token.clone() {
@@ -559,6 +581,14 @@ impl Daemon {
     /// `reattach`: the session was detached before (not the attach right after a login), so the
     /// `reattach` policy decides whether it is locked first.
     fn attach(&mut self, appliance: ApplianceId, session: SessionId, reattach: bool) {
+        // The one gate every path to a session passes (route, login, a session starting).
+        if !self.appliances.get(&appliance).is_some_and(|a| a.admitted) {
+            tracing::warn!(
+                appliance,
+                "not attaching a session to an appliance that is not admitted"
+            );
+            return;
+        }
         let lock = reattach && self.reattach_locks(appliance);
         let Some(s) = self.sessions.get(&session) else {
             return;
@@ -733,6 +763,7 @@ impl Daemon {
                 .iter()
                 .filter(|(_, a)| {
                     a.session.is_none()
+                        && a.admitted
                         && (self.mode == Mode::Shared
                             || a.token.as_ref().and_then(|t| self.bindings.get(t)) == Some(&id))
                 })

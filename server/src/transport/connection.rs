@@ -10,12 +10,12 @@ use std::{
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wayray_protocol::{
-    framing, ByeReason, ClientControl, Encoding, FrameReader, Hello, ServerControl, StreamKind,
-    Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    framing, identity, ByeReason, ClientControl, Encoding, FrameReader, Hello, Notice,
+    ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use super::governor::{Governor, LinkSample};
-use super::{input, Shared};
+use super::{client_auth, input, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
 use crate::cards::{self, ProofOutcome};
@@ -38,8 +38,10 @@ pub enum ConnEvent {
     },
     Replaced,
     Shutdown,
-    /// Tell the appliance why it shows no desktop.
-    Notice(wayray_protocol::Notice),
+    /// Why the appliance shows no desktop (e.g. it waits for approval).
+    Notice(Notice),
+    /// An administrator revoked this appliance: say so and close.
+    Revoked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ enum ConnError {
     Protocol(String),
     #[error("incompatible appliance: {0}")]
     Incompatible(ByeReason),
+    #[error("the TLS handshake did not complete (replayed early data, or a refused certificate)")]
+    Unconfirmed,
 }
 
 pub async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
@@ -78,7 +82,15 @@ pub async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
 }
 
 async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Result<(), ConnError> {
-    let conn = incoming.await?;
+    // 0.5-RTT: the Hello may arrive as 0-RTT early data from an appliance resuming an earlier
+    // TLS session. Early data can be replayed by anyone who recorded it, so it is only read and
+    // answered here; nothing reaches the daemon (no session is created, moved or attached)
+    // until `handshake.confirmed()` says the handshake completed with this very peer.
+    let (conn, mut handshake) = match incoming.accept()?.into_0rtt() {
+        Ok((conn, accepted)) => (conn, Handshake::Pending(accepted)),
+        // quinn always allows it on the server side; complete the handshake if it ever does not.
+        Err(connecting) => (connecting.await?, Handshake::Done(true)),
+    };
     let (mut ctrl_send, mut ctrl_recv) =
         match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
             Ok(streams) => streams?,
@@ -115,12 +127,22 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
         Ok(Err(HelloRead::Failed(err))) => return Err(err),
         Err(_) => return Err(ConnError::HelloTimeout),
     };
+    // The control stream was opened in 0-RTT early data (a server accepts no stream before the
+    // handshake completes otherwise).
+    let early = ctrl_recv.is_0rtt();
     tracing::info!(
         client = %hello.client_name,
         screen = ?(hello.capabilities.screen_width, hello.capabilities.screen_height),
         physical_size = ?hello.capabilities.physical_size,
+        early_data = early,
         "hello"
     );
+    // A full handshake answers once the appliance's certificate is checked (under `required` an
+    // unknown one never completes it, and must not even see a Welcome); a resumed one, whose
+    // certificate was checked when its ticket was issued, is answered at once.
+    if !early && !handshake.confirmed(&conn).await {
+        return Err(ConnError::Unconfirmed);
+    }
     let welcome = match negotiate(&hello, shared) {
         Ok(w) => w,
         Err(reason) => {
@@ -137,6 +159,16 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
 
     let mut display = conn.open_uni().await.map_err(ConnError::Open)?;
     display.write_all(&[StreamKind::Display as u8]).await?;
+    if !handshake.confirmed(&conn).await {
+        return Err(ConnError::Unconfirmed);
+    }
+    // Only now, with the handshake complete: who this appliance is (its certificate).
+    let identity = client_auth::peer_fingerprint(&conn);
+    tracing::info!(
+        identity = identity.as_deref().map(identity::short_id),
+        resumed_with_early_data = early,
+        "handshake confirmed"
+    );
 
     let (tx, mut events) = mpsc::unbounded_channel();
     let output = (welcome_size.0, welcome_size.1);
@@ -159,6 +191,8 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 scale: shared.config.output_scale.fixed_value(),
                 connected_ms: now_ms(),
                 card: CardCheck::for_token(hello.token.as_deref()),
+                identity: identity.clone(),
+                admitted: false,
             },
         );
     }
@@ -220,6 +254,10 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 }
                 Some(ConnEvent::Replaced) => {
                     bye(&conn, &mut ctrl_send, ByeReason::Replaced).await;
+                    return Ok(());
+                }
+                Some(ConnEvent::Revoked) => {
+                    bye(&conn, &mut ctrl_send, ByeReason::Revoked).await;
                     return Ok(());
                 }
                 Some(ConnEvent::Shutdown) | None => {
@@ -319,6 +357,27 @@ fn check_proof(
         return ProofOutcome::Invalid(format!("no TLS exporter secret: {error:?}"));
     }
     cards::verify(&exporter, token, counter, &proof)
+}
+
+/// Where the TLS handshake of a connection accepted as 0.5-RTT is.
+enum Handshake {
+    Pending(quinn::ZeroRttAccepted),
+    /// Completed (`true`) or failed (`false`).
+    Done(bool),
+}
+
+impl Handshake {
+    /// Waits until the handshake is over; true when it completed. The idle timeout bounds the
+    /// wait for a peer that never finishes it (a replay of someone else's first flight).
+    async fn confirmed(&mut self, conn: &quinn::Connection) -> bool {
+        if let Handshake::Pending(accepted) = self {
+            // On a server it resolves `false` either way (it reports whether *this side's*
+            // 0-RTT was accepted); whether the connection is still open tells success apart.
+            accepted.await;
+            *self = Handshake::Done(conn.close_reason().is_none());
+        }
+        matches!(self, Handshake::Done(true))
+    }
 }
 
 /// Writes the held frames the bandwidth cap lets through now, in order.

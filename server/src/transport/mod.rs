@@ -2,6 +2,7 @@
 //! appliance currently shows the session.
 
 mod cert;
+pub mod client_auth;
 mod connection;
 pub mod governor;
 mod input;
@@ -57,18 +58,29 @@ impl Shared {
     }
 }
 
-/// Builds the QUIC server endpoint. Must be called inside a tokio runtime.
-pub fn endpoint(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint, TransportError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .map_err(|e| TransportError::Tls(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
-    .map_err(|e| TransportError::Tls(e.to_string()))?;
+/// Builds the QUIC server endpoint, asking appliances for their certificates under `policy`
+/// (see [`client_auth`]). Must be called inside a tokio runtime.
+pub fn endpoint(
+    addr: SocketAddr,
+    identity: &Identity,
+    policy: crate::config::ApplianceAuth,
+    decide: Arc<dyn client_auth::CertificatePolicy>,
+) -> Result<quinn::Endpoint, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(client_auth::ApplianceVerifier::new(
+        policy, decide, &provider,
+    ));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
-    tls.max_early_data_size = 0;
+    // A known appliance reconnecting resumes its TLS session (tickets kept in this process's
+    // memory, each usable once) and may send its Hello as 0-RTT early data; QUIC allows only
+    // 0 or u32::MAX here. The connection handler acts on nothing early (see connection.rs).
+    tls.max_early_data_size = u32::MAX;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));

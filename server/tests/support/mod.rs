@@ -89,6 +89,9 @@ pub struct ServerOpts<'a> {
     /// `--launcher`: per-token sessions through wrsessd; no shared session, so no
     /// `WAYLAND_DISPLAY` line to wait for.
     pub launcher: bool,
+    /// `--appliance-auth`: `open` unless a test says otherwise, so tests about other things
+    /// need not approve their appliances (and raw test peers need no certificate).
+    pub appliance_auth: Option<&'a str>,
 }
 
 impl Server {
@@ -105,6 +108,7 @@ impl Server {
             .arg(&state)
             .arg("--frame-log")
             .arg(dir.path("server-frames.log"))
+            .args(["--appliance-auth", opts.appliance_auth.unwrap_or("open")])
             .args(opts.extra)
             .env("XDG_RUNTIME_DIR", dir.path("run"))
             .env("RUST_LOG", "info,wrsrvd=debug")
@@ -197,6 +201,27 @@ impl Server {
                 .unwrap_or_else(|| panic!("no {name}= in {line}"))
         };
         (field("x"), field("y"))
+    }
+
+    /// The daemon's admin socket (for `wradm --socket`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("run").join("wayray").join("admin.sock")
+    }
+
+    /// Runs `wradm` against this server; fails the test unless it succeeds. Returns its stdout.
+    pub fn wradm(&self, args: &[&str]) -> String {
+        let out = Command::new(wrsrvd().with_file_name("wradm"))
+            .arg("--socket")
+            .arg(self.admin_socket())
+            .args(args)
+            .output()
+            .expect("run wradm");
+        assert!(
+            out.status.success(),
+            "wradm {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -80,15 +80,60 @@ enum Command {
         #[arg(value_name = "ID", value_parser = parse_id)]
         id: SessionId,
     },
-    /// List the connected appliances.
+    /// List the connected appliances (connections).
     ///
-    /// Columns: ID, REMOTE address, CLIENT name and version, the TOKEN it presented, the
-    /// SESSION it shows, its SCREEN size, and how long ago it CONNECTED.
-    Appliances {
+    /// Columns: connection ID, REMOTE address, CLIENT name and version, the TOKEN it
+    /// presented, the SESSION it shows, its SCREEN size, and how long ago it CONNECTED.
+    Connections {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// List the appliances known by their certificates, or approve or revoke one.
+    ///
+    /// Every appliance makes a key pair and certificate on its first start; its ID is the
+    /// SHA-256 fingerprint of that public key (the first 16 hex digits shown; it also shows on
+    /// the appliance's screen while it waits). Columns: ID, STATE (pending, approved,
+    /// revoked), FIRST and LAST seen, last ADDRESS, CLIENT, and its live CONNECTIONS (ids as
+    /// `wradm connections` prints them; - when not connected). Whether a pending appliance
+    /// gets sessions depends on the server's `appliance_auth` policy.
+    #[command(args_conflicts_with_subcommands = true)]
+    Appliances {
+        #[command(subcommand)]
+        action: Option<ApplianceAction>,
+        /// Print a JSON array instead of a table (full fingerprints, times in ms since the
+        /// Unix epoch).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApplianceAction {
+    /// Let this appliance have sessions. If it is connected and waiting, it gets its session
+    /// at once.
+    Approve {
+        /// The appliance's id, or any unique prefix of its fingerprint of 8 or more hex digits.
+        #[arg(value_name = "ID", value_parser = parse_appliance_id)]
+        id: String,
+    },
+    /// Refuse this appliance from now on. Its live connection ends at once; its session keeps
+    /// running, suspended. `approve` lets it in again.
+    Revoke {
+        /// The appliance's id, or any unique prefix of its fingerprint of 8 or more hex digits.
+        #[arg(value_name = "ID", value_parser = parse_appliance_id)]
+        id: String,
+    },
+}
+
+fn parse_appliance_id(s: &str) -> Result<String, String> {
+    if wayray_protocol::identity::is_id_prefix(s) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is not an appliance id: expected 8 to 64 hex digits, as `wradm appliances` prints them"
+        ))
+    }
 }
 
 fn parse_id(s: &str) -> Result<SessionId, String> {
@@ -139,7 +184,16 @@ fn main() -> ExitCode {
         Command::Show { id, .. } => AdminRequest::ShowSession(*id),
         Command::Detach { id } => AdminRequest::Detach(*id),
         Command::Kill { id } => AdminRequest::Kill(*id),
-        Command::Appliances { .. } => AdminRequest::ListAppliances,
+        Command::Connections { .. } => AdminRequest::ListAppliances,
+        Command::Appliances { action: None, .. } => AdminRequest::ListKnownAppliances,
+        Command::Appliances {
+            action: Some(ApplianceAction::Approve { id }),
+            ..
+        } => AdminRequest::ApproveAppliance(id.clone()),
+        Command::Appliances {
+            action: Some(ApplianceAction::Revoke { id }),
+            ..
+        } => AdminRequest::RevokeAppliance(id.clone()),
     };
     let reply = match client::exchange(&socket, &request, cli.timeout) {
         Ok(reply) => reply,
@@ -226,7 +280,7 @@ fn print(command: &Command, reply: AdminReply, now_ms: u64) -> Result<String, St
         (Command::Kill { id }, AdminReply::Done) => {
             Ok(format!("killed session {}\n", session_id_string(*id)))
         }
-        (Command::Appliances { json: true }, AdminReply::Appliances(appliances)) => {
+        (Command::Connections { json: true }, AdminReply::Appliances(appliances)) => {
             json(serde_json::to_string_pretty(
                 &appliances
                     .iter()
@@ -234,8 +288,44 @@ fn print(command: &Command, reply: AdminReply, now_ms: u64) -> Result<String, St
                     .collect::<Vec<_>>(),
             ))
         }
-        (Command::Appliances { json: false }, AdminReply::Appliances(appliances)) => {
+        (Command::Connections { json: false }, AdminReply::Appliances(appliances)) => {
             Ok(view::appliances_table(&appliances, now_ms))
+        }
+        (
+            Command::Appliances {
+                action: None,
+                json: true,
+            },
+            AdminReply::KnownAppliances(known),
+        ) => json(serde_json::to_string_pretty(
+            &known
+                .iter()
+                .map(view::KnownApplianceJson::new)
+                .collect::<Vec<_>>(),
+        )),
+        (
+            Command::Appliances {
+                action: None,
+                json: false,
+            },
+            AdminReply::KnownAppliances(known),
+        ) => Ok(view::known_appliances_table(&known, now_ms)),
+        (
+            Command::Appliances {
+                action: Some(action),
+                ..
+            },
+            AdminReply::KnownAppliance(known),
+        ) => {
+            let did = match action {
+                ApplianceAction::Approve { .. } => "approved",
+                ApplianceAction::Revoke { .. } => "revoked",
+            };
+            Ok(format!(
+                "{did} appliance {} ({} connection(s))\n",
+                wayray_protocol::identity::short_id(&known.fingerprint),
+                known.connections.len()
+            ))
         }
         (_, other) => Err(format!(
             "wrsrvd gave an answer that does not fit the request ({}); is it another version?",
@@ -249,6 +339,8 @@ fn reply_name(reply: &AdminReply) -> &'static str {
         AdminReply::Sessions(_) => "a session list",
         AdminReply::Session(_) => "one session",
         AdminReply::Appliances(_) => "an appliance list",
+        AdminReply::KnownAppliances(_) => "a list of known appliances",
+        AdminReply::KnownAppliance(_) => "one known appliance",
         AdminReply::Done => "done",
         AdminReply::Error(_) => "an error",
         AdminReply::Usage(_) => "a session's usage",

@@ -2,7 +2,10 @@
 //! JSON for scripts. Pure functions of the reply and the current time.
 
 use serde::Serialize;
-use wayray_protocol::sessions::{session_id_string, ApplianceInfo, SessionInfo, SessionUsage};
+use wayray_protocol::{
+    identity,
+    sessions::{session_id_string, ApplianceInfo, KnownApplianceInfo, SessionInfo, SessionUsage},
+};
 
 /// A session as `--json` prints it: ids as `wradm` takes them (16 hex digits), kind and state
 /// as lowercase words, times in milliseconds since the Unix epoch.
@@ -70,6 +73,74 @@ impl<'a> ApplianceJson<'a> {
             connected_ms: a.connected_ms,
         }
     }
+}
+
+/// A known appliance as `--json` prints it: `id` is the short id, `fingerprint` the whole one.
+#[derive(Debug, Serialize)]
+pub struct KnownApplianceJson<'a> {
+    pub id: &'a str,
+    pub fingerprint: &'a str,
+    pub state: &'static str,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub last_address: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+    pub connected: bool,
+    pub connections: &'a [u64],
+}
+
+impl<'a> KnownApplianceJson<'a> {
+    pub fn new(a: &'a KnownApplianceInfo) -> Self {
+        Self {
+            id: identity::short_id(&a.fingerprint),
+            fingerprint: &a.fingerprint,
+            state: a.state.as_str(),
+            first_seen_ms: a.first_seen_ms,
+            last_seen_ms: a.last_seen_ms,
+            last_address: a.last_address.as_deref(),
+            client_name: a.client_name.as_deref(),
+            connected: !a.connections.is_empty(),
+            connections: &a.connections,
+        }
+    }
+}
+
+/// `wradm appliances`: one row per appliance known by its certificate.
+pub fn known_appliances_table(known: &[KnownApplianceInfo], now_ms: u64) -> String {
+    let rows: Vec<Vec<String>> = known
+        .iter()
+        .map(|a| {
+            vec![
+                printable(identity::short_id(&a.fingerprint)),
+                a.state.as_str().to_owned(),
+                age(now_ms, a.first_seen_ms),
+                age(now_ms, a.last_seen_ms),
+                or_dash(a.last_address.as_deref().map(printable)),
+                or_dash(a.client_name.as_deref().map(printable)),
+                if a.connections.is_empty() {
+                    "-".to_owned()
+                } else {
+                    a.connections
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "STATE",
+            "FIRST",
+            "LAST",
+            "ADDRESS",
+            "CLIENT",
+            "CONNECTIONS",
+        ],
+        &rows,
+    )
 }
 
 /// How long ago `then_ms` was, at `now_ms`, in the largest whole unit: "5s", "3m", "2h", "4d".
