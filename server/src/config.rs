@@ -79,6 +79,15 @@ pub struct Config {
     /// through Xwayland started when the first X client connects and again after it exits.
     /// `false`: no X11 display, Wayland clients only. Default `true`.
     pub xwayland: bool,
+    /// System-call filter of the daemon and every session compositor (README.md,
+    /// "Confinement"): `true` kills a process that makes a call outside its allow-list, `"log"`
+    /// allows it but has the kernel log it (`dmesg | grep type=1326`), `false` installs no
+    /// filter. Flag `--seccomp`. Default `true`.
+    pub seccomp: crate::confine::SeccompMode,
+    /// The system user the daemon continues as once its sockets and store are open, when it is
+    /// started as root; the state directory is handed to it. Empty: stay root. Default `wayray`
+    /// (created by `scripts/lib.sh`'s set-up).
+    pub user: String,
 }
 
 /// A bandwidth cap for the appliances connecting from one network.
@@ -112,6 +121,8 @@ impl Default for Config {
             appliance_bandwidth: Vec::new(),
             video_regions: true,
             xwayland: true,
+            seccomp: crate::confine::SeccompMode::Enforce,
+            user: "wayray".into(),
         }
     }
 }
