@@ -29,7 +29,7 @@ pub enum Errors {
 /// Reads `data` (first byte: chunking seed; rest: the stream) as a stream of `T` with frames of
 /// at most `max_len` bytes, once whole and once in small chunks, asserts both readings agree,
 /// and passes each message to `check`. Returns how many messages decoded.
-pub fn stream<T: DeserializeOwned + PartialEq + Debug>(
+pub fn stream<T: DeserializeOwned + Debug>(
     data: &[u8],
     max_len: u32,
     errors: Errors,
@@ -41,7 +41,12 @@ pub fn stream<T: DeserializeOwned + PartialEq + Debug>(
     let whole = read_all::<T>(stream, max_len, errors, &mut || stream.len().max(1));
     let mut chunks = ChunkSizes(u64::from(seed) | 0x100);
     let chunked = read_all::<T>(stream, max_len, errors, &mut || chunks.next());
-    assert_eq!(whole, chunked, "how the stream is cut into reads changed what was read");
+    // Compared as text: a NaN in an input event is not equal to itself, but prints the same.
+    assert_eq!(
+        format!("{whole:?}"),
+        format!("{chunked:?}"),
+        "how the stream is cut into reads changed what was read"
+    );
     for msg in &whole.0 {
         check(msg);
     }
@@ -57,8 +62,8 @@ pub fn hello_then_stream<H, M>(
     mut check_hello: impl FnMut(&H),
     check: impl FnMut(&M),
 ) where
-    H: DeserializeOwned + PartialEq + Debug,
-    M: DeserializeOwned + PartialEq + Debug,
+    H: DeserializeOwned + Debug,
+    M: DeserializeOwned + Debug,
 {
     let Some((&split, rest)) = data.split_first() else {
         return;
@@ -73,6 +78,8 @@ pub fn hello_then_stream<H, M>(
     stream::<M>(messages, max_len, Errors::Fatal, check);
 }
 
+/// The messages read, the error that ended the stream (or the malformed ones skipped), and
+/// whether the stream ended on a message boundary.
 type Read<T> = (Vec<T>, Option<String>, bool);
 
 fn read_all<T: DeserializeOwned>(
