@@ -8,11 +8,6 @@ use wayray_protocol::DEFAULT_MAX_MESSAGE_LEN;
 use wayray_protocol_fuzz::{hello_then_stream, stream, Errors};
 
 fuzz_target!(|data: &[u8]| {
-    hello_then_stream::<LauncherHello, FromLauncher>(
-        data,
-        DEFAULT_MAX_MESSAGE_LEN,
-        |_| {},
-        |_| {},
-    );
+    hello_then_stream::<LauncherHello, FromLauncher>(data, DEFAULT_MAX_MESSAGE_LEN, |_| {}, |_| {});
     stream::<ToLauncher>(data, 64 * 1024, Errors::Fatal, |_| {});
 });

@@ -100,7 +100,10 @@ fn read_all<T: DeserializeOwned>(
             match r.next::<T>() {
                 Ok(Some(m)) => msgs.push(m),
                 Ok(None) => {
-                    assert!(r.wanted() > 0, "reader wants nothing but returned no message");
+                    assert!(
+                        r.wanted() > 0,
+                        "reader wants nothing but returned no message"
+                    );
                     break;
                 }
                 Err(FramingError::Malformed(why)) if errors == Errors::SkipMalformed => {
@@ -112,7 +115,11 @@ fn read_all<T: DeserializeOwned>(
         assert!(r.buffered() <= pos);
     }
     let clean = r.finish().is_ok();
-    (msgs, (!skipped.is_empty()).then(|| format!("{skipped:?}")), clean)
+    (
+        msgs,
+        (!skipped.is_empty()).then(|| format!("{skipped:?}")),
+        clean,
+    )
 }
 
 /// Chunk sizes 1..=64 and the occasional large one, from a xorshift of the seed byte.
