@@ -69,10 +69,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             panic!("own frame message does not parse back as a frame");
         };
         dec.apply(&update).expect("own update decodes");
-        assert!(
-            dec.pixels() == enc.reference(),
-            "decoder diverged from the reference"
-        );
+        assert!(dec.pixels() == enc.reference(), "decoder diverged from the reference");
         if !enc.video_active() {
             assert!(dec.pixels() == px, "decoder diverged from encoder input");
         }
