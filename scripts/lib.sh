@@ -59,6 +59,16 @@ ensure_pam_service() {
     fi
 }
 
+# ensure_daemon_user: the system user wrsrvd continues as once its sockets are open (config
+# `user`, default "wayray"; README.md, "Confinement").
+ensure_daemon_user() {
+    if ! getent passwd wayray >/dev/null; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin wayray
+    fi
+}
+
 # ensure_pcscd: a running pcscd (with the vpcd virtual readers on TCP 35963/35964).
 ensure_pcscd() {
     if [ ! -S /run/pcscd/pcscd.comm ]; then

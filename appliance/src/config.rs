@@ -170,6 +170,11 @@ pub struct Cli {
     /// Once this many frames have been shown and acknowledged, say goodbye, write the screenshot and exit 0 (tests).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_after_frames: Option<u64>,
+
+    /// System-call filter: true (a call outside wrclient's allow-list kills it), log (the kernel
+    /// logs such calls: `dmesg | grep type=1326`) or false (none, for debugging) [default: true].
+    #[arg(long, env = "WAYRAY_SECCOMP", value_name = "true|log|false")]
+    pub seccomp: Option<crate::confine::SeccompMode>,
 }
 
 /// Settings an installed appliance may keep in `--config`; keys are the flag names.
@@ -191,6 +196,7 @@ struct ConfigFile {
     xkb_variant: Option<String>,
     xkb_model: Option<String>,
     xkb_options: Option<String>,
+    seccomp: Option<crate::confine::SeccompMode>,
 }
 
 /// Displays `--display` can name.
@@ -262,6 +268,8 @@ pub struct Config {
     /// the rest (see `keymap::Rmlvo::system`).
     pub xkb: XkbNames,
     pub tokens: crate::token::TokenPolicy,
+    /// `--seccomp` / `seccomp`: wrclient's system-call filter.
+    pub seccomp: crate::confine::SeccompMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -418,6 +426,7 @@ impl Config {
             },
             exit_after: cli.exit_after,
             exit_after_frames: cli.exit_after_frames,
+            seccomp: cli.seccomp.or(file.seccomp).unwrap_or_default(),
             input,
             xkb,
         })

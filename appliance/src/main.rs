@@ -5,6 +5,7 @@ mod atomic_file;
 mod backoff;
 mod card;
 mod config;
+mod confine;
 mod connection;
 mod display;
 mod identity;
@@ -77,6 +78,9 @@ fn main() -> miette::Result<()> {
     // the time, and handing every packet between threads cost more CPU than decoding it
     // (measured: 35 % less appliance CPU while typing). Blocking work (pcscd, libinput) has
     // threads of its own.
+    // Everything that needs more than the allow-list (the keymap, the runtime, the card and
+    // input threads) is set up; the filter goes on every thread now.
+    confine::install(config.seccomp).map_err(|e| miette::miette!("{e}"))?;
     match &config.display {
         config::DisplayChoice::Headless => runtime.block_on(supervisor::run(
             &config,

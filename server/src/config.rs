@@ -105,6 +105,15 @@ pub struct Config {
     /// Revoked appliances (`wradm appliances revoke ID`) are refused under every policy.
     /// Default `"enrol"`.
     pub appliance_auth: ApplianceAuth,
+    /// System-call filter of the daemon and every session compositor (README.md,
+    /// "Confinement"): `true` kills a process that makes a call outside its allow-list, `"log"`
+    /// allows it but has the kernel log it (`dmesg | grep type=1326`), `false` installs no
+    /// filter. Flag `--seccomp`. Default `true`.
+    pub seccomp: crate::confine::SeccompMode,
+    /// The system user the daemon continues as once its sockets and store are open, when it is
+    /// started as root; the state directory is handed to it. Empty: stay root. Default `wayray`
+    /// (created by `scripts/lib.sh`'s set-up).
+    pub user: String,
 }
 
 /// The `appliance_auth` policy: which appliances get sessions (see [`Config::appliance_auth`]).
@@ -164,6 +173,8 @@ impl Default for Config {
             xwayland: true,
             unproven_cards: crate::cards::UnprovenCards::Refuse,
             appliance_auth: ApplianceAuth::default(),
+            seccomp: crate::confine::SeccompMode::Enforce,
+            user: "wayray".into(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod cards;
 mod cgroup;
 mod compositor;
 mod config;
+mod confine;
 mod daemon;
 mod font;
 mod link;
@@ -63,6 +64,15 @@ struct DaemonArgs {
     /// TOML config file; flags given here override its values. See `Config` for every key.
     #[arg(long, short = 'c', env = "WAYRAY_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// System-call filter: `true` (enforce), `log` (allow but have the kernel log calls outside
+    /// the list: `dmesg | grep type=1326`) or `false` (none, for debugging). Config `seccomp`.
+    #[arg(
+        long,
+        env = "WAYRAY_SECCOMP",
+        global = true,
+        value_name = "true|log|false"
+    )]
+    seccomp: Option<confine::SeccompMode>,
     /// UDP address for appliances (QUIC), e.g. 0.0.0.0:7390. Port 0 picks a free port.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -234,6 +244,9 @@ fn main() -> miette::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    if let Some(mode) = cli.daemon.seccomp {
+        config.seccomp = mode;
+    }
     match cli.command {
         Some(Command::Session(args)) => run_session(config, args),
         None => run_daemon(&mut config, cli.daemon),
@@ -282,14 +295,41 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         config.appliance_auth = v;
     }
     config.validate()?;
-    let run_dir =
-        RunDir(
-            cli.run_dir
-                .unwrap_or_else(|| match std::env::var_os("XDG_RUNTIME_DIR") {
-                    Some(dir) => PathBuf::from(dir).join("wayray"),
-                    None => PathBuf::from("/run/wayray"),
-                }),
-        );
+    let run_dir_path =
+        cli.run_dir
+            .clone()
+            .unwrap_or_else(|| match std::env::var_os("XDG_RUNTIME_DIR") {
+                Some(dir) => PathBuf::from(dir).join("wayray"),
+                None => PathBuf::from("/run/wayray"),
+            });
+    let shared_session = (!config.launcher).then(|| daemon::shared::SharedSession {
+        config: cli.config.clone(),
+        sessions_socket: RunDir(run_dir_path.clone()).sessions(),
+        size: (config.output_width, config.output_height),
+        socket_name: (!config.wayland_socket.is_empty()).then(|| config.wayland_socket.clone()),
+        frame_log: cli.frame_log.clone(),
+        max_frames_in_flight: config.max_frames_in_flight,
+        video_regions: config.video_regions,
+        xwayland: config.xwayland,
+        seccomp: config.seccomp,
+        clipboard: !cli.no_clipboard,
+        spawn: cli.spawn.clone(),
+        desktop: cli.desktop,
+    });
+    ensure_runtime_dir()?;
+    // The shared session is started by a spawner forked now, while the daemon is still one
+    // thread, root and unfiltered: the session must not inherit the daemon's filter or user.
+    let shared_spawner = match &shared_session {
+        Some(opts) => {
+            let opts = opts.clone();
+            Some(
+                confine::spawner::Spawner::fork("shared-session", move |req| opts.command_for(req))
+                    .into_diagnostic()?,
+            )
+        }
+        None => None,
+    };
+    let run_dir = RunDir(run_dir_path);
     ensure_runtime_dir()?;
     create_private_dir(&run_dir.0)?;
     // Session processes of other users must reach sessions.sock inside it.
@@ -392,26 +432,24 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
             });
         }
     } else {
-        daemon::shared::start(
-            daemon.clone(),
-            daemon::shared::SharedSession {
-                config: cli.config.clone(),
-                sessions_socket: run_dir.sessions(),
-                size: (config.output_width, config.output_height),
-                socket_name: (!config.wayland_socket.is_empty())
-                    .then(|| config.wayland_socket.clone()),
-                frame_log: cli.frame_log,
-                max_frames_in_flight: config.max_frames_in_flight,
-                video_regions: config.video_regions,
-                xwayland: config.xwayland,
-                clipboard: !cli.no_clipboard,
-                spawn: cli.spawn,
-                desktop: cli.desktop,
-            },
-        );
+        if let Some(spawner) = shared_spawner {
+            daemon::shared::start(daemon.clone(), spawner);
+        }
     }
     println!("WAYRAY_LISTEN={local}");
     tracing::info!(%local, run_dir = %run_dir.0.display(), ?mode, "listening for appliances");
+
+    // Root is no longer needed: the sockets are bound and the store is open.
+    match confine::privileges::drop_to(&config.user, &[&config.state_dir]) {
+        Ok(confine::privileges::Dropped::User { name, uid, gid }) => {
+            tracing::info!(user = name, uid, gid, "left root")
+        }
+        Ok(confine::privileges::Dropped::NotRoot) => {}
+        Err(err) => return Err(miette::Report::new(err)),
+    }
+    #[cfg(target_os = "linux")]
+    confine::install("daemon", config.seccomp, &confine::seccomp::daemon())
+        .map_err(|e| miette::miette!("{e}"))?;
 
     let shared = Arc::new(Shared {
         daemon: daemon.clone(),
@@ -452,6 +490,12 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
     }
     config.validate()?;
     ensure_runtime_dir()?;
+    // Clients are started by a spawner forked now (one thread, no filter yet), so they are not
+    // bound by the filter the compositor installs once it is up.
+    confine::spawner::set_global(
+        confine::spawner::Spawner::fork("session-clients", |req| req.command())
+            .into_diagnostic()?,
+    );
     let span =
         tracing::info_span!("session", id = %wayray_protocol::sessions::session_id_string(args.id));
     let _enter = span.enter();
@@ -484,6 +528,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         scale: args.scale,
         clipboard: !args.no_clipboard,
         locker,
+        seccomp: config.seccomp,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

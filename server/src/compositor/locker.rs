@@ -74,11 +74,42 @@ const YOUNG: Duration = Duration::from_secs(5);
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
+/// A started locker: through the session's spawner (so it does not inherit the compositor's
+/// seccomp filter), or our own child when there is no spawner (tests, unconfined sessions).
+#[derive(Debug)]
+enum LockerProcess {
+    Own(Child),
+    Spawned(crate::confine::spawner::Spawned),
+}
+
+impl LockerProcess {
+    fn id(&self) -> u32 {
+        match self {
+            Self::Own(child) => child.id(),
+            Self::Spawned(spawned) => spawned.pid,
+        }
+    }
+
+    /// Its exit status once it exited, `None` while it runs.
+    fn try_wait(&mut self) -> std::io::Result<Option<String>> {
+        match self {
+            Self::Own(child) => Ok(child.try_wait()?.map(|s| s.to_string())),
+            Self::Spawned(spawned) => match spawned.exit.try_recv() {
+                Ok(status) => Ok(Some(status)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Ok(Some("lost: the spawner exited".into()))
+                }
+            },
+        }
+    }
+}
+
 /// The running locker process, if any, and when the next one may start.
 #[derive(Debug)]
 pub struct Locker {
     config: Option<LockerConfig>,
-    child: Option<(Child, Instant)>,
+    child: Option<(LockerProcess, Instant)>,
     pause: Duration,
     next_start: Option<Instant>,
     warned: bool,
@@ -157,7 +188,23 @@ fn spawn(
     config: &LockerConfig,
     socket: &OsStr,
     env: &[(String, OsString)],
-) -> std::io::Result<Child> {
+) -> std::io::Result<LockerProcess> {
+    if let Some(spawner) = crate::confine::spawner::global() {
+        let mut request =
+            crate::confine::spawner::Request::new(config.program.as_os_str(), ["--lock"])
+                .env("WAYLAND_DISPLAY", socket)
+                .env_remove("DISPLAY");
+        for (k, v) in env {
+            request = request.env(k, v);
+        }
+        let request = request
+            .env("WAYRAY_UNLOCK_TICKET", &config.ticket)
+            .env("WAYRAY_LOGIN_SOCKET", config.login_socket.as_os_str());
+        return spawner
+            .spawn(request)
+            .map(LockerProcess::Spawned)
+            .map_err(|err| std::io::Error::other(err.to_string()));
+    }
     Command::new(&config.program)
         .arg("--lock")
         .env("WAYLAND_DISPLAY", socket)
@@ -166,6 +213,7 @@ fn spawn(
         .env("WAYRAY_UNLOCK_TICKET", &config.ticket)
         .env("WAYRAY_LOGIN_SOCKET", Path::new(&config.login_socket))
         .spawn()
+        .map(LockerProcess::Own)
 }
 
 #[cfg(test)]

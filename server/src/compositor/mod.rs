@@ -103,6 +103,8 @@ pub struct SessionOptions {
     /// The locker started when the session locks itself for a re-attach (`wrlogin --lock`);
     /// `None` outside wrsessd's user sessions.
     pub locker: Option<LockerConfig>,
+    /// The compositor's own system-call filter, installed once its first clients are up.
+    pub seccomp: crate::confine::SeccompMode,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -115,6 +117,8 @@ pub enum CompositorError {
     Capture(#[from] CaptureError),
     #[error("the event loop failed: {0}")]
     EventLoop(String),
+    #[error("{0}")]
+    Confine(String),
 }
 
 /// While a video region is active and nothing changed, an empty frame goes out this long after
@@ -347,6 +351,15 @@ pub fn run(
     for cmd in desktop_clients.iter().chain(&opts.spawn) {
         spawn_client(cmd, &socket_name, &state.client_env);
     }
+    // From here on clients are started by the spawner (forked before this), so the filter
+    // binds the compositor alone.
+    #[cfg(target_os = "linux")]
+    crate::confine::install(
+        "session compositor",
+        opts.seccomp,
+        &crate::confine::seccomp::session(),
+    )
+    .map_err(CompositorError::Confine)?;
 
     let interval = opts.detached_frame_interval;
     event_loop
@@ -362,8 +375,34 @@ pub fn run(
 
 /// Starts `cmd` through `sh -c` as a client of this session, with `env` (the session's X11
 /// display, if it has one, among it). A thread waits for it so it never lingers as a zombie and
-/// its exit is logged.
+/// its exit is logged. With a spawner (every `wrsrvd session`), the spawner starts it, outside
+/// the compositor's seccomp filter.
 fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
+    if let Some(spawner) = crate::confine::spawner::global() {
+        let mut req = crate::confine::spawner::Request::new("sh", ["-c", cmd])
+            .env("WAYLAND_DISPLAY", socket)
+            .env_remove("DISPLAY");
+        for (k, v) in env {
+            req = req.env(k, v);
+        }
+        match spawner.spawn(req) {
+            Ok(child) => {
+                tracing::info!(cmd, pid = child.pid, "started client");
+                let cmd = cmd.to_owned();
+                let waited = std::thread::Builder::new()
+                    .name("client-exit".into())
+                    .spawn(move || match child.exit.recv() {
+                        Ok(status) => tracing::info!(cmd, %status, "client exited"),
+                        Err(_) => tracing::warn!(cmd, "lost the client: the spawner exited"),
+                    });
+                if let Err(err) = waited {
+                    tracing::warn!(%err, "cannot watch the client's exit");
+                }
+            }
+            Err(err) => tracing::error!(cmd, %err, "cannot start client"),
+        }
+        return;
+    }
     let child = Command::new("sh")
         .arg("-c")
         .arg(cmd)

@@ -1141,7 +1141,11 @@ impl Daemon {
 
 fn process_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    if unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 {
+        return true;
+    }
+    // Once the daemon has left root, another user's live session answers EPERM, not ESRCH.
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

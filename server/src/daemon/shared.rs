@@ -2,15 +2,18 @@
 //! appliance connected last: the demo, kiosk and test setup. It is still a separate compositor
 //! process behind the same relay as every other session, and it is restarted if it crashes.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
-use wayray_protocol::sessions::{session_id_string, SessionId, SessionKind};
+use wayray_protocol::sessions::{parse_session_id, session_id_string, SessionId, SessionKind};
 
 use super::Shared;
+use crate::confine::{
+    spawner::{Request, Spawner},
+    SeccompMode,
+};
+
+/// The secret's variable in a spawner request (and the session's environment).
+const SECRET_ENV: &str = "WAYRAY_SESSION_SECRET";
 
 /// What the shared session is started with (the `wrsrvd session` flags).
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ pub struct SharedSession {
     pub video_regions: bool,
     /// `false` passes `--no-xwayland`.
     pub xwayland: bool,
+    /// Passed as `--seccomp`.
+    pub seccomp: SeccompMode,
     /// `false` passes `--no-clipboard`.
     pub clipboard: bool,
     pub spawn: Vec<String>,
@@ -45,7 +50,9 @@ impl SharedSession {
             .arg(format!("{}x{}", self.size.0, self.size.1))
             .arg("--max-frames-in-flight")
             .arg(self.max_frames_in_flight.to_string())
-            .env("WAYRAY_SESSION_SECRET", secret);
+            .arg("--seccomp")
+            .arg(self.seccomp.to_string())
+            .env(SECRET_ENV, secret);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
@@ -72,18 +79,36 @@ impl SharedSession {
         }
         Ok(cmd)
     }
+
+    /// In the daemon's spawner: the one thing it starts, the shared session's compositor, for
+    /// the session id and secret the (confined, unprivileged) daemon sends.
+    pub fn command_for(&self, req: &Request) -> std::io::Result<Command> {
+        let bad = || std::io::Error::other("not a shared-session request");
+        let id = match req.argv.as_slice() {
+            [id] => std::str::from_utf8(id).ok().and_then(parse_session_id),
+            _ => None,
+        }
+        .ok_or_else(bad)?;
+        let secret = match req.env.as_slice() {
+            [(k, Some(v))] if k == SECRET_ENV.as_bytes() => std::str::from_utf8(v).ok(),
+            _ => None,
+        }
+        .ok_or_else(bad)?;
+        self.command(id, secret)
+    }
 }
 
-/// Starts the shared session and keeps it running until the daemon shuts down.
-pub fn start(daemon: Shared, opts: SharedSession) {
+/// Starts the shared session (through `spawner`, see [`SharedSession::command_for`]) and keeps
+/// it running until the daemon shuts down.
+pub fn start(daemon: Shared, spawner: Spawner) {
     std::thread::Builder::new()
         .name("shared-session".into())
-        .spawn(move || supervise(daemon, opts))
+        .spawn(move || supervise(daemon, spawner))
         .map(|_| ())
         .unwrap_or_else(|err| tracing::error!(%err, "cannot start the shared-session thread"));
 }
 
-fn supervise(daemon: Shared, opts: SharedSession) {
+fn supervise(daemon: Shared, spawner: Spawner) {
     let mut backoff = Duration::from_millis(250);
     loop {
         let (id, secret) = match daemon.lock() {
@@ -103,17 +128,18 @@ fn supervise(daemon: Shared, opts: SharedSession) {
             }
             _ => return,
         };
-        let child: std::io::Result<Child> = opts.command(id, &secret).and_then(|mut c| c.spawn());
-        let status = match child {
-            Ok(mut child) => {
+        let request =
+            Request::new(session_id_string(id), Vec::<String>::new()).env(SECRET_ENV, secret);
+        let status = match spawner.spawn(request) {
+            Ok(child) => {
                 if let Ok(mut d) = daemon.lock() {
-                    d.session_started(id, child.id());
+                    d.session_started(id, child.pid);
                 }
-                tracing::info!(session = %session_id_string(id), pid = child.id(), "started the shared session");
-                match child.wait() {
-                    Ok(status) => status.to_string(),
-                    Err(err) => format!("cannot wait: {err}"),
-                }
+                tracing::info!(session = %session_id_string(id), pid = child.pid, "started the shared session");
+                child
+                    .exit
+                    .recv()
+                    .unwrap_or_else(|_| "lost: the daemon's spawner exited".to_string())
             }
             Err(err) => format!("cannot start: {err}"),
         };

@@ -87,6 +87,11 @@ pub fn spawn(launch: &Launch) -> io::Result<Child> {
         .stdout(log)
         .stderr(log_err)
         .process_group(0);
+    // The administrator's way to debug confinement in launched sessions (README.md,
+    // "Confinement"): `WAYRAY_SECCOMP=log wrsessd` reaches every session compositor.
+    if let Some(mode) = std::env::var_os("WAYRAY_SECCOMP") {
+        command.env("WAYRAY_SECCOMP", mode);
+    }
 
     let uid = launch.account.uid;
     let gid = launch.account.gid;
