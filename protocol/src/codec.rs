@@ -150,7 +150,8 @@ pub struct Tile {
 /// One encoded frame: what travels in [`DisplayMessage::Frame`](crate::DisplayMessage::Frame).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameUpdate {
-    /// Strictly increasing per connection; the appliance acknowledges it.
+    /// Strictly increasing from one key frame to the next (a key frame may start again at 1,
+    /// when the appliance is shown another session); the appliance acknowledges it.
     pub seq: u64,
     pub width: u32,
     pub height: u32,

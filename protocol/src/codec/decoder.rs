@@ -221,7 +221,10 @@ impl Decoder {
 
     fn check_header(&self, update: &FrameUpdate) -> Result<(), DecodeError> {
         let (seq, width, height) = (update.seq, update.width, update.height);
-        if let Some(last) = self.last_seq {
+        // A key frame starts a new sequence: the appliance may be shown another session (a
+        // greeter handing over to the user's own, a card moving sessions), whose frames count
+        // from 1 again. Delta frames must follow the frame they build on.
+        if let Some(last) = self.last_seq.filter(|_| !update.key) {
             if seq <= last {
                 return Err(DecodeError::SeqNotIncreasing { seq, last });
             }

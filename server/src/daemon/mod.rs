@@ -581,11 +581,24 @@ impl Daemon {
     /// `reattach`: the session was detached before (not the attach right after a login), so the
     /// `reattach` policy decides whether it is locked first.
     fn attach(&mut self, appliance: ApplianceId, session: SessionId, reattach: bool) {
-        // The one gate every path to a session passes (route, login, a session starting).
-        if !self.appliances.get(&appliance).is_some_and(|a| a.admitted) {
+        // The one gate every path to a session passes (route, login, a session starting):
+        // an admitted appliance, and in launcher mode a token that is not waiting for its
+        // card's proof or refused.
+        let Some(a) = self.appliances.get(&appliance) else {
+            return;
+        };
+        if !a.admitted {
             tracing::warn!(
                 appliance,
                 "not attaching a session to an appliance that is not admitted"
+            );
+            return;
+        }
+        if self.mode == Mode::Launcher && matches!(a.card, CardCheck::Awaiting | CardCheck::Refused)
+        {
+            tracing::info!(
+                appliance,
+                "not attaching a session before the card has proved itself"
             );
             return;
         }
