@@ -16,94 +16,14 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use support::launcher::{is_root, read, wait_for, Killed, User};
 use support::*;
 
 const PASSWORD: &str = "s3cret-pw";
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc_geteuid() == 0 }
-}
-
-struct User(String);
-
-impl User {
-    fn create(name: &str) -> User {
-        let _ = Command::new("userdel").args(["-r", "-f", name]).output();
-        let ok = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", name])
-            .status()
-            .expect("useradd");
-        assert!(ok.success(), "useradd {name} failed");
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("chpasswd");
-        use std::io::Write;
-        chpasswd
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{name}:{PASSWORD}\n").as_bytes())
-            .unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-        User(name.to_owned())
-    }
-
-    /// Writes the user's session.toml: no desktop, just `autostart`.
-    fn session_toml(&self, autostart: &[&str]) {
-        let config = format!("/home/{}/.config/wayray", self.0);
-        fs::create_dir_all(&config).unwrap();
-        let list: Vec<String> = autostart.iter().map(|c| format!("{c:?}")).collect();
-        fs::write(
-            format!("{config}/session.toml"),
-            format!("desktop = \"none\"\nautostart = [{}]\n", list.join(", ")),
-        )
-        .unwrap();
-        let chown = Command::new("chown")
-            .args([
-                "-R",
-                &format!("{0}:{0}", self.0),
-                &format!("/home/{}/.config", self.0),
-            ])
-            .status()
-            .expect("chown");
-        assert!(chown.success());
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u", &self.0])
-            .status();
-        let _ = Command::new("userdel").args(["-r", "-f", &self.0]).output();
-    }
-}
-
-struct Killed(Child);
-
-impl Killed {
-    fn running(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A PAM service of the test's own (auth + account with pam_unix, and a session stack with
 /// pam_limits reading `limits_conf`), removed on drop.
@@ -241,27 +161,6 @@ fn login_script(user: &User) -> String {
     format!("wait 6000\n{login}wait 12000\nkey escape\n{login}wait 600000\n")
 }
 
-fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> bool,
-    log: impl Fn() -> String,
-) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {what}\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn read(path: &Path) -> String {
-    strip_ansi(&fs::read_to_string(path).unwrap_or_default())
-}
-
 fn wradm(run_dir: &Path, args: &[&str]) -> String {
     let out = Command::new(wrsrvd().with_file_name("wradm"))
         .arg("--socket")
@@ -320,8 +219,8 @@ fn memory_hog_session_is_killed_alone() {
     let dir = TempDir::new("limits-hog");
     fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
     let tag = std::process::id() % 100000;
-    let hog_user = User::create(&format!("wrlh{tag}"));
-    let calm_user = User::create(&format!("wrlc{tag}"));
+    let hog_user = User::create(&format!("wrlh{tag}"), PASSWORD);
+    let calm_user = User::create(&format!("wrlc{tag}"), PASSWORD);
     let go = dir.path("go");
     let hog = dir.path("hog.sh");
     writable_script(
@@ -332,14 +231,14 @@ fn memory_hog_session_is_killed_alone() {
             go.display()
         ),
     );
-    hog_user.session_toml(&[hog.to_str().unwrap()]);
+    hog_user.autostart_only(&[hog.to_str().unwrap()]);
     let video = wrsrvd()
         .parent()
         .unwrap()
         .join("examples")
         .join("video_client");
     assert!(video.exists(), "build the examples first");
-    calm_user.session_toml(&[&format!(
+    calm_user.autostart_only(&[&format!(
         "{} --size 320x240 --fps 30 --seconds 600",
         video.display()
     )]);
@@ -582,7 +481,7 @@ fn restarted_wrsessd_readopts_its_sessions() {
     }
     let dir = TempDir::new("limits-readopt");
     fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o755)).unwrap();
-    let user = User::create(&format!("wrla{}", std::process::id() % 100000));
+    let user = User::create(&format!("wrla{}", std::process::id() % 100000), PASSWORD);
     let nofile = dir.path("nofile");
     let probe = dir.path("probe.sh");
     fs::write(&nofile, "").unwrap();
@@ -594,7 +493,7 @@ fn restarted_wrsessd_readopts_its_sessions() {
             nofile.display()
         ),
     );
-    user.session_toml(&[probe.to_str().unwrap()]);
+    user.autostart_only(&[probe.to_str().unwrap()]);
     let limits_conf = dir.path("limits.conf");
     fs::write(&limits_conf, format!("{} hard nofile 777\n", user.0)).unwrap();
     let pam = PamService::create(

@@ -9,11 +9,12 @@
 mod support;
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use support::launcher::{is_root, read, wait_for, Killed, User};
 use support::*;
 use wayray_protocol::{ClientControl, Decoder, DisplayMessage, InputMessage};
 
@@ -23,59 +24,6 @@ const SECRET: u32 = 0xff00ff;
 const PASSWORD: &str = "lockpw42";
 /// The background of the greeter's and the lock screen's form (wrlogin's render.rs).
 const LOCK_BACKGROUND: u32 = 0x1d2330;
-
-struct User(String);
-
-impl User {
-    fn create(name: &str, password: &str) -> User {
-        let _ = Command::new("userdel").args(["-r", name]).output();
-        let ok = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", name])
-            .status()
-            .expect("useradd");
-        assert!(ok.success(), "useradd {name} failed");
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("chpasswd");
-        use std::io::Write;
-        chpasswd
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{name}:{password}\n").as_bytes())
-            .unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-        User(name.to_owned())
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-u", &self.0])
-            .status();
-        let _ = Command::new("userdel").args(["-r", &self.0]).output();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn read(path: &Path) -> String {
-    strip_ansi(&std::fs::read_to_string(path).unwrap_or_default())
-}
 
 /// A server in launcher mode with wrsessd, and a user whose session runs only the colour probe.
 struct Setup {
@@ -265,18 +213,6 @@ fn count_colour(d: &Decoder, colour: u32) -> usize {
         .chunks_exact(4)
         .filter(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]) == colour)
         .count()
-}
-
-fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool, logs: impl Fn() -> String) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {what}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Logs in through the greeter on a fresh appliance named `name` and waits until the desktop

@@ -32,7 +32,7 @@ pub struct User(pub String);
 
 impl User {
     pub fn create(name: &str, password: &str) -> User {
-        let _ = Command::new("userdel").args(["-r", name]).output();
+        let _ = Command::new("userdel").args(["-r", "-f", name]).output();
         let ok = Command::new("useradd")
             .args(["-m", "-s", "/bin/sh", name])
             .status()
@@ -51,6 +51,15 @@ impl User {
             .unwrap();
         assert!(chpasswd.wait().unwrap().success());
         User(name.to_owned())
+    }
+
+    /// Writes a session.toml with no desktop, only these clients.
+    pub fn autostart_only(&self, autostart: &[&str]) {
+        let list: Vec<String> = autostart.iter().map(|c| format!("{c:?}")).collect();
+        self.session_toml(&format!(
+            "desktop = \"none\"\nautostart = [{}]\n",
+            list.join(", ")
+        ));
     }
 
     /// Writes the user's `~/.config/wayray/session.toml`.
@@ -75,12 +84,19 @@ impl Drop for User {
         let _ = Command::new("pkill")
             .args(["-KILL", "-u", &self.0])
             .status();
-        let _ = Command::new("userdel").args(["-r", &self.0]).output();
+        let _ = Command::new("userdel").args(["-r", "-f", &self.0]).output();
     }
 }
 
 /// A child process killed on drop.
 pub struct Killed(pub Child);
+
+impl Killed {
+    /// Whether it has not exited yet.
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
