@@ -275,16 +275,6 @@ impl AuditKind {
     }
 }
 
-/// An enrolled smart card.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardRecord {
-    pub token: String,
-    pub user: String,
-    /// Its card authentication key, SubjectPublicKeyInfo DER.
-    pub spki: Vec<u8>,
-    pub enrolled_ms: u64,
-}
-
 /// One audit log entry: what happened and to whom. Build it with [`AuditEvent::new`] and the
 /// setters, e.g. `AuditEvent::new(AuditKind::Attached).session(id).token(t).appliance(a)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -723,8 +713,7 @@ impl Store {
     }
 
     /// Records `token`'s card key for `user`. A token that already has a key keeps it: a card
-    /// is enrolled once, and a different key later is an impostor, not a new enrolment
-    /// (`forget_card` first to replace a card).
+    /// is enrolled once, and a different key later is an impostor, not a new enrolment.
     pub fn enrol_card(
         &mut self,
         token: &str,
@@ -740,38 +729,6 @@ impl Store {
             )
             .map(|n| n == 1)
             .map_err(|e| Fail::Sql(e).at(&self.name, format!("enrol card {token:?}")))
-    }
-
-    /// Forgets a card's key (a lost card); its token then needs a new enrolment.
-    pub fn forget_card(&mut self, token: &str) -> Result<bool, StoreError> {
-        self.conn
-            .execute("DELETE FROM card_keys WHERE token = ?1", [token])
-            .map(|n| n == 1)
-            .map_err(|e| Fail::Sql(e).at(&self.name, format!("forget card {token:?}")))
-    }
-
-    /// Every enrolled card: token, user, key, when.
-    pub fn cards(&self) -> Result<Vec<CardRecord>, StoreError> {
-        let result = (|| -> Result<_, Fail> {
-            let mut stmt = self.conn.prepare(
-                "SELECT token, user, spki, enrolled_ms FROM card_keys ORDER BY enrolled_ms",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?))
-            })?;
-            let mut cards = Vec::new();
-            for row in rows {
-                let (token, user, spki, at): (String, String, Vec<u8>, i64) = row?;
-                cards.push(CardRecord {
-                    token,
-                    user,
-                    spki,
-                    enrolled_ms: ms_from_sql(at, "enrolled_ms")?,
-                });
-            }
-            Ok(cards)
-        })();
-        result.map_err(|e| e.at(&self.name, "list the enrolled cards"))
     }
 
     /// The session `token` is bound to.
