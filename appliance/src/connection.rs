@@ -140,6 +140,8 @@ pub fn hello(
             physical_size,
             encodings: vec![Encoding::TilesV1],
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            // Filled in by the audio work; an appliance without it has neither.
+            audio: Default::default(),
         },
         keymap: Some(keymap),
         token,
@@ -232,6 +234,9 @@ async fn exchange(connection: &quinn::Connection, hello: Hello) -> Result<Establ
             Some(ServerControl::Notice(_)) => {
                 Err(ConnectionError::Unexpected("a notice before Welcome"))
             }
+            Some(ServerControl::Microphone { .. }) => Err(ConnectionError::Unexpected(
+                "a microphone request before Welcome",
+            )),
             None => Err(ConnectionError::StreamEnded("control")),
         }
     }
@@ -414,6 +419,10 @@ impl Established {
                     Some(ServerControl::Notice(notice)) => {
                         tracing::warn!(%notice, "server notice");
                         screen.show_status(&notice.to_string());
+                    }
+                    Some(ServerControl::Microphone { open }) => {
+                        // The audio work captures here; until then the appliance has none.
+                        tracing::debug!(open, "microphone request");
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },

@@ -186,6 +186,7 @@ async fn protocol_errors_say_why_and_reconnect() {
                 data: TileData::Zstd(vec![1, 2, 3, 4]),
             }],
             video: None,
+            time_us: 0,
         })
         .await;
     let bye = appliance.next_control().await;

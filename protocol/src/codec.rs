@@ -164,6 +164,11 @@ pub struct FrameUpdate {
     /// A picture of a video-like region, applied before the tiles (which may overwrite parts of
     /// it losslessly).
     pub video: Option<VideoUpdate>,
+    /// Session clock (µs of the session's CLOCK_MONOTONIC) when the frame was rendered; audio
+    /// packets carry the same clock ([`crate::AudioPacket::time_us`]), so the appliance plays
+    /// sound in step with the picture (lip sync). 0: not known (the encoder leaves it to its
+    /// caller).
+    pub time_us: u64,
 }
 
 impl FrameUpdate {

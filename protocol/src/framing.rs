@@ -153,6 +153,7 @@ mod tests {
                 physical_size: PhysicalSize::known(597, 336),
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: 1 << 20,
+                audio: crate::AudioCapabilities::default(),
             },
             keymap: None,
             token: None,

@@ -5,6 +5,7 @@
 //! arguments, decisions and bytes come out. The server and the appliance wrap it with QUIC
 //! streams, so all of it is unit-tested and fuzzed without sockets.
 
+pub mod audio;
 pub mod card_proof;
 pub mod codec;
 pub mod cursor;
@@ -14,6 +15,7 @@ pub mod input;
 pub mod messages;
 pub mod sessions;
 
+pub use audio::{AudioCapabilities, AudioPacket, Datagram};
 pub use codec::{
     CopyRect, DecodeError, Decoder, EncodeError, Encoder, EncoderConfig, FrameUpdate, Rect, Tile,
     TileData, VideoUpdate,
@@ -31,8 +33,9 @@ pub const DEFAULT_PORT: u16 = 7390;
 
 /// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
 /// v4: the screen's physical size in `Capabilities` and `ScreenChanged`. v5: token proofs,
-/// notices (why no desktop is shown), appliance certificates.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// notices (why no desktop is shown), appliance certificates. v6: audio (capabilities, datagrams,
+/// the microphone request, frame times for lip sync).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
 /// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves

@@ -71,6 +71,8 @@ pub struct Capabilities {
     pub encodings: Vec<Encoding>,
     /// Largest message the appliance is willing to receive.
     pub max_message_len: u32,
+    /// Whether it has a speaker and a microphone (protocol v6).
+    pub audio: crate::AudioCapabilities,
 }
 
 /// Appliance → server, first message on the control stream.
@@ -120,6 +122,9 @@ pub struct Welcome {
     pub encoding: Encoding,
     /// Largest message the server will send or accept on this connection.
     pub max_message_len: u32,
+    /// What of the appliance's audio the server uses: `speaker`, the session's sound arrives as
+    /// [`crate::Datagram::Playback`]; `microphone`, [`ServerControl::Microphone`] may ask for it.
+    pub audio: crate::AudioCapabilities,
 }
 
 /// Why a side is closing the connection; shown to the user on the appliance.
@@ -230,6 +235,12 @@ pub enum ServerControl {
     Bye(ByeReason),
     /// The appliance shows this instead of a desktop until frames arrive.
     Notice(Notice),
+    /// Someone in the session records from the microphone (`open`), or nobody does any more:
+    /// the appliance captures and sends [`crate::Datagram::Microphone`] only in between, so a
+    /// microphone is never heard without an application asking for it.
+    Microphone {
+        open: bool,
+    },
 }
 
 /// Server → appliance on the display stream.

@@ -65,6 +65,9 @@ pub enum ToSession {
         /// its locker, so no pixel of the desktop reaches the appliance before the password.
         /// `false` never unlocks a session that is locked.
         lock: bool,
+        /// The appliance's speaker and microphone: the session sends sound only to a speaker
+        /// and opens only a microphone that exists.
+        audio: crate::AudioCapabilities,
     },
     /// The attached appliance's screen changed: its size, its physical size (a monitor swap),
     /// or both.
@@ -86,6 +89,11 @@ pub enum ToSession {
     LinkQuality {
         appliance: ApplianceId,
         video_bitrate: u64,
+    },
+    /// One 10 ms packet of the attached appliance's microphone, checked by the daemon.
+    Microphone {
+        appliance: ApplianceId,
+        packet: crate::AudioPacket,
     },
     /// The appliance is gone or its token left; the session is suspended and keeps running.
     Detached { appliance: ApplianceId },
@@ -109,6 +117,15 @@ pub enum FromSession {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// An encoded [`crate::Datagram::Playback`], sent unchanged as one QUIC datagram.
+    Audio {
+        appliance: ApplianceId,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Ask the appliance to start (`open`) or stop sending its microphone; said again after
+    /// every `Attached` while the session records.
+    Microphone { appliance: ApplianceId, open: bool },
 }
 
 /// An output scale someone asked for: the server's `output_scale`, a user's `scale` in

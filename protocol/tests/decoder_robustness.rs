@@ -40,6 +40,7 @@ fn update(seq: u64, key: bool, tiles: Vec<Tile>) -> FrameUpdate {
         copies: vec![],
         tiles,
         video: None,
+        time_us: 0,
     }
 }
 
@@ -351,6 +352,7 @@ fn invalid_key_frame_sizes_are_rejected() {
             copies: vec![],
             tiles: vec![],
             video: None,
+            time_us: 0,
         };
         rejects(&mut dec, &u, |e| {
             *e == DecodeError::InvalidSize { width, height }
@@ -372,6 +374,7 @@ fn largest_key_frame_is_accepted() {
             data: TileData::Solid(0x00ff0000),
         }],
         video: None,
+        time_us: 0,
     };
     dec.apply(&u).unwrap();
     assert_eq!(&dec.pixels()[..4], &[0, 0, 0xff, 0]);
@@ -742,6 +745,7 @@ fn any_update() -> impl Strategy<Value = FrameUpdate> {
                 copies,
                 tiles,
                 video,
+                time_us: 0,
             },
         )
 }

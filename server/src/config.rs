@@ -114,6 +114,10 @@ pub struct Config {
     /// started as root; the state directory is handed to it. Empty: stay root. Default `wayray`
     /// (created by `scripts/lib.sh`'s set-up).
     pub user: String,
+    /// Sound: the session's audio plays on the appliance's speaker and its microphone records
+    /// in the session (README.md, "Audio"). `false` tells every appliance the server uses
+    /// neither. Default `true`.
+    pub audio: bool,
 }
 
 /// The `appliance_auth` policy: which appliances get sessions (see [`Config::appliance_auth`]).
@@ -175,6 +179,7 @@ impl Default for Config {
             appliance_auth: ApplianceAuth::default(),
             seccomp: crate::confine::SeccompMode::Enforce,
             user: "wayray".into(),
+            audio: true,
         }
     }
 }

@@ -28,6 +28,13 @@ pub enum ToCompositor {
         /// Lock the session before the first frame for this appliance (a re-attach under the
         /// `reattach` policy).
         lock: bool,
+        /// The appliance's speaker and microphone.
+        audio: wayray_protocol::AudioCapabilities,
+    },
+    /// A packet of the attached appliance's microphone.
+    Microphone {
+        appliance: ApplianceId,
+        packet: wayray_protocol::AudioPacket,
     },
     /// An input event from the attached appliance, already validated.
     Input {
@@ -72,4 +79,11 @@ pub enum ToTransport {
         appliance: ApplianceId,
         bytes: Arc<[u8]>,
     },
+    /// An encoded `Datagram::Playback` for `appliance`, sent as one QUIC datagram.
+    Audio {
+        appliance: ApplianceId,
+        bytes: Vec<u8>,
+    },
+    /// Ask `appliance` to start or stop sending its microphone.
+    Microphone { appliance: ApplianceId, open: bool },
 }

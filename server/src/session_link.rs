@@ -69,6 +69,10 @@ impl LinkTx {
                 appliance,
                 bytes: bytes.to_vec(),
             },
+            ToTransport::Audio { appliance, bytes } => FromSession::Audio { appliance, bytes },
+            ToTransport::Microphone { appliance, open } => {
+                FromSession::Microphone { appliance, open }
+            }
         };
         let bytes = match framing::encode(&msg) {
             Ok(b) => b,
@@ -177,6 +181,7 @@ impl LinkReader {
                 keymap,
                 scale,
                 lock,
+                audio,
             } => {
                 self.attached = Some(appliance);
                 ToCompositor::Attached {
@@ -187,6 +192,7 @@ impl LinkReader {
                     keymap,
                     scale,
                     lock,
+                    audio,
                 }
             }
             ToSession::Resize {
@@ -202,6 +208,9 @@ impl LinkReader {
             },
             ToSession::Input { appliance, event } => ToCompositor::Input { appliance, event },
             ToSession::FrameAck { appliance, seq } => ToCompositor::FrameAck { appliance, seq },
+            ToSession::Microphone { appliance, packet } => {
+                ToCompositor::Microphone { appliance, packet }
+            }
             ToSession::LinkQuality {
                 appliance,
                 video_bitrate,
@@ -353,6 +362,7 @@ mod tests {
                 keymap: None,
                 scale: None,
                 lock: false,
+                audio: Default::default(),
             },
             ToSession::Input {
                 appliance: 7,

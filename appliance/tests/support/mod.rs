@@ -141,6 +141,7 @@ impl Appliance {
             output_height: height,
             encoding: Encoding::TilesV1,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            audio: Default::default(),
         }))
         .await;
     }

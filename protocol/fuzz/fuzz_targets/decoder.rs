@@ -164,5 +164,6 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
         copies,
         tiles,
         video,
+        time_us: 0,
     })
 }

@@ -269,6 +269,7 @@ impl Encoder {
             copies,
             tiles,
             video,
+            time_us: 0,
         })
     }
 

@@ -281,6 +281,8 @@ impl Capture {
                 "video picture"
             );
         }
+        let mut update = update;
+        update.time_us = super::clock::session_us();
         let bytes =
             framing::encode(&DisplayMessage::Frame(update)).map_err(|e| CaptureError::Encode {
                 seq,

@@ -2,6 +2,7 @@
 //! frame pacing driven by the attached appliance's acks.
 
 mod capture;
+pub mod clock;
 mod cursor;
 mod decorations;
 mod desktop;
@@ -439,7 +440,14 @@ impl WayRay {
                 keymap,
                 scale,
                 lock,
+                audio,
             } => {
+                tracing::info!(
+                    appliance,
+                    speaker = audio.speaker,
+                    microphone = audio.microphone,
+                    "appliance audio"
+                );
                 tracing::info!(
                     appliance,
                     ?screen,
@@ -510,6 +518,10 @@ impl WayRay {
                 if self.pacer.attached() == Some(appliance) {
                     self.on_input(event);
                 }
+            }
+            ToCompositor::Microphone { appliance, packet } => {
+                // The session's audio takes these once it exists; until then nobody asked.
+                tracing::trace!(appliance, seq = packet.seq, "microphone packet");
             }
             ToCompositor::Linked(socket) => self.read_daemon_link(socket),
             ToCompositor::Shutdown => self.loop_signal.stop(),

@@ -134,6 +134,8 @@ pub struct ApplianceSlot {
     pub identity: Option<String>,
     /// May have sessions (see `appliances.rs`); nothing is routed to it until it is.
     pub admitted: bool,
+    /// Its speaker and microphone, as far as this server uses them (Welcome).
+    pub audio: wayray_protocol::AudioCapabilities,
 }
 
 /// Where an appliance's card token stands. A card token leads to a session only once its proof
@@ -183,6 +185,7 @@ impl ApplianceSlot {
             keymap: self.keymap.clone(),
             scale: self.scale,
             lock,
+            audio: self.audio,
         }
     }
 

@@ -75,6 +75,22 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
                         );
                     }
                 }
+                Ok(Some(FromSession::Audio { appliance, bytes })) => {
+                    if let Ok(d) = daemon.lock() {
+                        d.relay(
+                            id,
+                            appliance,
+                            ConnEvent::Audio {
+                                bytes: bytes.into(),
+                            },
+                        );
+                    }
+                }
+                Ok(Some(FromSession::Microphone { appliance, open })) => {
+                    if let Ok(d) = daemon.lock() {
+                        d.relay(id, appliance, ConnEvent::Microphone { open });
+                    }
+                }
                 Ok(None) => break,
                 Err(err) => {
                     tracing::warn!(%err, "session link broken");

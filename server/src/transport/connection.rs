@@ -10,12 +10,12 @@ use std::{
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wayray_protocol::{
-    framing, identity, ByeReason, ClientControl, Encoding, FrameReader, Hello, Notice,
-    ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    framing, identity, AudioCapabilities, ByeReason, ClientControl, Encoding, FrameReader, Hello,
+    Notice, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use super::governor::{Governor, LinkSample};
-use super::{client_auth, input, Shared};
+use super::{audio, client_auth, input, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
 use crate::cards::{self, ProofOutcome};
@@ -35,6 +35,14 @@ pub enum ConnEvent {
     },
     Cursor {
         bytes: Arc<[u8]>,
+    },
+    /// An encoded `Datagram::Playback`, sent as one QUIC datagram.
+    Audio {
+        bytes: bytes::Bytes,
+    },
+    /// The session wants the microphone (or no longer does).
+    Microphone {
+        open: bool,
     },
     Replaced,
     Shutdown,
@@ -155,6 +163,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     };
     reader.set_max_len(welcome.max_message_len);
     let welcome_size = (welcome.output_width, welcome.output_height);
+    let welcome_audio = welcome.audio;
     send(&mut ctrl_send, &ServerControl::Welcome(welcome)).await?;
 
     let mut display = conn.open_uni().await.map_err(ConnError::Open)?;
@@ -193,6 +202,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 card: CardCheck::for_token(hello.token.as_deref()),
                 identity: identity.clone(),
                 admitted: false,
+                audio: welcome_audio,
             },
         );
     }
@@ -221,6 +231,11 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             .instrument(tracing::Span::current()),
     );
     let _abort_input = AbortOnDrop(input_task);
+    let microphone_task = tokio::spawn(
+        audio::microphone(conn.clone(), id, shared.daemon.clone())
+            .instrument(tracing::Span::current()),
+    );
+    let _abort_microphone = AbortOnDrop(microphone_task);
     // The counter of the last card proof taken on this connection; each is accepted once.
     let mut last_proof = 0u64;
 
@@ -247,6 +262,17 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
                     display.write_all(&bytes).await?;
+                }
+                Some(ConnEvent::Audio { bytes }) => {
+                    // Dropped, not queued, when the link cannot take it: a late packet is
+                    // worth nothing to the appliance's jitter buffer.
+                    if let Err(err) = conn.send_datagram(bytes) {
+                        tracing::trace!(%err, "audio datagram dropped");
+                    }
+                }
+                Some(ConnEvent::Microphone { open }) => {
+                    tracing::debug!(open, "microphone request");
+                    send(&mut ctrl_send, &ServerControl::Microphone { open }).await?;
                 }
                 Some(ConnEvent::Notice(notice)) => {
                     tracing::info!(%notice, "notice to the appliance");
@@ -433,6 +459,10 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
             .capabilities
             .max_message_len
             .min(DEFAULT_MAX_MESSAGE_LEN),
+        audio: AudioCapabilities {
+            speaker: hello.capabilities.audio.speaker && shared.config.audio,
+            microphone: hello.capabilities.audio.microphone && shared.config.audio,
+        },
     })
 }
 

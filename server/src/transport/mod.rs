@@ -1,6 +1,7 @@
 //! The QUIC endpoint appliances connect to, and the routing of encoded frames to whichever
 //! appliance currently shows the session.
 
+mod audio;
 mod cert;
 pub mod client_auth;
 mod connection;

@@ -479,6 +479,7 @@ impl RawAppliance {
                 physical_size: None,
                 encodings: vec![Encoding::TilesV1],
                 max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+                audio: Default::default(),
             },
             keymap: None,
             token,
