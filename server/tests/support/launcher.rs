@@ -146,6 +146,18 @@ pub fn appliance(
     reader: &str,
     script: &Path,
 ) -> Killed {
+    appliance_with(dir, name, server, reader, script, &[])
+}
+
+/// [`appliance`] with `extra` flags (e.g. its audio backends).
+pub fn appliance_with(
+    dir: &TempDir,
+    name: &str,
+    server: std::net::SocketAddr,
+    reader: &str,
+    script: &Path,
+    extra: &[&str],
+) -> Killed {
     let child = Command::new(wrclient())
         .arg("--server")
         .arg(server.to_string())
@@ -162,6 +174,7 @@ pub fn appliance(
         ])
         .arg("--input-script")
         .arg(script)
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
