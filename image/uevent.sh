@@ -8,6 +8,19 @@
 # interface of class 0x0b (CCID), or of a device the ccid driver lists by VID:PID, comes or goes,
 # pcscd is restarted; its start-up scan then sees the readers as they are. PC/SC clients see
 # SCARD_E_NO_SERVICE on their old context and establish a new one.
+#
+# Also what udev does for any device that comes later: load its driver by the device's modalias
+# (a USB headset: snd-usb-audio, from modules.alias), and set up sound cards as they register
+# (wayray-sound: unmute them; HDA cards register after their codecs are probed, often after /init
+# looked).
+if [ "$ACTION" = add ] && [ -n "$MODALIAS" ]; then
+    modprobe -q "$MODALIAS"
+fi
+if [ "$ACTION" = add ] && [ "$SUBSYSTEM" = sound ]; then
+    case "$DEVNAME" in
+        snd/controlC*) exec /usr/sbin/wayray-sound init "${DEVNAME#snd/controlC}" ;;
+    esac
+fi
 [ "$SUBSYSTEM" = usb ] && [ "$DEVTYPE" = usb_interface ] || exit 0
 case "$ACTION" in add|remove) ;; *) exit 0 ;; esac
 

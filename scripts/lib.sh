@@ -15,9 +15,10 @@ WAYRAY_APP_PACKAGES=(firefox-esr chromium gtk-4-examples python3-gi gir1.2-gtk-4
     qt6-wayland)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
 WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester)
-# The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu).
+# The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu;
+# sox makes the test tones that scripts/tone.py checks).
 WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools
-    fdisk qemu-system-x86 socat iproute2 python3)
+    fdisk qemu-system-x86 socat iproute2 python3 sox)
 
 # ensure_packages PKG... : apt-get installs the ones not yet installed (needs root).
 ensure_packages() {

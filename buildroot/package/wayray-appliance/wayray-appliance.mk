@@ -26,7 +26,8 @@ WAYRAY_APPLIANCE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude=/protocol/fuzz/target --exclude=/protocol/fuzz/corpus \
 	--exclude=/protocol/fuzz/artifacts
 
-# libxkbcommon, libinput, libseat (seatd), libpcsclite (pcsc-lite) and libudev are linked; pkg-config
+# libxkbcommon, libinput, libseat (seatd), libpcsclite (pcsc-lite), libasound (alsa-lib: the
+# speaker and the microphone) and libudev are linked; pkg-config
 # finds them (the crates' build scripts accept Buildroot's PKG_CONFIG wrapper
 # for cross builds). xkeyboard-config is the keymap data libxkbcommon reads
 # at run time.
@@ -36,6 +37,7 @@ WAYRAY_APPLIANCE_DEPENDENCIES = \
 	xkeyboard-config \
 	libinput \
 	pcsc-lite \
+	alsa-lib \
 	seatd \
 	udev
 
