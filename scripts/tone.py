@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Finds the tone in a WAV recording and checks it (python3 standard library only).
 
-    scripts/tone.py FILE.wav [--expect HZ] [--min-seconds S] [--max-seconds S] [--max-gap-ms M]
+    scripts/tone.py FILE.wav [--freq HZ] [--expect HZ] [--min-seconds S] [--max-seconds S] [--max-gap-ms M]
                              [--min-level DBFS] [--absent HZ]... [--window-ms MS]
 
 Prints one JSON object and, with checks given, exits 1 with a message on stderr naming the
@@ -215,7 +215,7 @@ def dominant_frequency(samples, rate, loud_runs):
     return (k + delta) * rate / size
 
 
-def analyse(path, window_ms=10.0, floor_dbfs=-60.0, min_fraction=0.5, absent=()):
+def analyse(path, window_ms=10.0, floor_dbfs=-60.0, min_fraction=0.5, absent=(), follow=None):
     rate, channels, bits, name, samples = read_wav(path)
     win = max(8, int(round(rate * window_ms / 1000.0)))
     nwin = len(samples) // win
@@ -268,6 +268,10 @@ def analyse(path, window_ms=10.0, floor_dbfs=-60.0, min_fraction=0.5, absent=())
     if freq is None:
         return result
     result["frequency_hz"] = round(freq, 2)
+    # --freq: the windows of this frequency, whichever dominates the whole file (a recording
+    # that holds one tone and then another).
+    if follow is not None:
+        freq = follow
     tone = []
     for w in range(nwin):
         if not loud[w]:
@@ -339,6 +343,10 @@ def main(argv=None):
     )
     p.add_argument("wav")
     p.add_argument("--expect", type=float, metavar="HZ", help="the dominant frequency must be HZ")
+    p.add_argument(
+        "--freq", type=float, metavar="HZ",
+        help="find the windows holding HZ rather than the dominant frequency (onset, duration, gaps, level are of HZ)",
+    )
     p.add_argument("--tolerance", type=float, default=5.0, metavar="HZ", help="for --expect (default 5)")
     p.add_argument("--min-seconds", type=float, metavar="S", help="the tone lasts at least S seconds")
     p.add_argument("--max-seconds", type=float, metavar="S", help="the tone lasts at most S seconds")
@@ -357,7 +365,7 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     try:
-        result = analyse(args.wav, args.window_ms, args.floor_dbfs, args.min_fraction, args.absent)
+        result = analyse(args.wav, args.window_ms, args.floor_dbfs, args.min_fraction, args.absent, args.freq)
     except WavError as e:
         print(f"tone.py: {e}", file=sys.stderr)
         return 2
