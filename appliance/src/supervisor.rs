@@ -102,6 +102,7 @@ pub async fn run<S: DisplaySink>(
     hotplug: Hotplug,
     tokens: Tokens,
     connector: Connector,
+    audio: crate::audio::Audio,
 ) -> Result<(), ApplianceError> {
     let screen_size = screen_size(config, sink.native_size());
     if screen_size != config.screen {
@@ -133,6 +134,7 @@ pub async fn run<S: DisplaySink>(
         latency,
         hotplug,
         tokens,
+        audio,
     };
     local.screen.move_cursor(local.input.pointer());
     let frames = local.screen.watch_frames();
@@ -143,6 +145,7 @@ pub async fn run<S: DisplaySink>(
         local.screen.show_status(&e.to_string());
     }
     local.screen.write_screenshot();
+    local.audio.shutdown();
     result
 }
 
@@ -221,6 +224,7 @@ async fn attempt_once<S: DisplaySink>(
         local.screen.physical_size(),
         local.input.keymap().clone(),
         local.tokens.current(),
+        local.audio.capabilities(),
     );
     let connect = async {
         let mut link =
