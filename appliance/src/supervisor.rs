@@ -94,6 +94,8 @@ impl ApplianceError {
 /// or a fatal error; writes the `--screenshot` on the way out in every case. `keymap` is the
 /// keyboard's layout, announced in every Hello until the input source switches it; `hotplug`
 /// says when the sink should look at its display again.
+// Each is set up by main before the system-call filter goes on, so they arrive separately.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: DisplaySink>(
     config: &Config,
     sink: S,

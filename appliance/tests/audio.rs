@@ -84,7 +84,10 @@ fn read_wav(path: &Path) -> (u16, u32, Vec<i16>) {
     let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
     assert_eq!(&bytes[36..40], b"data");
     let len = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
-    assert!(44 + len <= bytes.len(), "header claims more than the file has");
+    assert!(
+        44 + len <= bytes.len(),
+        "header claims more than the file has"
+    );
     let samples = bytes[44..44 + len]
         .chunks_exact(2)
         .map(|s| i16::from_le_bytes([s[0], s[1]]))
@@ -137,8 +140,12 @@ async fn plays_the_sessions_tone_and_sends_the_microphone() {
 
     // One second of 440 Hz, in 100 packets of 10 ms sent at real-time pace, stamped with the
     // session clock (the same CLOCK_MONOTONIC here). A junk datagram midway is dropped.
-    let mut encoder =
-        opus::Encoder::new(SAMPLE_RATE, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+    let mut encoder = opus::Encoder::new(
+        SAMPLE_RATE,
+        opus::Channels::Stereo,
+        opus::Application::Audio,
+    )
+    .unwrap();
     encoder.set_inband_fec(true).unwrap();
     let pcm = tone(440.0, 1.0, 2);
     let start = now_us();
@@ -178,7 +185,11 @@ async fn plays_the_sessions_tone_and_sends_the_microphone() {
             panic!("not a microphone packet");
         };
         if let Some(last) = last_seq {
-            assert_eq!(packet.seq, last + 1, "the appliance numbers packets in order");
+            assert_eq!(
+                packet.seq,
+                last + 1,
+                "the appliance numbers packets in order"
+            );
             assert!(packet.time_us >= last_time + 9_000 && packet.time_us <= last_time + 11_000);
         }
         // Stamped on the session clock: captured moments ago.
@@ -322,4 +333,79 @@ async fn without_usable_devices_hello_says_so_and_sound_is_ignored() {
             assert_eq!(log.matches("no speaker").count(), 1, "{log}");
         }
     }
+}
+
+/// ALSA itself, through its `null` device (no sound card needed), under the system-call filter:
+/// the speaker plays, the microphone opens on request (after the filter is on) and sends at
+/// real-time pace, and closes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alsa_null_device_plays_and_records_under_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let client = Running::spawn(wrclient(
+        dir.path(),
+        server.addr,
+        &["--screen", "64x48", "--audio-device", "null"],
+    ));
+    let mut appliance = server.accept().await;
+    let hello = appliance.expect_hello().await;
+    assert_eq!(
+        hello.capabilities.audio,
+        AudioCapabilities {
+            speaker: true,
+            microphone: true
+        }
+    );
+    appliance.welcome(W, H).await;
+    let mut encoder = opus::Encoder::new(
+        SAMPLE_RATE,
+        opus::Channels::Stereo,
+        opus::Application::Audio,
+    )
+    .unwrap();
+    for (seq, chunk) in tone(440.0, 0.3, 2)
+        .chunks_exact(FRAME_SAMPLES * 2)
+        .enumerate()
+    {
+        let packet = AudioPacket {
+            seq: seq as u64,
+            time_us: now_us(),
+            opus: encoder.encode_vec(chunk, 1000).unwrap(),
+        };
+        appliance.send_datagram(Datagram::Playback(packet).encode().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    appliance
+        .send_control(&ServerControl::Microphone { open: true })
+        .await;
+    appliance
+        .next_datagram(STEP_TIMEOUT)
+        .await
+        .expect("a microphone packet");
+    let started = std::time::Instant::now();
+    let mut count = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        if appliance
+            .next_datagram(Duration::from_millis(100))
+            .await
+            .is_some()
+        {
+            count += 1;
+        }
+    }
+    // 50 in half a second; never a flood from a device without a clock.
+    assert!((20..=70).contains(&count), "{count} packets in 500 ms");
+    appliance
+        .send_control(&ServerControl::Microphone { open: false })
+        .await;
+    while appliance
+        .next_datagram(Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    client.signal("TERM");
+    let output = client.wait().await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("microphone closed"), "{log}");
 }

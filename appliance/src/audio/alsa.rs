@@ -132,6 +132,9 @@ impl AudioSink for AlsaSink {
 pub struct AlsaSource {
     pcm: PCM,
     device: String,
+    /// Real-time pace for devices without a clock (ALSA's `null` returns at once).
+    started: std::time::Instant,
+    frames: u64,
 }
 
 impl AlsaSource {
@@ -141,6 +144,8 @@ impl AlsaSource {
         Ok(Self {
             pcm,
             device: device.to_owned(),
+            started: std::time::Instant::now(),
+            frames: 0,
         })
     }
 }
@@ -165,6 +170,11 @@ impl AudioSource for AlsaSource {
                 }
                 Err(e) => return Err(alsa_error(&self.device, "cannot read")(e)),
             }
+        }
+        self.frames += (samples.len() / MICROPHONE_CHANNELS) as u64;
+        let due = std::time::Duration::from_micros(self.frames * 1_000_000 / SAMPLE_RATE as u64);
+        if let Some(early) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(early);
         }
         // The first sample was captured a buffer's length plus what is still queued ago.
         let queued = self.pcm.delay().unwrap_or(0).max(0) as u64;

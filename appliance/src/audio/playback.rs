@@ -45,6 +45,7 @@ pub struct Playback {
     generation: Arc<AtomicU64>,
     /// Why the last flush happened, for the report.
     reason: Arc<std::sync::Mutex<&'static str>>,
+    flushed_at: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     dropped: u64,
 }
@@ -59,6 +60,7 @@ impl Playback {
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let generation = Arc::new(AtomicU64::new(0));
         let reason = Arc::new(std::sync::Mutex::new(""));
+        let flushed_at = Arc::new(AtomicU64::new(0));
         let player = Player {
             sink,
             decoder,
@@ -69,6 +71,8 @@ impl Playback {
             generation: generation.clone(),
             seen_generation: 0,
             reason: reason.clone(),
+            flushed_at: flushed_at.clone(),
+            ignore_before: 0,
             quiet_frames: u64::MAX / 2,
             decode: Duration::ZERO,
             talkspurt_decode: Duration::ZERO,
@@ -85,6 +89,7 @@ impl Playback {
             sender: Some(sender),
             generation,
             reason,
+            flushed_at,
             thread: Some(thread),
             dropped: 0,
         })
@@ -114,6 +119,7 @@ impl Playback {
         if let Ok(mut reason) = self.reason.lock() {
             *reason = why;
         }
+        self.flushed_at.store(now_us(), Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(sender) = &self.sender {
             // If the queue is full the thread is busy and checks the generation before its
@@ -149,6 +155,10 @@ struct Player {
     generation: Arc<AtomicU64>,
     seen_generation: u64,
     reason: Arc<std::sync::Mutex<&'static str>>,
+    /// Local time of the last flush request.
+    flushed_at: Arc<AtomicU64>,
+    /// Packets stamped before the last flush (session clock) are not played.
+    ignore_before: u64,
     /// Quiet frames handed to the sink since the last loud sample (onsets).
     quiet_frames: u64,
     decode: Duration,
@@ -168,8 +178,8 @@ impl Player {
             let due = if self.jitter.is_playing() {
                 self.jitter.slot_due()
             } else {
-                self.jitter
-                    .start_due(self.clock.video_offset(), self.sink.delay_us())
+                let delay = self.output_delay();
+                self.jitter.start_due(self.clock.video_offset(), delay)
             };
             let message = match due {
                 Some(due) if due <= now => {
@@ -189,7 +199,9 @@ impl Player {
             match message {
                 Message::Packet(packet, arrival, generation) => {
                     self.check_flush();
-                    if generation == self.seen_generation {
+                    // Sound the session made before the flush may still be on its way: it is
+                    // not played (the card left; the next session's sound is stamped later).
+                    if generation == self.seen_generation && packet.time_us >= self.ignore_before {
                         self.clock.packet_arrived(packet.time_us, arrival);
                         self.jitter.push(packet, arrival);
                     }
@@ -234,6 +246,8 @@ impl Player {
             return;
         }
         self.seen_generation = generation;
+        let flushed_at = self.flushed_at.load(Ordering::Acquire);
+        self.ignore_before = self.clock.session_from_local(flushed_at).unwrap_or(0);
         let why = self.reason.lock().map(|r| *r).unwrap_or("");
         let was_playing = self.jitter.is_playing();
         self.end_talkspurt();
@@ -243,7 +257,12 @@ impl Player {
             tracing::warn!(error = %crate::report::error_chain(&error), "cannot stop the speaker");
         }
         self.quiet_frames = u64::MAX / 2;
-        report!(self.report, "flush", "local_us={} why={why}", now_us());
+        report!(
+            self.report,
+            "flush",
+            "local_us={flushed_at} stopped_us={} why={why}",
+            now_us()
+        );
         if was_playing {
             tracing::info!(why, "the session's sound stopped here");
         }
@@ -275,7 +294,8 @@ impl Player {
         if !self.jitter.is_playing() {
             let video = self.clock.video_offset();
             let delay = self.sink.delay_us();
-            if !self.jitter.begin(video, delay) {
+            let output_delay = self.output_delay();
+            if !self.jitter.begin(video, output_delay) {
                 return;
             }
             // Queue the lead (less what is still playing) as silence first.
@@ -344,6 +364,12 @@ impl Player {
                 self.jitter.target_us()
             );
         }
+    }
+
+    /// How long after it is handed over a talkspurt's first sample is heard: what the sink
+    /// holds, at least the lead of silence queued before it.
+    fn output_delay(&mut self) -> u64 {
+        self.sink.delay_us().max(self.sink.lead_us())
     }
 
     /// Packet-loss concealment into `pcm`, faded from `from` to `to`; returns its length.
