@@ -326,7 +326,7 @@ impl Established {
     ) -> Result<Ended, ConnectionError> {
         local.audio.connected();
         let result = self.serve(local).await;
-        local.audio.stop("connection ended");
+        local.audio.connection_ended();
         local.input.set_connected(false);
         if let Some(latency) = &mut local.latency {
             latency.forget_pending();

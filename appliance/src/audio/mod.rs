@@ -237,17 +237,26 @@ impl Audio {
     /// The session is no longer here (card out, connection ended): its sound stops now and
     /// the microphone closes.
     pub fn stop(&mut self, why: &'static str) {
+        self.flush(why, true);
+    }
+
+    fn flush(&mut self, why: &'static str, in_flight: bool) {
         if let Some(playback) = &self.playback {
-            playback.flush(why);
+            playback.flush(why, in_flight);
         }
         if let Some(microphone) = &mut self.microphone {
             microphone.close(why);
         }
     }
 
+    /// The connection ended: nothing more arrives on it.
+    pub fn connection_ended(&mut self) {
+        self.flush("connection ended", false);
+    }
+
     /// A new connection: start clean (maybe another server, another clock).
     pub fn connected(&mut self) {
-        self.stop("new connection");
+        self.flush("new connection", false);
         self.clock.reset();
     }
 

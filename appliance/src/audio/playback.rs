@@ -114,12 +114,16 @@ impl Playback {
         }
     }
 
-    /// Stops the session's sound here now and forgets it (`why` goes to the report).
-    pub fn flush(&self, why: &'static str) {
+    /// Stops the session's sound here now and forgets it (`why` goes to the report). With
+    /// `in_flight`, packets the session made before now that are still on their way are not
+    /// played either (the card left; the connection stays). A new connection needs no such
+    /// filter, and may bring another server's clock.
+    pub fn flush(&self, why: &'static str, in_flight: bool) {
         if let Ok(mut reason) = self.reason.lock() {
             *reason = why;
         }
-        self.flushed_at.store(now_us(), Ordering::Release);
+        self.flushed_at
+            .store(if in_flight { now_us() } else { 0 }, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some(sender) = &self.sender {
             // If the queue is full the thread is busy and checks the generation before its
@@ -155,7 +159,7 @@ struct Player {
     generation: Arc<AtomicU64>,
     seen_generation: u64,
     reason: Arc<std::sync::Mutex<&'static str>>,
-    /// Local time of the last flush request.
+    /// Local time of the last flush request that drops sound in flight (0: none).
     flushed_at: Arc<AtomicU64>,
     /// Packets stamped before the last flush (session clock) are not played.
     ignore_before: u64,
@@ -247,7 +251,10 @@ impl Player {
         }
         self.seen_generation = generation;
         let flushed_at = self.flushed_at.load(Ordering::Acquire);
-        self.ignore_before = self.clock.session_from_local(flushed_at).unwrap_or(0);
+        self.ignore_before = match flushed_at {
+            0 => 0,
+            at => self.clock.session_from_local(at).unwrap_or(0),
+        };
         let why = self.reason.lock().map(|r| *r).unwrap_or("");
         let was_playing = self.jitter.is_playing();
         self.end_talkspurt();
@@ -257,12 +264,7 @@ impl Player {
             tracing::warn!(error = %crate::report::error_chain(&error), "cannot stop the speaker");
         }
         self.quiet_frames = u64::MAX / 2;
-        report!(
-            self.report,
-            "flush",
-            "local_us={flushed_at} stopped_us={} why={why}",
-            now_us()
-        );
+        report!(self.report, "flush", "stopped_us={} why={why}", now_us());
         if was_playing {
             tracing::info!(why, "the session's sound stopped here");
         }
@@ -431,5 +433,80 @@ impl Player {
             }
             self.quiet_frames = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::wav::{parse, WavSink};
+
+    /// The card leaves mid-tone: what the speaker holds is dropped at once, and sound the
+    /// session made before (still on its way) is not played.
+    #[test]
+    fn a_flush_stops_the_sound_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.wav");
+        let sink = WavSink::create(&path).unwrap();
+        let origin = sink.origin_us();
+        let clock = Arc::new(ClockMap::default());
+        let mut playback = Playback::start(Box::new(sink), clock, None).unwrap();
+        let mut encoder =
+            opus::Encoder::new(SAMPLE_RATE, Channels::Stereo, opus::Application::Audio).unwrap();
+        let tone: Vec<i16> = (0..FRAME_SAMPLES * 40)
+            .flat_map(|i| {
+                let v = (i as f64 * 440.0 * std::f64::consts::TAU / 48_000.0).sin();
+                [(v * 10_000.0) as i16; 2]
+            })
+            .collect();
+        let mut flushed_at = 0;
+        let mut stale = Vec::new();
+        for (seq, chunk) in tone.chunks_exact(FRAME_SAMPLES * 2).enumerate() {
+            let packet = AudioPacket {
+                seq: seq as u64,
+                time_us: now_us(),
+                opus: encoder.encode_vec(chunk, 1000).unwrap(),
+            };
+            if seq < 30 {
+                playback.push(packet, now_us());
+                std::thread::sleep(Duration::from_millis(10));
+            } else {
+                stale.push(packet);
+            }
+            if seq == 29 {
+                flushed_at = now_us();
+                playback.flush("test", true);
+            }
+        }
+        // Made before the card left (in flight), arriving after: not played.
+        for (i, mut packet) in stale.into_iter().enumerate() {
+            packet.time_us = flushed_at - 5_000 + i as u64 * 100;
+            playback.push(packet, now_us());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        playback.shutdown();
+
+        let wav = parse(&std::fs::read(&path).unwrap()).unwrap();
+        let last_loud = wav
+            .samples
+            .chunks_exact(2)
+            .rposition(|f| f[0].unsigned_abs() > 3_000)
+            .expect("the tone played");
+        let first_loud = wav
+            .samples
+            .chunks_exact(2)
+            .position(|f| f[0].unsigned_abs() > 3_000)
+            .unwrap();
+        let heard_until = origin + last_loud as u64 * 1_000_000 / 48_000;
+        let stopped_after = heard_until as i64 - flushed_at as i64;
+        eprintln!("sound stopped {stopped_after} µs after the flush");
+        // Within one packet time plus a loaded machine's scheduling; never the 400 ms of
+        // stale packets.
+        assert!(stopped_after < 60_000, "{stopped_after} µs");
+        // Up to then it played (about 300 ms minus the start-up delay).
+        assert!(
+            last_loud - first_loud > 48_000 / 10,
+            "{first_loud}..{last_loud}"
+        );
     }
 }

@@ -14,9 +14,8 @@
 //!   −30 dBFS after ≥ 100 ms below it), with the session time of that sample.
 //! * `talkspurt received= lost= fec= concealed= late= target_us= decode_us=`: a talkspurt
 //!   ended (faded out, or flushed when the session left).
-//! * `flush local_us= stopped_us= why=`: the session's sound was asked to stop here (card
-//!   out, connection ended) at `local_us` and stopped at `stopped_us` (what the sink had queued
-//!   was dropped then).
+//! * `flush stopped_us= why=`: the session's sound stopped here (card out, connection ended):
+//!   what the sink had queued was dropped at `stopped_us`.
 //! * `mic-open local_us=` / `mic-close local_us= packets=`: the microphone.
 //! * `summary received= lost= fec= concealed= late= talkspurts= decode_us= audio_us=
 //!   decode_cpu_pct=`: at exit.
