@@ -6,8 +6,8 @@
 //! `clock.rs`; before any frame or packet gave a mapping, the local clock, which is the
 //! session's on one host).
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use opus::{Application, Channels, Encoder};
@@ -38,15 +38,24 @@ impl SourceKind {
     }
 }
 
-enum Command {
+/// What the session wants of the microphone: the connection task sets it, the thread
+/// follows it before every 10 ms read. A state, not a queue, so the connection task never
+/// waits for the thread (whose device may block) and requests cannot pile up.
+#[derive(Clone)]
+enum Wanted {
     /// Capture and send on this connection.
     Open(quinn::Connection),
-    Close(&'static str),
+    /// Closed, and why.
+    Closed(&'static str),
+    /// The appliance is exiting.
+    Exit,
 }
 
 /// The connection task's handle on the microphone thread.
 pub struct Microphone {
-    sender: Option<SyncSender<Command>>,
+    wanted: Arc<Mutex<Wanted>>,
+    /// Wakes the idle thread (one pending wake is enough).
+    wake: SyncSender<()>,
     thread: Option<JoinHandle<()>>,
     open: bool,
 }
@@ -57,22 +66,23 @@ impl Microphone {
         clock: Arc<ClockMap>,
         report: Option<Arc<Report>>,
     ) -> Result<Self, AudioError> {
-        let (sender, receiver) = mpsc::sync_channel(8);
+        let (wake, woken) = mpsc::sync_channel(1);
+        let wanted = Arc::new(Mutex::new(Wanted::Closed("not asked for")));
+        let capture = Capture {
+            kind,
+            clock,
+            report,
+            wanted: wanted.clone(),
+            woken,
+            seq: 0,
+        };
         let thread = std::thread::Builder::new()
             .name("wrclient-microphone".into())
-            .spawn(move || {
-                Capture {
-                    kind,
-                    clock,
-                    report,
-                    receiver,
-                    seq: 0,
-                }
-                .run()
-            })
+            .spawn(move || capture.run())
             .map_err(AudioError::Thread)?;
         Ok(Self {
-            sender: Some(sender),
+            wanted,
+            wake,
             thread: Some(thread),
             open: false,
         })
@@ -81,28 +91,27 @@ impl Microphone {
     /// The session asked for the microphone (again, maybe on a new connection).
     pub fn open(&mut self, connection: &quinn::Connection) {
         self.open = true;
-        self.send(Command::Open(connection.clone()));
+        self.set(Wanted::Open(connection.clone()));
     }
 
-    /// Stops capturing and closes the device.
+    /// Stops capturing and closes the device (within one 10 ms read).
     pub fn close(&mut self, why: &'static str) {
         if self.open {
             self.open = false;
-            self.send(Command::Close(why));
+            self.set(Wanted::Closed(why));
         }
     }
 
-    fn send(&self, command: Command) {
-        if let Some(sender) = &self.sender {
-            // Blocking for at most one 10 ms read: the queue is short and the thread drains it
-            // between reads. A closed thread (it logged why) takes nothing.
-            let _ = sender.send(command);
+    fn set(&self, wanted: Wanted) {
+        if let Ok(mut state) = self.wanted.lock() {
+            *state = wanted;
         }
+        // Full: a wake is pending already.
+        let _ = self.wake.try_send(());
     }
 
     pub fn shutdown(&mut self) {
-        self.close("exit");
-        self.sender = None;
+        self.set(Wanted::Exit);
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the microphone thread panicked");
@@ -121,34 +130,58 @@ struct Capture {
     kind: SourceKind,
     clock: Arc<ClockMap>,
     report: Option<Arc<Report>>,
-    receiver: Receiver<Command>,
+    wanted: Arc<Mutex<Wanted>>,
+    woken: Receiver<()>,
     /// Continues across openings, like the session's playback count.
     seq: u64,
 }
 
 impl Capture {
+    fn wanted(&self) -> Wanted {
+        match self.wanted.lock() {
+            Ok(state) => state.clone(),
+            Err(_) => Wanted::Exit,
+        }
+    }
+
     fn run(mut self) {
-        while let Ok(command) = self.receiver.recv() {
-            if let Command::Open(connection) = command {
-                self.capture(connection);
+        loop {
+            match self.wanted() {
+                Wanted::Exit => return,
+                Wanted::Closed(_) => {
+                    if self.woken.recv().is_err() {
+                        return;
+                    }
+                }
+                Wanted::Open(_) => {
+                    if !self.capture() {
+                        // Could not open or failed: wait for the next request.
+                        if let Ok(mut state) = self.wanted.lock() {
+                            if matches!(*state, Wanted::Open(_)) {
+                                *state = Wanted::Closed("failed");
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// Captures until told to stop (an `Open` for another connection meanwhile switches to it).
-    fn capture(&mut self, mut connection: quinn::Connection) {
+    /// Captures while wanted (following a new connection); `false` if the device failed or
+    /// the connection is gone.
+    fn capture(&mut self) -> bool {
         let mut source = match self.kind.open() {
             Ok(source) => source,
             Err(error) => {
                 tracing::warn!(error = %crate::report::error_chain(&error), "cannot open the microphone");
-                return;
+                return false;
             }
         };
         let mut encoder = match encoder() {
             Ok(encoder) => encoder,
             Err(error) => {
                 tracing::warn!(%error, "cannot make an Opus encoder for the microphone");
-                return;
+                return false;
             }
         };
         tracing::info!("microphone open");
@@ -157,26 +190,17 @@ impl Capture {
         let mut opus = vec![0u8; MAX_OPUS_BYTES];
         let mut sent = 0u64;
         let mut send_failed = false;
-        let why;
-        loop {
-            match self.receiver.try_recv() {
-                Ok(Command::Open(other)) => connection = other,
-                Ok(Command::Close(reason)) => {
-                    why = reason;
-                    break;
-                }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => {
-                    why = "exit";
-                    break;
-                }
-            }
+        let (why, ok) = loop {
+            let connection = match self.wanted() {
+                Wanted::Open(connection) => connection,
+                Wanted::Closed(why) => break (why, true),
+                Wanted::Exit => break ("exit", true),
+            };
             let captured = match source.read(&mut samples) {
                 Ok(at) => at,
                 Err(error) => {
                     tracing::warn!(error = %crate::report::error_chain(&error), "the microphone failed; closing it");
-                    why = "error";
-                    break;
+                    break ("error", false);
                 }
             };
             let time_us = self.clock.session_from_local(captured).unwrap_or(captured);
@@ -202,10 +226,9 @@ impl Capture {
             };
             match connection.send_datagram(bytes.into()) {
                 Ok(()) => sent += 1,
+                // Until the next connection's request.
                 Err(quinn::SendDatagramError::ConnectionLost(_)) => {
-                    // Until the next connection's request.
-                    why = "connection lost";
-                    break;
+                    break ("connection lost", false)
                 }
                 Err(error) => {
                     if !send_failed {
@@ -214,7 +237,7 @@ impl Capture {
                     send_failed = true;
                 }
             }
-        }
+        };
         drop(source);
         tracing::info!(why, packets = sent, "microphone closed");
         report!(
@@ -223,6 +246,7 @@ impl Capture {
             "local_us={} packets={sent} why={why}",
             now_us()
         );
+        ok
     }
 }
 
