@@ -34,6 +34,8 @@ const JITTER_WINDOW_US: u64 = 2_000_000;
 const TALKSPURT_GAP_US: u64 = 20_000;
 /// Concealed frames after the last packet of a talkspurt, fading to silence.
 pub const MAX_FADE: u32 = 3;
+/// Longest the sound waits for a slow picture (lip sync), well within [`CAPACITY`].
+const MAX_SYNC_WAIT_US: i64 = 400_000;
 /// Packets held at most (640 ms, far beyond the largest target): a stalled sink cannot make
 /// the buffer grow without bound.
 const CAPACITY: usize = 64;
@@ -181,7 +183,10 @@ impl JitterBuffer {
     pub fn playout_for(&self, video_offset: Option<i64>, sink_delay_us: u64) -> i64 {
         let jitter = self.base() + self.target_us() as i64;
         match video_offset {
-            Some(video) => jitter.max(video - sink_delay_us as i64),
+            // A picture slower than the buffer can wait for is not waited for.
+            Some(video) => {
+                jitter.max((video - sink_delay_us as i64).min(self.base() + MAX_SYNC_WAIT_US))
+            }
             None => jitter,
         }
     }
@@ -475,6 +480,7 @@ mod tests {
         // Lip sync: the picture's later offset wins over the jitter buffer's, never the reverse.
         assert_eq!(jb2.playout_for(Some(60_000), 10_000), 50_000);
         assert_eq!(jb2.playout_for(Some(5_000), 10_000), 21_000);
+        assert_eq!(jb2.playout_for(Some(5_000_000), 0), 401_000);
     }
 
     #[test]
