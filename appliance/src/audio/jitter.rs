@@ -210,12 +210,15 @@ impl JitterBuffer {
         Some((first.time_us as i64).saturating_add(playout).max(0) as u64)
     }
 
-    /// Starts a talkspurt with the earliest buffered packet; `false` if there is none.
-    pub fn begin(&mut self, video_offset: Option<i64>, sink_delay_us: u64) -> bool {
+    /// Starts a talkspurt with the earliest buffered packet at local time `now_us`; `false` if
+    /// there is none. Started late (a packet that waited behind a jitter spike), the talkspurt
+    /// keeps the delay it got rather than rushing to catch up.
+    pub fn begin(&mut self, video_offset: Option<i64>, sink_delay_us: u64, now_us: u64) -> bool {
         let playout = self.playout_for(video_offset, sink_delay_us);
         let Some(first) = self.packets.values().next() else {
             return false;
         };
+        let playout = playout.max((now_us as i64).wrapping_sub(first.time_us as i64));
         self.playing = Some(Playing {
             next_seq: first.seq,
             slot_time: first.time_us,
@@ -394,7 +397,7 @@ mod tests {
         // No jitter: the minimum target, 20 ms after the 1 ms transit.
         assert_eq!(jb.target_us(), MIN_TARGET_US);
         assert_eq!(jb.start_due(None, 0), Some(T0 + 21_000));
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         for seq in 0..4 {
             assert_eq!(jb.slot_due(), Some(T0 + seq * FRAME_US + 21_000));
             assert_eq!(seq_of(&jb.next_slot()), Some(seq));
@@ -409,7 +412,7 @@ mod tests {
         for seq in [0, 2, 5] {
             push(&mut jb, seq, 1_000);
         }
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         assert_eq!(seq_of(&jb.next_slot()), Some(0));
         // 1 is missing, 2 is here: its FEC stands in for 1.
         assert_eq!(
@@ -437,7 +440,7 @@ mod tests {
         let mut jb = JitterBuffer::new();
         push(&mut jb, 0, 1_000);
         push(&mut jb, 2, 1_000);
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         let playout = jb.playout().unwrap();
         jb.next_slot();
         jb.next_slot(); // 1 by FEC
@@ -489,7 +492,7 @@ mod tests {
         for seq in 0..3 {
             push(&mut jb, seq, 1_000);
         }
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         for _ in 0..3 {
             assert!(matches!(jb.next_slot(), Slot::Play(_)));
         }
@@ -512,7 +515,9 @@ mod tests {
         let at = p.time_us + 1_000;
         assert_eq!(jb.push(p, at), Push::Accepted);
         assert_eq!(jb.start_due(None, 0), Some(at + 20_000));
-        assert!(jb.begin(None, 0));
+        // Started 15 ms late: the slots keep that delay.
+        assert!(jb.begin(None, 0, at + 35_000));
+        assert_eq!(jb.slot_due(), Some(at + 35_000));
         assert_eq!(seq_of(&jb.next_slot()), Some(3));
     }
 
@@ -524,7 +529,7 @@ mod tests {
         later.time_us += 500_000;
         let at = later.time_us + 1_000;
         jb.push(later, at);
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         assert!(matches!(jb.next_slot(), Slot::Play(_)));
         // Seq 1 follows on but is stamped half a second later: the talkspurt fades out instead.
         assert!(matches!(jb.next_slot(), Slot::Conceal { .. }));
@@ -536,7 +541,7 @@ mod tests {
         for seq in 0..5 {
             push(&mut jb, seq, 1_000);
         }
-        assert!(jb.begin(None, 0));
+        assert!(jb.begin(None, 0, 0));
         jb.next_slot();
         jb.flush();
         assert!(!jb.is_playing());

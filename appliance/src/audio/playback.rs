@@ -297,7 +297,7 @@ impl Player {
             let video = self.clock.video_offset();
             let delay = self.sink.delay_us();
             let output_delay = self.output_delay();
-            if !self.jitter.begin(video, output_delay) {
+            if !self.jitter.begin(video, output_delay, now_us()) {
                 return;
             }
             // Queue the lead (less what is still playing) as silence first.
