@@ -269,6 +269,13 @@ async fn plays_the_sessions_tone_and_sends_the_microphone() {
         })
         .collect();
     assert!(packets.len() >= 98, "{report}");
+    let mut sorted = packets.clone();
+    sorted.sort_unstable();
+    eprintln!(
+        "session → sink latency on loopback: p50 {} µs, p99 {} µs",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() * 99 / 100]
+    );
     assert!(
         packets.iter().all(|&l| (0..1_000_000).contains(&l)),
         "{packets:?}"

@@ -1,6 +1,6 @@
 //! The speaker and the microphone through ALSA (`--audio-device`, `--microphone-device`): the
 //! `default` PCM unless told otherwise; 48 kHz 16-bit interleaved, blocking I/O on the audio
-//! threads. The playback buffer is 40 ms in 10 ms periods: 30 ms are queued ahead at the start
+//! threads. The playback buffer is 30 ms in 10 ms periods: 20 ms are queued ahead at the start
 //! of a talkspurt (the `lead`), so a late wake-up of the playback thread is no gap. An underrun
 //! (after a talkspurt, when nothing is written) is recovered on the next write.
 
@@ -13,7 +13,8 @@ use super::clock::now_us;
 use super::{AudioError, AudioSink, AudioSource};
 
 const PERIOD_FRAMES: i64 = FRAME_SAMPLES as i64;
-const BUFFER_FRAMES: i64 = 4 * PERIOD_FRAMES;
+/// 30 ms: the lead of 20 ms plus the period being written.
+const BUFFER_FRAMES: i64 = 3 * PERIOD_FRAMES;
 
 fn alsa_error<'a>(device: &'a str, what: &'static str) -> impl Fn(alsa::Error) -> AudioError + 'a {
     move |source| AudioError::Alsa {
