@@ -416,3 +416,124 @@ async fn alsa_null_device_plays_and_records_under_the_filter() {
     let log = stderr(&output);
     assert!(log.contains("microphone closed"), "{log}");
 }
+
+/// Lost and reordered packets: each lost one is rebuilt from its successor's FEC or concealed,
+/// so the tone in the WAV has no silent gap, and the report counts what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_reordered_packets_leave_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("out.wav"), dir.path().join("audio.report"));
+    let server = TestServer::start();
+    let client = Running::spawn(wrclient(
+        dir.path(),
+        server.addr,
+        &[
+            "--screen",
+            "64x48",
+            "--no-audio",
+            "--audio-out-wav",
+            out.to_str().unwrap(),
+            "--audio-report",
+            report.to_str().unwrap(),
+        ],
+    ));
+    let mut appliance = server.accept().await;
+    // --no-audio wins over the WAV file.
+    assert_eq!(
+        appliance.expect_hello().await.capabilities.audio,
+        AudioCapabilities::default()
+    );
+    drop(appliance);
+    drop(client);
+
+    let client = Running::spawn(wrclient(
+        dir.path(),
+        server.addr,
+        &[
+            "--screen",
+            "64x48",
+            "--audio-out-wav",
+            out.to_str().unwrap(),
+            "--audio-report",
+            report.to_str().unwrap(),
+        ],
+    ));
+    let mut appliance = server.accept().await;
+    appliance.expect_hello().await;
+    appliance.welcome(W, H).await;
+    let mut encoder = opus::Encoder::new(
+        SAMPLE_RATE,
+        opus::Channels::Stereo,
+        opus::Application::Audio,
+    )
+    .unwrap();
+    encoder.set_inband_fec(true).unwrap();
+    encoder.set_packet_loss_perc(10).unwrap();
+    let start = now_us();
+    let packets: Vec<AudioPacket> = tone(440.0, 1.0, 2)
+        .chunks_exact(FRAME_SAMPLES * 2)
+        .enumerate()
+        .map(|(seq, chunk)| AudioPacket {
+            seq: seq as u64,
+            time_us: start + seq as u64 * 10_000,
+            opus: encoder.encode_vec(chunk, 1000).unwrap(),
+        })
+        .collect();
+    // 5 % loss, one burst of two; 30 and 31 swapped.
+    let lost = |seq: u64| seq % 20 == 7 || seq == 60 || seq == 61;
+    let mut order: Vec<usize> = (0..packets.len()).collect();
+    order.swap(30, 31);
+    for &i in &order {
+        let packet = &packets[i];
+        let due = packet.time_us.max(start + i as u64 * 10_000);
+        tokio::time::sleep(Duration::from_micros(due.saturating_sub(now_us()))).await;
+        if !lost(packet.seq) {
+            appliance.send_datagram(Datagram::Playback(packet.clone()).encode().unwrap());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.signal("TERM");
+    let output = client.wait().await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let (_, _, wav) = read_wav(&out);
+    let left: Vec<i16> = wav.iter().step_by(2).copied().collect();
+    // No silent 5 ms block (below −40 dBFS) from the tone's start to its end. Concealed
+    // frames are quieter than the tone (Opus's CELT mode, which a pure tone at this bitrate
+    // gets, carries no FEC and its PLC fades), but never silent.
+    let block = FRAME_SAMPLES / 2;
+    let rms: Vec<f64> = left
+        .chunks(block)
+        .map(|b| (b.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / b.len() as f64).sqrt())
+        .collect();
+    let first = rms
+        .iter()
+        .position(|&r| r > 3000.0)
+        .expect("the tone played");
+    let last = rms.iter().rposition(|&r| r > 3000.0).unwrap();
+    let silent: Vec<usize> = (first..=last).filter(|&i| rms[i] < 330.0).collect();
+    assert!(
+        silent.is_empty(),
+        "silent 5 ms blocks inside the tone: {silent:?}"
+    );
+    assert!(last - first + 1 >= 196, "{} blocks", last - first + 1);
+
+    let report = std::fs::read_to_string(&report).unwrap();
+    let summary = report
+        .lines()
+        .find(|l| l.starts_with("summary "))
+        .expect("a summary");
+    eprintln!("{summary}");
+    let field = |name: &str| -> u64 {
+        summary
+            .split(' ')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("received="), 93, "{summary}");
+    assert_eq!(field("lost="), 7, "{summary}");
+    assert!(field("fec=") >= 6, "{summary}");
+    assert_eq!(field("late="), 0, "{summary}");
+}
