@@ -8,7 +8,9 @@
 //!   slot follows 10 ms after the one before.
 //! * **Adaptation.** `target` follows the measured spread continuously; a new talkspurt starts
 //!   with it, and a packet arriving after its slot was played (late, dropped) stretches the
-//!   running talkspurt by one concealed frame (up to `base` + 80 ms), so the next ones are in time.
+//!   running talkspurt by one concealed frame (up to `base` + 80 ms), so the next ones are in time;
+//!   a talkspurt holding more delay than the jitter calls for skips a packet, at most once a
+//!   second, until it does not (a long stream sheds a passing spike).
 //! * **Loss.** A missing packet whose successor is here is rebuilt from the successor's in-band
 //!   FEC; one further out is concealed (Opus PLC). With nothing buffered after it the talkspurt
 //!   is over (the session sends nothing while silent): up to three concealed frames fade to
@@ -34,6 +36,8 @@ const JITTER_WINDOW_US: u64 = 2_000_000;
 const TALKSPURT_GAP_US: u64 = 20_000;
 /// Concealed frames after the last packet of a talkspurt, fading to silence.
 pub const MAX_FADE: u32 = 3;
+/// A talkspurt gives back at most one frame of surplus delay this often.
+const SHRINK_EVERY_US: u64 = 1_000_000;
 /// Longest the sound waits for a slow picture (lip sync), well within [`CAPACITY`].
 const MAX_SYNC_WAIT_US: i64 = 400_000;
 /// Packets held at most (640 ms, far beyond the largest target): a stalled sink cannot make
@@ -53,6 +57,8 @@ pub struct Counts {
     pub concealed: u64,
     /// Packets that came after their slot was played, or pushed out of a full buffer.
     pub late: u64,
+    /// Packets skipped to shed delay the jitter no longer calls for.
+    pub skipped: u64,
 }
 
 impl Counts {
@@ -62,6 +68,7 @@ impl Counts {
         self.fec += other.fec;
         self.concealed += other.concealed;
         self.late += other.late;
+        self.skipped += other.skipped;
     }
 }
 
@@ -96,6 +103,8 @@ struct Playing {
     playout: i64,
     /// Fading frames written since the last packet.
     fade: u32,
+    /// Session time of the slot at the last change of `playout`.
+    adjusted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +233,7 @@ impl JitterBuffer {
             slot_time: first.time_us,
             playout,
             fade: 0,
+            adjusted: first.time_us,
         });
         self.stretch = false;
         true
@@ -249,6 +259,7 @@ impl JitterBuffer {
         if self.stretch {
             self.stretch = false;
             p.playout += FRAME_US as i64;
+            p.adjusted = p.slot_time;
             self.playing = Some(p);
             self.talkspurt.concealed += 1;
             return Slot::Conceal {
@@ -256,6 +267,7 @@ impl JitterBuffer {
                 gain_to: 1.0,
             };
         }
+        self.maybe_shrink(&mut p);
         let (seq, time) = (p.next_seq, p.slot_time);
         let own = self
             .packets
@@ -311,6 +323,31 @@ impl JitterBuffer {
         };
         self.playing = Some(p);
         slot
+    }
+
+    /// A talkspurt that started with more delay than the jitter now calls for (a spike that
+    /// has passed) gives a frame back, at most once a second: the slot's packet is skipped
+    /// when its successor is here to play instead.
+    fn maybe_shrink(&mut self, p: &mut Playing) {
+        let wanted = self.base() + self.target_us() as i64;
+        if p.playout < wanted + (FRAME_US + TARGET_MARGIN_US) as i64
+            || p.slot_time < p.adjusted + SHRINK_EVERY_US
+        {
+            return;
+        }
+        let seq = p.next_seq;
+        let both = [seq, seq + 1].iter().all(|s| {
+            self.packets
+                .get(s)
+                .is_some_and(|pk| Self::continues(pk, seq, p.slot_time))
+        });
+        if both {
+            self.packets.remove(&seq);
+            self.talkspurt.skipped += 1;
+            self.advance(p);
+            p.playout -= FRAME_US as i64;
+            p.adjusted = p.slot_time;
+        }
     }
 
     fn advance(&self, p: &mut Playing) {
@@ -484,6 +521,32 @@ mod tests {
         assert_eq!(jb2.playout_for(Some(60_000), 10_000), 50_000);
         assert_eq!(jb2.playout_for(Some(5_000), 10_000), 21_000);
         assert_eq!(jb2.playout_for(Some(5_000_000), 0), 401_000);
+    }
+
+    #[test]
+    fn surplus_delay_is_shed_once_a_second() {
+        let mut jb = JitterBuffer::new();
+        // The first packet waited 60 ms (a spike); the others arrive after 1 ms.
+        push(&mut jb, 0, 60_000);
+        push(&mut jb, 1, 1_000);
+        assert!(jb.begin(None, 0, 0));
+        let start = jb.playout().unwrap();
+        assert_eq!(start, 1_000 + 59_000 + 2_000);
+        let mut seq = 2;
+        for _ in 0..600 {
+            // Packets arrive 30 ms ahead of their slots.
+            while T0 + seq * FRAME_US <= jb.slot_due().unwrap() + 30_000 {
+                push(&mut jb, seq, 1_000);
+                seq += 1;
+            }
+            assert!(matches!(jb.next_slot(), Slot::Play(_)));
+        }
+        // The spike left the 2 s window after 200 slots; then a frame a second went, down to
+        // within a frame of base + 20 ms.
+        let skipped = jb.total().skipped;
+        assert_eq!(skipped, 3);
+        assert_eq!(jb.playout(), Some(start - 30_000));
+        assert_eq!(jb.total().late, 0);
     }
 
     #[test]

@@ -223,12 +223,13 @@ impl Player {
         report!(
             self.report,
             "summary",
-            "received={} lost={} fec={} concealed={} late={} talkspurts={} decode_us={} audio_us={} decode_cpu_pct={:.3}",
+            "received={} lost={} fec={} concealed={} late={} skipped={} talkspurts={} decode_us={} audio_us={} decode_cpu_pct={:.3}",
             total.received,
             total.lost,
             total.fec,
             total.concealed,
             total.late,
+            total.skipped,
             self.talkspurts,
             decode_us,
             audio_us,
@@ -280,12 +281,13 @@ impl Player {
         report!(
             self.report,
             "talkspurt",
-            "received={} lost={} fec={} concealed={} late={} target_us={} decode_us={}",
+            "received={} lost={} fec={} concealed={} late={} skipped={} target_us={} decode_us={}",
             counts.received,
             counts.lost,
             counts.fec,
             counts.concealed,
             counts.late,
+            counts.skipped,
             self.jitter.target_us(),
             self.talkspurt_decode.as_micros()
         );

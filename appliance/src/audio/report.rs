@@ -12,12 +12,13 @@
 //!   sample went to the sink at `handed_us` (to be heard `delay_us` later).
 //! * `onset time_us= handed_us= heard_us=`: silence → sound at the sink (first sample above
 //!   −30 dBFS after ≥ 100 ms below it), with the session time of that sample.
-//! * `talkspurt received= lost= fec= concealed= late= target_us= decode_us=`: a talkspurt
+//! * `talkspurt received= lost= fec= concealed= late= skipped= target_us=
+//!   decode_us=`: a talkspurt
 //!   ended (faded out, or flushed when the session left).
 //! * `flush stopped_us= why=`: the session's sound stopped here (card out, connection ended):
 //!   what the sink had queued was dropped at `stopped_us`.
 //! * `mic-open local_us=` / `mic-close local_us= packets=`: the microphone.
-//! * `summary received= lost= fec= concealed= late= talkspurts= decode_us= audio_us=
+//! * `summary received= lost= fec= concealed= late= skipped= talkspurts= decode_us= audio_us=
 //!   decode_cpu_pct=`: at exit.
 
 use std::fs::File;
