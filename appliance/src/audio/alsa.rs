@@ -26,7 +26,9 @@ fn alsa_error<'a>(device: &'a str, what: &'static str) -> impl Fn(alsa::Error) -
 
 /// Opens `device` for `direction` with our format; returns the PCM and the buffer size it got.
 fn open(device: &str, direction: Direction, channels: usize) -> Result<(PCM, i64), AudioError> {
-    let pcm = PCM::new(device, direction, false).map_err(alsa_error(device, "cannot open"))?;
+    // Non-blocking: opening a device another program holds fails at once instead of waiting
+    // for it; I/O waits in `wait_ready`.
+    let pcm = PCM::new(device, direction, true).map_err(alsa_error(device, "cannot open"))?;
     let buffer = {
         let hw = HwParams::any(&pcm).map_err(alsa_error(device, "no hardware parameters"))?;
         let set = alsa_error(device, "does not take 48 kHz 16-bit interleaved");
@@ -61,6 +63,14 @@ fn open(device: &str, direction: Direction, channels: usize) -> Result<(PCM, i64
     Ok((pcm, buffer))
 }
 
+/// Longest a device may take to have room or data before it counts as stopped.
+const STALL_MS: u32 = 1_000;
+
+/// Waits until `pcm` can be read or written; `false` if it stalled.
+fn wait_ready(pcm: &PCM) -> bool {
+    matches!(pcm.wait(Some(STALL_MS)), Ok(true))
+}
+
 /// The speaker.
 pub struct AlsaSink {
     pcm: PCM,
@@ -90,6 +100,7 @@ impl AudioSink for AlsaSink {
         while !rest.is_empty() {
             match io.writei(rest) {
                 Ok(frames) => rest = &rest[(frames * PLAYBACK_CHANNELS).min(rest.len())..],
+                Err(e) if e.errno() == libc::EAGAIN && wait_ready(&self.pcm) => {}
                 Err(e) if recoveries < 3 => {
                     // An underrun after silence (EPIPE), a suspend (ESTRPIPE): start again.
                     recoveries += 1;
@@ -162,6 +173,7 @@ impl AudioSource for AlsaSource {
         while filled < samples.len() {
             match io.readi(&mut samples[filled..]) {
                 Ok(frames) => filled += frames * MICROPHONE_CHANNELS,
+                Err(e) if e.errno() == libc::EAGAIN && wait_ready(&self.pcm) => {}
                 Err(e) if recoveries < 3 => {
                     recoveries += 1;
                     self.pcm
