@@ -83,10 +83,7 @@ impl Playback {
         };
         let thread = std::thread::Builder::new()
             .name("wrclient-playback".into())
-            .spawn(move || {
-                realtime();
-                player.run()
-            })
+            .spawn(move || player.run())
             .map_err(AudioError::Thread)?;
         Ok(Self {
             sender: Some(sender),
@@ -149,27 +146,6 @@ impl Playback {
 impl Drop for Playback {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Real-time priority (SCHED_FIFO, low) for the playback thread where allowed (root, as on the
-/// appliance): a thread that wakes later than the sink's 20 ms lead is a gap the listener
-/// hears, and a busy machine (or CI) delays ordinary threads by that much. It sleeps almost
-/// all the time, and the kernel caps real-time threads at 95 % of a core anyway.
-fn realtime() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 10 };
-        // SAFETY: plain system call on the calling thread with a valid parameter struct.
-        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if result == 0 {
-            tracing::debug!("the playback thread runs at real-time priority");
-        } else {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "the playback thread runs at normal priority"
-            );
-        }
     }
 }
 
