@@ -151,17 +151,18 @@ async fn plays_the_sessions_tone_and_sends_the_microphone() {
     let start = now_us();
     for (seq, chunk) in pcm.chunks_exact(FRAME_SAMPLES * 2).enumerate() {
         let opus = encoder.encode_vec(chunk, 1000).unwrap();
+        // Stamped by its first sample's position, as the session does.
+        let time_us = start + seq as u64 * 10_000;
+        tokio::time::sleep(Duration::from_micros(time_us.saturating_sub(now_us()))).await;
         let packet = AudioPacket {
             seq: seq as u64,
-            time_us: now_us(),
+            time_us,
             opus,
         };
         appliance.send_datagram(Datagram::Playback(packet).encode().unwrap());
         if seq == 50 {
             appliance.send_datagram(vec![7, 7, 7]);
         }
-        let next = start + (seq as u64 + 1) * 10_000;
-        tokio::time::sleep(Duration::from_micros(next.saturating_sub(now_us()))).await;
     }
 
     // The microphone: only once asked for.
@@ -248,8 +249,9 @@ async fn plays_the_sessions_tone_and_sends_the_microphone() {
         .expect("a summary with late=");
     assert!(
         (98..=104 + 2 * late).contains(&(last - first + 1)),
-        "the tone lasts {} blocks of 10 ms ({late} late packets)",
-        last - first + 1
+        "the tone lasts {} blocks of 10 ms ({late} late packets), loud {:?}\n{report_text}",
+        last - first + 1,
+        loud
     );
     assert!(
         loud.len() >= 98 + late,
@@ -500,11 +502,11 @@ async fn lost_and_reordered_packets_leave_no_gap() {
         .expect("the tone played");
     let last = rms.iter().rposition(|&r| r > 3000.0).unwrap();
     let silent: Vec<usize> = (first..=last).filter(|&i| rms[i] < 330.0).collect();
+    let report = std::fs::read_to_string(&report).unwrap();
     assert!(
         silent.is_empty(),
-        "silent 5 ms blocks inside the tone: {silent:?}"
+        "silent 5 ms blocks inside the tone (first {first}): {silent:?}\n{report}"
     );
-    let report = std::fs::read_to_string(&report).unwrap();
     assert!(
         // 200 blocks sent; a loaded machine may cost the edges a block or two.
         last - first + 1 >= 194,

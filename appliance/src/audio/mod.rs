@@ -268,5 +268,8 @@ impl Audio {
         if let Some(playback) = &mut self.playback {
             playback.shutdown();
         }
+        if let Some(report) = &self.report {
+            report.finish();
+        }
     }
 }

@@ -24,21 +24,25 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::AudioError;
 
+/// Lines waiting for the disk: the audio threads never wait for it (a write that stalls on a
+/// busy disk would be a gap in the sound), unless this many are behind.
+const BACKLOG: usize = 8192;
+
 pub struct Report {
-    file: Mutex<File>,
-    path: PathBuf,
-    failed: AtomicBool,
+    sender: Mutex<Option<SyncSender<String>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Report {
-    /// Opens `path` for appending (several runs may share one report).
+    /// Opens `path` for appending (several runs may share one report); a thread writes it.
     pub fn open(path: &Path) -> Result<Arc<Self>, AudioError> {
-        let file = File::options()
+        let mut file = File::options()
             .create(true)
             .append(true)
             .open(path)
@@ -46,24 +50,48 @@ impl Report {
                 path: path.to_owned(),
                 source,
             })?;
+        let (sender, receiver) = mpsc::sync_channel::<String>(BACKLOG);
+        let path: PathBuf = path.to_owned();
+        let writer = std::thread::Builder::new()
+            .name("wrclient-audio-report".into())
+            .spawn(move || {
+                let mut failed = false;
+                for line in receiver {
+                    // One write per line, so a reader never sees half a line.
+                    if let Err(error) = file.write_all(line.as_bytes()) {
+                        if !failed {
+                            tracing::warn!(%error, path = %path.display(), "cannot write the audio report");
+                        }
+                        failed = true;
+                    }
+                }
+            })
+            .map_err(AudioError::Thread)?;
         Ok(Arc::new(Self {
-            file: Mutex::new(file),
-            path: path.to_owned(),
-            failed: AtomicBool::new(false),
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
         }))
     }
 
-    /// Writes one line (one write, so lines of the audio threads never interleave).
+    /// Queues one line.
     pub fn line(&self, kind: &str, fields: std::fmt::Arguments<'_>) {
-        let text = format!("{kind} {fields}\n");
-        let result = match self.file.lock() {
-            Ok(mut file) => file.write_all(text.as_bytes()),
+        let sender = match self.sender.lock() {
+            Ok(sender) => sender.clone(),
             Err(_) => return,
         };
-        if let Err(error) = result {
-            if !self.failed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(%error, path = %self.path.display(), "cannot write the audio report");
-            }
+        if let Some(sender) = sender {
+            let _ = sender.send(format!("{kind} {fields}\n"));
+        }
+    }
+
+    /// Writes what is queued and stops the writer (at exit, after the audio threads ended).
+    pub fn finish(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
         }
     }
 }

@@ -11,10 +11,12 @@
 //! when the appliance is killed (holding at most the last second less than was written).
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wayray_protocol::audio::{PLAYBACK_CHANNELS, SAMPLE_RATE};
@@ -57,9 +59,83 @@ fn header(channels: u16, data_bytes: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
+/// What the disk thread does to the output file, in order.
+enum DiskOp {
+    Append(Vec<u8>),
+    /// Rewrite the header for this many data bytes.
+    Header(u64),
+    /// Cut the file to this length (sound not yet heard when the session left).
+    Truncate(u64),
+}
+
+/// Chunks waiting for the disk (2 s): the playback thread, which stands for the sound card,
+/// never waits for a busy disk.
+const DISK_BACKLOG: usize = 200;
+
+/// The thread that writes the output file.
+struct Disk {
+    sender: Option<SyncSender<DiskOp>>,
+    thread: Option<JoinHandle<()>>,
+    /// The first write error, for the playback thread to report.
+    error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl Disk {
+    fn start(mut file: File) -> Result<Self, AudioError> {
+        let (sender, receiver) = mpsc::sync_channel::<DiskOp>(DISK_BACKLOG);
+        let error = Arc::new(Mutex::new(None));
+        let failed = error.clone();
+        let thread = std::thread::Builder::new()
+            .name("wrclient-wav".into())
+            .spawn(move || {
+                for op in receiver {
+                    let result = match op {
+                        DiskOp::Append(bytes) => file.write_all(&bytes),
+                        DiskOp::Header(data) => {
+                            file.write_all_at(&header(PLAYBACK_CHANNELS as u16, data), 0)
+                        }
+                        DiskOp::Truncate(len) => file
+                            .set_len(len)
+                            .and_then(|()| file.seek(SeekFrom::Start(len)).map(|_| ())),
+                    };
+                    if let Err(e) = result {
+                        if let Ok(mut slot) = failed.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+                let _ = file.flush();
+            })
+            .map_err(AudioError::Thread)?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+            error,
+        })
+    }
+
+    fn send(&self, op: DiskOp) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(op);
+        }
+    }
+
+    fn take_error(&self) -> Option<std::io::Error> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Waits until everything is on disk.
+    fn finish(&mut self) {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The speaker as a 48 kHz stereo 16-bit WAV file.
 pub struct WavSink {
-    file: File,
+    disk: Disk,
     path: PathBuf,
     origin: Instant,
     origin_us: u64,
@@ -80,7 +156,7 @@ impl WavSink {
         file.write_all(&header(PLAYBACK_CHANNELS as u16, 0))
             .map_err(io)?;
         Ok(Self {
-            file,
+            disk: Disk::start(file)?,
             path: path.to_owned(),
             origin: Instant::now(),
             origin_us: now_us(),
@@ -106,9 +182,12 @@ impl WavSink {
         }
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Result<(), AudioError> {
-        self.file.write_all(bytes).map_err(|e| self.io(e))?;
+    fn append(&mut self, bytes: Vec<u8>) -> Result<(), AudioError> {
+        if let Some(e) = self.disk.take_error() {
+            return Err(self.io(e));
+        }
         self.frames += bytes.len() as u64 / FRAME_BYTES;
+        self.disk.send(DiskOp::Append(bytes));
         if self.frames >= self.header_frames + SAMPLE_RATE as u64 {
             self.update_header()?;
         }
@@ -118,17 +197,15 @@ impl WavSink {
     /// Silence up to the clock: what the speaker emitted while nobody wrote.
     fn catch_up(&mut self) -> Result<(), AudioError> {
         let now = self.clock_frames();
-        let zeros = vec![0u8; 4800 * FRAME_BYTES as usize];
         while self.frames < now {
             let n = (now - self.frames).min(4800);
-            self.append(&zeros[..(n * FRAME_BYTES) as usize])?;
+            self.append(vec![0u8; (n * FRAME_BYTES) as usize])?;
         }
         Ok(())
     }
 
     fn update_header(&mut self) -> Result<(), AudioError> {
-        let h = header(PLAYBACK_CHANNELS as u16, self.frames * FRAME_BYTES);
-        self.file.write_all_at(&h, 0).map_err(|e| self.io(e))?;
+        self.disk.send(DiskOp::Header(self.frames * FRAME_BYTES));
         self.header_frames = self.frames;
         Ok(())
     }
@@ -148,7 +225,7 @@ impl AudioSink for WavSink {
             )));
         }
         let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-        self.append(&bytes)
+        self.append(bytes)
     }
 
     fn delay_us(&mut self) -> u64 {
@@ -164,15 +241,9 @@ impl AudioSink for WavSink {
         if self.frames > now {
             // Not yet heard: never was.
             self.frames = now;
-            self.file
-                .set_len(HEADER_LEN + now * FRAME_BYTES)
-                .map_err(|e| self.io(e))?;
             // Appending continues at the new end (the file is not in append mode).
-            std::io::Seek::seek(
-                &mut self.file,
-                std::io::SeekFrom::Start(HEADER_LEN + now * FRAME_BYTES),
-            )
-            .map_err(|e| self.io(e))?;
+            self.disk
+                .send(DiskOp::Truncate(HEADER_LEN + now * FRAME_BYTES));
             self.update_header()?;
         }
         Ok(())
@@ -182,7 +253,11 @@ impl AudioSink for WavSink {
         // Whatever is queued plays out, then the silence up to now.
         self.catch_up()?;
         self.update_header()?;
-        self.file.flush().map_err(|e| self.io(e))
+        self.disk.finish();
+        match self.disk.take_error() {
+            Some(e) => Err(self.io(e)),
+            None => Ok(()),
+        }
     }
 }
 
