@@ -3,7 +3,7 @@
 # Packages to build the workspace (g++ and nasm: the openh264 crate builds OpenH264 from source,
 # with its SIMD kernels when nasm is there).
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
-    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm)
+    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm libopus-dev libasound2-dev)
 # Real Wayland (and X11, through Xwayland) clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme xwayland xterm
     xclip wl-clipboard swaylock swayidle)

@@ -85,7 +85,8 @@ pub struct Cli {
     pub mode: Option<ModeRequest>,
 
     /// TOML file with any of: server, server-name, server-cert, state-dir, screen, physical-size, display, card, mode, input, input-device (a list),
-    /// xkb-layout, xkb-variant, xkb-model, xkb-options (same meaning as the flags; a flag given on the command
+    /// xkb-layout, xkb-variant, xkb-model, xkb-options, audio-device, microphone-device, audio-out-wav, audio-in-wav,
+    /// no-audio (same meaning as the flags; a flag given on the command
     /// line wins).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -171,6 +172,35 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_after_frames: Option<u64>,
 
+    /// ALSA PCM the session's sound plays on, e.g. hw:0,0 or plughw:1 [default: default]. If it cannot be
+    /// opened the appliance warns once and tells the server it has no speaker.
+    #[arg(long, value_name = "NAME")]
+    pub audio_device: Option<String>,
+
+    /// ALSA PCM the microphone records from; opened only while the session asks for it [default: the
+    /// --audio-device].
+    #[arg(long, value_name = "NAME")]
+    pub microphone_device: Option<String>,
+
+    /// Write the session's sound to this WAV file (48 kHz stereo 16-bit, on a real-time clock: time
+    /// without sound is recorded as silence) instead of playing it through ALSA (tests, demos).
+    #[arg(long, value_name = "FILE")]
+    pub audio_out_wav: Option<PathBuf>,
+
+    /// The microphone plays this WAV file (48 kHz 16-bit PCM, mixed down to mono) in a loop at real-time
+    /// pace instead of recording through ALSA (tests, demos).
+    #[arg(long, value_name = "FILE")]
+    pub audio_in_wav: Option<PathBuf>,
+
+    /// No sound: tell the server this appliance has neither speaker nor microphone.
+    #[arg(long)]
+    pub no_audio: bool,
+
+    /// Append what the audio path does (per packet, talkspurt, sound onset and shown frame, and a summary
+    /// at exit) to this file; README.md, "Audio on the appliance", describes the lines.
+    #[arg(long, value_name = "FILE")]
+    pub audio_report: Option<PathBuf>,
+
     /// System-call filter: true (a call outside wrclient's allow-list kills it), log (the kernel
     /// logs such calls: `dmesg | grep type=1326`) or false (none, for debugging) [default: true].
     #[arg(long, env = "WAYRAY_SECCOMP", value_name = "true|log|false")]
@@ -196,6 +226,11 @@ struct ConfigFile {
     xkb_variant: Option<String>,
     xkb_model: Option<String>,
     xkb_options: Option<String>,
+    audio_device: Option<String>,
+    microphone_device: Option<String>,
+    audio_out_wav: Option<PathBuf>,
+    audio_in_wav: Option<PathBuf>,
+    no_audio: Option<bool>,
     seccomp: Option<crate::confine::SeccompMode>,
 }
 
@@ -270,6 +305,8 @@ pub struct Config {
     pub tokens: crate::token::TokenPolicy,
     /// `--seccomp` / `seccomp`: wrclient's system-call filter.
     pub seccomp: crate::confine::SeccompMode,
+    /// Speaker, microphone and the audio report.
+    pub audio: crate::audio::AudioConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -401,8 +438,24 @@ impl Config {
             model: cli.xkb_model.or(file.xkb_model),
             options: cli.xkb_options.or(file.xkb_options),
         };
+        let audio_device = cli
+            .audio_device
+            .or(file.audio_device)
+            .unwrap_or_else(|| crate::audio::DEFAULT_DEVICE.to_owned());
+        let audio = crate::audio::AudioConfig {
+            enabled: !(cli.no_audio || file.no_audio.unwrap_or(false)),
+            microphone_device: cli
+                .microphone_device
+                .or(file.microphone_device)
+                .unwrap_or_else(|| audio_device.clone()),
+            device: audio_device,
+            out_wav: cli.audio_out_wav.or(file.audio_out_wav),
+            in_wav: cli.audio_in_wav.or(file.audio_in_wav),
+            report: cli.audio_report,
+        };
         Ok(Self {
             server,
+            audio,
             server_name: cli
                 .server_name
                 .or(file.server_name)
@@ -806,6 +859,8 @@ mod tests {
         assert_eq!(config.server_name, DEFAULT_SERVER_NAME);
         assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
         assert_eq!(config.screen, DEFAULT_SCREEN);
+        assert_eq!(config.audio.device, crate::audio::DEFAULT_DEVICE);
+        assert!(config.audio.enabled);
     }
 
     #[test]
@@ -982,6 +1037,40 @@ mod tests {
         let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
         let err = Config::resolve(cli).unwrap_err().to_string();
         assert!(err.contains("`display`"), "{err}");
+    }
+
+    #[test]
+    fn audio_flags_and_file() {
+        let resolve = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["wrclient", "--server", "s"].iter().chain(args)).unwrap();
+            Config::resolve(cli).unwrap().audio
+        };
+        assert_eq!(resolve(&[]), crate::audio::AudioConfig::default());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("[default: default]"));
+        let audio = resolve(&["--audio-device", "hw:1"]);
+        assert_eq!(
+            (audio.device.as_str(), audio.microphone_device.as_str()),
+            ("hw:1", "hw:1")
+        );
+        let audio = resolve(&["--audio-device", "hw:1", "--microphone-device", "hw:2"]);
+        assert_eq!(audio.microphone_device, "hw:2");
+        assert!(!resolve(&["--no-audio"]).enabled);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(
+            &path,
+            "server = \"s\"\naudio-device = \"plughw:0\"\naudio-out-wav = \"/tmp/o.wav\"\nno-audio = true\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["wrclient", "--config", path.to_str().unwrap()]).unwrap();
+        let audio = Config::resolve(cli).unwrap().audio;
+        assert_eq!(audio.device, "plughw:0");
+        assert_eq!(audio.microphone_device, "plughw:0");
+        assert_eq!(audio.out_wav.as_deref(), Some(Path::new("/tmp/o.wav")));
+        assert!(!audio.enabled);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! wrclient's system-call filter (README.md, "Confinement"): once the runtime, the input
 //! devices and the card reader are set up, the appliance only talks QUIC, draws through DRM/KMS,
 //! reads evdev devices through libinput (and udev's netlink socket for hotplug) and the card
-//! through pcscd's Unix socket. Anything else a compromised wrclient might try (ptrace, mount,
+//! through pcscd's Unix socket, and plays and records sound through ALSA. Anything else a compromised wrclient might try (ptrace, mount,
 //! module loading, exec, …) kills it with SIGSYS (`seccomp = true`, the default); `"log"` has
 //! the kernel log such calls instead (`dmesg | grep type=1326`); `false` installs no filter.
 
@@ -195,6 +195,17 @@ mod filter {
         SYS_sendmmsg,
         SYS_recvmmsg,
         SYS_shutdown,
+        // sound (audio/): ALSA's hw devices are ioctl/mmap/poll (above); its dmix and dsnoop
+        // plugins, which `default` is on most cards, share the device through System V
+        // shared memory and semaphores (alsa-lib pcm_direct.c; without its optional server).
+        SYS_shmget,
+        SYS_shmat,
+        SYS_shmdt,
+        SYS_shmctl,
+        SYS_semget,
+        SYS_semop,
+        SYS_semtimedop,
+        SYS_semctl,
     ];
 
     /// The same calls' older x86-64 forms.

@@ -15,9 +15,9 @@ use serde::Serialize;
 use wayray_protocol::card_proof;
 use wayray_protocol::cursor::CursorError;
 use wayray_protocol::{
-    framing, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder, DisplayMessage,
-    Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, PhysicalSize, ServerControl,
-    StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    framing, AudioCapabilities, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder,
+    DisplayMessage, Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, PhysicalSize,
+    ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use crate::config::ScreenSize;
@@ -130,6 +130,7 @@ pub fn hello(
     physical_size: Option<PhysicalSize>,
     keymap: Keymap,
     token: Option<String>,
+    audio: AudioCapabilities,
 ) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -140,8 +141,7 @@ pub fn hello(
             physical_size,
             encodings: vec![Encoding::TilesV1],
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            // Filled in by the audio work; an appliance without it has neither.
-            audio: Default::default(),
+            audio,
         },
         keymap: Some(keymap),
         token,
@@ -324,7 +324,9 @@ impl Established {
         mut self,
         local: &mut Local<S>,
     ) -> Result<Ended, ConnectionError> {
+        local.audio.connected();
         let result = self.serve(local).await;
+        local.audio.connection_ended();
         local.input.set_connected(false);
         if let Some(latency) = &mut local.latency {
             latency.forget_pending();
@@ -344,6 +346,7 @@ impl Established {
             latency,
             hotplug,
             tokens,
+            audio,
         } = local;
         let (width, height) = (self.welcome.output_width, self.welcome.output_height);
         screen.resize(width, height)?;
@@ -382,6 +385,8 @@ impl Established {
                     if token.is_none() {
                         screen.show_status("Insert your card");
                     }
+                    // The session leaves with the card: its sound stops here now.
+                    audio.stop("token changed");
                     send(&mut self.control_send, &ClientControl::TokenChanged { token: token.clone() }).await?;
                     if let Some(token) = token {
                         self.prove(tokens, token).await?;
@@ -421,11 +426,14 @@ impl Established {
                         screen.show_status(&notice.to_string());
                     }
                     Some(ServerControl::Microphone { open }) => {
-                        // The audio work captures here; until then the appliance has none.
-                        tracing::debug!(open, "microphone request");
+                        tracing::info!(open, "the session asks for the microphone");
+                        audio.microphone(open, &self.connection);
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },
+                datagram = self.connection.read_datagram() => {
+                    audio.datagram(&datagram.map_err(ConnectionError::Lost)?);
+                }
                 stream = self.connection.accept_uni() => {
                     let stream = stream.map_err(ConnectionError::Lost)?;
                     if display.is_some() {
@@ -442,6 +450,7 @@ impl Established {
                         })?;
                         let (width, height) = (decoder.width(), decoder.height());
                         screen.present(seq, decoder.pixels(), width, height, &damage)?;
+                        audio.frame_presented(seq, update.time_us);
                         if let (true, Some(latency)) = (changed, latency.as_mut()) {
                             latency.frame_presented()?;
                         }

@@ -2,6 +2,7 @@
 //! of displays plugged in and out), its input, the requests from outside that it obeys, and
 //! what benchmarks measure.
 
+use crate::audio::Audio;
 use crate::display::{DisplaySink, Hotplug};
 use crate::input::{Action, Input, InputEvent};
 use crate::latency::LatencyLog;
@@ -17,6 +18,8 @@ pub struct Local<S> {
     pub hotplug: Hotplug,
     /// Who is at the appliance (smart card or pseudo-token).
     pub tokens: Tokens,
+    /// Speaker and microphone (their threads live as long as the appliance).
+    pub audio: Audio,
 }
 
 impl<S: DisplaySink> Local<S> {

@@ -2,6 +2,7 @@
 //! session it streams. This file only wires the pieces together.
 
 mod atomic_file;
+mod audio;
 mod backoff;
 mod card;
 mod config;
@@ -69,6 +70,11 @@ fn main() -> miette::Result<()> {
     let tokens = token::Tokens::start(&config.tokens, identity.pseudo_token()).into_diagnostic()?;
     let connector = transport::Connector::new(std::sync::Arc::new(identity));
 
+    // Before the filter: ALSA reads its configuration and opens devices, the threads start.
+    let audio = audio::Audio::start(&config.audio)
+        .into_diagnostic()
+        .wrap_err("cannot set up sound")?;
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,6 +96,7 @@ fn main() -> miette::Result<()> {
             display::Hotplug::none(),
             tokens,
             connector,
+            audio,
         )),
         #[cfg(feature = "drm")]
         config::DisplayChoice::Drm { card, mode } => {
@@ -105,6 +112,7 @@ fn main() -> miette::Result<()> {
                     hotplug,
                     tokens,
                     connector,
+                    audio,
                 )
                 .await
             })

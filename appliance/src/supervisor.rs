@@ -94,6 +94,8 @@ impl ApplianceError {
 /// or a fatal error; writes the `--screenshot` on the way out in every case. `keymap` is the
 /// keyboard's layout, announced in every Hello until the input source switches it; `hotplug`
 /// says when the sink should look at its display again.
+// Each is set up by main before the system-call filter goes on, so they arrive separately.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: DisplaySink>(
     config: &Config,
     sink: S,
@@ -102,6 +104,7 @@ pub async fn run<S: DisplaySink>(
     hotplug: Hotplug,
     tokens: Tokens,
     connector: Connector,
+    audio: crate::audio::Audio,
 ) -> Result<(), ApplianceError> {
     let screen_size = screen_size(config, sink.native_size());
     if screen_size != config.screen {
@@ -133,6 +136,7 @@ pub async fn run<S: DisplaySink>(
         latency,
         hotplug,
         tokens,
+        audio,
     };
     local.screen.move_cursor(local.input.pointer());
     let frames = local.screen.watch_frames();
@@ -143,6 +147,7 @@ pub async fn run<S: DisplaySink>(
         local.screen.show_status(&e.to_string());
     }
     local.screen.write_screenshot();
+    local.audio.shutdown();
     result
 }
 
@@ -221,6 +226,7 @@ async fn attempt_once<S: DisplaySink>(
         local.screen.physical_size(),
         local.input.keymap().clone(),
         local.tokens.current(),
+        local.audio.capabilities(),
     );
     let connect = async {
         let mut link =

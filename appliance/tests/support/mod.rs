@@ -170,6 +170,21 @@ impl Appliance {
             .expect("write display message");
     }
 
+    /// Sends one QUIC datagram (audio: `wayray_protocol::Datagram`, or junk).
+    pub fn send_datagram(&self, bytes: Vec<u8>) {
+        self.conn
+            .send_datagram(bytes.into())
+            .expect("send a datagram");
+    }
+
+    /// The next QUIC datagram from the appliance, `None` if none comes within `wait`.
+    pub async fn next_datagram(&self, wait: Duration) -> Option<Vec<u8>> {
+        match tokio::time::timeout(wait, self.conn.read_datagram()).await {
+            Ok(Ok(bytes)) => Some(bytes.to_vec()),
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
     /// The input stream the appliance opens after Welcome; checks its kind byte.
     pub async fn accept_input(&mut self) -> InputStream {
         tokio::time::timeout(STEP_TIMEOUT, async {
