@@ -1,0 +1,133 @@
+//! The session's sound: its own PipeWire (+ WirePlumber, pipewire-pulse; `services.rs`), the
+//! WayRay output and microphone nodes in it (`node.rs`, on the audio thread), playback cut
+//! into 10 ms frames and gated on silence (`packetizer.rs`), Opus-encoded (`encode.rs`) and
+//! sent to the attached appliance's speaker as datagrams; the appliance's microphone decoded
+//! back (`microphone.rs`); the volume keys (`keys.rs`). Greeters have none of it.
+
+mod encode;
+mod keys;
+mod microphone;
+mod node;
+mod packetizer;
+mod services;
+
+use std::{ffi::OsString, path::Path, thread::JoinHandle};
+
+use pipewire as pw;
+use wayray_protocol::{AudioCapabilities, AudioPacket};
+
+use crate::session_link::LinkTx;
+
+/// The compositor's handle on the session's audio; dropping it stops the audio thread and the
+/// audio server.
+pub struct Audio {
+    commands: pw::channel::Sender<node::Command>,
+    thread: Option<JoinHandle<()>>,
+    /// The variables that make the session's clients play into its PipeWire.
+    client_env: Vec<(String, OsString)>,
+    _services: std::sync::Arc<services::Services>,
+}
+
+impl Audio {
+    /// Starts the session's audio server in `<runtime>/<wayland socket>-audio` (with `bus` as
+    /// its D-Bus) and the WayRay nodes in it. `None`, after one warning, when it cannot (no
+    /// PipeWire installed): the session then runs without sound.
+    pub fn start(
+        runtime: &Path,
+        wayland_socket: &str,
+        bus: Option<String>,
+        link: LinkTx,
+    ) -> Option<Audio> {
+        let dir = services::audio_dir(runtime, wayland_socket);
+        let services = match services::Services::prepare(&dir) {
+            Ok(s) => std::sync::Arc::new(s),
+            Err(err) => {
+                tracing::warn!(%err, "the session has no sound");
+                return None;
+            }
+        };
+        let (commands, receiver) = pw::channel::channel();
+        let svc = services.clone();
+        let thread_dir = dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("audio".into())
+            .spawn(move || {
+                if let Err(err) = svc.start(&thread_dir, bus.as_deref()) {
+                    tracing::warn!(%err, "the session has no sound");
+                    return;
+                }
+                let socket = services::pipewire_socket(&thread_dir);
+                match node::run(socket, link, receiver) {
+                    Ok(()) => tracing::debug!("audio thread stopped"),
+                    Err(err) => tracing::warn!(%err, "the session's audio nodes stopped; no sound"),
+                }
+            });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(%err, "cannot start the audio thread; the session has no sound");
+                return None;
+            }
+        };
+        tracing::info!(dir = %dir.display(), "the session's audio server is starting");
+        Some(Audio {
+            commands,
+            thread: Some(thread),
+            client_env: services::client_env(&dir),
+            _services: services,
+        })
+    }
+
+    pub fn client_env(&self) -> &[(String, OsString)] {
+        &self.client_env
+    }
+
+    pub fn attached(&self, appliance: u64, audio: AudioCapabilities) {
+        self.send(node::Command::Attached { appliance, audio });
+    }
+
+    pub fn detached(&self, appliance: u64) {
+        self.send(node::Command::Detached { appliance });
+    }
+
+    pub fn microphone(&self, appliance: u64, packet: AudioPacket) {
+        self.send(node::Command::Microphone { appliance, packet });
+    }
+
+    fn send(&self, cmd: node::Command) {
+        // The thread is gone (no PipeWire): nothing to tell.
+        let _ = self.commands.send(cmd);
+    }
+
+    /// A volume key (XF86Audio*) pressed on the appliance: `true` if it was one and is taken.
+    pub fn volume_key(&self, sym: smithay::input::keyboard::Keysym) -> bool {
+        let Some(args) = keys::wpctl_args(sym) else {
+            return false;
+        };
+        let Some(spawner) = crate::confine::spawner::global() else {
+            return true;
+        };
+        let mut req = crate::confine::spawner::Request::new("wpctl", args.iter().copied());
+        for (k, v) in &self.client_env {
+            req = req.env(k, v);
+        }
+        match spawner.spawn(req) {
+            Ok(child) => {
+                tracing::debug!(?args, pid = child.pid, "volume key");
+                // Reaped by the spawner; its exit status is not needed.
+                drop(child);
+            }
+            Err(err) => tracing::warn!(%err, "cannot run wpctl for a volume key"),
+        }
+        true
+    }
+}
+
+impl Drop for Audio {
+    fn drop(&mut self) {
+        self.send(node::Command::Quit);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

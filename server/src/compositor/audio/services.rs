@@ -1,0 +1,212 @@
+//! The session's own audio server: `pipewire`, `wireplumber` (its session manager: links
+//! applications to the default sink, keeps volumes) and `pipewire-pulse` (PulseAudio clients),
+//! started as the session's user in a directory of the session's runtime directory, so two
+//! sessions (even of one user) never share a sound server.
+//!
+//! They are started through the session's spawner (outside the compositor's seccomp filter)
+//! with `PR_SET_PDEATHSIG`: when the compositor ends, by a crash too, its spawner exits and the
+//! kernel stops them. A normal end also stops them explicitly ([`Services`]'s `Drop`).
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::confine::spawner::{self, Request};
+
+/// The processes, in start order, with their Debian packages for the warning.
+pub const PROGRAMS: [(&str, &str); 3] = [
+    ("pipewire", "pipewire"),
+    ("wireplumber", "wireplumber"),
+    ("pipewire-pulse", "pipewire-pulse"),
+];
+
+/// How long `pipewire` may take to open its socket before the others start anyway.
+const SOCKET_WAIT: Duration = Duration::from_secs(5);
+
+/// Where a session's audio server lives: `<runtime dir>/<wayland socket>-audio`, next to the
+/// session's Wayland socket and bus (unique per session in that directory).
+pub fn audio_dir(runtime: &Path, wayland_socket: &str) -> PathBuf {
+    runtime.join(format!("{wayland_socket}-audio"))
+}
+
+/// The PipeWire socket in `dir`.
+pub fn pipewire_socket(dir: &Path) -> PathBuf {
+    dir.join("pipewire-0")
+}
+
+/// What the session's clients need to reach its audio server: PipeWire clients (`pw-play`,
+/// `wpctl`) look in `PIPEWIRE_RUNTIME_DIR`, PulseAudio clients (`paplay`, `pactl`, the
+/// panel's volume) connect to `PULSE_SERVER`, and ALSA programs reach it through the ALSA
+/// configuration in `ALSA_CONFIG_PATH` (the system's, plus a default device that is the
+/// session's PulseAudio server).
+pub fn client_env(dir: &Path) -> Vec<(String, OsString)> {
+    let mut alsa = OsString::from("/usr/share/alsa/alsa.conf:");
+    alsa.push(dir.join("asound.conf"));
+    vec![
+        ("PIPEWIRE_RUNTIME_DIR".into(), dir.into()),
+        (
+            "PULSE_SERVER".into(),
+            format!("unix:{}", dir.join("pulse/native").display()).into(),
+        ),
+        ("ALSA_CONFIG_PATH".into(), alsa),
+    ]
+}
+
+/// The ALSA configuration that makes `default` the session's PulseAudio server (the `pulse`
+/// plugin of libasound2-plugins reads `PULSE_SERVER`).
+const ASOUND_CONF: &str = "pcm.!default { type pulse }\nctl.!default { type pulse }\n";
+
+/// The running services; stopped when dropped. `None` once stopping: exits are expected.
+type Pids = Arc<Mutex<Option<Vec<(&'static str, u32)>>>>;
+
+/// The running services; stopped when dropped.
+pub struct Services {
+    pids: Pids,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("{program} is not installed (apt-get install {package}); the session has no sound")]
+    Missing {
+        program: &'static str,
+        package: &'static str,
+    },
+    #[error("cannot create {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("cannot start {0}: {1}")]
+    Start(&'static str, String),
+    #[error("the session has no spawner to start its audio server")]
+    NoSpawner,
+}
+
+impl Services {
+    /// Checks the programs and prepares `dir`; [`Services::start`] then starts them (it waits
+    /// for PipeWire's socket, so it runs on the audio thread).
+    pub fn prepare(dir: &Path) -> Result<Services, ServicesError> {
+        for (program, package) in PROGRAMS {
+            if !crate::compositor::desktop::on_path(program) {
+                return Err(ServicesError::Missing { program, package });
+            }
+        }
+        if spawner::global().is_none() {
+            return Err(ServicesError::NoSpawner);
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ServicesError::Dir(dir.to_owned(), e))?;
+        // A socket left by a crashed session of the same name would look alive.
+        let _ = std::fs::remove_file(pipewire_socket(dir));
+        let _ = std::fs::remove_file(dir.join("pipewire-0.lock"));
+        std::fs::write(dir.join("asound.conf"), ASOUND_CONF)
+            .map_err(|e| ServicesError::Dir(dir.to_owned(), e))?;
+        Ok(Services {
+            pids: Arc::new(Mutex::new(Some(Vec::new()))),
+        })
+    }
+
+    /// Starts the three programs with `bus` as their D-Bus session bus (WirePlumber exits at
+    /// once without one).
+    pub fn start(&self, dir: &Path, bus: Option<&str>) -> Result<(), ServicesError> {
+        let spawner = spawner::global().ok_or(ServicesError::NoSpawner)?;
+        for (i, (program, _)) in PROGRAMS.into_iter().enumerate() {
+            let mut req = Request::new(program, Vec::<String>::new())
+                .env("XDG_RUNTIME_DIR", dir)
+                .env("PIPEWIRE_RUNTIME_DIR", dir)
+                .env_remove("PULSE_SERVER")
+                .env_remove("WAYLAND_DISPLAY")
+                .env_remove("DISPLAY")
+                .die_with_parent();
+            if let Some(bus) = bus {
+                req = req.env("DBUS_SESSION_BUS_ADDRESS", bus);
+            }
+            let child = spawner
+                .spawn(req)
+                .map_err(|e| ServicesError::Start(program, e.to_string()))?;
+            tracing::info!(program, pid = child.pid, dir = %dir.display(), "audio service started");
+            let pid = child.pid;
+            match self.pids.lock().as_deref_mut() {
+                Ok(Some(pids)) => pids.push((program, pid)),
+                // Stopping already (the session ended while it started).
+                _ => kill(program, pid),
+            }
+            let pids = self.pids.clone();
+            let watched = std::thread::Builder::new()
+                .name("audio-exit".into())
+                .spawn(move || {
+                    let status = child.exit.recv().unwrap_or_else(|_| "lost".into());
+                    let running = match pids.lock().as_deref_mut() {
+                        Ok(Some(pids)) => {
+                            pids.retain(|&(_, p)| p != pid);
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !running {
+                        tracing::debug!(program, %status, "audio service exited");
+                    } else {
+                        tracing::warn!(program, %status, "audio service exited; the session's sound may stop");
+                    }
+                });
+            if let Err(err) = watched {
+                tracing::warn!(%err, "cannot watch an audio service");
+            }
+            if i == 0 {
+                let deadline = Instant::now() + SOCKET_WAIT;
+                while !pipewire_socket(dir).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let pids = match self.pids.lock() {
+            Ok(mut pids) => pids.take().unwrap_or_default(),
+            Err(_) => return,
+        };
+        // Reverse order: clients of pipewire first.
+        for (program, pid) in pids.into_iter().rev() {
+            kill(program, pid);
+        }
+    }
+}
+
+/// Stops one service. Its pid is still its own: an exited service is taken off the list when
+/// the spawner reports the exit, before the spawner could start anything reusing the pid.
+fn kill(program: &str, pid: u32) {
+    // SAFETY: kill has no memory preconditions.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } == 0 {
+        tracing::debug!(program, pid, "audio service stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_find_the_sessions_own_server() {
+        let dir = audio_dir(Path::new("/run/user/1000"), "wayland-3");
+        assert_eq!(dir, Path::new("/run/user/1000/wayland-3-audio"));
+        let env = client_env(&dir);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("PIPEWIRE_RUNTIME_DIR"), Some(dir.clone().into()));
+        assert_eq!(
+            get("PULSE_SERVER"),
+            Some("unix:/run/user/1000/wayland-3-audio/pulse/native".into())
+        );
+        assert!(get("ALSA_CONFIG_PATH")
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("wayland-3-audio/asound.conf"));
+    }
+}
