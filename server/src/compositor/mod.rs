@@ -313,12 +313,7 @@ pub fn run(
             .as_ref()
             .map(|b: &desktop::SessionBus| b.address.clone())
             .or_else(|| std::env::var("DBUS_SESSION_BUS_ADDRESS").ok());
-        state.audio = audio::Audio::start(
-            &runtime,
-            &socket_name.to_string_lossy(),
-            bus,
-            state.to_transport.clone(),
-        );
+        state.audio = audio::Audio::start(&runtime, bus, state.to_transport.clone());
         if let Some(audio) = &state.audio {
             client_env.extend(audio.client_env().iter().cloned());
         }

@@ -222,7 +222,15 @@ pub fn daemon() -> Vec<i64> {
 
 /// A session compositor's allow-list.
 pub fn session() -> Vec<i64> {
-    [RUNTIME, RUNTIME_X86_64, SESSION, SESSION_X86_64, XWAYLAND, AUDIO].concat()
+    [
+        RUNTIME,
+        RUNTIME_X86_64,
+        SESSION,
+        SESSION_X86_64,
+        XWAYLAND,
+        AUDIO,
+    ]
+    .concat()
 }
 
 /// Builds the filter for `list` and installs it on every thread of this process (seccompiler

@@ -29,16 +29,11 @@ pub struct Audio {
 }
 
 impl Audio {
-    /// Starts the session's audio server in `<runtime>/<wayland socket>-audio` (with `bus` as
+    /// Starts the session's audio server in `<runtime>/wayray-audio-<pid>` (with `bus` as
     /// its D-Bus) and the WayRay nodes in it. `None`, after one warning, when it cannot (no
     /// PipeWire installed): the session then runs without sound.
-    pub fn start(
-        runtime: &Path,
-        wayland_socket: &str,
-        bus: Option<String>,
-        link: LinkTx,
-    ) -> Option<Audio> {
-        let dir = services::audio_dir(runtime, wayland_socket);
+    pub fn start(runtime: &Path, bus: Option<String>, link: LinkTx) -> Option<Audio> {
+        let dir = services::audio_dir(runtime, std::process::id());
         let services = match services::Services::prepare(&dir) {
             Ok(s) => std::sync::Arc::new(s),
             Err(err) => {

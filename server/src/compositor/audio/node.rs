@@ -70,6 +70,8 @@ struct Talkspurt {
     bytes: u64,
     frames: u64,
     started_us: u64,
+    /// Loudest sample (after the sink's volume and mute), 0..1.
+    peak: f32,
 }
 
 struct Playback {
@@ -150,6 +152,7 @@ impl State {
             packets = talk.packets,
             bytes = talk.bytes,
             frames = talk.frames,
+            peak = format!("{:.3}", talk.peak),
             ms,
             why,
             "talkspurt ended"
@@ -193,6 +196,7 @@ impl State {
                 Step::Send => {}
             }
             talk.frames += 1;
+            talk.peak = frame.iter().fold(talk.peak, |p, s| p.max(s.abs()));
             // Detached, or an appliance without a speaker: the sound is dropped.
             let Some(appliance) = speaker else {
                 return;
@@ -250,6 +254,28 @@ impl State {
                 open: recording,
             });
         }
+    }
+}
+
+/// The session clock (µs) of the graph cycle whose samples `stream` is processing: the driver's
+/// cycle time (CLOCK_MONOTONIC, like [`clock::session_us`]) is regular, 10 ms apart, where the
+/// moment the callback happens to run jitters with the load. The callback's own time if the
+/// stream has no time yet or its clock is not ours.
+fn cycle_us(stream: &pw::stream::StreamRef) -> u64 {
+    let now = clock::session_us();
+    // SAFETY: `stream` is a live stream; pw_time is plain data filled in by the call.
+    let graph = unsafe {
+        let mut time: pw::sys::pw_time = std::mem::zeroed();
+        let res = pw::sys::pw_stream_get_time_n(
+            stream.as_raw_ptr(),
+            &mut time,
+            std::mem::size_of::<pw::sys::pw_time>(),
+        );
+        (res == 0 && time.now > 0).then_some(time.now as u64 / 1000)
+    };
+    match graph {
+        Some(graph) if graph.abs_diff(now) < 100_000 => graph,
+        _ => now,
     }
 }
 
@@ -358,7 +384,7 @@ pub fn run(
         .process({
             let s = state.clone();
             move |stream, _| {
-                let now = clock::session_us();
+                let now = cycle_us(stream);
                 let Some(mut buffer) = stream.dequeue_buffer() else {
                     return;
                 };

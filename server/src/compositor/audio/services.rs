@@ -26,11 +26,15 @@ pub const PROGRAMS: [(&str, &str); 3] = [
 /// How long `pipewire` may take to open its socket before the others start anyway.
 const SOCKET_WAIT: Duration = Duration::from_secs(5);
 
-/// Where a session's audio server lives: `<runtime dir>/<wayland socket>-audio`, next to the
-/// session's Wayland socket and bus (unique per session in that directory).
-pub fn audio_dir(runtime: &Path, wayland_socket: &str) -> PathBuf {
-    runtime.join(format!("{wayland_socket}-audio"))
+/// Where a session's audio server lives: `<runtime dir>/wayray-audio-<pid of the compositor>`,
+/// unique among the live sessions sharing that runtime directory, and short: its sockets'
+/// paths must fit `sun_path` (108 bytes) even under a test's long temporary directory.
+pub fn audio_dir(runtime: &Path, pid: u32) -> PathBuf {
+    runtime.join(format!("wayray-audio-{pid}"))
 }
+
+/// The longest socket path a `sockaddr_un` holds.
+const MAX_SOCKET_PATH: usize = 107;
 
 /// The PipeWire socket in `dir`.
 pub fn pipewire_socket(dir: &Path) -> PathBuf {
@@ -65,6 +69,7 @@ type Pids = Arc<Mutex<Option<Vec<(&'static str, u32)>>>>;
 /// The running services; stopped when dropped.
 pub struct Services {
     pids: Pids,
+    dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,8 @@ pub enum ServicesError {
     Dir(PathBuf, std::io::Error),
     #[error("cannot start {0}: {1}")]
     Start(&'static str, String),
+    #[error("{0} is too long a path for a socket (at most {MAX_SOCKET_PATH} bytes)")]
+    PathTooLong(PathBuf),
     #[error("the session has no spawner to start its audio server")]
     NoSpawner,
 }
@@ -94,6 +101,10 @@ impl Services {
         if spawner::global().is_none() {
             return Err(ServicesError::NoSpawner);
         }
+        let pulse = dir.join("pulse/native");
+        if pulse.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ServicesError::PathTooLong(pulse));
+        }
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -107,6 +118,7 @@ impl Services {
             .map_err(|e| ServicesError::Dir(dir.to_owned(), e))?;
         Ok(Services {
             pids: Arc::new(Mutex::new(Some(Vec::new()))),
+            dir: dir.to_owned(),
         })
     }
 
@@ -177,6 +189,8 @@ impl Drop for Services {
         for (program, pid) in pids.into_iter().rev() {
             kill(program, pid);
         }
+        // Its sockets and files; the services may still be exiting, so this is a best effort.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -195,18 +209,18 @@ mod tests {
 
     #[test]
     fn clients_find_the_sessions_own_server() {
-        let dir = audio_dir(Path::new("/run/user/1000"), "wayland-3");
-        assert_eq!(dir, Path::new("/run/user/1000/wayland-3-audio"));
+        let dir = audio_dir(Path::new("/run/user/1000"), 4321);
+        assert_eq!(dir, Path::new("/run/user/1000/wayray-audio-4321"));
         let env = client_env(&dir);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PIPEWIRE_RUNTIME_DIR"), Some(dir.clone().into()));
         assert_eq!(
             get("PULSE_SERVER"),
-            Some("unix:/run/user/1000/wayland-3-audio/pulse/native".into())
+            Some("unix:/run/user/1000/wayray-audio-4321/pulse/native".into())
         );
         assert!(get("ALSA_CONFIG_PATH")
             .unwrap()
             .to_string_lossy()
-            .ends_with("wayland-3-audio/asound.conf"));
+            .ends_with("wayray-audio-4321/asound.conf"));
     }
 }
