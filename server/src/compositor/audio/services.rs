@@ -130,6 +130,10 @@ impl Services {
             let mut req = Request::new(program, Vec::<String>::new())
                 .env("XDG_RUNTIME_DIR", dir)
                 .env("PIPEWIRE_RUNTIME_DIR", dir)
+                // WirePlumber's remembered volumes and defaults live with the session: every
+                // session starts at full volume on the WayRay nodes, whatever an earlier
+                // session of the user (or test) left behind.
+                .env("XDG_STATE_HOME", dir.join("state"))
                 .env_remove("PULSE_SERVER")
                 .env_remove("WAYLAND_DISPLAY")
                 .env_remove("DISPLAY")
