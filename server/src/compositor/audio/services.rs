@@ -33,6 +33,28 @@ pub fn audio_dir(runtime: &Path, pid: u32) -> PathBuf {
     runtime.join(format!("wayray-audio-{pid}"))
 }
 
+/// Removes the audio directories of sessions that crashed (their compositor's pid is gone):
+/// a crash leaves its sockets behind, though its services ended with it.
+fn remove_stale(runtime: &Path) {
+    let Ok(entries) = std::fs::read_dir(runtime) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("wayray-audio-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::debug!(dir = %entry.path().display(), "removing a crashed session's audio directory");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The longest socket path a `sockaddr_un` holds.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -104,6 +126,9 @@ impl Services {
         let pulse = dir.join("pulse/native");
         if pulse.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(ServicesError::PathTooLong(pulse));
+        }
+        if let Some(runtime) = dir.parent() {
+            remove_stale(runtime);
         }
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
