@@ -12,6 +12,10 @@ pub const SILENCE_LEVEL: f32 = 1.0 / 65_536.0;
 /// pauses inside speech or music stay in one talkspurt instead of being cut.
 pub const TAIL_FRAMES: u32 = 20;
 
+/// A measured chunk time this much later than the sample count says is a real gap (the graph
+/// stopped, an overrun), not the scheduling delay of a callback: the stamps re-anchor to it.
+pub const RESYNC_US: u64 = 20_000;
+
 /// Cuts interleaved samples into frames of [`FRAME_SAMPLES`] per channel, each stamped with the
 /// session clock of its first sample.
 #[derive(Debug)]
@@ -20,6 +24,8 @@ pub struct Packetizer {
     buf: Vec<f32>,
     /// Session clock (µs) of `buf[0]`.
     head_us: u64,
+    /// `head_us` follows the sample count (since the last [`Packetizer::clear`]).
+    anchored: bool,
 }
 
 impl Packetizer {
@@ -28,6 +34,7 @@ impl Packetizer {
             channels: channels.max(1),
             buf: Vec::with_capacity(FRAME_SAMPLES * channels.max(1) * 4),
             head_us: 0,
+            anchored: false,
         }
     }
 
@@ -37,11 +44,16 @@ impl Packetizer {
     }
 
     /// Takes `samples` (interleaved) whose first sample was written at `now_us`, and calls
-    /// `frame(time_us, samples)` for every whole frame. The head's time is re-derived from the
-    /// newest chunk minus what was already buffered, so the stamps follow the session clock
-    /// rather than drift with a count of samples.
+    /// `frame(time_us, samples)` for every whole frame. Within a run of samples the stamps
+    /// follow the sample count (exact: the graph's rate is the session clock's), anchored to
+    /// the earliest time measured, since a callback can only run late, never early; a chunk
+    /// more than [`RESYNC_US`] later than the count says re-anchors (a gap in the sound).
     pub fn push(&mut self, now_us: u64, samples: &[f32], mut frame: impl FnMut(u64, &[f32])) {
-        self.head_us = now_us.saturating_sub(samples_to_us(self.buffered()));
+        let measured = now_us.saturating_sub(samples_to_us(self.buffered()));
+        if !self.anchored || measured < self.head_us || measured > self.head_us + RESYNC_US {
+            self.head_us = measured;
+            self.anchored = true;
+        }
         // A trailing partial sample (a chunk cut mid-frame) is dropped rather than shifting
         // every later channel.
         let whole = samples.len() - samples.len() % self.channels;
@@ -59,6 +71,7 @@ impl Packetizer {
     /// Forgets buffered samples (the stream stopped: its next sound starts afresh).
     pub fn clear(&mut self) {
         self.buf.clear();
+        self.anchored = false;
     }
 }
 
@@ -152,6 +165,22 @@ mod tests {
         p.push(2_000_000, &[0.5; 2 * 1000], |t, s| out.push((t, s.len())));
         assert_eq!(out, [(1_994_000, 960), (2_004_000, 960)]);
         assert_eq!(p.buffered(), 288 + 1000 - 2 * FRAME_SAMPLES);
+    }
+
+    #[test]
+    fn late_callbacks_do_not_jitter_the_stamps() {
+        let mut p = Packetizer::new(1);
+        let mut out = Vec::new();
+        // Quanta of one frame, the second callback 3 ms late, the third 1 ms early of the
+        // anchor (the first was late itself): stamps stay 10 ms apart.
+        for t in [1_000_000, 1_013_000, 1_019_000, 1_029_000] {
+            p.push(t, &[0.2; FRAME_SAMPLES], |t, _| out.push(t));
+        }
+        assert_eq!(out, [1_000_000, 1_010_000, 1_019_000, 1_029_000]);
+        // A real gap re-anchors.
+        out.clear();
+        p.push(1_100_000, &[0.2; FRAME_SAMPLES], |t, _| out.push(t));
+        assert_eq!(out, [1_100_000]);
     }
 
     #[test]
