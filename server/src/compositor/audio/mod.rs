@@ -25,38 +25,37 @@ pub struct Audio {
     thread: Option<JoinHandle<()>>,
     /// The variables that make the session's clients play into its PipeWire.
     client_env: Vec<(String, OsString)>,
-    _services: std::sync::Arc<services::Services>,
+    /// Dropped after the thread is joined (field order): the nodes go before the server.
+    _services: services::Services,
 }
 
 impl Audio {
     /// Starts the session's audio server in `<runtime>/wayray-audio-<pid>` (with `bus` as
-    /// its D-Bus) and the WayRay nodes in it. `None`, after one warning, when it cannot (no
-    /// PipeWire installed): the session then runs without sound.
+    /// its D-Bus) and the WayRay nodes in it. The server is up (its PipeWire and PulseAudio
+    /// sockets exist, typically after ~0.1 s) when this returns, so the clients started next
+    /// reach it; the nodes follow on the audio thread (`the session's audio nodes are up`).
+    /// `None`, after one warning, when it cannot (no PipeWire installed): the session then
+    /// runs without sound.
     pub fn start(runtime: &Path, bus: Option<String>, link: LinkTx) -> Option<Audio> {
         let dir = services::audio_dir(runtime, std::process::id());
-        let services = match services::Services::prepare(&dir) {
-            Ok(s) => std::sync::Arc::new(s),
+        let started = services::Services::prepare(&dir)
+            .and_then(|s| s.start(&dir, bus.as_deref()).map(|()| s));
+        let services = match started {
+            Ok(s) => s,
             Err(err) => {
                 tracing::warn!(%err, "the session has no sound");
                 return None;
             }
         };
         let (commands, receiver) = pw::channel::channel();
-        let svc = services.clone();
-        let thread_dir = dir.clone();
-        let thread = std::thread::Builder::new()
-            .name("audio".into())
-            .spawn(move || {
-                if let Err(err) = svc.start(&thread_dir, bus.as_deref()) {
-                    tracing::warn!(%err, "the session has no sound");
-                    return;
-                }
-                let socket = services::pipewire_socket(&thread_dir);
-                match node::run(socket, link, receiver) {
+        let socket = services::pipewire_socket(&dir);
+        let thread =
+            std::thread::Builder::new()
+                .name("audio".into())
+                .spawn(move || match node::run(socket, link, receiver) {
                     Ok(()) => tracing::debug!("audio thread stopped"),
                     Err(err) => tracing::warn!(%err, "the session's audio nodes stopped; no sound"),
-                }
-            });
+                });
         let thread = match thread {
             Ok(t) => t,
             Err(err) => {
@@ -64,7 +63,7 @@ impl Audio {
                 return None;
             }
         };
-        tracing::info!(dir = %dir.display(), "the session's audio server is starting");
+        tracing::info!(dir = %dir.display(), "the session's audio server is up");
         Some(Audio {
             commands,
             thread: Some(thread),

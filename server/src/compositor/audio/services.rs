@@ -23,7 +23,7 @@ pub const PROGRAMS: [(&str, &str); 3] = [
     ("pipewire-pulse", "pipewire-pulse"),
 ];
 
-/// How long `pipewire` may take to open its socket before the others start anyway.
+/// How long a service may take to open its socket before the session goes on without it.
 const SOCKET_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a session's audio server lives: `<runtime dir>/wayray-audio-<pid of the compositor>`,
@@ -31,6 +31,19 @@ const SOCKET_WAIT: Duration = Duration::from_secs(5);
 /// paths must fit `sun_path` (108 bytes) even under a test's long temporary directory.
 pub fn audio_dir(runtime: &Path, pid: u32) -> PathBuf {
     runtime.join(format!("wayray-audio-{pid}"))
+}
+
+/// Waits (at most [`SOCKET_WAIT`]) for a service's socket; a slow start is logged, and the
+/// session goes on either way (clients retry, WirePlumber links streams once nodes appear).
+fn wait_for(socket: &Path) {
+    let deadline = Instant::now() + SOCKET_WAIT;
+    while !socket.exists() {
+        if Instant::now() >= deadline {
+            tracing::warn!(socket = %socket.display(), "an audio service has not opened its socket yet");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Removes the audio directories of sessions that crashed (their compositor's pid is gone):
@@ -112,8 +125,7 @@ pub enum ServicesError {
 }
 
 impl Services {
-    /// Checks the programs and prepares `dir`; [`Services::start`] then starts them (it waits
-    /// for PipeWire's socket, so it runs on the audio thread).
+    /// Checks the programs and prepares `dir`; [`Services::start`] then starts them.
     pub fn prepare(dir: &Path) -> Result<Services, ServicesError> {
         for (program, package) in PROGRAMS {
             if !crate::compositor::desktop::on_path(program) {
@@ -198,12 +210,10 @@ impl Services {
                 tracing::warn!(%err, "cannot watch an audio service");
             }
             if i == 0 {
-                let deadline = Instant::now() + SOCKET_WAIT;
-                while !pipewire_socket(dir).exists() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                wait_for(&pipewire_socket(dir));
             }
         }
+        wait_for(&dir.join("pulse/native"));
         Ok(())
     }
 }
