@@ -18,6 +18,9 @@ use wayray_protocol::{AudioCapabilities, AudioPacket};
 
 use crate::session_link::LinkTx;
 
+/// How long the session's start waits for the WayRay nodes (typically ~20 ms).
+const NODES_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The compositor's handle on the session's audio; dropping it stops the audio thread and the
 /// audio server.
 pub struct Audio {
@@ -31,9 +34,9 @@ pub struct Audio {
 
 impl Audio {
     /// Starts the session's audio server in `<runtime>/wayray-audio-<pid>` (with `bus` as
-    /// its D-Bus) and the WayRay nodes in it. The server is up (its PipeWire and PulseAudio
-    /// sockets exist, typically after ~0.1 s) when this returns, so the clients started next
-    /// reach it; the nodes follow on the audio thread (`the session's audio nodes are up`).
+    /// its D-Bus) and the WayRay nodes in it (on the audio thread). When this returns the
+    /// server's sockets and both nodes exist (typically ~50 ms after the start), so the
+    /// clients started next reach it and have a sink to play into.
     /// `None`, after one warning, when it cannot (no PipeWire installed): the session then
     /// runs without sound.
     pub fn start(runtime: &Path, bus: Option<String>, link: LinkTx) -> Option<Audio> {
@@ -49,10 +52,11 @@ impl Audio {
         };
         let (commands, receiver) = pw::channel::channel();
         let socket = services::pipewire_socket(&dir);
+        let (ready, nodes_up) = std::sync::mpsc::channel();
         let thread =
             std::thread::Builder::new()
                 .name("audio".into())
-                .spawn(move || match node::run(socket, link, receiver) {
+                .spawn(move || match node::run(socket, link, receiver, ready) {
                     Ok(()) => tracing::debug!("audio thread stopped"),
                     Err(err) => tracing::warn!(%err, "the session's audio nodes stopped; no sound"),
                 });
@@ -64,6 +68,9 @@ impl Audio {
             }
         };
         tracing::info!(dir = %dir.display(), "the session's audio server is up");
+        if nodes_up.recv_timeout(NODES_WAIT).is_err() {
+            tracing::warn!("the session's audio nodes are not up yet; clients start anyway");
+        }
         Some(Audio {
             commands,
             thread: Some(thread),

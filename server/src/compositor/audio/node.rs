@@ -307,6 +307,7 @@ pub fn run(
     socket: PathBuf,
     link: LinkTx,
     commands: pw::channel::Receiver<Command>,
+    ready: std::sync::mpsc::Sender<()>,
 ) -> Result<(), NodeError> {
     pw::init();
     let mainloop = pw::main_loop::MainLoop::new(None)?;
@@ -353,6 +354,17 @@ pub fn run(
         samples: Vec::with_capacity(8192),
     }));
 
+    // Both nodes exist in the session's PipeWire once their streams leave Connecting: then the
+    // compositor starts its clients (a `pw-play` with no sink to go to would fail).
+    let created = Rc::new(std::cell::Cell::new(0u8));
+    let node_created = move |old: &pw::stream::StreamState| {
+        if *old == pw::stream::StreamState::Connecting {
+            created.set(created.get() + 1);
+            if created.get() == 2 {
+                let _ = ready.send(());
+            }
+        }
+    };
     let latency = format!("{FRAME_SAMPLES}/{SAMPLE_RATE}");
     let output = pw::stream::Stream::new(
         &core,
@@ -371,10 +383,12 @@ pub fn run(
         },
     )?;
     let s = state.clone();
+    let created = node_created.clone();
     let _output_listener = output
         .add_local_listener_with_user_data(())
         .state_changed(move |_, _, old, new| {
             tracing::debug!(?old, ?new, node = OUTPUT_NODE, "stream state");
+            created(&old);
             if new != pw::stream::StreamState::Streaming {
                 let mut s = s.borrow_mut();
                 s.playback.packetizer.clear();
@@ -446,6 +460,7 @@ pub fn run(
         .add_local_listener_with_user_data(())
         .state_changed(move |_, _, old, new| {
             tracing::debug!(?old, ?new, node = MICROPHONE_NODE, "stream state");
+            node_created(&old);
             s.borrow_mut()
                 .recording_changed(new == pw::stream::StreamState::Streaming);
         })
