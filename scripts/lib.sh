@@ -3,12 +3,16 @@
 # Packages to build the workspace (g++ and nasm: the openh264 crate builds OpenH264 from source,
 # with its SIMD kernels when nasm is there).
 WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
-    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm libopus-dev libasound2-dev)
+    libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm
+    libpipewire-0.3-dev libspa-0.2-dev libopus-dev libasound2-dev)
 # Real Wayland (and X11, through Xwayland) clients the tests and the demo run inside wrsrvd.
 WAYRAY_CLIENT_PACKAGES=(foot weston wayland-utils fonts-dejavu-core dmz-cursor-theme xwayland xterm
     xclip wl-clipboard swaylock swayidle)
-# The default desktop (wallpaper, panel, notifications, launcher) and its session bus.
-WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon)
+# The default desktop (wallpaper, panel, notifications, launcher) and its session bus; each
+# session's own sound server (PipeWire, WirePlumber, pipewire-pulse), `paplay`/`pactl`, and
+# ALSA's pulse plugin through which ALSA programs reach it.
+WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-daemon
+    pipewire wireplumber pipewire-pulse pulseaudio-utils libasound2-plugins)
 # Real applications the end-to-end tests run in a session: browsers, GTK 4 and Qt 6 (the
 # toolkit probes in server/tests/apps are Python: PyGObject and PyQt6).
 WAYRAY_APP_PACKAGES=(firefox-esr chromium gtk-4-examples python3-gi gir1.2-gtk-4.0 python3-pyqt6

@@ -192,6 +192,11 @@ struct SessionArgs {
     /// login prompt can be read back.
     #[arg(long)]
     no_clipboard: bool,
+    /// No sound: no PipeWire for the session, nothing played on the appliance, no
+    /// microphone. wrsessd passes it for greeters (and with its config `audio = false`);
+    /// config `audio = false` does the same.
+    #[arg(long)]
+    no_audio: bool,
     /// Seconds the session waits for a vanished daemon to come back before it ends.
     #[arg(long, default_value_t = 300)]
     orphan_timeout: u64,
@@ -313,6 +318,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         xwayland: config.xwayland,
         seccomp: config.seccomp,
         clipboard: !cli.no_clipboard,
+        audio: config.audio,
         spawn: cli.spawn.clone(),
         desktop: cli.desktop,
     });
@@ -529,6 +535,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         clipboard: !args.no_clipboard,
         locker,
         seccomp: config.seccomp,
+        audio: config.audio && !args.no_audio,
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

@@ -599,6 +599,8 @@ fn greeter_login_and_user_session() -> TestResult {
         &wrlogin_word,
         // Greeters have no clipboard: nothing typed at the login prompt can be pasted.
         "--no-clipboard",
+        // Nor sound: no PipeWire for a login form.
+        "--no-audio",
     ];
     ensure!(
         report.args() == expected_args,

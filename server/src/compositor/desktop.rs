@@ -160,7 +160,20 @@ impl SessionBus {
     /// Starts `dbus-daemon --session` listening at `socket` (a path in the runtime dir).
     pub fn start(socket: &Path) -> Result<SessionBus, BusError> {
         let _ = std::fs::remove_file(socket);
-        let mut child = Command::new("dbus-daemon")
+        let mut command = Command::new("dbus-daemon");
+        // Ends with the session even when it crashes (it is started from the main thread,
+        // which lives as long as the process).
+        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("--session")
             .arg("--nofork")
             .arg("--nopidfile")

@@ -184,6 +184,16 @@ impl WayRay {
                     state.open_app_launcher();
                 }
                 state.super_tap = pressed && is_super;
+                // Volume keys change the session's sound and reach no client.
+                if pressed
+                    && state
+                        .audio
+                        .as_ref()
+                        .is_some_and(|audio| audio.volume_key(sym))
+                {
+                    state.suppressed_keys.insert(keycode);
+                    return FilterResult::Intercept(None);
+                }
                 if !pressed {
                     // The client never saw the press of a WM binding, so not its release either.
                     return if state.suppressed_keys.remove(&keycode) {

@@ -1,6 +1,7 @@
 //! The headless session compositor: Smithay protocol state, Pixman rendering into memory, and
 //! frame pacing driven by the attached appliance's acks.
 
+mod audio;
 mod capture;
 pub mod clock;
 mod cursor;
@@ -106,6 +107,9 @@ pub struct SessionOptions {
     pub locker: Option<LockerConfig>,
     /// The compositor's own system-call filter, installed once its first clients are up.
     pub seccomp: crate::confine::SeccompMode,
+    /// Sound: the session's own PipeWire with the WayRay output and microphone (`audio/`).
+    /// `false` for greeters and with config `audio = false`.
+    pub audio: bool,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -278,12 +282,14 @@ pub fn run(
         keyboard_on_layer: false,
         protocols: protocols::ProtocolStates::new(&dh, event_loop.handle(), opts.clipboard),
         locker: locker::Locker::new(opts.locker.clone()),
+        audio: None,
     };
 
     let mut client_env = Vec::new();
     let mut desktop_clients = Vec::new();
     let mut _session_bus = None;
-    if opts.desktop && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+    // The desktop's notifications and WirePlumber (the session's audio) need a session bus.
+    if (opts.desktop || opts.audio) && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
         let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
         let socket = runtime
             .unwrap_or_else(std::env::temp_dir)
@@ -297,6 +303,19 @@ pub fn run(
                 _session_bus = Some(bus);
             }
             Err(err) => tracing::warn!(%err, "no session bus: notifications will not show"),
+        }
+    }
+    if opts.audio {
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let bus = _session_bus
+            .as_ref()
+            .map(|b: &desktop::SessionBus| b.address.clone())
+            .or_else(|| std::env::var("DBUS_SESSION_BUS_ADDRESS").ok());
+        state.audio = audio::Audio::start(&runtime, bus, state.to_transport.clone());
+        if let Some(audio) = &state.audio {
+            client_env.extend(audio.client_env().iter().cloned());
         }
     }
     if opts.desktop {
@@ -448,6 +467,9 @@ impl WayRay {
                     microphone = audio.microphone,
                     "appliance audio"
                 );
+                if let Some(sound) = &self.audio {
+                    sound.attached(appliance, audio);
+                }
                 tracing::info!(
                     appliance,
                     ?screen,
@@ -492,6 +514,9 @@ impl WayRay {
                 }
             }
             ToCompositor::Detached { appliance } => {
+                if let Some(audio) = &self.audio {
+                    audio.detached(appliance);
+                }
                 if self.pacer.detach(appliance) {
                     self.discard_presentation_feedback();
                     tracing::info!(appliance, "appliance detached; session keeps running");
@@ -520,8 +545,10 @@ impl WayRay {
                 }
             }
             ToCompositor::Microphone { appliance, packet } => {
-                // The session's audio takes these once it exists; until then nobody asked.
-                tracing::trace!(appliance, seq = packet.seq, "microphone packet");
+                // The audio thread checks it is the attached appliance's, and wanted.
+                if let Some(audio) = &self.audio {
+                    audio.microphone(appliance, packet);
+                }
             }
             ToCompositor::Linked(socket) => self.read_daemon_link(socket),
             ToCompositor::Shutdown => self.loop_signal.stop(),

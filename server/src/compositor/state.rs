@@ -104,6 +104,8 @@ pub struct WayRay {
     pub protocols: super::protocols::ProtocolStates,
     /// The WayRay locker process a self-locked session keeps running (locker.rs).
     pub locker: super::locker::Locker,
+    /// The session's sound (its PipeWire and the WayRay nodes); `None` without audio.
+    pub audio: Option<super::audio::Audio>,
 }
 
 /// Protocol states owned only so their globals stay advertised; nothing reads them.

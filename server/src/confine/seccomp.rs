@@ -212,13 +212,25 @@ const XWAYLAND: &[i64] = calls![
 ];
 
 /// The daemon's allow-list.
+/// The session's audio thread (libpipewire): it locks the buffers it shares with the
+/// session's PipeWire into memory.
+const AUDIO: &[i64] = calls![SYS_mlock, SYS_munlock];
+
 pub fn daemon() -> Vec<i64> {
     [RUNTIME, RUNTIME_X86_64, DAEMON].concat()
 }
 
 /// A session compositor's allow-list.
 pub fn session() -> Vec<i64> {
-    [RUNTIME, RUNTIME_X86_64, SESSION, SESSION_X86_64, XWAYLAND].concat()
+    [
+        RUNTIME,
+        RUNTIME_X86_64,
+        SESSION,
+        SESSION_X86_64,
+        XWAYLAND,
+        AUDIO,
+    ]
+    .concat()
 }
 
 /// Builds the filter for `list` and installs it on every thread of this process (seccompiler

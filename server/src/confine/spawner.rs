@@ -37,6 +37,10 @@ use wayray_protocol::{framing, FrameReader};
 pub struct Request {
     pub argv: Vec<Vec<u8>>,
     pub env: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// SIGTERM it when the spawner exits (`PR_SET_PDEATHSIG`), as the spawner does when the
+    /// process that forked it ends, even by a crash: a session's own services (its PipeWire)
+    /// must never outlive it.
+    pub die_with_parent: bool,
 }
 
 impl Request {
@@ -51,7 +55,14 @@ impl Request {
         Self {
             argv,
             env: Vec::new(),
+            die_with_parent: false,
         }
+    }
+
+    /// See [`Request::die_with_parent`].
+    pub fn die_with_parent(mut self) -> Self {
+        self.die_with_parent = true;
+        self
     }
 
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
@@ -79,6 +90,18 @@ impl Request {
                 Some(v) => cmd.env(k, std::ffi::OsStr::from_bytes(v)),
                 None => cmd.env_remove(k),
             };
+        }
+        if self.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         Ok(cmd)
     }

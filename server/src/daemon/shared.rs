@@ -32,6 +32,8 @@ pub struct SharedSession {
     pub seccomp: SeccompMode,
     /// `false` passes `--no-clipboard`.
     pub clipboard: bool,
+    /// `false` (config `audio = false`) passes `--no-audio`.
+    pub audio: bool,
     pub spawn: Vec<String>,
     /// `--desktop`: the default desktop before the `spawn` clients.
     pub desktop: bool,
@@ -70,6 +72,9 @@ impl SharedSession {
         }
         if !self.clipboard {
             cmd.arg("--no-clipboard");
+        }
+        if !self.audio {
+            cmd.arg("--no-audio");
         }
         for s in &self.spawn {
             cmd.arg("--spawn").arg(s);

@@ -70,6 +70,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/wayray/wrsessd.toml";
 /// ```toml
 /// # cgroup under which every session gets its own (`<hierarchy>/wayray/<session id>`).
 /// cgroup_parent = "wayray"
+/// # Users' sessions get their own PipeWire and sound on the appliance (greeters never).
+/// audio = true
 ///
 /// [limits.user]          # each user's session: compositor and all its clients
 /// memory_max_mib = 4096  # 0: no limit
@@ -85,6 +87,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/wayray/wrsessd.toml";
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub cgroup_parent: String,
+    /// `false` starts users' sessions with `--no-audio`. Greeters never have sound.
+    pub audio: bool,
     pub limits: LimitsConfig,
 }
 
@@ -92,6 +96,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             cgroup_parent: "wayray".to_string(),
+            audio: true,
             limits: LimitsConfig::default(),
         }
     }

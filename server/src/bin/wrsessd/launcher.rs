@@ -276,6 +276,8 @@ impl Launcher {
         );
         // A login form has nothing to copy, and a password must not be pasteable elsewhere.
         args.push("--no-clipboard".into());
+        // A login form plays no sound and records none: no audio server for greeters.
+        args.push("--no-audio".into());
         let launch = Launch {
             program: wrsrvd,
             args,
@@ -342,6 +344,9 @@ impl Launcher {
 
         let config = self.user_session_toml(&account);
         let (mut flags, spawn) = (config.session_flags(), config.spawn_commands());
+        if !self.config.file.audio {
+            flags.push("--no-audio".into());
+        }
         tracing::info!(?flags, ?spawn, scale = ?config.scale, "starting the user's session");
         // The session's locker (wrlogin --lock, started when a re-attach is locked) checks
         // this user's password here with the unlock ticket.
