@@ -186,6 +186,35 @@ impl Server {
         cmd
     }
 
+    /// The shared session's audio directory (its PipeWire and pipewire-pulse sockets), from the
+    /// log once its sound server is up.
+    pub fn audio_dir(&self) -> PathBuf {
+        self.wait_log(
+            "the session's audio nodes are up",
+            1,
+            Duration::from_secs(30),
+        );
+        let log = self.log();
+        let dir = log
+            .lines()
+            .filter(|l| l.contains("audio service started"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("dir=")))
+            .unwrap_or_else(|| panic!("no audio directory in the log:\n{log}"));
+        PathBuf::from(dir)
+    }
+
+    /// A command with the environment the shared session's own clients get for sound
+    /// (`pw-play`, `paplay`, `pactl`, `pw-record` reach the session's PipeWire), plus Wayland's.
+    pub fn audio_client(&self, program: &str) -> Command {
+        let dir = self.audio_dir();
+        let mut cmd = self.wayland_client(program);
+        cmd.env("PIPEWIRE_RUNTIME_DIR", &dir).env(
+            "PULSE_SERVER",
+            format!("unix:{}/pulse/native", dir.display()),
+        );
+        cmd
+    }
+
     /// Where the server mapped the `n`th toplevel (content top-left), from its log.
     pub fn mapped_at(&self, n: usize) -> (f64, f64) {
         let log = self.log();
