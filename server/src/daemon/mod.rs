@@ -136,6 +136,10 @@ pub struct ApplianceSlot {
     pub admitted: bool,
     /// Its speaker and microphone, as far as this server uses them (Welcome).
     pub audio: wayray_protocol::AudioCapabilities,
+    /// Its QUIC connection, for the session's sound: a playback datagram is sent the moment it
+    /// arrives ([`Daemon::relay_audio`]), never queued behind frames the connection task is
+    /// waiting to write.
+    pub datagrams: quinn::Connection,
 }
 
 /// Where an appliance's card token stands. A card token leads to a session only once its proof
@@ -711,6 +715,20 @@ impl Daemon {
                 let _ = a.tx.send(event);
             }
             _ => tracing::trace!(appliance, "dropping output for an appliance that moved on"),
+        }
+    }
+
+    /// A playback packet from `session` for `appliance`, sent as one datagram at once; dropped
+    /// unless the appliance still shows that session and has a speaker (or when the link has no
+    /// room for it: a late packet is worth nothing to the appliance's jitter buffer).
+    pub fn relay_audio(&self, session: SessionId, appliance: ApplianceId, bytes: bytes::Bytes) {
+        match self.appliances.get(&appliance) {
+            Some(a) if a.session == Some(session) && a.audio.speaker => {
+                if let Err(err) = a.datagrams.send_datagram(bytes) {
+                    tracing::trace!(appliance, %err, "audio datagram dropped");
+                }
+            }
+            _ => tracing::trace!(appliance, "dropping sound for an appliance that moved on"),
         }
     }
 

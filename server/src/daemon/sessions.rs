@@ -77,13 +77,7 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
                 }
                 Ok(Some(FromSession::Audio { appliance, bytes })) => {
                     if let Ok(d) = daemon.lock() {
-                        d.relay(
-                            id,
-                            appliance,
-                            ConnEvent::Audio {
-                                bytes: bytes.into(),
-                            },
-                        );
+                        d.relay_audio(id, appliance, bytes.into());
                     }
                 }
                 Ok(Some(FromSession::Microphone { appliance, open })) => {

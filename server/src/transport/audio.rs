@@ -1,5 +1,6 @@
 //! The appliance's microphone: QUIC datagrams in, checked packets to the session it shows.
-//! (Playback goes the other way in the connection task, one datagram per session packet.)
+//! (Playback goes the other way straight from the session relay, one datagram per packet:
+//! `Daemon::relay_audio`, so it never waits behind a frame the connection task is writing.)
 //!
 //! A bad datagram is logged and dropped: one lost 10 ms of sound, not the connection.
 

@@ -36,10 +36,6 @@ pub enum ConnEvent {
     Cursor {
         bytes: Arc<[u8]>,
     },
-    /// An encoded `Datagram::Playback`, sent as one QUIC datagram.
-    Audio {
-        bytes: bytes::Bytes,
-    },
     /// The session wants the microphone (or no longer does).
     Microphone {
         open: bool,
@@ -203,6 +199,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 identity: identity.clone(),
                 admitted: false,
                 audio: welcome_audio,
+                datagrams: conn.clone(),
             },
         );
     }
@@ -262,13 +259,6 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
                     display.write_all(&bytes).await?;
-                }
-                Some(ConnEvent::Audio { bytes }) => {
-                    // Dropped, not queued, when the link cannot take it: a late packet is
-                    // worth nothing to the appliance's jitter buffer.
-                    if let Err(err) = conn.send_datagram(bytes) {
-                        tracing::trace!(%err, "audio datagram dropped");
-                    }
                 }
                 Some(ConnEvent::Microphone { open }) => {
                     tracing::debug!(open, "microphone request");
