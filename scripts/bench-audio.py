@@ -83,6 +83,23 @@ def children(pid):
     return [int(p) for p in out.stdout.split()]
 
 
+def descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except FileNotFoundError:
+        return []
+
+
 def named(pids, names):
     found = []
     for pid in pids:
@@ -147,7 +164,8 @@ class Bench:
             self.stop(p)
 
     def session(self, program, args, **kw):
-        env = dict(self.env, WAYLAND_DISPLAY=self.wayland)
+        env = dict(self.env, WAYLAND_DISPLAY=self.wayland, PIPEWIRE_RUNTIME_DIR=self.audio_dir,
+                   PULSE_SERVER=f"unix:{self.audio_dir}/pulse/native")
         return subprocess.run([program, *args], env=env, capture_output=True, text=True, **kw)
 
     def server(self):
@@ -157,13 +175,21 @@ class Bench:
         wait("wrsrvd", lambda: value(f"{self.work}/wrsrvd.out", "WAYLAND_DISPLAY"))
         self.listen = value(f"{self.work}/wrsrvd.out", "WAYRAY_LISTEN")
         self.wayland = value(f"{self.work}/wrsrvd.out", "WAYLAND_DISPLAY")
+        # The session's own sound server (its clients get these variables from the session).
+        dirs = lambda: re.findall(r"audio service started.* dir=(\S+)",
+                                  re.sub(r"\x1b\[[0-9;]*m", "", read(f"{self.work}/wrsrvd.log")))
+        wait("the session's audio server", dirs)
+        self.audio_dir = dirs()[0]
         wait("the session's WayRay sink",
              lambda: "wayray" in self.session("pactl", ["get-default-sink"]).stdout)
-        session = named(children(self.wrsrvd.pid), {"wrsrvd"})
+        # The session compositor (`wrsrvd session`, started through the daemon's spawner) and
+        # the session's pipewire daemon, wherever they sit below wrsrvd.
+        below = descendants(self.wrsrvd.pid)
+        session = [p for p in below if b"session" in cmdline(p)[1:2]]
         if not session:
             sys.exit("bench-audio: no session compositor under wrsrvd")
         self.session_pid = session[0]
-        self.pipewire = named(children(self.session_pid), {"pipewire"})
+        self.pipewire = named(below, {"pipewire"})
 
     def appliance(self, name, rtt_ms):
         relay = self.start(f"{name}-netem", [f"{BIN}/examples/netem", "--to", self.listen,
