@@ -524,3 +524,50 @@ fn pcsc_each_user_hears_only_their_session_and_sound_follows_the_card() {
         all_logs()
     );
 }
+
+/// Bad datagrams from an appliance (junk, an oversized payload, sound in the wrong direction)
+/// are logged and dropped: the connection and the session go on.
+#[tokio::test]
+async fn bad_datagrams_cost_nothing_but_themselves() {
+    let dir = TempDir::new("audio-bad");
+    let server = Server::start(&dir, ServerOpts::default());
+    let mut peer = RawAppliance::attach(server.listen, "bad-datagrams").await;
+    let playback = wayray_protocol::Datagram::Playback(wayray_protocol::AudioPacket {
+        seq: 1,
+        time_us: 1,
+        opus: vec![0xfc; 8],
+    })
+    .encode()
+    .unwrap();
+    let mut oversized = wayray_protocol::Datagram::Microphone(wayray_protocol::AudioPacket {
+        seq: 1,
+        time_us: 1,
+        opus: vec![0; wayray_protocol::audio::MAX_OPUS_BYTES],
+    })
+    .encode()
+    .unwrap();
+    // Claim one byte more than the limit: the length prefix of the payload grows by one.
+    oversized.push(0);
+    for bytes in [vec![0xff; 40], playback, oversized] {
+        peer.conn
+            .send_datagram(bytes.into())
+            .expect("send datagram");
+    }
+    // The runtime must keep driving the connection while the test waits for the log.
+    let start = Instant::now();
+    while !server.log().contains("dropping a malformed datagram") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server did not report the malformed datagram\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still connected and served.
+    peer.display_for(Duration::from_secs(1)).await;
+    assert!(
+        peer.conn.close_reason().is_none(),
+        "the connection ended after bad datagrams\n{}",
+        server.log()
+    );
+}
