@@ -461,12 +461,6 @@ impl WayRay {
                 lock,
                 audio,
             } => {
-                tracing::info!(
-                    appliance,
-                    speaker = audio.speaker,
-                    microphone = audio.microphone,
-                    "appliance audio"
-                );
                 if let Some(sound) = &self.audio {
                     sound.attached(appliance, audio);
                 }
@@ -476,6 +470,8 @@ impl WayRay {
                     ?physical_size,
                     ?output,
                     lock,
+                    speaker = audio.speaker,
+                    microphone = audio.microphone,
                     "appliance attached; sending a key frame"
                 );
                 // Before anything is rendered for the new appliance: its key frame is the
