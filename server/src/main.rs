@@ -136,6 +136,10 @@ struct DaemonArgs {
     /// notifications (mako) and fuzzel on a tap of Super, before the --spawn clients.
     #[arg(long)]
     desktop: bool,
+    /// The shared session's window manager, a shell command (e.g. `wr-wm-tiling`); the built-in
+    /// floating WM manages windows without one and whenever it is gone.
+    #[arg(long = "wm", value_name = "COMMAND")]
+    wm: Option<String>,
     /// The shared session offers no clipboard (no selections, primary selection or
     /// data-control), as greeter sessions never do.
     #[arg(long)]
@@ -187,6 +191,11 @@ struct SessionArgs {
     /// Shell command a tap of Super starts (default with --desktop: fuzzel).
     #[arg(long, value_name = "COMMAND")]
     app_launcher: Option<String>,
+    /// The session's window manager, a shell command (e.g. `wr-wm-tiling`): the one client that
+    /// may bind the WM protocol. Without it, or while it is gone, the built-in floating WM
+    /// manages the windows.
+    #[arg(long = "wm", value_name = "COMMAND")]
+    wm: Option<String>,
     /// No clipboard: no selection is ever offered to a client, and neither primary selection
     /// nor data-control is advertised. wrsessd passes it for greeters, so nothing typed at a
     /// login prompt can be read back.
@@ -321,6 +330,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         audio: config.audio,
         spawn: cli.spawn.clone(),
         desktop: cli.desktop,
+        wm: cli.wm.clone(),
     });
     ensure_runtime_dir()?;
     // The shared session is started by a spawner forked now, while the daemon is still one
@@ -530,6 +540,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         video_regions: config.video_regions,
         desktop: args.desktop,
         app_launcher: args.app_launcher,
+        window_manager: args.wm,
         xwayland: config.xwayland,
         scale: args.scale,
         clipboard: !args.no_clipboard,

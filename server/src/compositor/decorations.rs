@@ -54,6 +54,10 @@ pub enum DecorationHit {
 /// Whether the window negotiated server-side decorations (xdg-decoration), or is an X11
 /// window that does not draw its own.
 pub fn has_title_bar(window: &Window) -> bool {
+    // An external WM draws what it wants (borders); title bars are the built-in WM's.
+    if super::wm::external::externally_managed(window) {
+        return false;
+    }
     if let Some(x11) = window.x11_surface() {
         return super::handlers::x11_wants_title_bar(x11);
     }
@@ -120,6 +124,8 @@ pub fn hit(space: &Space<Window>, point: Point<f64, Logical>) -> Option<(Window,
 /// changed (a focus change recolours one bar, a new title redraws one bar).
 pub struct Decorations {
     bars: HashMap<ObjectId, Bar>,
+    /// An external WM's borders per window: four sides, kept so only changes are damage.
+    borders: HashMap<ObjectId, [SolidColorBuffer; 4]>,
     font: Option<TitleFont>,
 }
 
@@ -135,6 +141,7 @@ impl Default for Decorations {
     fn default() -> Self {
         Decorations {
             bars: HashMap::new(),
+            borders: HashMap::new(),
             font: TitleFont::load(),
         }
     }
@@ -151,6 +158,7 @@ impl Decorations {
     ) -> Vec<OutputElement> {
         let mut elements = Vec::new();
         let mut alive = Vec::new();
+        let mut alive_borders = Vec::new();
         for window in space.elements().rev() {
             let Some(location) = space.element_location(window) else {
                 continue;
@@ -215,6 +223,30 @@ impl Decorations {
                 }
                 alive.push(id);
             }
+            if let (Some((width, rgba)), Some(surface)) = (
+                super::wm::external::borders(window),
+                super::xwayland::window_surface(window),
+            ) {
+                // Before the window in this topmost-first list: drawn just outside it.
+                let content = Rectangle::new(location, window.geometry().size);
+                let sides = border_sides(content, width);
+                let color = rgba_color(rgba);
+                let buffers = self
+                    .borders
+                    .entry(surface.id())
+                    .or_insert_with(|| sides.map(|side| SolidColorBuffer::new(side.size, color)));
+                for (buffer, side) in buffers.iter_mut().zip(sides) {
+                    buffer.update(side.size, color);
+                    elements.push(OutputElement::Solid(SolidColorRenderElement::from_buffer(
+                        buffer,
+                        side.loc.to_physical_precise_round(scale),
+                        scale,
+                        1.0,
+                        Kind::Unspecified,
+                    )));
+                }
+                alive_borders.push(surface.id());
+            }
             let render_loc = (location - window.geometry().loc).to_physical_precise_round(scale);
             if let Some(surface) = super::xwayland::legacy_surface(window) {
                 elements.extend(render_elements_from_surface_tree(
@@ -234,8 +266,27 @@ impl Decorations {
             ));
         }
         self.bars.retain(|id, _| alive.contains(id));
+        self.borders.retain(|id, _| alive_borders.contains(id));
         elements
     }
+}
+
+/// The four sides of a border `width` wide around `content`, in logical coordinates.
+fn border_sides(content: Rectangle<i32, Logical>, width: i32) -> [Rectangle<i32, Logical>; 4] {
+    let (x, y, w, h) = (content.loc.x, content.loc.y, content.size.w, content.size.h);
+    [
+        (x - width, y - width, w + 2 * width, width),
+        (x - width, y + h, w + 2 * width, width),
+        (x - width, y, width, h),
+        (x + w, y, width, h),
+    ]
+    .map(|(x, y, w, h)| Rectangle::new((x, y).into(), (w, h).into()))
+}
+
+/// 0xRRGGBBAA as the renderer's colour, drawn opaque.
+fn rgba_color(rgba: u32) -> [f32; 4] {
+    let channel = |shift: u32| ((rgba >> shift) & 0xff) as f32 / 255.0;
+    [channel(24), channel(16), channel(8), 1.0]
 }
 
 /// A bar of `size` physical pixels in `color` with `title` elided to end before the close

@@ -24,6 +24,14 @@ use super::{
 /// evdev BTN_LEFT.
 const BTN_LEFT: u32 = 0x110;
 
+/// A key press one of the WMs took.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Builtin(WmAction),
+    /// The external WM's binding id.
+    External(u32),
+}
+
 impl WayRay {
     /// Compiles the appliance's keymap and makes the seat use it, so clients see the user's
     /// layout. A keymap that does not compile keeps the previous one.
@@ -40,6 +48,12 @@ impl WayRay {
     }
 
     pub fn on_input(&mut self, event: InputMessage) {
+        // While an external WM decides on earlier input (a click that focuses, a binding that
+        // switches workspace), later input waits, so it reaches the window the WM chose.
+        if self.wm_defers_input() {
+            self.deferred_input.push_back(event);
+            return;
+        }
         self.note_user_activity();
         match event {
             InputMessage::Keymap(keymap) => self.set_keymap(&keymap),
@@ -207,20 +221,31 @@ impl WayRay {
                 if state.protocols.lock.is_locked() || state.shortcuts_inhibited() {
                     return FilterResult::Forward;
                 }
-                match state
-                    .wm
-                    .key_binding(Mods::from(mods), keysym.modified_sym())
-                {
-                    Some(action) => {
+                let mods = Mods::from(mods);
+                let bound = if state.external_wm.is_active() {
+                    // With and without Shift's level: Super+Shift+1 is bound as "1".
+                    let mut syms: Vec<u32> = keysym.raw_syms().iter().map(|s| s.raw()).collect();
+                    syms.push(keysym.modified_sym().raw());
+                    state.wm_key_binding(mods, &syms).map(Bound::External)
+                } else {
+                    state
+                        .wm
+                        .key_binding(mods, keysym.modified_sym())
+                        .map(Bound::Builtin)
+                };
+                match bound {
+                    Some(bound) => {
                         state.suppressed_keys.insert(keycode);
-                        FilterResult::Intercept(Some(action))
+                        FilterResult::Intercept(Some(bound))
                     }
                     None => FilterResult::Forward,
                 }
             },
         );
-        if let Some(Some(action)) = action {
-            self.run_wm_action(action, serial);
+        match action {
+            Some(Some(Bound::Builtin(action))) => self.run_wm_action(action, serial),
+            Some(Some(Bound::External(id))) => self.wm_binding_pressed(id),
+            _ => {}
         }
     }
 
@@ -267,7 +292,33 @@ impl WayRay {
         let location = pointer.current_location();
         // Super+click is a binding, not a tap of Super.
         self.super_tap = false;
-        if pressed && !pointer.is_grabbed() && !self.protocols.lock.is_locked() {
+        if pressed {
+            self.held_button = Some(button);
+        } else if self.held_button == Some(button) {
+            self.held_button = None;
+        }
+        if pressed
+            && !pointer.is_grabbed()
+            && !self.protocols.lock.is_locked()
+            && self.external_wm.is_active()
+        {
+            let mods = self
+                .seat
+                .get_keyboard()
+                .map(|k| Mods::from(&k.modifier_state()))
+                .unwrap_or_default();
+            let under = self.window_under(location);
+            if self.focus_layer_under(location) {
+                // A click on a panel or a launcher is theirs.
+            } else if self.wm_button_pressed(mods, button, under) {
+                // A binding: the client sees neither the press nor its release.
+                self.suppressed_buttons.insert(button);
+                return;
+            }
+        } else if !pressed && self.suppressed_buttons.remove(&button) && !pointer.is_grabbed() {
+            // (A grab the binding started ends with this release: the grab gets it.)
+            return;
+        } else if pressed && !pointer.is_grabbed() && !self.protocols.lock.is_locked() {
             let mods = self
                 .seat
                 .get_keyboard()
@@ -368,7 +419,8 @@ impl WayRay {
         {
             return;
         }
-        if let Some(window) = &window {
+        // Under an external WM stacking is the WM's (its render sequences).
+        if let Some(window) = window.as_ref().filter(|_| !self.external_wm.is_active()) {
             self.space.raise_element(window, true);
         }
         for w in self.space.elements() {
@@ -390,7 +442,13 @@ impl WayRay {
         self.needs_render = true;
     }
 
-    fn start_window_grab(&mut self, window: Window, action: WmAction, button: u32, serial: Serial) {
+    pub(in crate::compositor) fn start_window_grab(
+        &mut self,
+        window: Window,
+        action: WmAction,
+        button: u32,
+        serial: Serial,
+    ) {
         let Some(pointer) = self.seat.get_pointer() else {
             return;
         };
@@ -489,7 +547,7 @@ impl WayRay {
 
 /// Asks a window to close, as its close button or Alt+F4 do (X11 windows get WM_DELETE_WINDOW
 /// when they support it, else their client is disconnected).
-fn request_close(window: &Window) {
+pub(in crate::compositor) fn request_close(window: &Window) {
     if let Some(toplevel) = window.toplevel() {
         toplevel.send_close();
     } else if let Some(x11) = window.x11_surface() {

@@ -110,6 +110,9 @@ pub struct SessionOptions {
     /// Sound: the session's own PipeWire with the WayRay output and microphone (`audio/`).
     /// `false` for greeters and with config `audio = false`.
     pub audio: bool,
+    /// The session's window manager (a shell command), the only client that may bind the WM
+    /// protocol; `None`: the built-in floating WM.
+    pub window_manager: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -265,7 +268,11 @@ pub fn run(
         decorations: decorations::Decorations::default(),
         scale: scale_state,
         wm: Box::new(wm::FloatingWm),
+        external_wm: Default::default(),
+        held_button: None,
         suppressed_keys: Default::default(),
+        suppressed_buttons: Default::default(),
+        deferred_input: Default::default(),
         pacer: Pacer::new(opts.max_frames_in_flight),
         needs_render: true,
         key_pressed_at: None,
@@ -284,6 +291,8 @@ pub fn run(
         locker: locker::Locker::new(opts.locker.clone()),
         audio: None,
     };
+
+    WayRay::create_wm_global(&dh);
 
     let mut client_env = Vec::new();
     let mut desktop_clients = Vec::new();
@@ -368,6 +377,18 @@ pub fn run(
     on_ready(&socket_name.to_string_lossy());
     state.cursor.set_scale(initial_scale);
     tracing::info!(socket = %socket_name.to_string_lossy(), width, height, scale = initial_scale, "session compositor ready");
+    // The WM first, so it manages the first windows from the start; `exec` keeps its pid the
+    // one we are told, the one allowed to bind the WM protocol.
+    if let Some(cmd) = opts
+        .window_manager
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        let pid = spawn_client(&exec_command(cmd), &socket_name, &state.client_env);
+        tracing::info!(pid, cmd, "window manager started");
+        state.external_wm.allowed_pid = pid;
+    }
     for cmd in desktop_clients.iter().chain(&opts.spawn) {
         spawn_client(cmd, &socket_name, &state.client_env);
     }
@@ -393,11 +414,36 @@ pub fn run(
     Ok(())
 }
 
+/// `cmd` for `sh -c` with the shell replaced by the program (`exec`), so the pid the spawner
+/// reports is the program's own: `A=1 prog args` becomes `A=1 exec prog args` (assignments
+/// before `exec` are exported to it).
+fn exec_command(cmd: &str) -> String {
+    let is_assignment = |word: &str| {
+        word.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let trimmed = cmd.trim_start();
+    let mut rest = trimmed;
+    let mut assignments = String::new();
+    while let Some((word, tail)) = rest.split_once(char::is_whitespace) {
+        if !is_assignment(word) || word.contains(['\'', '"']) {
+            break;
+        }
+        assignments.push_str(word);
+        assignments.push(' ');
+        rest = tail.trim_start();
+    }
+    format!("{assignments}exec {rest}")
+}
+
 /// Starts `cmd` through `sh -c` as a client of this session, with `env` (the session's X11
 /// display, if it has one, among it). A thread waits for it so it never lingers as a zombie and
 /// its exit is logged. With a spawner (every `wrsrvd session`), the spawner starts it, outside
 /// the compositor's seccomp filter.
-fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
+fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) -> Option<u32> {
     if let Some(spawner) = crate::confine::spawner::global() {
         let mut req = crate::confine::spawner::Request::new("sh", ["-c", cmd])
             .env("WAYLAND_DISPLAY", socket)
@@ -408,6 +454,7 @@ fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
         match spawner.spawn(req) {
             Ok(child) => {
                 tracing::info!(cmd, pid = child.pid, "started client");
+                let pid = child.pid;
                 let cmd = cmd.to_owned();
                 let waited = std::thread::Builder::new()
                     .name("client-exit".into())
@@ -418,10 +465,11 @@ fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
                 if let Err(err) = waited {
                     tracing::warn!(%err, "cannot watch the client's exit");
                 }
+                return Some(pid);
             }
             Err(err) => tracing::error!(cmd, %err, "cannot start client"),
         }
-        return;
+        return None;
     }
     let child = Command::new("sh")
         .arg("-c")
@@ -432,14 +480,19 @@ fn spawn_client(cmd: &str, socket: &OsString, env: &[(String, OsString)]) {
         .spawn();
     match child {
         Ok(mut child) => {
-            tracing::info!(cmd, pid = child.id(), "started client");
+            let pid = child.id();
+            tracing::info!(cmd, pid, "started client");
             let cmd = cmd.to_owned();
             std::thread::spawn(move || match child.wait() {
                 Ok(status) => tracing::info!(cmd, %status, "client exited"),
                 Err(err) => tracing::warn!(cmd, %err, "cannot wait for client"),
             });
+            Some(pid)
         }
-        Err(err) => tracing::error!(cmd, %err, "cannot start client"),
+        Err(err) => {
+            tracing::error!(cmd, %err, "cannot start client");
+            None
+        }
     }
 }
 
@@ -594,7 +647,10 @@ impl WayRay {
         if self.protocols.lock.is_locked() || self.locker.has_child() {
             self.keep_locker_running();
         }
-        if self.pacer.attached().is_none() {
+        self.wm_step_and_replay_input();
+        if self.wm_holds_frames() {
+            // An external WM's transaction is open: the appliance keeps the last whole layout.
+        } else if self.pacer.attached().is_none() {
             if self.last_frame_callbacks.elapsed() >= detached_interval {
                 self.send_frame_callbacks();
             }
@@ -705,10 +761,19 @@ impl WayRay {
         }
     }
 
-    fn send_frame_callbacks(&mut self) {
+    pub(crate) fn send_frame_callbacks(&mut self) {
         let now = self.start_time.elapsed();
         let output = self.output.clone();
-        for window in self.space.elements() {
+        // A window an external WM hides (another workspace) draws only to answer a configure
+        // the WM's transaction waits for; otherwise it idles until shown again.
+        let hidden = self.external_wm.active.iter().flat_map(|wm| {
+            wm.windows
+                .iter()
+                .filter(|w| w.waiting_for.is_some())
+                .map(|w| &w.window)
+                .filter(|w| self.space.element_location(w).is_none())
+        });
+        for window in self.space.elements().chain(hidden) {
             window.send_frame(&output, now, Some(Duration::ZERO), |_, _| {
                 Some(output.clone())
             });
@@ -729,5 +794,20 @@ impl WayRay {
         }
         self.send_lock_frame_callbacks(now);
         self.last_frame_callbacks = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_command;
+
+    #[test]
+    fn the_window_manager_command_replaces_the_shell() {
+        assert_eq!(exec_command("wr-wm-tiling"), "exec wr-wm-tiling");
+        assert_eq!(
+            exec_command("RUST_LOG=debug A_1=x wr-wm-tiling --gaps 4"),
+            "RUST_LOG=debug A_1=x exec wr-wm-tiling --gaps 4"
+        );
+        assert_eq!(exec_command("wm --opt=1"), "exec wm --opt=1");
     }
 }

@@ -150,6 +150,11 @@ impl WayRay {
     }
 
     pub(super) fn refit_windows(&mut self) {
+        if self.external_wm.is_active() {
+            // The external WM lays the windows out for the new area.
+            self.wm_tell_output();
+            return;
+        }
         let area = self.usable_area();
         let windows: Vec<Window> = self.space.elements().cloned().collect();
         for window in windows {

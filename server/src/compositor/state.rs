@@ -70,10 +70,21 @@ pub struct WayRay {
     pub decorations: Decorations,
     /// The attached screen's size and physical size, and the scales users and server asked for.
     pub scale: super::scale::ScaleState,
-    /// The window-management policy (built-in floating WM for now).
+    /// The built-in window-management policy (the floating WM), in charge while no external
+    /// WM is connected.
     pub wm: Box<dyn WindowPolicy>,
+    /// The WM protocol: the external window manager, when one is connected.
+    pub external_wm: super::wm::external::ExternalWm,
+    /// The pointer button held down, if any (an external WM's interactive operations start
+    /// on it a round trip after the press).
+    pub held_button: Option<u32>,
     /// evdev keycodes whose press went to the WM, so their release is not sent to a client.
     pub suppressed_keys: HashSet<u32>,
+    /// Buttons whose press was an external WM's pointer binding: their release is not sent.
+    pub suppressed_buttons: HashSet<u32>,
+    /// Input that arrived while an external WM's manage sequence was due or open, replayed in
+    /// order once it is done.
+    pub deferred_input: std::collections::VecDeque<wayray_protocol::InputMessage>,
     pub pacer: Pacer,
     /// Something committed since the last render pass.
     pub needs_render: bool,
@@ -192,9 +203,15 @@ impl WayRay {
     /// The toplevel window (Wayland or X11) whose root surface is `surface`, mapped or not yet
     /// mapped.
     pub fn window_for_surface(&self, surface: &WlSurface) -> Option<Window> {
+        let hidden = self
+            .external_wm
+            .active
+            .iter()
+            .flat_map(|wm| wm.windows.iter().map(|w| &w.window));
         self.space
             .elements()
             .chain(self.unmapped.iter())
+            .chain(hidden)
             .find(|w| super::xwayland::window_surface(w).is_some_and(|s| s == *surface))
             .cloned()
     }

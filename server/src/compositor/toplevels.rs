@@ -65,6 +65,11 @@ fn window_surface(window: &Window) -> Option<WlSurface> {
     window.wl_surface().map(|s| s.into_owned())
 }
 
+/// What a taskbar (or an external WM) is told of `window`, leaving out the focus.
+pub fn window_info(window: &Window) -> ToplevelInfo {
+    read_info(window, None)
+}
+
 fn read_info(window: &Window, focus: Option<&WlSurface>) -> ToplevelInfo {
     let activated = focus.is_some() && window_surface(window).as_ref() == focus;
     if let Some(toplevel) = window.toplevel() {

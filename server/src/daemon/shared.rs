@@ -37,6 +37,8 @@ pub struct SharedSession {
     pub spawn: Vec<String>,
     /// `--desktop`: the default desktop before the `spawn` clients.
     pub desktop: bool,
+    /// `--wm`: the session's window manager (the built-in floating WM without one).
+    pub wm: Option<String>,
 }
 
 impl SharedSession {
@@ -81,6 +83,9 @@ impl SharedSession {
         }
         if self.desktop {
             cmd.arg("--desktop");
+        }
+        if let Some(wm) = &self.wm {
+            cmd.arg("--wm").arg(wm);
         }
         Ok(cmd)
     }

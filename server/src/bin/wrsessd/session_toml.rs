@@ -77,8 +77,8 @@ impl SessionToml {
         }
     }
 
-    /// The compositor's flags for the desktop, the launcher and the user's scale (`--desktop`,
-    /// `--app-launcher`, `--scale`).
+    /// The compositor's flags for the desktop, the launcher, the window manager and the user's
+    /// scale (`--desktop`, `--app-launcher`, `--wm`, `--scale`).
     pub fn session_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if self.desktop == Desktop::Default {
@@ -91,6 +91,15 @@ impl SessionToml {
             .filter(|c| !c.is_empty())
         {
             flags.push("--app-launcher".to_string());
+            flags.push(cmd.to_string());
+        }
+        if let Some(cmd) = self
+            .window_manager
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            flags.push("--wm".to_string());
             flags.push(cmd.to_string());
         }
         if let Some(scale) = self.scale {
@@ -128,11 +137,11 @@ impl SessionToml {
         Ok((config, warnings))
     }
 
-    /// The `--spawn` commands for the session compositor: window manager, panel, autostart.
+    /// The `--spawn` commands for the session compositor: panel, autostart. The window manager
+    /// is started apart (`--wm`): only it may bind the WM protocol.
     pub fn spawn_commands(&self) -> Vec<String> {
-        self.window_manager
+        self.panel
             .iter()
-            .chain(self.panel.iter())
             .chain(self.autostart.iter())
             .map(|c| c.trim())
             .filter(|c| !c.is_empty())
@@ -189,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn commands_come_in_order_wm_panel_autostart() {
+    fn commands_come_in_order_panel_autostart_and_the_wm_apart() {
         let text = r#"
             autostart = ["foot", "  ", "weston-simple-shm"]
             panel = "waybar -c ~/.bar"
@@ -199,19 +208,19 @@ mod tests {
         assert!(warnings.is_empty());
         assert_eq!(
             config.spawn_commands(),
-            [
-                "wr-wm-tiling",
-                "waybar -c ~/.bar",
-                "foot",
-                "weston-simple-shm"
-            ]
+            ["waybar -c ~/.bar", "foot", "weston-simple-shm"]
+        );
+        assert_eq!(
+            config.session_flags(),
+            ["--desktop", "--wm", "wr-wm-tiling"]
         );
     }
 
     #[test]
     fn keys_a_file_does_not_name_keep_their_defaults() {
         let (config, _) = resolve(Some("window_manager = \"wm\""));
-        assert_eq!(config.spawn_commands(), ["wm", "foot"]);
+        assert_eq!(config.spawn_commands(), ["foot"]);
+        assert_eq!(config.session_flags(), ["--desktop", "--wm", "wm"]);
         let (config, _) = resolve(Some(""));
         assert_eq!(config, SessionToml::builtin());
         let (config, _) = resolve(Some("autostart = []"));

@@ -21,6 +21,7 @@ mod security_context;
 pub mod session_lock;
 mod single_pixel_buffer;
 mod text_input;
+mod wayray_wm;
 mod wlr_data_control;
 pub mod wlr_foreign_toplevel;
 mod xdg_activation;

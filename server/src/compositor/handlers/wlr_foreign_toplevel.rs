@@ -135,6 +135,9 @@ impl WayRay {
         if self.protocols.lock.is_locked() {
             return;
         }
+        if self.wm_client_request(&window, |w| w.request_activate()) {
+            return;
+        }
         self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
     }
 
@@ -149,6 +152,16 @@ impl WayRay {
     }
 
     fn set_window_maximized(&mut self, window: Window, maximized: bool) {
+        let asked = |w: &wayray_wm_protocol::server::wayray_wm_window_v1::WayrayWmWindowV1| {
+            if maximized {
+                w.request_maximize()
+            } else {
+                w.request_unmaximize()
+            }
+        };
+        if self.wm_client_request(&window, asked) {
+            return;
+        }
         if maximized {
             // The WM's own Super+Up on that window.
             self.focus_window(Some(window), SERIAL_COUNTER.next_serial());

@@ -72,6 +72,9 @@ impl XdgActivationHandler for WayRay {
         match self.window_for_surface(&surface) {
             Some(window) if self.space.elements().any(|w| w == &window) => {
                 tracing::info!("raising a window on xdg-activation");
+                if self.wm_client_request(&window, |w| w.request_activate()) {
+                    return;
+                }
                 self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
             }
             _ => tracing::debug!("activation for a surface that is not a mapped window"),

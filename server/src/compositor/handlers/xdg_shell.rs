@@ -45,6 +45,9 @@ impl XdgShellHandler for WayRay {
     }
 
     fn toplevel_destroyed(&mut self, surface: ToplevelSurface) {
+        if let Some(window) = self.external_window(&surface) {
+            self.wm_window_closed(&window);
+        }
         self.unmapped
             .retain(|w| w.toplevel().is_some_and(|t| t != &surface));
         self.refresh_toplevels();
@@ -52,16 +55,25 @@ impl XdgShellHandler for WayRay {
         self.needs_render = true;
     }
 
-    /// The title bar shows the title, so it is redrawn.
-    fn title_changed(&mut self, _surface: ToplevelSurface) {
+    /// The title bar shows the title, so it is redrawn; an external WM hears it.
+    fn title_changed(&mut self, surface: ToplevelSurface) {
+        if let Some(window) = self.external_window(&surface) {
+            self.wm_tell_properties(&window);
+        }
         self.needs_render = true;
     }
 
-    fn app_id_changed(&mut self, _surface: ToplevelSurface) {
+    fn app_id_changed(&mut self, surface: ToplevelSurface) {
+        if let Some(window) = self.external_window(&surface) {
+            self.wm_tell_properties(&window);
+        }
         self.needs_render = true;
     }
 
     fn maximize_request(&mut self, surface: ToplevelSurface) {
+        if self.pass_to_external_wm(&surface, |w| w.request_maximize()) {
+            return;
+        }
         match self.window_for_surface(surface.wl_surface()) {
             Some(window) if self.space.element_location(&window).is_some() => {
                 self.snap_window(&window, Snap::Maximize)
@@ -77,6 +89,9 @@ impl XdgShellHandler for WayRay {
     }
 
     fn unmaximize_request(&mut self, surface: ToplevelSurface) {
+        if self.pass_to_external_wm(&surface, |w| w.request_unmaximize()) {
+            return;
+        }
         surface.with_pending_state(|s| {
             s.states.unset(xdg_toplevel::State::Maximized);
             s.size = None;
@@ -87,6 +102,48 @@ impl XdgShellHandler for WayRay {
         if surface.is_initial_configure_sent() {
             surface.send_pending_configure();
         }
+    }
+
+    fn fullscreen_request(
+        &mut self,
+        surface: ToplevelSurface,
+        _output: Option<smithay::reexports::wayland_server::protocol::wl_output::WlOutput>,
+    ) {
+        if !self.pass_to_external_wm(&surface, |w| w.request_fullscreen()) {
+            // The built-in WM has no fullscreen: the client keeps its state.
+            if surface.is_initial_configure_sent() {
+                surface.send_configure();
+            }
+        }
+    }
+
+    fn unfullscreen_request(&mut self, surface: ToplevelSurface) {
+        self.pass_to_external_wm(&surface, |w| w.request_unfullscreen());
+    }
+
+    fn minimize_request(&mut self, surface: ToplevelSurface) {
+        self.pass_to_external_wm(&surface, |w| w.request_minimize());
+    }
+
+    fn move_request(&mut self, surface: ToplevelSurface, _seat: wl_seat::WlSeat, _serial: Serial) {
+        self.pass_to_external_wm(&surface, |w| w.request_move());
+    }
+
+    fn resize_request(
+        &mut self,
+        surface: ToplevelSurface,
+        _seat: wl_seat::WlSeat,
+        _serial: Serial,
+        edges: xdg_toplevel::ResizeEdge,
+    ) {
+        // xdg_toplevel's edges and the WM protocol's share their bits (top 1, bottom 2, left 4,
+        // right 8).
+        let edges = u32::from(edges);
+        self.pass_to_external_wm(&surface, |w| {
+            w.request_resize(
+                wayray_wm_protocol::server::wayray_wm_window_v1::Edges::from_bits_truncate(edges),
+            )
+        });
     }
 
     fn new_popup(&mut self, surface: PopupSurface, _positioner: PositionerState) {
@@ -159,6 +216,20 @@ delegate_xdg_shell!(WayRay);
 /// Called on every `wl_surface.commit`: sends initial configures and maps toplevels whose first
 /// buffer arrived.
 pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
+    state.wm_surface_committed(surface);
+    if state.external_wm.is_active() {
+        if let Some(idx) = state
+            .unmapped
+            .iter()
+            .position(|w| w.toplevel().is_some_and(|t| t.wl_surface() == surface))
+        {
+            // The external WM decides its first size: its initial configure waits for the
+            // WM's manage sequence.
+            let window = state.unmapped.remove(idx);
+            state.wm_announce(window, false, None);
+            return;
+        }
+    }
     if let Some(idx) = state
         .unmapped
         .iter()
@@ -253,6 +324,30 @@ pub fn handle_commit(state: &mut WayRay, surface: &WlSurface) {
 }
 
 impl WayRay {
+    /// The window an external WM manages for `surface`, if one is active and knows it.
+    fn external_window(&self, surface: &ToplevelSurface) -> Option<Window> {
+        let wm = self.external_wm.active.as_ref()?;
+        wm.windows
+            .iter()
+            .find(|w| w.window.toplevel() == Some(surface))
+            .map(|w| w.window.clone())
+    }
+
+    /// Passes a client's request to the external WM; false when none is active.
+    fn pass_to_external_wm(
+        &mut self,
+        surface: &ToplevelSurface,
+        send: impl FnOnce(&wayray_wm_protocol::server::wayray_wm_window_v1::WayrayWmWindowV1),
+    ) -> bool {
+        if !self.external_wm.is_active() {
+            return false;
+        }
+        if let Some(window) = self.external_window(surface) {
+            self.wm_client_request(&window, send);
+        }
+        true
+    }
+
     fn unconstrain_popup(&self, popup: &PopupSurface) {
         let Ok(root) = find_popup_root_surface(&PopupKind::Xdg(popup.clone())) else {
             return;

@@ -51,10 +51,16 @@ pub fn x11_wants_title_bar(x11: &X11Surface) -> bool {
 }
 
 impl WayRay {
-    /// The mapped window showing `x11`.
+    /// The window showing `x11`: mapped, or hidden by an external WM.
     fn x11_window(&self, x11: &X11Surface) -> Option<Window> {
+        let hidden = self
+            .external_wm
+            .active
+            .iter()
+            .flat_map(|wm| wm.windows.iter().map(|w| &w.window));
         self.space
             .elements()
+            .chain(hidden)
             .find(|w| w.x11_surface() == Some(x11))
             .cloned()
     }
@@ -215,6 +221,11 @@ impl XwmHandler for WayRay {
             "mapping x11 window"
         );
         let window = Window::new_x11_window(x11);
+        if self.external_wm.is_active() {
+            // Shown once the external WM has laid it out, as Wayland windows are.
+            self.wm_announce(window, false, Some((x, y).into()));
+            return;
+        }
         self.space.map_element(window, (x, y), false);
         // Focus follows once Xwayland pairs the window with its wl_surface (surface_associated).
         self.needs_render = true;
@@ -240,6 +251,7 @@ impl XwmHandler for WayRay {
         let window = self.x11_window(&x11);
         if let Some(window) = &window {
             self.space.unmap_elem(window);
+            self.wm_window_closed(window);
         }
         if !x11.is_override_redirect() {
             if let Err(err) = x11.set_mapped(false) {
@@ -274,6 +286,7 @@ impl XwmHandler for WayRay {
     fn destroyed_window(&mut self, _xwm: XwmId, x11: X11Surface) {
         if let Some(window) = self.x11_window(&x11) {
             self.space.unmap_elem(&window);
+            self.wm_window_closed(&window);
             self.needs_render = true;
         }
     }
@@ -420,9 +433,21 @@ impl WayRay {
         if x11.is_override_redirect() {
             return;
         }
-        if let Some(window) = self.x11_window(x11) {
-            self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
+        let Some(window) = self.x11_window(x11) else {
+            return;
+        };
+        if self.external_wm.is_active() {
+            // The external WM decides the focus; one it gave before the surface was known
+            // takes effect now.
+            if x11.is_activated() && !self.protocols.lock.is_locked() {
+                if let Some(keyboard) = self.seat.get_keyboard() {
+                    let surface = window_surface(&window);
+                    keyboard.set_focus(self, surface, SERIAL_COUNTER.next_serial());
+                }
+            }
+            return;
         }
+        self.focus_window(Some(window), SERIAL_COUNTER.next_serial());
     }
 
     fn x11_grab(&mut self, x11: &X11Surface, action: WmAction, button: u32) {

@@ -120,6 +120,8 @@ impl PointerGrab<WayRay> for WindowGrab {
         handle.button(data, event);
         if !handle.current_pressed().contains(&self.button) {
             handle.unset_grab(self, data, event.serial, event.time, true);
+            // An external WM hears where the window ended up.
+            data.wm_operation_ended(&self.window);
         }
     }
 

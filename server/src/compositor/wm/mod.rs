@@ -1,7 +1,10 @@
 //! Window-management policy, behind a small trait so the pluggable WM protocol
 //! (`wayray_wm_manager_v1`) can replace the built-in floating WM without touching input or
-//! rendering code. Policies decide; the compositor carries decisions out.
+//! rendering code. Policies decide; the compositor carries decisions out. `external` is the
+//! protocol's state machine: while a WM client is connected it decides instead of the
+//! built-in policy, which takes over again the moment that client is gone.
 
+pub mod external;
 mod floating;
 pub mod grabs;
 
