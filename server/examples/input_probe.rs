@@ -5,6 +5,10 @@
 //!
 //!   input_probe [TITLE] [WIDTH] [HEIGHT] [RRGGBB]
 //!
+//! The title is also the window's app_id, so a test can tell probes apart in the compositor's
+//! log. The window takes every size the compositor configures, the first one included (a window
+//! manager that tiles sizes windows before they map).
+//!
 //! Exits 0 when the compositor closes the window (xdg_toplevel.close).
 
 mod support;
@@ -43,12 +47,15 @@ struct Probe {
         xdg_popup::XdgPopup,
     )>,
     last_pointer: (f64, f64),
+    /// The size of the buffer attached last; `width`×`height` is the one configured last.
+    drawn: (i32, i32),
     configured: bool,
     closed: bool,
 }
 
 impl Probe {
-    fn draw(&self, qh: &QueueHandle<Self>) {
+    fn draw(&mut self, qh: &QueueHandle<Self>) {
+        self.drawn = (self.width, self.height);
         if let (Some(shm), Some(surface)) = (&self.shm, &self.surface) {
             support::attach_solid(shm, qh, surface, (self.width, self.height), self.colour);
             surface.commit();
@@ -290,10 +297,13 @@ impl Dispatch<xdg_surface::XdgSurface, ()> for Probe {
                 return;
             }
         }
+        // Drawn after the ack, so the commit answers this configure.
         if !state.configured {
             state.configured = true;
             state.draw(qh);
             support::say(format!("mapped {}", state.title));
+        } else if state.drawn != (state.width, state.height) {
+            state.draw(qh);
         }
     }
 }
@@ -305,7 +315,7 @@ impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Probe {
         event: xdg_toplevel::Event,
         _: &(),
         _: &Connection,
-        qh: &QueueHandle<Self>,
+        _: &QueueHandle<Self>,
     ) {
         match event {
             xdg_toplevel::Event::Close => {
@@ -313,12 +323,10 @@ impl Dispatch<xdg_toplevel::XdgToplevel, ()> for Probe {
                 state.closed = true;
             }
             xdg_toplevel::Event::Configure { width, height, .. } if width > 0 && height > 0 => {
+                // Drawn when the xdg_surface configure that ends this one is acked.
                 support::say(format!("configure {width} {height}"));
-                if state.configured && (width, height) != (state.width, state.height) {
-                    state.width = width;
-                    state.height = height;
-                    state.draw(qh);
-                }
+                state.width = width;
+                state.height = height;
             }
             _ => {}
         }
@@ -387,6 +395,7 @@ fn main() {
     let xdg = wm_base.get_xdg_surface(&surface, &qh, ());
     let toplevel = xdg.get_toplevel(&qh, ());
     toplevel.set_title(probe.title.clone());
+    toplevel.set_app_id(probe.title.clone());
     surface.commit();
     probe.surface = Some(surface);
     probe.xdg = Some(xdg);

@@ -757,14 +757,15 @@ fn greeter_login_and_user_session() -> TestResult {
         &sessions_socket.to_string_lossy(),
         // session.toml names no other desktop: the default one.
         "--desktop",
+        // Its window manager, the one client allowed to bind the WM protocol.
+        "--wm",
+        "my-wm --tiling",
         // The user's own scale from session.toml.
         "--scale",
         "1.25",
         // The locker for a locked re-attach.
         "--locker",
         &wrlogin.to_string_lossy(),
-        "--spawn",
-        "my-wm --tiling",
         "--spawn",
         "my-panel",
         "--spawn",

@@ -1,5 +1,6 @@
 //! What the test-client examples (`input_probe`, the protocol probes) share: printing one event
-//! per line for the test that reads them, and filling a surface with one colour.
+//! per line for the test that reads them, connecting, reporting protocol errors, and filling a
+//! surface with one colour.
 
 // Each example uses what it needs.
 #![allow(dead_code)]
@@ -7,8 +8,10 @@
 use std::{fmt::Display, io::Write, os::fd::AsFd};
 
 use wayland_client::{
-    protocol::{wl_buffer, wl_shm, wl_shm_pool, wl_surface},
-    Dispatch, QueueHandle,
+    backend::{protocol::ProtocolError, WaylandError},
+    globals::{registry_queue_init, GlobalList, GlobalListContents},
+    protocol::{wl_buffer, wl_registry, wl_shm, wl_shm_pool, wl_surface},
+    Connection, Dispatch, DispatchError, EventQueue, QueueHandle,
 };
 
 /// Prints `line` and flushes at once: the test reads stdout while the probe runs.
@@ -16,6 +19,49 @@ pub fn say(line: impl Display) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Connects to `$WAYLAND_DISPLAY` and lists its globals, or exits 2 saying why (the probe
+/// cannot test anything without a compositor). The state implements `Dispatch<WlRegistry,
+/// GlobalListContents>` (usually doing nothing).
+pub fn connect<D>(probe: &str) -> (Connection, GlobalList, EventQueue<D>)
+where
+    D: Dispatch<wl_registry::WlRegistry, GlobalListContents> + 'static,
+{
+    let conn = Connection::connect_to_env().unwrap_or_else(|e| {
+        eprintln!("{probe}: cannot connect to the Wayland display: {e}");
+        std::process::exit(2);
+    });
+    let (globals, queue) = registry_queue_init::<D>(&conn).unwrap_or_else(|e| {
+        eprintln!("{probe}: cannot list the globals: {e}");
+        std::process::exit(2);
+    });
+    (conn, globals, queue)
+}
+
+/// The protocol error that ended the connection, if that is what `err` is.
+pub fn protocol_error(err: &DispatchError) -> Option<&ProtocolError> {
+    match err {
+        DispatchError::Backend(WaylandError::Protocol(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// A protocol error as the tests read it: `protocol error: INTERFACE@ID code N: MESSAGE`.
+pub fn describe(e: &ProtocolError) -> String {
+    format!(
+        "protocol error: {}@{} code {}: {}",
+        e.object_interface, e.object_id, e.code, e.message
+    )
+}
+
+/// Parses `RRGGBB` into XRGB8888.
+pub fn parse_colour(text: &str) -> Result<u32, String> {
+    let hex = text.trim_start_matches('#');
+    if hex.len() != 6 {
+        return Err(format!("colour {text:?} is not RRGGBB"));
+    }
+    u32::from_str_radix(hex, 16).map_err(|e| format!("colour {text:?}: {e}"))
 }
 
 /// Attaches a fresh shm buffer of `colour` (XRGB8888) to `surface` and damages all of it; the

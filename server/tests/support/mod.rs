@@ -264,6 +264,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A kept test directory (WAYRAY_KEEP_TMP) keeps the server's log too.
+        if std::env::var_os("WAYRAY_KEEP_TMP").is_some() {
+            let _ = std::fs::write(self.dir.join("server.log"), self.log());
+        }
         // The whole process group: wrsrvd and the clients it spawned.
         let pgid = self.child.id() as i32;
         unsafe {
@@ -610,4 +614,366 @@ pub async fn send_input(input: &mut quinn::SendStream, msg: &wayray_protocol::In
         .write_all(&wayray_protocol::framing::encode(msg).unwrap())
         .await
         .unwrap();
+}
+
+/// An example client built next to the binaries (`cargo build -p wayray-server --examples`).
+pub fn example(name: &str) -> PathBuf {
+    let path = wrsrvd().with_file_name("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p wayray-server --examples` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A binary of this package built next to `wrsrvd` (a test names it by path, so it need not be
+/// on `PATH`).
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let path = wrsrvd().with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p wayray-server --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The value of `name=` in a log line, without the quotes tracing puts around debug strings.
+pub fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=");
+    let start = line
+        .match_indices(&key)
+        .find(|(i, _)| *i == 0 || line.as_bytes()[i - 1] == b' ')
+        .map(|(i, _)| i + key.len())?;
+    let rest = &line[start..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next();
+    }
+    rest.split_whitespace().next()
+}
+
+/// One `wm window placed` line: where a render sequence of the window manager put a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub app_id: String,
+    pub rect: Rect,
+    pub visible: bool,
+}
+
+/// A rectangle in output pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+}
+
+impl Rect {
+    pub fn new(x: i32, y: i32, w: i32, h: i32) -> Self {
+        Self { x, y, w, h }
+    }
+}
+
+impl std::fmt::Display for Rect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}+{}+{}", self.w, self.h, self.x, self.y)
+    }
+}
+
+/// Every `wm window placed` line of `log`, in order.
+pub fn wm_placements(log: &str) -> Vec<Placed> {
+    log.lines()
+        .filter(|l| l.contains("wm window placed"))
+        .map(|line| {
+            let int = |name: &str| -> i32 {
+                log_field(line, name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("no {name}= in {line}"))
+            };
+            Placed {
+                app_id: log_field(line, "app_id").unwrap_or_default().to_string(),
+                rect: Rect::new(int("x"), int("y"), int("w"), int("h")),
+                visible: log_field(line, "visible") == Some("true"),
+            }
+        })
+        .collect()
+}
+
+/// Where the window manager has each window now: the last placement of each app_id.
+pub fn wm_layout(log: &str) -> std::collections::BTreeMap<String, Placed> {
+    wm_placements(log)
+        .into_iter()
+        .map(|p| (p.app_id.clone(), p))
+        .collect()
+}
+
+impl Server {
+    /// Waits until `done` holds for the server log; fails the test with the log after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) {
+        let start = Instant::now();
+        while !done(&self.log()) {
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {what}; server log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The pid of the session's window manager (`--wm`), from its start line.
+    pub fn wm_pid(&self) -> i32 {
+        self.wait_log("window manager started", 1, Duration::from_secs(30));
+        let log = self.log();
+        log.lines()
+            .filter(|l| l.contains("window manager started"))
+            .find_map(|l| log_field(l, "pid").and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| panic!("no pid in the window manager's start line:\n{log}"))
+    }
+
+    /// Waits until the window manager's current layout has the windows `app_ids` placed as
+    /// `expect` says, and returns that layout.
+    pub fn wait_layout(
+        &self,
+        what: &str,
+        timeout: Duration,
+        expect: impl Fn(&std::collections::BTreeMap<String, Placed>) -> bool,
+    ) -> std::collections::BTreeMap<String, Placed> {
+        self.wait_for(what, timeout, |log| expect(&wm_layout(log)));
+        wm_layout(&self.log())
+    }
+}
+
+/// A decoded screenshot of the appliance's screen.
+pub struct Shot {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl Shot {
+    pub fn read(path: &Path) -> Shot {
+        let (width, height, rgb) = read_png_rgb(path);
+        Shot { width, height, rgb }
+    }
+
+    pub fn pixel(&self, x: i32, y: i32) -> [u8; 3] {
+        assert!(
+            (0..self.width as i32).contains(&x) && (0..self.height as i32).contains(&y),
+            "({x}, {y}) is off the {}×{} screen",
+            self.width,
+            self.height
+        );
+        let i = ((y as u32 * self.width + x as u32) * 3) as usize;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    /// How many pixels of `rect` (clipped to the screen) are `colour`.
+    pub fn count(&self, rect: Rect, colour: [u8; 3]) -> usize {
+        let xs = rect.x.max(0)..(rect.x + rect.w).min(self.width as i32);
+        let ys = rect.y.max(0)..(rect.y + rect.h).min(self.height as i32);
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| self.pixel(x, y) == colour)
+            .count()
+    }
+}
+
+/// Runs the appliance with `script` (which ends in `exit`) and returns its last screen.
+pub fn screenshot_after(dir: &TempDir, server: &Server, name: &str, script: &str) -> Shot {
+    let png = dir.path(&format!("{name}.png"));
+    run_appliance_script(
+        dir,
+        server,
+        &format!("{name}.script"),
+        script,
+        &["--screenshot", png.to_str().unwrap()],
+    );
+    Shot::read(&png)
+}
+
+/// A `wrclient` running in the background (headless) while a test drives the session, its log
+/// and frame log in files of its own.
+pub struct BackgroundAppliance {
+    pub child: Child,
+    pub log: PathBuf,
+    pub frames: PathBuf,
+    pub screenshot: PathBuf,
+}
+
+impl BackgroundAppliance {
+    /// Starts `wrclient` against `server` with `extra` flags (an `--input-script`, say).
+    pub fn start(dir: &TempDir, name: &str, server: &Server, extra: &[&str]) -> Self {
+        let log = dir.path(&format!("{name}.log"));
+        let frames = dir.path(&format!("{name}-frames.log"));
+        let screenshot = dir.path(&format!("{name}.png"));
+        let child = Command::new(wrclient())
+            .arg("--server")
+            .arg(server.listen.to_string())
+            .arg("--state-dir")
+            .arg(dir.path(&format!("{name}-state")))
+            .arg("--frame-log")
+            .arg(&frames)
+            .arg("--screenshot")
+            .arg(&screenshot)
+            .args(["--exit-after", "120"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start wrclient");
+        Self {
+            child,
+            log,
+            frames,
+            screenshot,
+        }
+    }
+
+    /// Starts `wrclient` replaying `script` (input script commands); it stays attached after
+    /// the script until stopped.
+    pub fn with_script(dir: &TempDir, name: &str, server: &Server, script: &str) -> Self {
+        let path = dir.path(&format!("{name}.script"));
+        std::fs::write(&path, script).unwrap();
+        Self::start(
+            dir,
+            name,
+            server,
+            &["--input-script", path.to_str().unwrap()],
+        )
+    }
+
+    pub fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    pub fn frames(&self) -> Vec<FrameLine> {
+        read_frame_log(&self.frames)
+    }
+
+    /// Waits until the frame log has at least `n` frames.
+    pub fn wait_frames(&self, n: usize, timeout: Duration) {
+        let start = Instant::now();
+        while self.frames().len() < n {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {n} frames on the appliance:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until no new frame has arrived for `quiet`, and returns the frames so far.
+    pub fn wait_still(&self, quiet: Duration, timeout: Duration) -> Vec<FrameLine> {
+        let start = Instant::now();
+        let mut seen = self.frames().len();
+        let mut since = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = self.frames().len();
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            } else if since.elapsed() >= quiet && seen > 0 {
+                return self.frames();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the appliance's screen never kept still for {quiet:?}:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// A screenshot now (SIGUSR1 makes wrclient write its `--screenshot`).
+    pub fn screenshot(&self) -> Shot {
+        let written = self.log().matches("wrote screenshot").count();
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGUSR1);
+        }
+        let start = Instant::now();
+        while self.log().matches("wrote screenshot").count() <= written {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the appliance wrote no screenshot:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Shot::read(&self.screenshot)
+    }
+
+    /// Takes screenshots until one satisfies `shows` (what the screen should show after a
+    /// change the test made), and returns it; fails the test after `timeout`.
+    pub fn wait_screen(
+        &self,
+        what: &str,
+        timeout: Duration,
+        shows: impl Fn(&Shot) -> bool,
+    ) -> Shot {
+        let start = Instant::now();
+        loop {
+            let shot = self.screenshot();
+            if shows(&shot) {
+                return shot;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the appliance's screen never showed {what} (last screenshot: {})",
+                self.screenshot.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (a goodbye to the server, then the screenshot); waits for the exit and returns
+    /// the log.
+    pub fn stop(mut self) -> String {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = wait_exit(&mut self.child, Duration::from_secs(10));
+        self.log()
+    }
+}
+
+impl Drop for BackgroundAppliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it after that. `None` if it had to be killed.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Client processes a test started itself (not through `--spawn`), killed when it ends.
+#[derive(Default)]
+pub struct Clients(pub Vec<Child>);
+
+impl Clients {
+    pub fn add(&mut self, child: Child) -> &mut Child {
+        self.0.push(child);
+        self.0.last_mut().unwrap()
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
