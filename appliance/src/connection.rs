@@ -145,6 +145,7 @@ pub fn hello(
         },
         keymap: Some(keymap),
         token,
+        arrival: wayray_protocol::Arrival::Direct,
     }
 }
 
@@ -237,6 +238,9 @@ async fn exchange(connection: &quinn::Connection, hello: Hello) -> Result<Establ
             Some(ServerControl::Microphone { .. }) => Err(ConnectionError::Unexpected(
                 "a microphone request before Welcome",
             )),
+            Some(ServerControl::Redirect(_)) => {
+                Err(ConnectionError::Unexpected("a redirect before Welcome"))
+            }
             None => Err(ConnectionError::StreamEnded("control")),
         }
     }
@@ -428,6 +432,9 @@ impl Established {
                     Some(ServerControl::Microphone { open }) => {
                         tracing::info!(open, "the session asks for the microphone");
                         audio.microphone(open, &self.connection);
+                    }
+                    Some(ServerControl::Redirect(_)) => {
+                        return Err(ConnectionError::Unexpected("a redirect (not followed yet)"))
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },

@@ -34,8 +34,9 @@ pub const DEFAULT_PORT: u16 = 7390;
 /// Major protocol version; a peer with a different major version gets `Bye { VersionMismatch }`.
 /// v4: the screen's physical size in `Capabilities` and `ScreenChanged`. v5: token proofs,
 /// notices (why no desktop is shown), appliance certificates. v6: audio (capabilities, datagrams,
-/// the microphone request, frame times for lip sync).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// the microphone request, frame times for lip sync). v7: pools (the pool's servers in Welcome,
+/// redirects, how an appliance arrived, the failed-server notice).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
 /// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves

@@ -92,6 +92,68 @@ pub struct Hello {
     /// bound to it, or a greeter. `None`: the appliance requires a card and has none,
     /// so no session is shown (it says "insert your card" itself).
     pub token: Option<String>,
+    /// How the appliance came to this server (protocol v7): by a [`Redirect`] from another
+    /// server of the pool, or because the server it was connected to stopped answering.
+    pub arrival: Arrival,
+}
+
+/// Why an appliance connects to the server it connects to (see [`Hello::arrival`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Arrival {
+    /// Its configured server, or a reconnect to the server it had.
+    #[default]
+    Direct,
+    /// Sent here by another server of the pool ([`ServerControl::Redirect`]); `hops` counts the
+    /// redirects in a row without a session, so two servers with stale views cannot bounce an
+    /// appliance between them forever.
+    Redirected { from: String, hops: u8 },
+    /// The pool server named `server` stopped answering while this appliance was connected to
+    /// it (`showed_session`: it showed a session from it). A session of its token on that
+    /// server is lost; the new server says so instead of sending the appliance back.
+    ServerLost {
+        server: String,
+        showed_session: bool,
+    },
+}
+
+/// One server of a pool, as an appliance needs it to connect there: its QUIC address and the
+/// fingerprint of its key, vouched for by the server that names it over a connection the
+/// appliance already trusts (so a pool needs no certificate authority).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolServer {
+    /// The server's name in the pool (unique; `wradm server drain NAME` uses it).
+    pub name: String,
+    /// `HOST:PORT` of its QUIC endpoint.
+    pub address: String,
+    /// SHA-256 of its certificate's SubjectPublicKeyInfo, 64 lowercase hex digits (see
+    /// [`crate::identity`]).
+    pub fingerprint: String,
+}
+
+/// Server → appliance: the token's session (or the place for its new one) is on another server
+/// of the pool; connect there, trusting exactly `server.fingerprint` (protocol v7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub server: PoolServer,
+    /// For logs and the status line while the appliance reconnects.
+    pub reason: RedirectReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RedirectReason {
+    /// The token's session runs there.
+    SessionThere,
+    /// The token has no session; the pool placed its new one there.
+    Placed,
+}
+
+impl std::fmt::Display for RedirectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SessionThere => "the session runs there",
+            Self::Placed => "a new session is placed there",
+        })
+    }
 }
 
 impl Hello {
@@ -125,6 +187,9 @@ pub struct Welcome {
     /// What of the appliance's audio the server uses: `speaker`, the session's sound arrives as
     /// [`crate::Datagram::Playback`]; `microphone`, [`ServerControl::Microphone`] may ask for it.
     pub audio: crate::AudioCapabilities,
+    /// The servers of this server's pool, itself included (empty for a server on its own), so
+    /// an appliance whose server stops answering can reconnect to another one (protocol v7).
+    pub pool: Vec<PoolServer>,
 }
 
 /// Why a side is closing the connection; shown to the user on the appliance.
@@ -211,6 +276,10 @@ pub enum Notice {
     /// The session (or login screen) for this token failed to start; the server tries again
     /// after `retry_secs`.
     SessionUnavailable { reason: String, retry_secs: u32 },
+    /// The token's session was on the pool server `server`, which stopped answering: that
+    /// session is lost. A new one (the greeter) follows as soon as the pool has confirmed the
+    /// server is gone (protocol v7).
+    SessionServerFailed { server: String },
 }
 
 impl std::fmt::Display for Notice {
@@ -224,6 +293,10 @@ impl std::fmt::Display for Notice {
             Notice::SessionUnavailable { reason, retry_secs } => {
                 write!(f, "No desktop: {reason} (trying again in {retry_secs} s)")
             }
+            Notice::SessionServerFailed { server } => write!(
+                f,
+                "Your session was on a server that failed ({server}); a new one is starting here"
+            ),
         }
     }
 }
@@ -241,6 +314,9 @@ pub enum ServerControl {
     Microphone {
         open: bool,
     },
+    /// Connect to another server of the pool instead (see [`Redirect`]); the server closes this
+    /// connection once it is sent.
+    Redirect(Redirect),
 }
 
 /// Server → appliance on the display stream.

@@ -240,6 +240,9 @@ pub enum ToLauncher {
         token: String,
         session: SessionId,
         secret: String,
+        /// A line the login screen shows above the form, e.g. that the token's last session
+        /// was lost with the pool server it ran on.
+        notice: Option<String>,
     },
     /// The user authenticated in greeter `greeter` has no session yet: start theirs, as them,
     /// with this id and secret. The greeter is stopped once it is up.
@@ -492,6 +495,36 @@ pub enum AdminRequest {
     ApproveAppliance(String),
     /// Refuse the appliance whose id starts with this from now on; its connection ends at once.
     RevokeAppliance(String),
+    /// The servers of this server's pool (`wradm server list`).
+    PoolServers,
+    /// Stop (`drain: true`) or resume placing new sessions on the pool server `server`; its
+    /// existing sessions stay (`wradm server drain|undrain NAME`).
+    Drain {
+        server: String,
+        drain: bool,
+    },
+}
+
+/// One server of the pool as the asking server sees it (`wradm server list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolServerInfo {
+    pub name: String,
+    /// `HOST:PORT` of its QUIC endpoint.
+    pub address: String,
+    /// SHA-256 of its key (64 hex digits).
+    pub fingerprint: String,
+    /// How many sessions it is meant to hold (config `[pool] capacity`).
+    pub capacity: u32,
+    /// Live load it last reported: sessions it runs, CPU busy in thousandths, memory used and
+    /// total in bytes.
+    pub sessions: u32,
+    pub cpu_permille: u32,
+    pub memory_used: u64,
+    pub memory_total: u64,
+    /// No new sessions are placed on it.
+    pub draining: bool,
+    /// The server answering the request.
+    pub this_server: bool,
 }
 
 /// A session's use of its cgroup. `None`: not known (no cgroup, or no such controller).
@@ -517,6 +550,7 @@ pub enum AdminReply {
     Done,
     Error(String),
     Usage(SessionUsage),
+    PoolServers(Vec<PoolServerInfo>),
 }
 
 #[cfg(test)]

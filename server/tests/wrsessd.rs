@@ -532,6 +532,7 @@ fn greeter_login_and_user_session() -> TestResult {
         token: "card-1".into(),
         session: greeter_id,
         secret: "greeter-secret".into(),
+        notice: None,
     })?;
     let greeter_pid = expect_started(&mut daemon, greeter_id)?;
     launcher.session_pids.push(greeter_pid);
@@ -908,6 +909,7 @@ fn stop_escalates_crashes_are_reported_and_bad_requests_fail() -> TestResult {
         token: "t".into(),
         session: stubborn,
         secret: "s".into(),
+        notice: None,
     })?;
     let stubborn_pid = expect_started(&mut daemon, stubborn)?;
     launcher.session_pids.push(stubborn_pid);
@@ -939,6 +941,7 @@ fn stop_escalates_crashes_are_reported_and_bad_requests_fail() -> TestResult {
         token: "t2".into(),
         session: crashing,
         secret: "s".into(),
+        notice: None,
     })?;
     launcher
         .session_pids
@@ -959,6 +962,7 @@ fn stop_escalates_crashes_are_reported_and_bad_requests_fail() -> TestResult {
             token: token.into(),
             session: id,
             secret: "s".into(),
+            notice: None,
         })?;
         launcher.session_pids.push(expect_started(&mut daemon, id)?);
         tickets.push(run_dir.report(id)?.get("TICKET")?);

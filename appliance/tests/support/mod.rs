@@ -142,6 +142,7 @@ impl Appliance {
             encoding: Encoding::TilesV1,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             audio: Default::default(),
+            pool: Vec::new(),
         }))
         .await;
     }

@@ -99,6 +99,7 @@ fn main() {
             token: "pseudo.1".into(),
             session: 5,
             secret: "x".into(),
+            notice: None,
         },
         ToLauncher::Stop { session: 5 },
     ];

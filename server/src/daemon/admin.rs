@@ -91,5 +91,8 @@ fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
             Ok(info) => AdminReply::KnownAppliance(info),
             Err(e) => AdminReply::Error(e),
         },
+        AdminRequest::PoolServers | AdminRequest::Drain { .. } => {
+            AdminReply::Error("this server is not in a pool (no [pool] in its config)".into())
+        }
     }
 }

@@ -580,6 +580,7 @@ impl Daemon {
             token: token.to_owned(),
             session: id,
             secret,
+            notice: None,
         });
         Some(id)
     }

@@ -453,6 +453,7 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
             speaker: hello.capabilities.audio.speaker && shared.config.audio,
             microphone: hello.capabilities.audio.microphone && shared.config.audio,
         },
+        pool: Vec::new(),
     })
 }
 

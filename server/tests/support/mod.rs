@@ -516,6 +516,7 @@ impl RawAppliance {
             },
             keymap: None,
             token,
+            arrival: Default::default(),
         });
         ctrl.write_all(&framing::encode(&hello).unwrap())
             .await

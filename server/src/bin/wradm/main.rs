@@ -344,6 +344,7 @@ fn reply_name(reply: &AdminReply) -> &'static str {
         AdminReply::Done => "done",
         AdminReply::Error(_) => "an error",
         AdminReply::Usage(_) => "a session's usage",
+        AdminReply::PoolServers(_) => "a list of pool servers",
     }
 }
 

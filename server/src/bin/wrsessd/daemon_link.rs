@@ -185,6 +185,7 @@ mod tests {
                 token: "t".into(),
                 session: 1,
                 secret: "hunter2".into(),
+                notice: None,
             },
             ToLauncher::StartUserSession {
                 greeter: 1,

@@ -184,9 +184,11 @@ impl Launcher {
                 token,
                 session,
                 secret,
+                notice,
             } => {
                 let span = session_span(session, Kind::Greeter, None);
-                let started = span.in_scope(|| self.start_greeter(session, &token, &secret));
+                let started = span
+                    .in_scope(|| self.start_greeter(session, &token, &secret, notice.as_deref()));
                 self.report_start(session, Kind::Greeter, started, span);
             }
             ToLauncher::StartUserSession {
@@ -248,6 +250,7 @@ impl Launcher {
         id: SessionId,
         token: &str,
         secret: &str,
+        notice: Option<&str>,
     ) -> Result<StartedSession, String> {
         // Checked first: the cleanup below must never touch a running greeter's directory.
         self.check_not_running(id)?;
@@ -268,6 +271,9 @@ impl Launcher {
             self.config.login_socket().into(),
         ));
         env.push(("WAYRAY_LOGIN_TICKET".into(), ticket.clone().into()));
+        if let Some(notice) = notice {
+            env.push(("WAYRAY_LOGIN_NOTICE".into(), notice.into()));
+        }
         let mut args = process::session_args(
             &session_id_string(id),
             &self.config.sessions_socket(),
