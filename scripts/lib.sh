@@ -2,7 +2,7 @@
 
 # Packages to build the workspace (g++ and nasm: the openh264 crate builds OpenH264 from source,
 # with its SIMD kernels when nasm is there).
-WAYRAY_BUILD_PACKAGES=(pkg-config libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
+WAYRAY_BUILD_PACKAGES=(pkg-config protobuf-compiler libpixman-1-dev libxkbcommon-dev libinput-dev libudev-dev libseat-dev
     libpcsclite-dev libsqlite3-dev libpam0g-dev libclang-dev g++ nasm
     libpipewire-0.3-dev libspa-0.2-dev libopus-dev libasound2-dev)
 # Real Wayland (and X11, through Xwayland) clients the tests and the demo run inside wrsrvd.
@@ -18,7 +18,7 @@ WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-d
 WAYRAY_APP_PACKAGES=(firefox-esr chromium gtk-4-examples python3-gi gir1.2-gtk-4.0 python3-pyqt6
     qt6-wayland)
 # Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
-WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester sox)
+WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester sox etcd-server etcd-client)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu;
 # sox makes the test tones that scripts/tone.py checks).
 WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools

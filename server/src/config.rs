@@ -118,6 +118,10 @@ pub struct Config {
     /// in the session (README.md, "Audio"). `false` tells every appliance the server uses
     /// neither. Default `true`.
     pub audio: bool,
+    /// A pool of servers sharing their users through etcd (README.md, "A pool of servers"):
+    /// `[pool]` with `endpoints = ["http://HOST:2379", …]`, and optionally `name`, `advertise`,
+    /// `capacity`, `lease_ttl_secs`, `prefix` (see `PoolConfig`). Default: no pool.
+    pub pool: crate::pool::PoolConfig,
 }
 
 /// The `appliance_auth` policy: which appliances get sessions (see [`Config::appliance_auth`]).
@@ -180,6 +184,7 @@ impl Default for Config {
             seccomp: crate::confine::SeccompMode::Enforce,
             user: "wayray".into(),
             audio: true,
+            pool: crate::pool::PoolConfig::default(),
         }
     }
 }

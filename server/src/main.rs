@@ -14,6 +14,7 @@ mod confine;
 mod daemon;
 mod font;
 mod link;
+mod pool;
 mod session_link;
 // The store's read side (audit log, lookups) serves its tests and future wradm commands.
 #[allow(dead_code)]
@@ -149,6 +150,21 @@ struct DaemonArgs {
     /// approved ones complete the TLS handshake.
     #[arg(long, value_enum, value_name = "POLICY")]
     appliance_auth: Option<crate::config::ApplianceAuth>,
+    /// Join a pool of servers through these etcd client URLs, comma-separated (config `[pool]
+    /// endpoints`), e.g. http://10.0.0.5:2379,http://10.0.0.6:2379. Needs --launcher.
+    #[arg(long, value_name = "URL,…", value_delimiter = ',')]
+    pool: Vec<String>,
+    /// This server's name in the pool (config `[pool] name`; default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pool_name: Option<String>,
+    /// HOST:PORT appliances are sent to for this server (config `[pool] advertise`; default:
+    /// the listen address, which must then not be 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    pool_advertise: Option<String>,
+    /// Sessions this server is meant to hold, weighed against its load when new sessions are
+    /// placed (config `[pool] capacity`, default 100).
+    #[arg(long, value_name = "N")]
+    pool_capacity: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -308,7 +324,27 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if let Some(v) = cli.appliance_auth {
         config.appliance_auth = v;
     }
+    if !cli.pool.is_empty() {
+        config.pool.endpoints = cli.pool.clone();
+    }
+    if let Some(v) = cli.pool_name.clone() {
+        config.pool.name = v;
+    }
+    if let Some(v) = cli.pool_advertise.clone() {
+        config.pool.advertise = v;
+    }
+    if let Some(v) = cli.pool_capacity {
+        config.pool.capacity = v;
+    }
     config.validate()?;
+    if config.pool.enabled() {
+        config.pool.validate()?;
+        if !config.launcher {
+            return Err(miette::miette!(
+                "a pool ([pool] endpoints, --pool) needs per-token sessions: add --launcher (config `launcher = true`)"
+            ));
+        }
+    }
     let run_dir_path =
         cli.run_dir
             .clone()
@@ -404,6 +440,28 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         .local_addr()
         .into_diagnostic()
         .wrap_err("cannot read the QUIC endpoint's address")?;
+
+    if config.pool.enabled() {
+        let me = pool::ServerRecord {
+            name: config.pool.resolved_name()?,
+            address: config.pool.resolved_advertise(local)?,
+            fingerprint: transport::client_auth::fingerprint(&identity.cert)
+                .map_err(|e| miette::miette!("cannot read the server certificate's key: {e}"))?,
+            capacity: config.pool.capacity,
+            load: pool::Load::default(),
+        };
+        let bindings = daemon
+            .lock()
+            .map(|d| d.bindings.clone())
+            .unwrap_or_default();
+        tracing::info!(name = %me.name, address = %me.address, endpoints = ?config.pool.endpoints, "joining the pool");
+        let (pool, events) = pool::Pool::start(&config.pool, me, bindings);
+        if let Ok(mut d) = daemon.lock() {
+            d.pool = Some(pool);
+        }
+        runtime.spawn(daemon::pool_link::serve(events, daemon.clone()));
+        runtime.spawn(daemon::pool_link::report_load(daemon.clone()));
+    }
 
     let bind = |path: PathBuf, mode: u32| {
         daemon::wire::bind(&path, mode)

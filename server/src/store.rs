@@ -232,6 +232,11 @@ pub enum AuditKind {
     ApplianceRevoked,
     /// An appliance was refused: unknown under `required`, or revoked (the detail says which).
     ApplianceRefused,
+    /// An appliance was sent to another server of the pool (the detail says where and why).
+    Redirected,
+    /// A token bound here while etcd was unreachable turned out to be bound to another server
+    /// of the pool; the pool's binding stands (the detail names the owner).
+    PoolConflict,
 }
 
 impl AuditKind {
@@ -251,6 +256,8 @@ impl AuditKind {
             AuditKind::ApplianceApproved => "appliance_approved",
             AuditKind::ApplianceRevoked => "appliance_revoked",
             AuditKind::ApplianceRefused => "appliance_refused",
+            AuditKind::Redirected => "redirected",
+            AuditKind::PoolConflict => "pool_conflict",
         }
     }
 
@@ -270,6 +277,8 @@ impl AuditKind {
             "appliance_approved" => AuditKind::ApplianceApproved,
             "appliance_revoked" => AuditKind::ApplianceRevoked,
             "appliance_refused" => AuditKind::ApplianceRefused,
+            "redirected" => AuditKind::Redirected,
+            "pool_conflict" => AuditKind::PoolConflict,
             _ => return None,
         })
     }

@@ -31,6 +31,13 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
             }
         };
     tracing::info!(?request, "admin request");
+    if let AdminRequest::Drain { server, drain } = &request {
+        let reply = drain_server(&daemon, server, *drain).await;
+        if let Ok(bytes) = framing::encode(&reply) {
+            let _ = write.write_all(&bytes).await;
+        }
+        return;
+    }
     if let AdminRequest::SessionUsage(id) = request {
         // Read outside the lock: files of the session's cgroup.
         let pid = daemon
@@ -91,8 +98,30 @@ fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
             Ok(info) => AdminReply::KnownAppliance(info),
             Err(e) => AdminReply::Error(e),
         },
-        AdminRequest::PoolServers | AdminRequest::Drain { .. } => {
-            AdminReply::Error("this server is not in a pool (no [pool] in its config)".into())
-        }
+        AdminRequest::PoolServers => match d.pool_servers() {
+            Ok(list) => AdminReply::PoolServers(list),
+            Err(e) => AdminReply::Error(e),
+        },
+        AdminRequest::Drain { .. } => AdminReply::Error("answered without the lock".into()),
+    }
+}
+
+/// `wradm server drain|undrain NAME`: written to etcd by the pool task, so answered after it
+/// (outside the daemon's lock).
+pub async fn drain_server(daemon: &Shared, server: &str, drain: bool) -> AdminReply {
+    let answer = match daemon.lock() {
+        Ok(d) => match &d.pool {
+            Some(pool) => Ok(pool.drain(server, drain)),
+            None => Err(super::pool_link::NOT_IN_A_POOL.to_string()),
+        },
+        Err(_) => Err("daemon state is poisoned".into()),
+    };
+    match answer {
+        Err(e) => AdminReply::Error(e),
+        Ok(rx) => match tokio::time::timeout(Duration::from_secs(5), rx).await {
+            Ok(Ok(Ok(()))) => AdminReply::Done,
+            Ok(Ok(Err(e))) => AdminReply::Error(e),
+            Ok(Err(_)) | Err(_) => AdminReply::Error("the pool did not answer".into()),
+        },
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod appliances;
 pub mod launcher;
+pub mod pool_link;
 pub mod sessions;
 pub mod shared;
 pub mod trust;
@@ -140,6 +141,13 @@ pub struct ApplianceSlot {
     /// arrives ([`Daemon::relay_audio`]), never queued behind frames the connection task is
     /// waiting to write.
     pub datagrams: quinn::Connection,
+    /// How it came here (Hello), until it is first shown a session: a redirected appliance is
+    /// placed here, and one whose server failed is told its session is lost.
+    pub arrival: wayray_protocol::Arrival,
+    /// Its token's session was on this pool server, which stopped answering it; nothing is
+    /// started for the token before the pool has forgotten that server, or until the deadline
+    /// (ms) says the server is alive after all. See `pool_link.rs`.
+    pub lost_wait: Option<(String, u64)>,
 }
 
 /// Where an appliance's card token stands. A card token leads to a session only once its proof
@@ -222,6 +230,17 @@ pub struct Daemon {
     pub reattach: Reattach,
     /// Which appliances get sessions (config `appliance_auth`).
     pub appliance_auth: crate::config::ApplianceAuth,
+    /// The pool this server is part of (`[pool]`); `None` on its own.
+    pub pool: Option<crate::pool::Pool>,
+    /// Greeters created in a pool whose token's claim etcd has not answered yet: started once
+    /// the claim is won (see `pool_link.rs`).
+    pub pending_greeters: HashMap<SessionId, PendingGreeter>,
+}
+
+/// A greeter waiting for its token's claim in the pool.
+pub struct PendingGreeter {
+    pub secret: String,
+    pub notice: Option<String>,
 }
 
 pub type Shared = Arc<std::sync::Mutex<Daemon>>;
@@ -241,6 +260,8 @@ impl Daemon {
             backoff: HashMap::new(),
             reattach: Reattach::default(),
             appliance_auth: crate::config::ApplianceAuth::default(),
+            pool: None,
+            pending_greeters: HashMap::new(),
         }
     }
 
@@ -536,7 +557,7 @@ impl Daemon {
                             let _ = slot.tx.send(ConnEvent::Notice(notice));
                             None
                         }
-                        _ => self.request_greeter(&token),
+                        _ => self.route_unbound(appliance, &token),
                     },
                 },
             },
@@ -559,7 +580,13 @@ impl Daemon {
             .is_some_and(|a| self.reattach.locks(a.card.trust()))
     }
 
-    fn request_greeter(&mut self, token: &str) -> Option<SessionId> {
+    /// A greeter for `token`; in a pool it starts once the token's claim is won, and
+    /// `notice` is shown above its form.
+    pub(super) fn request_greeter(
+        &mut self,
+        token: &str,
+        notice: Option<String>,
+    ) -> Option<SessionId> {
         let Some(launcher) = self.launcher.clone() else {
             tracing::warn!(
                 token,
@@ -575,12 +602,19 @@ impl Daemon {
             }
         };
         self.bindings.insert(token.to_owned(), id);
+        if let Some(pool) = &self.pool {
+            tracing::info!(token, session = %session_id_string(id), "claiming the token in the pool for a greeter");
+            pool.claim(token, id);
+            self.pending_greeters
+                .insert(id, PendingGreeter { secret, notice });
+            return Some(id);
+        }
         tracing::info!(token, session = %session_id_string(id), "starting a greeter");
         let _ = launcher.send(ToLauncher::GreeterRequested {
             token: token.to_owned(),
             session: id,
             secret,
-            notice: None,
+            notice,
         });
         Some(id)
     }
@@ -634,6 +668,9 @@ impl Daemon {
             return;
         };
         a.session = Some(session);
+        // Shown a session here: later tokens are routed as any appliance's.
+        a.arrival = wayray_protocol::Arrival::Direct;
+        a.lost_wait = None;
         let msg = a.attached(appliance, lock);
         let identity = a.identity(appliance);
         let token = a.token.clone();
@@ -836,6 +873,12 @@ impl Daemon {
             .map(|(k, _)| k.clone())
             .collect();
         self.bindings.retain(|_, v| *v != id);
+        self.pending_greeters.remove(&id);
+        if let Some(pool) = &self.pool {
+            for token in &tokens {
+                pool.release(token, id);
+            }
+        }
         self.note_start_failure(&s, &tokens, status);
         if let Err(err) = self.store.destroy(id, status, now_ms()) {
             tracing::warn!(%err, "cannot record the end of a session");
@@ -891,6 +934,7 @@ impl Daemon {
 
     /// Appliances whose token waited out its backoff get their next session now.
     pub fn retry_due(&mut self) {
+        self.lost_waits_due();
         let now = now_ms();
         let due: Vec<ApplianceId> = self
             .appliances
@@ -969,6 +1013,9 @@ impl Daemon {
             }
         };
         self.bindings.insert(token.to_owned(), target);
+        if let Some(pool) = &self.pool {
+            pool.rebind(token, target);
+        }
         if let Err(err) = self.store.bind(token, target, now_ms()) {
             tracing::warn!(%err, "cannot record the token binding");
         }

@@ -46,6 +46,8 @@ pub enum ConnEvent {
     Notice(Notice),
     /// An administrator revoked this appliance: say so and close.
     Revoked,
+    /// The appliance's token belongs on another server of the pool: tell it where, and close.
+    Redirect(wayray_protocol::Redirect),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +202,8 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 admitted: false,
                 audio: welcome_audio,
                 datagrams: conn.clone(),
+                arrival: hello.arrival.clone(),
+                lost_wait: None,
             },
         );
     }
@@ -274,6 +278,15 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 }
                 Some(ConnEvent::Revoked) => {
                     bye(&conn, &mut ctrl_send, ByeReason::Revoked).await;
+                    return Ok(());
+                }
+                Some(ConnEvent::Redirect(redirect)) => {
+                    tracing::info!(to = %redirect.server.name, "sent to another server of the pool");
+                    let _ = send(&mut ctrl_send, &ServerControl::Redirect(redirect)).await;
+                    let _ = ctrl_send.finish();
+                    // The appliance closes once it has read it; close anyway after a moment.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+                    conn.close(0u32.into(), b"redirected");
                     return Ok(());
                 }
                 Some(ConnEvent::Shutdown) | None => {
@@ -439,9 +452,17 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
             hello.capabilities.screen_height,
         ))
         .unwrap_or(shared.default_output_size);
+    // In a pool: this server's pool name, and every server of the pool so the appliance can
+    // go to another one when this one fails.
+    let (server_name, pool) = shared
+        .daemon
+        .lock()
+        .ok()
+        .and_then(|d| d.pool_for_welcome())
+        .unwrap_or_else(|| (shared.server_name.clone(), Vec::new()));
     Ok(Welcome {
         protocol_version: PROTOCOL_VERSION,
-        server_name: shared.server_name.clone(),
+        server_name,
         output_width,
         output_height,
         encoding: Encoding::TilesV1,
@@ -453,7 +474,7 @@ fn negotiate(hello: &Hello, shared: &Shared) -> Result<Welcome, ByeReason> {
             speaker: hello.capabilities.audio.speaker && shared.config.audio,
             microphone: hello.capabilities.audio.microphone && shared.config.audio,
         },
-        pool: Vec::new(),
+        pool,
     })
 }
 

@@ -1,0 +1,136 @@
+//! Where the pool keeps what in etcd, and the JSON of each value. Everything lives under one
+//! prefix (config `[pool] prefix`, default `/wayray`), versioned so a later layout can sit
+//! beside this one:
+//!
+//! - `<prefix>/v1/servers/<name>`: [`ServerRecord`], under the server's lease (gone with it);
+//! - `<prefix>/v1/bindings/<token>`: [`Binding`], under the lease of the server holding the
+//!   session, so a dead server's bindings go when its lease expires;
+//! - `<prefix>/v1/drain/<name>`: present while `<name>` takes no new sessions (no lease: a
+//!   drain outlives restarts until it is lifted).
+
+use serde::{Deserialize, Serialize};
+use wayray_protocol::sessions::SessionId;
+
+/// A server as it registers itself: how appliances reach it, and its live load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    pub name: String,
+    /// `HOST:PORT` of its QUIC endpoint.
+    pub address: String,
+    /// SHA-256 of its certificate's SubjectPublicKeyInfo (64 hex digits).
+    pub fingerprint: String,
+    /// How many sessions it is meant to hold (config `[pool] capacity`).
+    pub capacity: u32,
+    #[serde(default)]
+    pub load: Load,
+}
+
+/// A server's live load, refreshed in its registration while it changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Load {
+    /// Sessions it runs (greeters included: each costs a compositor).
+    pub sessions: u32,
+    /// CPU busy over the last interval, in thousandths of all its cores.
+    pub cpu_permille: u32,
+    pub memory_used: u64,
+    pub memory_total: u64,
+}
+
+/// A token's session: which server, which session there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub server: String,
+    /// The session id as 16 hex digits (as `wradm` prints it).
+    pub session: String,
+}
+
+impl Binding {
+    pub fn new(server: &str, session: SessionId) -> Self {
+        Self {
+            server: server.to_owned(),
+            session: wayray_protocol::sessions::session_id_string(session),
+        }
+    }
+}
+
+/// The key names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    root: String,
+}
+
+/// What a key under the prefix is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key<'a> {
+    Server(&'a str),
+    Binding(&'a str),
+    Drain(&'a str),
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            root: format!("{}/v1/", prefix.trim_end_matches('/')),
+        }
+    }
+
+    /// Everything the pool watches.
+    pub fn all(&self) -> &str {
+        &self.root
+    }
+
+    pub fn server(&self, name: &str) -> String {
+        format!("{}servers/{name}", self.root)
+    }
+
+    pub fn binding(&self, token: &str) -> String {
+        format!("{}bindings/{token}", self.root)
+    }
+
+    pub fn drain(&self, name: &str) -> String {
+        format!("{}drain/{name}", self.root)
+    }
+
+    /// What `key` names; `None` for keys of another layout or prefix.
+    pub fn parse<'a>(&self, key: &'a str) -> Option<Key<'a>> {
+        let rest = key.strip_prefix(self.root.as_str())?;
+        let (kind, name) = rest.split_once('/')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "servers" => Some(Key::Server(name)),
+            "bindings" => Some(Key::Binding(name)),
+            "drain" => Some(Key::Drain(name)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_foreign_keys_are_ignored() {
+        let keys = Keys::new("/wayray/");
+        assert_eq!(keys.all(), "/wayray/v1/");
+        let token = "atr3b8f8001.04a1b2c3";
+        assert_eq!(keys.parse(&keys.binding(token)), Some(Key::Binding(token)));
+        assert_eq!(keys.parse(&keys.server("a")), Some(Key::Server("a")));
+        assert_eq!(keys.parse(&keys.drain("b")), Some(Key::Drain("b")));
+        assert_eq!(keys.parse("/wayray/v1/servers/"), None);
+        assert_eq!(keys.parse("/wayray/v2/servers/a"), None);
+        assert_eq!(keys.parse("/other/v1/servers/a"), None);
+        assert_eq!(keys.parse("/wayray/v1/unknown/a"), None);
+    }
+
+    #[test]
+    fn records_are_json_and_old_records_without_load_read() {
+        let text = r#"{"name":"a","address":"10.0.0.1:7390","fingerprint":"ab","capacity":50}"#;
+        let rec: ServerRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(rec.load, Load::default());
+        let b = Binding::new("a", 0xab);
+        assert_eq!(b.session, "00000000000000ab");
+    }
+}
