@@ -80,6 +80,8 @@ pub struct Config {
     pub link: LoginLink,
     /// Run as the session's locker for this user (`--lock`) instead of as a greeter.
     pub lock_user: Option<String>,
+    /// Shown under the greeter's form until the first attempt.
+    pub notice: Option<String>,
 }
 
 /// What the form is shown in.
@@ -195,7 +197,12 @@ pub fn run(config: Config) -> Result<(), GreeterError> {
             window.set_fullscreen(None);
             // The first commit carries no buffer; the compositor answers with a configure.
             window.commit();
-            (Shell::Window(window), Form::new())
+            let mut form = Form::new();
+            if let Some(notice) = &config.notice {
+                tracing::info!(notice, "showing the launcher's notice");
+                form.set_notice(notice);
+            }
+            (Shell::Window(window), form)
         }
         Some(user) => {
             // The lock surface is made once the compositor confirms the lock (`locked`).

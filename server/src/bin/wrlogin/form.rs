@@ -102,6 +102,8 @@ pub struct Form {
     /// A lock screen's form: the user name is the session's and cannot be edited; only the
     /// password is typed.
     fixed_user: bool,
+    /// The launcher's notice, shown while nothing else is (see [`Form::set_notice`]).
+    notice: Option<String>,
 }
 
 impl Default for Form {
@@ -119,7 +121,14 @@ impl Form {
             error: None,
             phase: Phase::Editing,
             fixed_user: false,
+            notice: None,
         }
+    }
+
+    /// Something the user should know before logging in (their last session was lost with
+    /// its server): shown as an error line until a login attempt replaces it.
+    pub fn set_notice(&mut self, notice: &str) {
+        self.notice = Some(notice.to_string());
     }
 
     /// The lock screen's form: `user`'s name shown, the password field focused for good.
@@ -154,7 +163,7 @@ impl Form {
             return Some((error.clone(), Tone::Error));
         }
         match self.phase {
-            Phase::Editing => None,
+            Phase::Editing => self.notice.clone().map(|n| (n, Tone::Error)),
             Phase::Checking => Some(("Checking…".into(), Tone::Info)),
             Phase::Welcome if self.fixed_user => Some(("Unlocked".into(), Tone::Info)),
             Phase::Welcome => Some((format!("Welcome, {}", self.user), Tone::Info)),
@@ -417,6 +426,24 @@ mod tests {
         let creds = submit(&mut form);
         assert_eq!(creds.password.as_str(), "right");
         assert_eq!(form.error.as_deref(), None);
+    }
+
+    #[test]
+    fn a_notice_shows_until_the_first_attempt() {
+        let mut form = Form::new();
+        form.set_notice("Your session was on b, a server that failed");
+        assert_eq!(
+            form.status(),
+            Some((
+                "Your session was on b, a server that failed".into(),
+                Tone::Error
+            ))
+        );
+        typed(&mut form, "alice");
+        form.key(Key::Enter);
+        typed(&mut form, "pw");
+        submit(&mut form);
+        assert_eq!(form.status(), Some(("Checking…".into(), Tone::Info)));
     }
 
     #[test]

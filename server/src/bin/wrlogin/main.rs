@@ -56,6 +56,10 @@ struct Cli {
     /// session starts it by itself when it is re-attached under `reattach = "lock"`.
     #[arg(long)]
     lock: bool,
+    /// A line shown under the form until the first login attempt, e.g. that the user's last
+    /// session was lost with the server it ran on (the session launcher sets it).
+    #[arg(long, value_name = "TEXT", env = "WAYRAY_LOGIN_NOTICE")]
+    notice: Option<String>,
 }
 
 fn main() -> miette::Result<()> {
@@ -92,6 +96,7 @@ fn main() -> miette::Result<()> {
             unlock: cli.lock,
         },
         lock_user: cli.lock.then(user_name),
+        notice: cli.notice.filter(|n| !n.trim().is_empty()),
     })?;
     Ok(())
 }
