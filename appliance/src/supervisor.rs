@@ -224,10 +224,7 @@ async fn reconnect_loop<S: DisplaySink>(
                             Ok(()) => {
                                 let to = route.next().label();
                                 tracing::info!(parent: &span, %to, reason = %redirect.reason, "following the redirect");
-                                (
-                                    Pace::Now,
-                                    format!("redirected to {to}: {}", redirect.reason),
-                                )
+                                (Pace::Now, format!("redirected: {}", redirect.reason))
                             }
                             Err(refused) => {
                                 tracing::error!(parent: &span, error = %refused, "redirect refused");

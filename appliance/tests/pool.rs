@@ -80,7 +80,7 @@ async fn redirect_is_followed_to_the_server_with_the_announced_key() {
     let stderr = stderr(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("redirected to s2") && stderr.contains("the session runs there"),
+        stderr.contains("redirected: the session runs there; connecting to s2"),
         "the status does not say where and why:\n{stderr}"
     );
     // Trusted by fingerprint only: nothing was written for server 2 in known_servers.
