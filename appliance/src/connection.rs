@@ -17,7 +17,7 @@ use wayray_protocol::cursor::CursorError;
 use wayray_protocol::{
     framing, AudioCapabilities, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder,
     DisplayMessage, Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, PhysicalSize,
-    ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    Redirect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 use crate::config::ScreenSize;
@@ -101,6 +101,20 @@ impl ConnectionError {
         )
     }
 
+    /// The server went away without a goodbye: the link timed out, was reset, or was closed
+    /// without a `Bye` (a crashed or killed server). In a pool, another server takes over.
+    pub fn is_lost_without_bye(&self) -> bool {
+        matches!(
+            self.connection_error(),
+            Some(
+                quinn::ConnectionError::TimedOut
+                    | quinn::ConnectionError::Reset
+                    | quinn::ConnectionError::ConnectionClosed(_)
+                    | quinn::ConnectionError::ApplicationClosed(_)
+            )
+        )
+    }
+
     /// The server broke the protocol, so it is told why before the connection closes.
     fn is_protocol_violation(&self) -> bool {
         matches!(
@@ -115,22 +129,26 @@ impl ConnectionError {
     }
 }
 
-/// How a connection ended when it was the appliance's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a connection ended when it was the appliance's decision, or the server's instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// A signal, `--exit-after` or the input script asked the appliance to stop.
     Shutdown(&'static str),
     /// `--exit-after-frames` frames were shown.
     FrameBudgetSpent,
+    /// The server sent the appliance to another server of its pool.
+    Redirected(Redirect),
 }
 
-/// The Hello this appliance sends; `keymap` is its keyboard's current layout.
+/// The Hello this appliance sends; `keymap` is its keyboard's current layout, `arrival` why it
+/// comes to this server (a redirect, a failed pool server, or neither).
 pub fn hello(
     screen: ScreenSize,
     physical_size: Option<PhysicalSize>,
     keymap: Keymap,
     token: Option<String>,
     audio: AudioCapabilities,
+    arrival: wayray_protocol::Arrival,
 ) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -145,7 +163,7 @@ pub fn hello(
         },
         keymap: Some(keymap),
         token,
-        arrival: wayray_protocol::Arrival::Direct,
+        arrival,
     }
 }
 
@@ -433,8 +451,14 @@ impl Established {
                         tracing::info!(open, "the session asks for the microphone");
                         audio.microphone(open, &self.connection);
                     }
-                    Some(ServerControl::Redirect(_)) => {
-                        return Err(ConnectionError::Unexpected("a redirect (not followed yet)"))
+                    Some(ServerControl::Redirect(redirect)) => {
+                        tracing::info!(
+                            to = %redirect.server.name,
+                            address = %redirect.server.address,
+                            reason = %redirect.reason,
+                            "the server redirects this appliance"
+                        );
+                        return Ok(Ended::Redirected(redirect));
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },
@@ -587,6 +611,8 @@ async fn close(
     result: Result<&Ended, &ConnectionError>,
 ) {
     let (bye, code) = match result {
+        // The server closes a redirected connection itself; the appliance leaves at once.
+        Ok(Ended::Redirected(_)) => (None, CLOSE_NORMAL),
         Ok(_) => (Some(ByeReason::Shutdown), CLOSE_NORMAL),
         Err(e) if e.is_protocol_violation() => (
             Some(ByeReason::ProtocolError(e.to_string())),

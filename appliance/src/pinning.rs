@@ -9,6 +9,11 @@
 //! intermediates do not matter, because the pin *is* the trust decision (and an appliance must not
 //! lock itself out when a self-signed certificate passes its `notAfter`). The handshake signature
 //! is still verified, so only the holder of the pinned certificate's key gets through.
+//!
+//! A server of a pool the appliance is sent to (a redirect, or another pool member after its
+//! server failed) is trusted by the fingerprint of its key instead ([`Trust::Fingerprint`]): the
+//! server that named it vouched for it over a connection the appliance already trusted. Such a
+//! certificate is never written to `known_servers/`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +41,23 @@ pub enum Rejection {
         file.display()
     )]
     NotConfigured { file: PathBuf },
+    #[error(
+        "pool server {server} presented a key with fingerprint {presented}, not the \
+         {expected} it was announced with; not connecting there"
+    )]
+    WrongKey {
+        server: String,
+        expected: String,
+        presented: String,
+    },
+}
+
+impl Rejection {
+    /// A pinned or configured certificate needs a person. A pool server with another key than
+    /// announced is the pool's mistake (or an impostor): the appliance goes elsewhere instead.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Self::WrongKey { .. })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +172,9 @@ pub enum Trust {
     Known { der: Vec<u8>, file: PathBuf },
     /// Nothing stored yet: accept what the server presents and store it in `file`.
     FirstUse { file: PathBuf },
+    /// A pool server (named `server`), trusted because its certificate's SubjectPublicKeyInfo
+    /// has this SHA-256 `fingerprint` (64 hex digits), as the server that named it said.
+    Fingerprint { server: String, fingerprint: String },
 }
 
 impl Trust {
@@ -160,6 +185,21 @@ impl Trust {
             Self::Configured { file, .. } => Err(Rejection::NotConfigured { file: file.clone() }),
             Self::Known { file, .. } => Err(Rejection::Changed { file: file.clone() }),
             Self::FirstUse { .. } => Ok(()),
+            Self::Fingerprint {
+                server,
+                fingerprint,
+            } => {
+                let presented = spki_fingerprint(presented);
+                if presented.as_deref() == Some(fingerprint.to_ascii_lowercase().as_str()) {
+                    Ok(())
+                } else {
+                    Err(Rejection::WrongKey {
+                        server: server.clone(),
+                        expected: fingerprint.clone(),
+                        presented: presented.unwrap_or_else(|| "(unparsable certificate)".into()),
+                    })
+                }
+            }
         }
     }
 
@@ -186,6 +226,19 @@ impl Trust {
         })?;
         Ok(Some(file))
     }
+}
+
+/// SHA-256 of a DER certificate's SubjectPublicKeyInfo, as a pool announces its servers' keys
+/// (`wayray_protocol::identity::fingerprint_hex`); `None` if the certificate does not parse.
+pub fn spki_fingerprint(der: &[u8]) -> Option<String> {
+    let cert = CertificateDer::from(der);
+    let parsed = rustls::server::ParsedCertificate::try_from(&cert).ok()?;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        parsed.subject_public_key_info().as_ref(),
+    );
+    let bytes: [u8; 32] = digest.as_ref().try_into().ok()?;
+    Some(wayray_protocol::identity::fingerprint_hex(&bytes))
 }
 
 /// Reads a certificate given as DER or as PEM (the first CERTIFICATE block).
@@ -405,6 +458,62 @@ mod tests {
         }
         // Nor does it need a state directory.
         assert!(!state_dir.exists());
+    }
+
+    #[test]
+    fn fingerprint_pins_exactly_that_key_and_is_never_stored() {
+        use rcgen::PublicKeyData;
+        let pool_server = rcgen::generate_simple_self_signed(vec!["wayray-server".into()]).unwrap();
+        // What a pool announces: SHA-256 over the key's SubjectPublicKeyInfo.
+        let digest = ::ring::digest::digest(
+            &::ring::digest::SHA256,
+            &pool_server.signing_key.subject_public_key_info(),
+        );
+        let fingerprint =
+            wayray_protocol::identity::fingerprint_hex(digest.as_ref().try_into().unwrap());
+        assert_eq!(
+            spki_fingerprint(pool_server.cert.der()).as_deref(),
+            Some(fingerprint.as_str())
+        );
+        let trust = Trust::Fingerprint {
+            server: "s2".into(),
+            fingerprint: fingerprint.clone(),
+        };
+        assert_eq!(
+            verify(trust.clone(), pool_server.cert.der()),
+            (Ok(()), None)
+        );
+        // Upper-case hex from a sloppy pool still names the same key.
+        let upper = Trust::Fingerprint {
+            server: "s2".into(),
+            fingerprint: fingerprint.to_ascii_uppercase(),
+        };
+        assert_eq!(verify(upper, pool_server.cert.der()), (Ok(()), None));
+
+        let other = cert();
+        let (result, rejection) = verify(trust.clone(), &other);
+        assert!(result.is_err());
+        let Some(rejection) = rejection else {
+            panic!("no rejection recorded")
+        };
+        assert_eq!(
+            rejection,
+            Rejection::WrongKey {
+                server: "s2".into(),
+                expected: fingerprint.clone(),
+                presented: spki_fingerprint(&other).unwrap(),
+            }
+        );
+        assert!(!rejection.is_fatal());
+        assert!(rejection.to_string().contains("s2"), "{rejection}");
+        // Garbage is refused, not a panic.
+        assert!(matches!(
+            verify(trust.clone(), b"not a certificate").1,
+            Some(Rejection::WrongKey { .. })
+        ));
+        // Nothing goes to known_servers.
+        assert_eq!(trust.remember(pool_server.cert.der()).unwrap(), None);
+        assert_eq!(trust.remembered(pool_server.cert.der()), None);
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! reason that may heal (server restarting, network blip, a bad frame), say why on screen and
 //! try again with backoff. Only a person can fix the fatal cases (a changed certificate, a
 //! protocol version mismatch), so those end the program with an error.
+//!
+//! In a pool of servers, where the next connection goes is `route.rs`'s decision: a redirect is
+//! followed at once, and a server lost without a goodbye is replaced by another of the pool's.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tracing::Instrument;
 
-use wayray_protocol::{ByeReason, Keymap};
+use wayray_protocol::{ByeReason, Keymap, PoolServer};
 
 use crate::backoff::Backoff;
 use crate::config::{Config, ScreenSize};
@@ -17,17 +20,14 @@ use crate::display::{DisplaySink, Hotplug};
 use crate::input::{Input, InputSource};
 use crate::latency::{LatencyError, LatencyLog};
 use crate::local::Local;
-use crate::pinning::{PinError, TrustStore};
+use crate::pinning::{PinError, Trust, TrustStore};
+use crate::pool_file::PoolFile;
 use crate::report::error_chain;
+use crate::route::{Pace, Route, Target};
 use crate::screen::{Screen, ScreenError, Screenshot};
 use crate::signals::{self, Command};
 use crate::token::Tokens;
 use crate::transport::{self, Connector, Refusal, TransportError};
-
-/// Bounds the QUIC handshake plus Hello/Welcome. QUIC has no "connection refused", so this is how
-/// long a stopped server costs per attempt; a server that accepts but never answers Hello is
-/// caught by it as well.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplianceError {
@@ -41,8 +41,9 @@ pub enum ApplianceError {
     Screen(#[from] ScreenError),
     #[error(transparent)]
     Latency(#[from] LatencyError),
-    #[error("no answer from the server within {} s", CONNECT_TIMEOUT.as_secs())]
-    ConnectTimeout,
+    /// A stopped server (QUIC has no "connection refused"), or one that never answers Hello.
+    #[error("no answer from the server within {} s", .0.as_secs())]
+    ConnectTimeout(Duration),
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
     #[error(
@@ -64,7 +65,7 @@ impl ApplianceError {
             Self::Connection(e) => e.is_fatal(),
             Self::Pin(_) | Self::Screen(_) | Self::Latency(_) | Self::Signals(_) => true,
             // An administrator may approve it any time: keep trying, slowly.
-            Self::ConnectTimeout | Self::NotApproved { .. } | Self::Revoked { .. } => false,
+            Self::ConnectTimeout(_) | Self::NotApproved { .. } | Self::Revoked { .. } => false,
         }
     }
 
@@ -157,40 +158,125 @@ async fn reconnect_loop<S: DisplaySink>(
     connector: &Connector,
     local: &mut Local<S>,
 ) -> Result<(), ApplianceError> {
+    let pool_file = PoolFile::new(&config.state_dir);
+    let mut route = Route::new(config.server.clone(), pool_file.load());
+    if !route.pool().is_empty() {
+        tracing::info!(
+            servers = route.pool().len(),
+            "a pool list is kept from before: its servers are tried if the configured one stays away"
+        );
+    }
     let mut backoff = Backoff::RECONNECT;
     for attempt in 1u64.. {
-        let span = tracing::info_span!("connection", server = %config.server, attempt);
-        let outcome = attempt_once(config, trust, connector, local, &mut backoff)
+        let target = route.next().clone();
+        let span = tracing::info_span!(
+            "connection",
+            server = %target.address,
+            name = target.name.as_deref().unwrap_or(""),
+            attempt
+        );
+        let outcome = attempt_once(config, trust, connector, local, &target)
             .instrument(span.clone())
-            .await
-            .map_err(|e| e.explain(connector));
-        match outcome {
-            Ok(None) => return Ok(()),
-            Ok(Some(Ended::Shutdown(why))) => {
-                tracing::info!(parent: &span, why, "said goodbye to the server; exiting");
-                return Ok(());
-            }
-            Ok(Some(Ended::FrameBudgetSpent)) => {
-                tracing::info!(
-                    parent: &span,
-                    frames = local.screen.frames_presented(),
-                    "--exit-after-frames reached; exiting"
-                );
-                return Ok(());
-            }
-            // main reports it; logging it here too would print it twice.
-            Err(e) if e.is_fatal() => return Err(e),
-            Err(e) => {
-                if matches!(
-                    e,
-                    ApplianceError::Connection(ConnectionError::ServerBye(ByeReason::Revoked))
-                ) {
-                    connector.forget_sessions();
+            .await;
+        let (pace, why) = match outcome {
+            Attempt::Abandoned => return Ok(()),
+            Attempt::Failed(e) => {
+                let e = e.explain(connector);
+                // main reports it; logging it here too would print it twice.
+                if e.is_fatal() {
+                    return Err(e);
                 }
+                let pace = route.failed();
+                tracing::warn!(parent: &span, error = %error_chain(&e), "cannot connect");
+                (pace, e.to_string())
+            }
+            Attempt::Welcomed {
+                server_name,
+                pool,
+                showed_frames,
+                ended,
+            } => {
+                if route.welcomed(&server_name, pool) {
+                    tracing::info!(parent: &span, servers = route.pool().len(), "the pool list changed");
+                    pool_file.store(route.pool());
+                }
+                if showed_frames {
+                    route.frames_shown();
+                }
+                if !matches!(ended, Ok(Ended::Redirected(_))) {
+                    backoff.reset();
+                }
+                match ended {
+                    Ok(Ended::Shutdown(why)) => {
+                        tracing::info!(parent: &span, why, "said goodbye to the server; exiting");
+                        return Ok(());
+                    }
+                    Ok(Ended::FrameBudgetSpent) => {
+                        tracing::info!(
+                            parent: &span,
+                            frames = local.screen.frames_presented(),
+                            "--exit-after-frames reached; exiting"
+                        );
+                        return Ok(());
+                    }
+                    Ok(Ended::Redirected(redirect)) => {
+                        match route.redirected(&server_name, &redirect) {
+                            Ok(()) => {
+                                let to = route.next().label();
+                                tracing::info!(parent: &span, %to, reason = %redirect.reason, "following the redirect");
+                                (Pace::Now, format!("redirected: {}", redirect.reason))
+                            }
+                            Err(refused) => {
+                                tracing::error!(parent: &span, error = %refused, "redirect refused");
+                                (Pace::Backoff, refused.to_string())
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let lost = e.is_lost_without_bye();
+                        let e = ApplianceError::from(e).explain(connector);
+                        if e.is_fatal() {
+                            return Err(e);
+                        }
+                        let pace = match &e {
+                            ApplianceError::Connection(ConnectionError::ServerBye(
+                                ByeReason::Revoked,
+                            )) => {
+                                connector.forget_sessions();
+                                route.retry_home();
+                                Pace::Backoff
+                            }
+                            ApplianceError::Connection(ConnectionError::ServerBye(
+                                ByeReason::Shutdown,
+                            )) => {
+                                route.server_restarting(showed_frames);
+                                Pace::Backoff
+                            }
+                            _ if lost => route.lost(showed_frames),
+                            _ => {
+                                route.retry_home();
+                                Pace::Backoff
+                            }
+                        };
+                        tracing::warn!(parent: &span, error = %error_chain(&e), "connection ended");
+                        (pace, e.to_string())
+                    }
+                }
+            }
+        };
+        let next = route.next().label();
+        match pace {
+            Pace::Now => {
+                tracing::info!(parent: &span, %next, "connecting at once");
+                local
+                    .screen
+                    .show_status(&format!("{why}; connecting to {next}"));
+            }
+            Pace::Backoff => {
                 let delay = backoff.next_delay();
-                tracing::warn!(parent: &span, error = %error_chain(&e), retry_in = ?delay, "connection ended");
+                tracing::info!(parent: &span, %next, retry_in = ?delay, "reconnecting after a pause");
                 local.screen.show_status(&format!(
-                    "{e}; reconnecting in {:.1} s",
+                    "{why}; reconnecting to {next} in {:.1} s",
                     delay.as_secs_f64()
                 ));
                 if unless_shutdown(tokio::time::sleep(delay), local)
@@ -205,20 +291,45 @@ async fn reconnect_loop<S: DisplaySink>(
     Ok(())
 }
 
-/// One connection from start to end. `Ok(None)` means a shutdown arrived before the server
-/// welcomed the appliance.
+/// What one connection attempt came to.
+enum Attempt {
+    /// A shutdown arrived before the server welcomed the appliance.
+    Abandoned,
+    /// No server welcomed the appliance.
+    Failed(ApplianceError),
+    /// The server `server_name` welcomed the appliance, listing its pool `pool`; then the
+    /// connection ended. `showed_frames`: frames from it reached the screen.
+    Welcomed {
+        server_name: String,
+        pool: Vec<PoolServer>,
+        showed_frames: bool,
+        ended: Result<Ended, ConnectionError>,
+    },
+}
+
+/// One connection to `target` from start to end.
 async fn attempt_once<S: DisplaySink>(
     config: &Config,
     trust: &TrustStore,
     connector: &Connector,
     local: &mut Local<S>,
-    backoff: &mut Backoff,
-) -> Result<Option<Ended>, ApplianceError> {
-    tracing::info!("connecting");
+    target: &Target,
+) -> Attempt {
+    tracing::info!(arrival = ?target.arrival, "connecting");
     local
         .screen
-        .show_status(&format!("connecting to {}", config.server));
-    let trust = trust.load(&config.server)?;
+        .show_status(&format!("connecting to {}", target.label()));
+    let trust = match &target.fingerprint {
+        // A pool server: exactly the key the pool announced, never known_servers/.
+        Some(fingerprint) => Trust::Fingerprint {
+            server: target.label(),
+            fingerprint: fingerprint.clone(),
+        },
+        None => match trust.load(&target.address) {
+            Ok(trust) => trust,
+            Err(e) => return Attempt::Failed(e.into()),
+        },
+    };
     // The display's size now: one plugged in since the last connection counts.
     let screen_size = screen_size(config, local.screen.native_size());
     let hello = connection::hello(
@@ -227,10 +338,11 @@ async fn attempt_once<S: DisplaySink>(
         local.input.keymap().clone(),
         local.tokens.current(),
         local.audio.capabilities(),
+        target.arrival.clone(),
     );
     let connect = async {
         let mut link =
-            transport::connect(&config.server, &config.server_name, trust, connector).await?;
+            transport::connect(&target.address, &config.server_name, trust, connector).await?;
         let zero_rtt = link.zero_rtt.take();
         let mut hello = hello;
         // A 0-RTT Hello must fit in the first flight: the keymap follows on the input stream.
@@ -254,30 +366,40 @@ async fn attempt_once<S: DisplaySink>(
             }
         }
     };
+    let timeout = target.connect_timeout;
     let connect = async {
-        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        tokio::time::timeout(timeout, connect)
             .await
-            .unwrap_or(Err(ApplianceError::ConnectTimeout))
+            .unwrap_or(Err(ApplianceError::ConnectTimeout(timeout)))
     };
-    let Some(connected) = unless_shutdown(connect, local).await else {
-        return Ok(None);
+    let (link, established) = match unless_shutdown(connect, local).await {
+        None => return Attempt::Abandoned,
+        Some(Err(e)) => return Attempt::Failed(e),
+        Some(Ok(connected)) => connected,
     };
-    let (link, established) = connected?;
 
-    backoff.reset();
     let welcome = &established.welcome;
     tracing::info!(
         server_name = %welcome.server_name,
         width = welcome.output_width,
         height = welcome.output_height,
+        pool = welcome.pool.len(),
         "welcomed"
     );
     local
         .screen
         .show_status(&format!("connected to {}", welcome.server_name));
+    let server_name = welcome.server_name.clone();
+    let pool = welcome.pool.clone();
+    let frames_before = local.screen.frames_presented();
     let ended = established.run(local).await;
     link.finish().await;
-    Ok(Some(ended?))
+    Attempt::Welcomed {
+        server_name,
+        pool,
+        showed_frames: local.screen.frames_presented() > frames_before,
+        ended,
+    }
 }
 
 /// Runs `work` while still obeying commands and draining input: screenshots are taken

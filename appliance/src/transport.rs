@@ -66,9 +66,14 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// A refused or unrecordable certificate needs a person; everything else may heal by itself.
+    /// A refused or unrecordable certificate needs a person (except a pool server's unexpected
+    /// key: the appliance goes elsewhere); everything else may heal by itself.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Rejected(_) | Self::Pin(_) | Self::ClientCert(_))
+        match self {
+            Self::Rejected(rejection) => rejection.is_fatal(),
+            Self::Pin(_) | Self::ClientCert(_) => true,
+            _ => false,
+        }
     }
 
     /// The underlying QUIC connection error, for telling a refused certificate apart.

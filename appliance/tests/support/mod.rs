@@ -7,14 +7,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wayray_protocol::{
     framing, ClientControl, DisplayMessage, Encoder, Encoding, FrameReader, FrameUpdate, Hello,
-    InputMessage, Rect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
-    PROTOCOL_VERSION,
+    InputMessage, PoolServer, Rect, Redirect, RedirectReason, ServerControl, StreamKind, Welcome,
+    DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
 };
 
 /// Long enough for a loaded CI machine, short enough that a hang fails the test visibly.
@@ -29,6 +30,15 @@ pub struct TestServer {
     endpoint: quinn::Endpoint,
     pub addr: SocketAddr,
     pub cert_der: Vec<u8>,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo, as a pool announces it.
+    pub fingerprint: String,
+}
+
+/// The fingerprint a pool announces for a key (see `wayray_protocol::identity`).
+pub fn spki_fingerprint(key: &rcgen::KeyPair) -> String {
+    use rcgen::PublicKeyData;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info());
+    wayray_protocol::identity::fingerprint_hex(digest.as_ref().try_into().expect("32 bytes"))
 }
 
 impl TestServer {
@@ -36,6 +46,7 @@ impl TestServer {
     pub fn start() -> Self {
         let identity = self_signed();
         let cert_der = identity.cert.der().to_vec();
+        let fingerprint = spki_fingerprint(&identity.signing_key);
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             identity.signing_key.serialize_der(),
         ));
@@ -56,12 +67,40 @@ impl TestServer {
             endpoint,
             addr,
             cert_der,
+            fingerprint,
         }
+    }
+
+    /// This server as an entry of a pool list named `name`.
+    pub fn pool_entry(&self, name: &str) -> PoolServer {
+        PoolServer {
+            name: name.into(),
+            address: self.addr.to_string(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// Writes the certificate to `path` (DER), for `--server-cert`.
+    pub fn write_cert(&self, path: &Path) {
+        std::fs::write(path, &self.cert_der).expect("write certificate");
+    }
+
+    /// Falls silent the way a killed server does: its port stops answering (the endpoint moves
+    /// to another socket), no close is sent, and its appliances notice only by their idle timeout.
+    pub fn vanish(&self) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a socket");
+        self.endpoint.rebind(socket).expect("rebind");
     }
 
     /// The next appliance whose handshake completes.
     pub async fn accept(&self) -> Appliance {
-        tokio::time::timeout(STEP_TIMEOUT, async {
+        self.accept_within(STEP_TIMEOUT).await
+    }
+
+    /// [`Self::accept`] with a longer wait (for an appliance that first has to notice that
+    /// its server is gone).
+    pub async fn accept_within(&self, wait: Duration) -> Appliance {
+        tokio::time::timeout(wait, async {
             loop {
                 let incoming = self.endpoint.accept().await.expect("endpoint open");
                 if let Ok(conn) = incoming.await {
@@ -81,16 +120,23 @@ impl TestServer {
     }
 
     /// Accepts connection attempts and lets their handshakes run (to success or failure) in the
-    /// background, for tests where the handshake itself is what is tested.
-    pub fn accept_in_background(&self) {
+    /// background, for tests where the handshake itself is what is tested. Counts the
+    /// handshakes that succeeded.
+    pub fn accept_in_background(&self) -> Arc<AtomicUsize> {
         let endpoint = self.endpoint.clone();
+        let completed = Arc::new(AtomicUsize::new(0));
+        let count = completed.clone();
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
+                let count = count.clone();
                 tokio::spawn(async move {
-                    let _ = incoming.await;
+                    if incoming.await.is_ok() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
                 });
             }
         });
+        completed
     }
 }
 
@@ -134,17 +180,40 @@ impl Appliance {
     }
 
     pub async fn welcome(&mut self, width: u32, height: u32) {
+        self.welcome_as("test-server", width, height, Vec::new())
+            .await;
+    }
+
+    /// A Welcome from the pool server `name` listing `pool`.
+    pub async fn welcome_as(&mut self, name: &str, width: u32, height: u32, pool: Vec<PoolServer>) {
         self.send_control(&ServerControl::Welcome(Welcome {
             protocol_version: PROTOCOL_VERSION,
-            server_name: "test-server".into(),
+            server_name: name.into(),
             output_width: width,
             output_height: height,
             encoding: Encoding::TilesV1,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             audio: Default::default(),
-            pool: Vec::new(),
+            pool,
         }))
         .await;
+    }
+
+    /// Sends the appliance to `to` and, as a pool server does, waits for it to leave. Returns
+    /// what the appliance said meanwhile (`None`: nothing, it just left).
+    pub async fn redirect(
+        &mut self,
+        to: PoolServer,
+        reason: RedirectReason,
+    ) -> Option<ClientControl> {
+        self.send_control(&ServerControl::Redirect(Redirect { server: to, reason }))
+            .await;
+        let _ = self.send.finish();
+        let said = self.next_control().await;
+        tokio::time::timeout(STEP_TIMEOUT, self.conn.closed())
+            .await
+            .expect("the appliance did not leave after a redirect");
+        said
     }
 
     /// Opens a unidirectional stream tagged with `kind` (any byte, to test unknown kinds).
