@@ -196,9 +196,9 @@ fn pcsc_pool_of_three_servers_on_etcd() {
         || logs(&pool, &dir),
     );
 
-    // --- placement: six appliances without cards at server pa spread over the pool ---------
+    // --- placement: eight appliances without cards at server pa spread over the pool -------
     let mut spread = Vec::new();
-    for i in 0..6 {
+    for i in 0..8 {
         spread.push(appliance(
             &dir,
             &format!("spread{i}"),
@@ -209,7 +209,7 @@ fn pcsc_pool_of_three_servers_on_etcd() {
         ));
     }
     wait_for(
-        "six greeters in the pool",
+        "eight greeters in the pool",
         Duration::from_secs(60),
         || {
             pool.iter()
@@ -220,7 +220,7 @@ fn pcsc_pool_of_three_servers_on_etcd() {
                         .count()
                 })
                 .sum::<usize>()
-                == 6
+                == 8
         },
         || logs(&pool, &dir),
     );
@@ -233,10 +233,10 @@ fn pcsc_pool_of_three_servers_on_etcd() {
                 .count()
         })
         .collect();
-    eprintln!("placement of 6 new tokens over the pool: {per_server:?}");
+    eprintln!("placement of 8 new tokens over the pool: {per_server:?}");
     assert!(
         per_server.iter().filter(|n| **n > 0).count() >= 2,
-        "all six sessions were placed on one server: {per_server:?}"
+        "all eight sessions were placed on one server: {per_server:?}"
     );
     assert!(
         pool[0].log().contains("redirecting the appliance"),
@@ -442,10 +442,7 @@ fn pcsc_pool_of_three_servers_on_etcd() {
         || logs(&pool, &dir),
     );
     let ids = |p: &PoolServer| -> Vec<String> {
-        p.sessions()
-            .iter()
-            .map(|s| s["id"].to_string())
-            .collect()
+        p.sessions().iter().map(|s| s["id"].to_string()).collect()
     };
     let sessions_before = ids(&pool[survivor]);
     let late = appliance(

@@ -189,6 +189,7 @@ impl Pool {
             events,
             last_load_put: None,
             writes: writes.clone(),
+            failures: 0,
         };
         let span = tracing::info_span!("pool", server = %me.name);
         tokio::spawn(tracing::Instrument::instrument(registry.run(rx), span));

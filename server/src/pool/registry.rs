@@ -14,8 +14,8 @@ use std::{
 };
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use wayray_protocol::sessions::{session_id_string, SessionId};
@@ -90,6 +90,8 @@ pub(super) struct Registry {
     pub last_load_put: Option<(Load, Instant)>,
     /// etcd writes (puts, deletes, transactions that wrote) since start, for the figures.
     pub writes: Arc<AtomicU64>,
+    /// Connections that failed in a row (each to the next member).
+    pub failures: usize,
 }
 
 enum Ended {
@@ -108,8 +110,17 @@ async fn call<T>(
 impl Registry {
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let mut backoff = Duration::from_millis(200);
+        // One member at a time, the next one after a failure: a client balancing over all
+        // endpoints kept sending calls to a dead member, and the lease expired meanwhile.
+        let members = self.settings.endpoints.len().max(1);
+        let mut next_member = 0usize;
         loop {
-            let connect = Client::connect(self.settings.endpoints.clone(), None);
+            let endpoint = self.settings.endpoints[next_member % members].clone();
+            next_member += 1;
+            let options = ConnectOptions::new()
+                .with_connect_timeout(CALL_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+            let connect = Client::connect([endpoint.clone()], Some(options));
             tokio::pin!(connect);
             let client = loop {
                 tokio::select! {
@@ -124,8 +135,17 @@ impl Registry {
                 Ok(client) => self.online(client, &mut requests, &mut backoff).await,
                 Err(err) => Err(err),
             };
+            // Failures in a row since the registry was last in the pool.
+            self.failures += 1;
+            let round_done = self.failures >= members;
             match result {
                 Ok(Ended::Stopped) => return,
+                // Another member may answer at once; only a whole round of failures means
+                // etcd is away.
+                Err(err) if !round_done => {
+                    tracing::info!(%err, member = %endpoint, "etcd member unreachable; trying the next one");
+                    continue;
+                }
                 Err(err) => {
                     if self.view.online {
                         tracing::warn!(%err, "lost the pool's etcd; serving from what this server knows");
@@ -227,6 +247,7 @@ impl Registry {
         self.reconcile(&mut client, lease_id).await?;
         let mut watch_stream = self.read_and_watch(&mut client).await?;
         *backoff = Duration::from_millis(200);
+        self.failures = 0;
         tracing::info!(
             server = %self.me.name,
             servers = self.view.servers.len(),
