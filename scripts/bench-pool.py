@@ -30,6 +30,8 @@ NAMES = ["pa", "pb", "pc"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 procs = []
 work = tempfile.mkdtemp(prefix="wayray-bench-pool-")
+# Greeters run as nobody and must reach their server's run directory inside it.
+os.chmod(work, 0o755)
 
 
 def spawn(args, log=None, pipe=False, env=None):

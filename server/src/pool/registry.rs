@@ -28,9 +28,10 @@ use super::{
 
 /// Each etcd call gets this long before the registry counts etcd as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// A load change this small is not worth an etcd write (thousandths of CPU).
+/// A CPU change this small is not worth an etcd write (thousandths of CPU).
 const CPU_STEP: u32 = 100;
-/// The registration is rewritten at least this often while the load changes at all.
+/// CPU and memory changes are written at most this often; a change in the number of sessions
+/// (what placement weighs most) at the next load report (every 2 s).
 const LOAD_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -477,10 +478,10 @@ impl Registry {
                     None => true,
                     Some((last, at)) => {
                         last.sessions != load.sessions
-                            || last.cpu_permille.abs_diff(load.cpu_permille) >= CPU_STEP
-                            || last.memory_used.abs_diff(load.memory_used) * 20
-                                > load.memory_total.max(1)
-                            || (last != load && at.elapsed() >= LOAD_REFRESH)
+                            || (at.elapsed() >= LOAD_REFRESH
+                                && (last.cpu_permille.abs_diff(load.cpu_permille) >= CPU_STEP
+                                    || last.memory_used.abs_diff(load.memory_used) * 20
+                                        > load.memory_total.max(1)))
                     }
                 };
                 if due {
