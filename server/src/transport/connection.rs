@@ -200,6 +200,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 admitted: false,
                 audio: welcome_audio,
                 datagrams: conn.clone(),
+                card_in: Default::default(),
             },
         );
     }
