@@ -683,7 +683,10 @@ mod tests {
         };
         let json = serde_json::to_value(&appliance).unwrap();
         assert_eq!(json["session"], "00000000000000ab");
-        assert_eq!(serde_json::from_value::<ApplianceInfo>(json).unwrap(), appliance);
+        assert_eq!(
+            serde_json::from_value::<ApplianceInfo>(json).unwrap(),
+            appliance
+        );
         let none = ApplianceInfo {
             session: None,
             ..appliance

@@ -398,10 +398,15 @@ mod tests {
             let c: Config = toml::from_str(&format!("[api]\nlisten = {off}")).unwrap();
             assert_eq!(c.api.listen_addr().unwrap(), None);
         }
-        let c: Config =
-            toml::from_str("[api]\nlisten = \"[::1]:0\"\ntoken_file = \"/t\"").unwrap();
-        assert_eq!(c.api.listen_addr().unwrap(), Some("[::1]:0".parse().unwrap()));
-        assert_eq!(c.api.token_path(std::path::Path::new("/s")), PathBuf::from("/t"));
+        let c: Config = toml::from_str("[api]\nlisten = \"[::1]:0\"\ntoken_file = \"/t\"").unwrap();
+        assert_eq!(
+            c.api.listen_addr().unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(
+            c.api.token_path(std::path::Path::new("/s")),
+            PathBuf::from("/t")
+        );
         let c: Config = toml::from_str("[api]\nlisten = \"localhost\"").unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::ApiListen(_))));
         assert!(toml::from_str::<Config>("[api]\nlisen = \"off\"").is_err());

@@ -121,11 +121,7 @@ pub fn scrape(daemon: &Shared) -> Result<String, String> {
                 .set(n as i64);
         }
     }
-    registry.register(
-        "wayray_sessions",
-        "Sessions by kind and state",
-        sessions,
-    );
+    registry.register("wayray_sessions", "Sessions by kind and state", sessions);
     let connected = Gauge::<i64>::default();
     connected.set(appliances as i64);
     registry.register(

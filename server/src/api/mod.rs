@@ -28,10 +28,8 @@ pub struct ApiState {
 
 /// Serves the API on `listener` until the runtime ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
-    let router = routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        state,
-        authenticate,
-    ));
+    let router = routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, authenticate));
     if let Err(err) = axum::serve(listener, router).await {
         tracing::error!(%err, "the admin API stopped");
     }
@@ -50,9 +48,8 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
-    let allowed = presented.is_some_and(|t| {
-        crate::daemon::constant_time_eq(t.as_bytes(), state.token.as_bytes())
-    });
+    let allowed = presented
+        .is_some_and(|t| crate::daemon::constant_time_eq(t.as_bytes(), state.token.as_bytes()));
     if allowed {
         return next.run(request).await;
     }

@@ -2,8 +2,8 @@
 //! written as JSON (protocol types; session ids as 16 hex digits, kinds and states as words).
 
 use axum::{
-    extract::{Path, State},
-    http::{header, StatusCode},
+    extract::{FromRequestParts, Path, State},
+    http::{header, request::Parts, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -80,27 +80,36 @@ fn status_of(message: &str) -> StatusCode {
     }
 }
 
-/// A session id in a path: the 16 hex digits `wradm sessions` prints (fewer are accepted).
-fn session_id(text: &str) -> Result<SessionId, Response> {
-    let valid = !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
-    match parse_session_id(text) {
-        Some(id) if valid => Ok(id),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{text:?} is not a session id: expected 16 hex digits"),
-        )),
+/// A session id in a path: the 16 hex digits `wradm sessions` prints (fewer are accepted);
+/// anything else is answered 400 before the handler runs.
+struct SessionPath(SessionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        session_id(&text).map(SessionPath).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{text:?} is not a session id: expected 16 hex digits"),
+            )
+        })
     }
+}
+
+fn session_id(text: &str) -> Option<SessionId> {
+    let valid = !text.is_empty() && text.len() <= 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    parse_session_id(text).filter(|_| valid)
 }
 
 async fn sessions(State(state): State<ApiState>) -> Response {
     ask(&state, AdminRequest::ListSessions).await
 }
 
-async fn session(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let id = match session_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+async fn session(State(state): State<ApiState>, SessionPath(id): SessionPath) -> Response {
     let session = match reply_to(&state.daemon, AdminRequest::ShowSession(id)).await {
         AdminReply::Session(session) => session,
         other => return reply(other),
@@ -112,25 +121,16 @@ async fn session(State(state): State<ApiState>, Path(id): Path<String>) -> Respo
     Json(SessionWithUsage { session, usage }).into_response()
 }
 
-async fn usage(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    match session_id(&id) {
-        Ok(id) => ask(&state, AdminRequest::SessionUsage(id)).await,
-        Err(response) => response,
-    }
+async fn usage(State(state): State<ApiState>, SessionPath(id): SessionPath) -> Response {
+    ask(&state, AdminRequest::SessionUsage(id)).await
 }
 
-async fn detach(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    match session_id(&id) {
-        Ok(id) => ask(&state, AdminRequest::Detach(id)).await,
-        Err(response) => response,
-    }
+async fn detach(State(state): State<ApiState>, SessionPath(id): SessionPath) -> Response {
+    ask(&state, AdminRequest::Detach(id)).await
 }
 
-async fn kill(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    match session_id(&id) {
-        Ok(id) => ask(&state, AdminRequest::Kill(id)).await,
-        Err(response) => response,
-    }
+async fn kill(State(state): State<ApiState>, SessionPath(id): SessionPath) -> Response {
+    ask(&state, AdminRequest::Kill(id)).await
 }
 
 async fn connections(State(state): State<ApiState>) -> Response {
@@ -142,11 +142,19 @@ async fn appliances(State(state): State<ApiState>) -> Response {
 }
 
 async fn approve(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    ask(&state, AdminRequest::ApproveAppliance(id.to_ascii_lowercase())).await
+    ask(
+        &state,
+        AdminRequest::ApproveAppliance(id.to_ascii_lowercase()),
+    )
+    .await
 }
 
 async fn revoke(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    ask(&state, AdminRequest::RevokeAppliance(id.to_ascii_lowercase())).await
+    ask(
+        &state,
+        AdminRequest::RevokeAppliance(id.to_ascii_lowercase()),
+    )
+    .await
 }
 
 async fn pool_servers(State(state): State<ApiState>) -> Response {
@@ -200,9 +208,9 @@ mod tests {
 
     #[test]
     fn session_ids_in_paths_are_hex() {
-        assert_eq!(session_id("00000000000000ab").ok(), Some(0xab));
+        assert_eq!(session_id("00000000000000ab"), Some(0xab));
         for bad in ["", "zz", "00000000000000000ab", "-1", " 1"] {
-            assert!(session_id(bad).is_err(), "{bad:?}");
+            assert!(session_id(bad).is_none(), "{bad:?}");
         }
     }
 }

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load_or_create(&path).unwrap(), (token, false));
         // Nothing left over from the atomic write.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
@@ -109,6 +112,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api-token");
         std::fs::write(&path, "secret\n").unwrap();
-        assert!(matches!(load_or_create(&path), Err(TokenError::Weak { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(TokenError::Weak { .. })
+        ));
     }
 }

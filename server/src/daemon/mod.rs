@@ -14,8 +14,8 @@ pub mod trust;
 pub mod wire;
 
 use std::{
-    collections::HashMap,
     cell::Cell,
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},

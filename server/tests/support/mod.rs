@@ -77,6 +77,8 @@ pub struct Server {
     pub wayland_display: String,
     pub dir: PathBuf,
     pub stderr: Arc<Mutex<String>>,
+    /// The admin API's base URL (`WAYRAY_API=`), unless it was turned off.
+    pub api: Option<String>,
 }
 
 #[derive(Default)]
@@ -118,6 +120,10 @@ impl Server {
         for s in opts.spawn {
             cmd.args(["--spawn", s]);
         }
+        // The admin API's default port would clash between tests running in parallel.
+        if !opts.extra.contains(&"--api-listen") {
+            cmd.args(["--api-listen", "127.0.0.1:0"]);
+        }
         if opts.launcher {
             cmd.arg("--launcher");
         }
@@ -133,7 +139,7 @@ impl Server {
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut listen, mut wayland) = (None, None);
+        let (mut listen, mut wayland, mut api) = (None, None, None);
         let mut line = String::new();
         while listen.is_none() || (wayland.is_none() && !opts.launcher) {
             line.clear();
@@ -149,6 +155,9 @@ impl Server {
             if let Some(v) = line.trim().strip_prefix("WAYLAND_DISPLAY=") {
                 wayland = Some(v.to_string());
             }
+            if let Some(v) = line.trim().strip_prefix("WAYRAY_API=") {
+                api = Some(v.to_string());
+            }
         }
         Server {
             child,
@@ -156,6 +165,7 @@ impl Server {
             wayland_display: wayland.unwrap_or_default(),
             dir: dir.0.clone(),
             stderr,
+            api,
         }
     }
 
