@@ -79,6 +79,8 @@ pub struct Server {
     pub stderr: Arc<Mutex<String>>,
     /// The admin API's base URL (`WAYRAY_API=`), unless it was turned off.
     pub api: Option<String>,
+    /// Its state directory (certificate, store, `api-token`).
+    pub state: PathBuf,
 }
 
 #[derive(Default)]
@@ -100,6 +102,7 @@ impl Server {
     pub fn start(dir: &TempDir, opts: ServerOpts) -> Server {
         let socket = format!("wr-test-{}", dir.0.file_name().unwrap().to_string_lossy());
         let state = opts.state_dir.unwrap_or_else(|| dir.path("server-state"));
+        let state_dir = state.clone();
         let mut cmd = Command::new(wrsrvd());
         let listen = opts
             .listen
@@ -166,6 +169,7 @@ impl Server {
             dir: dir.0.clone(),
             stderr,
             api,
+            state: state_dir,
         }
     }
 
@@ -261,6 +265,22 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `GET /metrics` of the admin API, with the server's token; fails the test unless 200.
+    pub fn metrics(&self) -> String {
+        let api = self.api.as_ref().expect("the admin API is on");
+        let token = std::fs::read_to_string(self.state.join("api-token")).expect("API token");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(format!("{api}/metrics"))
+            .header("Authorization", format!("Bearer {}", token.trim()))
+            .call()
+            .expect("GET /metrics");
+        response.body_mut().read_to_string().expect("metrics text")
     }
 
     pub fn is_running(&mut self) -> bool {
