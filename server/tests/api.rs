@@ -253,6 +253,31 @@ fn the_api_and_metrics_answer_only_with_the_token() {
     );
     let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown["id"], id.as_str());
+    let out = wradm(&["--server", &api, "--token-file", file, "connections"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let fingerprint = known[0]["fingerprint"].as_str().expect("a fingerprint");
+    let out = wradm(&[
+        "--server",
+        &api,
+        "--token-file",
+        file,
+        "appliances",
+        "approve",
+        &fingerprint[..16],
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("approved appliance"));
+    let known = get(&format!("{api}/api/v1/appliances"), t).json();
+    assert_eq!(known[0]["state"], "approved", "{known}");
     let out = wradm(&["--server", &api, "--token-file", file, "server", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
