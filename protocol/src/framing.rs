@@ -157,6 +157,7 @@ mod tests {
             },
             keymap: None,
             token: None,
+            arrival: Arrival::Direct,
         })
     }
 

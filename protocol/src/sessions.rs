@@ -29,6 +29,50 @@ pub fn parse_session_id(s: &str) -> Option<SessionId> {
     u64::from_str_radix(s.trim(), 16).ok()
 }
 
+/// Session ids as [`session_id_string`] prints them in human-readable formats (JSON), and as
+/// plain numbers in binary ones (postcard), so `admin.sock` is unchanged.
+pub mod hex_id {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use super::{parse_session_id, session_id_string, SessionId};
+
+    pub fn serialize<S: Serializer>(id: &SessionId, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&session_id_string(*id))
+        } else {
+            s.serialize_u64(*id)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SessionId, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            parse_session_id(&text)
+                .ok_or_else(|| D::Error::custom(format!("{text:?} is not a session id")))
+        } else {
+            u64::deserialize(d)
+        }
+    }
+
+    /// The same for an `Option<SessionId>`.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        use super::SessionId;
+
+        #[derive(Serialize, Deserialize)]
+        struct Id(#[serde(with = "super")] SessionId);
+
+        pub fn serialize<S: Serializer>(id: &Option<SessionId>, s: S) -> Result<S::Ok, S::Error> {
+            id.map(Id).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SessionId>, D::Error> {
+            Ok(Option::<Id>::deserialize(d)?.map(|Id(id)| id))
+        }
+    }
+}
+
 // ---- daemon ⇄ session compositor ------------------------------------------------------------
 
 /// First message of a session compositor on `sessions.sock`.
@@ -110,6 +154,9 @@ pub enum FromSession {
         seq: u64,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
+        /// How long the session took to encode it, in microseconds: encoding happens in the
+        /// session process, so this is how the daemon's `wayray_encode_seconds` learns it.
+        encode_us: u32,
     },
     /// A framed `DisplayMessage::Cursor`, relayed unchanged; not acknowledged.
     Cursor {
@@ -336,8 +383,9 @@ pub enum LoginReply {
 
 // ---- admin ---------------------------------------------------------------------------------
 
-/// Where a session is in its life.
+/// Where a session is in its life. Lowercase words in JSON (the admin API), as `as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SessionState {
     /// Started, not yet shown anywhere.
     Created,
@@ -370,8 +418,9 @@ impl SessionState {
     }
 }
 
-/// What kind of session.
+/// What kind of session. Lowercase words in JSON, as `as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     /// The login screen for one token.
     Greeter,
@@ -400,8 +449,11 @@ impl SessionKind {
     }
 }
 
+/// A session for `wradm` and the admin API. In JSON (a human-readable format) its id is the 16
+/// hex digits `wradm` prints; postcard (`admin.sock`) carries the number as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
+    #[serde(with = "hex_id")]
     pub id: SessionId,
     pub kind: SessionKind,
     pub state: SessionState,
@@ -424,13 +476,16 @@ pub struct ApplianceInfo {
     pub remote: String,
     pub client_name: String,
     pub token: Option<String>,
+    /// The session it shows; 16 hex digits in JSON, like [`SessionInfo::id`].
+    #[serde(with = "hex_id::option")]
     pub session: Option<SessionId>,
     pub screen: (u32, u32),
     pub connected_ms: u64,
 }
 
-/// Whether an appliance (known by its certificate) may have sessions.
+/// Whether an appliance (known by its certificate) may have sessions. Lowercase in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApplianceAuthState {
     /// Seen, not yet approved: under `appliance_auth = "enrol"` it waits for an administrator.
     Pending,
@@ -564,6 +619,7 @@ mod tests {
             appliance: 3,
             seq: 9,
             bytes: vec![7; 100_000],
+            encode_us: 1234,
         };
         let bytes = framing::encode(&msg).unwrap();
         // serde_bytes: one length and the raw bytes, not a sequence of 100 000 elements.
@@ -586,6 +642,59 @@ mod tests {
         }
         assert_eq!(ScaleChoice::Fixed(1.25).to_string(), "1.25");
         assert_eq!(ScaleChoice::Auto.fixed_value(), None);
+    }
+
+    fn sample_session() -> SessionInfo {
+        SessionInfo {
+            id: 0xab,
+            kind: SessionKind::Shared,
+            state: SessionState::Active,
+            user: None,
+            tokens: vec!["t".into()],
+            appliance: Some(3),
+            pid: Some(42),
+            wayland_display: None,
+            created_ms: 1,
+            changed_ms: 2,
+        }
+    }
+
+    #[test]
+    fn admin_json_has_hex_ids_and_words_while_postcard_keeps_numbers() {
+        let info = sample_session();
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["id"], "00000000000000ab");
+        assert_eq!(json["kind"], "shared");
+        assert_eq!(json["state"], "active");
+        assert_eq!(serde_json::from_value::<SessionInfo>(json).unwrap(), info);
+        // postcard: the id is still a varint (0xab → ab 01), then the variant indexes.
+        let bytes = postcard::to_stdvec(&info).unwrap();
+        assert_eq!(&bytes[..4], &[0xab, 0x01, 2, 1]);
+        assert_eq!(postcard::from_bytes::<SessionInfo>(&bytes).unwrap(), info);
+
+        let appliance = ApplianceInfo {
+            id: 3,
+            remote: "r".into(),
+            client_name: "c".into(),
+            token: None,
+            session: Some(0xab),
+            screen: (1, 2),
+            connected_ms: 0,
+        };
+        let json = serde_json::to_value(&appliance).unwrap();
+        assert_eq!(json["session"], "00000000000000ab");
+        assert_eq!(
+            serde_json::from_value::<ApplianceInfo>(json).unwrap(),
+            appliance
+        );
+        let none = ApplianceInfo {
+            session: None,
+            ..appliance
+        };
+        let json = serde_json::to_value(&none).unwrap();
+        assert!(json["session"].is_null());
+        let bytes = postcard::to_stdvec(&none).unwrap();
+        assert_eq!(postcard::from_bytes::<ApplianceInfo>(&bytes).unwrap(), none);
     }
 
     #[test]

@@ -122,6 +122,52 @@ pub struct Config {
     /// `[pool]` with `endpoints = ["http://HOST:2379", …]`, and optionally `name`, `advertise`,
     /// `capacity`, `lease_ttl_secs`, `prefix` (see `PoolConfig`). Default: no pool.
     pub pool: crate::pool::PoolConfig,
+    /// The authenticated admin API and Prometheus metrics (README.md, "Admin API and
+    /// metrics"): the `[api]` table.
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP admin API (`wradm --server URL`) and `/metrics`. Every request needs
+/// `Authorization: Bearer <token>`, the token being the contents of `token_file`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// TCP address to serve it on, `HOST:PORT` (port 0 picks a free one); `""` or `"off"`
+    /// serves none. Flag `--api-listen`. It speaks plain HTTP: keep it on localhost or a
+    /// management network. Default `"127.0.0.1:7391"`.
+    pub listen: String,
+    /// The bearer token's file: created on first start with 32 random bytes as 64 hex digits,
+    /// mode 0600; `wradm --token-file` reads it. Default `STATE_DIR/api-token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7391".into(),
+            token_file: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Where to serve the API; `None` when it is turned off.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.listen.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| ConfigError::ApiListen(self.listen.clone()))
+    }
+
+    /// The token file, `state_dir/api-token` unless configured.
+    pub fn token_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.token_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("api-token"))
+    }
 }
 
 /// The `appliance_auth` policy: which appliances get sessions (see [`Config::appliance_auth`]).
@@ -185,6 +231,7 @@ impl Default for Config {
             user: "wayray".into(),
             audio: true,
             pool: crate::pool::PoolConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -213,6 +260,8 @@ pub enum ConfigError {
     CursorSize(u32),
     #[error("cursor_theme is empty; leave it out to use $XCURSOR_THEME or the default theme")]
     CursorTheme,
+    #[error("[api] listen = {0:?} is neither HOST:PORT nor \"off\"")]
+    ApiListen(String),
 }
 
 impl Config {
@@ -247,6 +296,7 @@ impl Config {
         if self.cursor_theme.as_deref() == Some("") {
             return Err(ConfigError::CursorTheme);
         }
+        self.api.listen_addr()?;
         Ok(())
     }
 
@@ -336,6 +386,35 @@ mod tests {
             assert_eq!(policy.as_str(), text);
         }
         assert!(toml::from_str::<Config>("appliance_auth = \"closed\"").is_err());
+    }
+
+    #[test]
+    fn api_listens_on_localhost_unless_turned_off() {
+        let c = Config::default();
+        assert_eq!(
+            c.api.listen_addr().unwrap(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 7391)))
+        );
+        assert_eq!(
+            c.api.token_path(std::path::Path::new("/s")),
+            PathBuf::from("/s/api-token")
+        );
+        for off in ["\"\"", "\"off\""] {
+            let c: Config = toml::from_str(&format!("[api]\nlisten = {off}")).unwrap();
+            assert_eq!(c.api.listen_addr().unwrap(), None);
+        }
+        let c: Config = toml::from_str("[api]\nlisten = \"[::1]:0\"\ntoken_file = \"/t\"").unwrap();
+        assert_eq!(
+            c.api.listen_addr().unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(
+            c.api.token_path(std::path::Path::new("/s")),
+            PathBuf::from("/t")
+        );
+        let c: Config = toml::from_str("[api]\nlisten = \"localhost\"").unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::ApiListen(_))));
+        assert!(toml::from_str::<Config>("[api]\nlisen = \"off\"").is_err());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub enum ToTransport {
         appliance: ApplianceId,
         seq: u64,
         bytes: Arc<[u8]>,
+        /// Microseconds the encode took (for the daemon's `wayray_encode_seconds`).
+        encode_us: u32,
     },
     /// A framed `DisplayMessage::Cursor` for the same stream, so it stays in order with frames.
     /// It is not a frame: the appliance does not acknowledge it and it never counts in flight.

@@ -4,6 +4,7 @@
 //! session, the default) or by the session launcher `wrsessd` (`--launcher`: a greeter per
 //! token, then the user's own session, running as that user).
 
+mod api;
 mod cards;
 // The daemon only reads sessions' usage from their cgroups; wrsessd uses the rest.
 #[allow(dead_code)]
@@ -42,8 +43,9 @@ use crate::{
 
 /// WayRay server: shows headless Wayland sessions on WayRay appliances.
 ///
-/// Prints `WAYRAY_LISTEN=…` and (for the shared session) `WAYLAND_DISPLAY=…` on stdout once
-/// ready, so scripts can start clients and appliances against it.
+/// Prints `WAYRAY_API=http://…` (unless the admin API is off), `WAYRAY_LISTEN=…` and (for the
+/// shared session) `WAYLAND_DISPLAY=…` on stdout once ready, so scripts can start clients and
+/// appliances against it.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -165,6 +167,11 @@ struct DaemonArgs {
     /// placed (config `[pool] capacity`, default 100).
     #[arg(long, value_name = "N")]
     pool_capacity: Option<u32>,
+    /// TCP address of the authenticated admin API and Prometheus metrics, e.g.
+    /// 127.0.0.1:7391 (port 0 picks a free port), or `off` (config `[api] listen`). Requests
+    /// need `Authorization: Bearer` and the contents of `[api] token_file`.
+    #[arg(long, value_name = "ADDR|off")]
+    api_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -336,6 +343,9 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if let Some(v) = cli.pool_capacity {
         config.pool.capacity = v;
     }
+    if let Some(v) = cli.api_listen {
+        config.api.listen = v;
+    }
     config.validate()?;
     if config.pool.enabled() {
         config.pool.validate()?;
@@ -462,6 +472,29 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         runtime.spawn(daemon::pool_link::serve(events, daemon.clone()));
         runtime.spawn(daemon::pool_link::report_load(daemon.clone()));
     }
+    // The admin API's socket and token, while still root (the token file may be anywhere).
+    let api = match config.api.listen_addr()? {
+        Some(addr) => {
+            let token_path = config.api.token_path(&config.state_dir);
+            let (token, created) = api::token::load_or_create(&token_path)?;
+            if created {
+                tracing::info!(path = %token_path.display(), "created the admin API token");
+            }
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .into_diagnostic()
+                .wrap_err_with(|| {
+                    format!("cannot listen for the admin API on {addr} ([api] listen, --api-listen; \"off\" turns it off)")
+                })?;
+            let local = listener
+                .local_addr()
+                .into_diagnostic()
+                .wrap_err("cannot read the admin API's address")?;
+            Some((listener, local, token))
+        }
+        None => None,
+    };
 
     let bind = |path: PathBuf, mode: u32| {
         daemon::wire::bind(&path, mode)
@@ -509,6 +542,17 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         if let Some(spawner) = shared_spawner {
             daemon::shared::start(daemon.clone(), spawner);
         }
+    }
+    if let Some((listener, addr, token)) = api {
+        runtime.spawn(api::serve(
+            listener,
+            api::ApiState {
+                daemon: daemon.clone(),
+                token: token.into(),
+            },
+        ));
+        println!("WAYRAY_API=http://{addr}");
+        tracing::info!(%addr, "serving the admin API and metrics");
     }
     println!("WAYRAY_LISTEN={local}");
     tracing::info!(%local, run_dir = %run_dir.0.display(), ?mode, "listening for appliances");

@@ -60,10 +60,12 @@ impl LinkTx {
                 appliance,
                 seq,
                 bytes,
+                encode_us,
             } => FromSession::Frame {
                 appliance,
                 seq,
                 bytes: bytes.to_vec(),
+                encode_us,
             },
             ToTransport::Cursor { appliance, bytes } => FromSession::Cursor {
                 appliance,

@@ -162,6 +162,19 @@ fn pcsc_hot_desking_moves_the_session_with_the_card() {
         "card in at B → A's framebuffer on B: {:?} (including pcscd noticing the card)",
         started.elapsed()
     );
+    // `/metrics` timed both card-ins to their first frame: A connecting with its card, and the
+    // card inserted at B (a token change on a live connection).
+    let metrics = server.metrics();
+    let card_ins = metrics.lines().find_map(|l| {
+        l.strip_prefix("wayray_card_in_to_frame_seconds_count ")?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(card_ins >= Some(2.0), "{metrics}");
+    assert!(
+        !metrics.to_ascii_lowercase().contains("04a1b2c3") && !metrics.contains(&user.0),
+        "{metrics}"
+    );
     // Exactly one user session was ever started.
     assert_eq!(
         server.log().matches("starting the user's session").count(),

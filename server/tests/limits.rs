@@ -394,6 +394,18 @@ fn memory_hog_session_is_killed_alone() {
         "{json}"
     );
     assert_eq!(usage["memory_max"].as_u64(), Some(400 << 20), "{json}");
+    // So does `/metrics`, labelled by session id only: no user name in it.
+    let metrics = server.metrics();
+    let value = |name: &str| -> f64 {
+        let series = format!("{name}{{session=\"{calm_id}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(value("wayray_session_cpu_seconds_total") > 0.0);
+    assert!(value("wayray_session_memory_bytes") > 0.0);
+    assert!(!metrics.contains(&calm_user.0), "{metrics}");
 
     drop(sessd);
 }

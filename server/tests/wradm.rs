@@ -16,7 +16,7 @@ use wayray_protocol::{
     framing,
     sessions::{
         parse_session_id, AdminReply, AdminRequest, ApplianceAuthState, ApplianceInfo,
-        KnownApplianceInfo, SessionInfo, SessionKind, SessionState,
+        KnownApplianceInfo, PoolServerInfo, SessionInfo, SessionKind, SessionState,
     },
     FrameReader,
 };
@@ -162,7 +162,8 @@ impl FakeDaemon {
 
 fn wradm(socket: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wradm"));
-    cmd.env_remove("WAYRAY_ADMIN_SOCKET");
+    cmd.env_remove("WAYRAY_ADMIN_SOCKET")
+        .env_remove("WAYRAY_SERVER");
     if let Some(socket) = socket {
         cmd.arg("--socket").arg(socket);
     }
@@ -525,6 +526,97 @@ fn approve_and_revoke_send_the_id_and_say_what_was_done() {
 }
 
 #[test]
+fn server_list_prints_the_pool_and_drain_names_the_server() {
+    let servers = vec![
+        PoolServerInfo {
+            name: "alpha".into(),
+            address: "10.0.0.1:7390".into(),
+            fingerprint: "ab".repeat(32),
+            capacity: 40,
+            sessions: 12,
+            cpu_permille: 375,
+            memory_used: 3 << 30,
+            memory_total: 16 << 30,
+            draining: false,
+            this_server: true,
+        },
+        PoolServerInfo {
+            name: "beta".into(),
+            address: "10.0.0.2:7390".into(),
+            fingerprint: "cd".repeat(32),
+            capacity: 20,
+            sessions: 0,
+            cpu_permille: 5,
+            memory_used: 1 << 30,
+            memory_total: 8 << 30,
+            draining: true,
+            this_server: false,
+        },
+    ];
+    let daemon = FakeDaemon::start(Some(AdminReply::PoolServers(servers.clone())));
+    let (output, request) = daemon.run(&["server", "list"]);
+    assert_eq!(request, AdminRequest::PoolServers);
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        words(lines[0]),
+        ["NAME", "ADDRESS", "SESSIONS", "CAPACITY", "CPU", "MEMORY", "DRAINING"]
+    );
+    assert_eq!(
+        words(lines[1]),
+        [
+            "alpha",
+            "*",
+            "10.0.0.1:7390",
+            "12",
+            "40",
+            "37.5%",
+            "3072/16384",
+            "MiB",
+            "no"
+        ]
+    );
+    assert_eq!(
+        words(lines[2]),
+        [
+            "beta",
+            "10.0.0.2:7390",
+            "0",
+            "20",
+            "0.5%",
+            "1024/8192",
+            "MiB",
+            "yes"
+        ]
+    );
+
+    let daemon = FakeDaemon::start(Some(AdminReply::PoolServers(servers.clone())));
+    let (output, _) = daemon.run(&["server", "list", "--json"]);
+    let back: Vec<PoolServerInfo> = serde_json::from_str(&stdout(&output)).expect("JSON");
+    assert_eq!(back, servers);
+
+    let daemon = FakeDaemon::start(Some(AdminReply::Done));
+    let (output, request) = daemon.run(&["server", "drain", "beta"]);
+    assert_eq!(
+        request,
+        AdminRequest::Drain {
+            server: "beta".into(),
+            drain: true
+        }
+    );
+    assert!(stdout(&output).contains("draining server beta"));
+    let daemon = FakeDaemon::start(Some(AdminReply::Done));
+    let (_, request) = daemon.run(&["server", "undrain", "beta"]);
+    assert_eq!(
+        request,
+        AdminRequest::Drain {
+            server: "beta".into(),
+            drain: false
+        }
+    );
+}
+
+#[test]
 fn an_error_reply_is_printed_on_stderr_with_status_1() {
     let daemon = FakeDaemon::start(Some(AdminReply::Error("no such session".into())));
     let (output, request) = daemon.run(&["kill", "00000000000000ab"]);
@@ -614,8 +706,12 @@ fn help_explains_every_subcommand() {
         "kill",
         "appliances",
         "connections",
+        "server",
         "--socket",
         "WAYRAY_ADMIN_SOCKET",
+        "--server",
+        "WAYRAY_SERVER",
+        "--token-file",
         "Exit status",
     ] {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");

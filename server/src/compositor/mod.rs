@@ -721,8 +721,11 @@ impl WayRay {
         // them to notice the region went quiet and refresh it losslessly.
         if !damage.is_empty() || self.capture.video_active() {
             let seq = self.pacer.next_seq();
+            let encode_started = Instant::now();
             match self.capture.encode(seq, &damage) {
                 Ok(bytes) => {
+                    let encode_us =
+                        u32::try_from(encode_started.elapsed().as_micros()).unwrap_or(u32::MAX);
                     let appliance = self.pacer.attached().unwrap_or_default();
                     tracing::trace!(
                         seq,
@@ -735,6 +738,7 @@ impl WayRay {
                         appliance,
                         seq,
                         bytes: Arc::from(bytes),
+                        encode_us,
                     };
                     self.to_transport.send(msg);
                     self.pacer.frame_sent();

@@ -31,45 +31,55 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
             }
         };
     tracing::info!(?request, "admin request");
-    if let AdminRequest::Drain { server, drain } = &request {
-        let reply = drain_server(&daemon, server, *drain).await;
-        if let Ok(bytes) = framing::encode(&reply) {
-            let _ = write.write_all(&bytes).await;
-        }
-        return;
-    }
-    if let AdminRequest::SessionUsage(id) = request {
-        // Read outside the lock: files of the session's cgroup.
-        let pid = daemon
-            .lock()
-            .ok()
-            .and_then(|d| d.sessions.get(&id).map(|s| s.pid));
-        let reply = match pid {
-            None => AdminReply::Error("no such session".into()),
-            Some(None) => AdminReply::Error("the session has no process yet".into()),
-            Some(Some(pid)) => match crate::cgroup::usage_of_pid(pid, &session_id_string(id)) {
-                Some(u) => AdminReply::Usage(SessionUsage {
-                    cpu_usec: u.cpu_usec,
-                    memory_current: u.memory_current,
-                    memory_peak: u.memory_peak,
-                    memory_max: u.memory_max,
-                }),
-                None => AdminReply::Error("the session is not in a cgroup of its own".into()),
-            },
-        };
-        if let Ok(bytes) = framing::encode(&reply) {
-            let _ = write.write_all(&bytes).await;
-        }
-        return;
-    }
-    let reply = match daemon.lock() {
-        Ok(mut d) => answer(&mut d, request),
-        Err(_) => AdminReply::Error("daemon state is poisoned".into()),
-    };
+    let reply = reply_to(&daemon, request).await;
     if let Ok(bytes) = framing::encode(&reply) {
         let _ = write.write_all(&bytes).await;
     }
 }
+
+/// The answer to one admin request, from either front end (`admin.sock`, the HTTP API), so
+/// both stay one implementation. Takes the lock only briefly: a session's usage is read from
+/// its cgroup's files outside it. Async so requests answered over the network (the pool's)
+/// can be added here too.
+pub(crate) async fn reply_to(daemon: &Shared, request: AdminRequest) -> AdminReply {
+    if let AdminRequest::SessionUsage(id) = request {
+        return usage(daemon, id);
+    }
+    if let AdminRequest::Drain { server, drain } = &request {
+        return drain_server(daemon, server, *drain).await;
+    }
+    match daemon.lock() {
+        Ok(mut d) => answer(&mut d, request),
+        Err(_) => AdminReply::Error("daemon state is poisoned".into()),
+    }
+}
+
+/// `SessionUsage`: the pid under the lock, the cgroup's files without it.
+fn usage(daemon: &Shared, id: wayray_protocol::sessions::SessionId) -> AdminReply {
+    let pid = daemon
+        .lock()
+        .ok()
+        .and_then(|d| d.sessions.get(&id).map(|s| s.pid));
+    match pid {
+        None => AdminReply::Error(NO_SUCH_SESSION.into()),
+        Some(None) => AdminReply::Error("the session has no process yet".into()),
+        Some(Some(pid)) => match crate::cgroup::usage_of_pid(pid, &session_id_string(id)) {
+            Some(u) => AdminReply::Usage(SessionUsage {
+                cpu_usec: u.cpu_usec,
+                memory_current: u.memory_current,
+                memory_peak: u.memory_peak,
+                memory_max: u.memory_max,
+            }),
+            None => AdminReply::Error("the session is not in a cgroup of its own".into()),
+        },
+    }
+}
+
+/// The error for a session id the daemon does not know (the HTTP API answers it with 404).
+pub(crate) const NO_SUCH_SESSION: &str = "no such session";
+
+/// The error of pool requests on a server without a pool (the HTTP API answers it with 409).
+pub(crate) const NOT_IN_A_POOL: &str = "this server is not in a pool (no [pool] in its config)";
 
 fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
     let done = |r: Result<(), String>| match r {
@@ -80,7 +90,7 @@ fn answer(d: &mut super::Daemon, request: AdminRequest) -> AdminReply {
         AdminRequest::ListSessions => AdminReply::Sessions(d.session_infos()),
         AdminRequest::ShowSession(id) => match d.session_info(id) {
             Some(info) => AdminReply::Session(info),
-            None => AdminReply::Error("no such session".into()),
+            None => AdminReply::Error(NO_SUCH_SESSION.into()),
         },
         AdminRequest::Detach(id) => done(d.admin_detach(id)),
         AdminRequest::Kill(id) => done(d.admin_kill(id)),
@@ -112,7 +122,7 @@ pub async fn drain_server(daemon: &Shared, server: &str, drain: bool) -> AdminRe
     let answer = match daemon.lock() {
         Ok(d) => match &d.pool {
             Some(pool) => Ok(pool.drain(server, drain)),
-            None => Err(super::pool_link::NOT_IN_A_POOL.to_string()),
+            None => Err(NOT_IN_A_POOL.to_string()),
         },
         Err(_) => Err("daemon state is poisoned".into()),
     };

@@ -15,10 +15,11 @@ pub mod trust;
 pub mod wire;
 
 use std::{
+    cell::Cell,
     collections::HashMap,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -148,6 +149,10 @@ pub struct ApplianceSlot {
     /// started for the token before the pool has forgotten that server, or until the deadline
     /// (ms) says the server is alive after all. See `pool_link.rs`.
     pub lost_wait: Option<(String, u64)>,
+    /// When it last presented a token (connected with one, or `TokenChanged`) and has not yet
+    /// been handed a frame since: `wayray_card_in_to_frame_seconds`. A `Cell` so the relay
+    /// (`&self`, under the lock) can take it.
+    pub card_in: Cell<Option<Instant>>,
 }
 
 /// Where an appliance's card token stands. A card token leads to a session only once its proof
@@ -235,6 +240,8 @@ pub struct Daemon {
     /// Greeters created in a pool whose token's claim etcd has not answered yet: started once
     /// the claim is won (see `pool_link.rs`).
     pub pending_greeters: HashMap<SessionId, PendingGreeter>,
+    /// Counters and histograms of the relay, for `/metrics`.
+    pub metrics: crate::api::metrics::RelayMetrics,
 }
 
 /// A greeter waiting for its token's claim in the pool.
@@ -262,6 +269,7 @@ impl Daemon {
             appliance_auth: crate::config::ApplianceAuth::default(),
             pool: None,
             pending_greeters: HashMap::new(),
+            metrics: Default::default(),
         }
     }
 
@@ -387,6 +395,7 @@ impl Daemon {
     pub fn appliance_connected(&mut self, id: ApplianceId, mut slot: ApplianceSlot) {
         slot.token = appliances::effective_token(slot.identity.as_deref(), slot.token.take());
         slot.card = CardCheck::for_token(slot.token.as_deref());
+        slot.card_in.set(slot.token.is_some().then(Instant::now));
         tracing::info!(appliance = id, token = ?slot.token, card = ?slot.card.trust(), "appliance connected");
         self.appliances.insert(id, slot);
         self.admit(id);
@@ -411,6 +420,7 @@ impl Daemon {
         self.detach_appliance(id, "token removed");
         if let Some(slot) = self.appliances.get_mut(&id) {
             slot.card = CardCheck::for_token(token.as_deref());
+            slot.card_in.set(token.is_some().then(Instant::now));
             slot.token = token;
         }
         self.route(id);
@@ -750,6 +760,9 @@ impl Daemon {
     pub fn relay(&self, session: SessionId, appliance: ApplianceId, event: ConnEvent) {
         match self.appliances.get(&appliance) {
             Some(a) if a.session == Some(session) => {
+                if let ConnEvent::Frame { bytes, .. } = &event {
+                    self.metrics.frame_relayed(bytes.len(), a.card_in.take());
+                }
                 let _ = a.tx.send(event);
             }
             _ => tracing::trace!(appliance, "dropping output for an appliance that moved on"),
@@ -1230,7 +1243,7 @@ fn process_alive(pid: u32) -> bool {
     std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

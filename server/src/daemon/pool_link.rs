@@ -273,7 +273,7 @@ impl Daemon {
 
     /// `wradm server list`.
     pub fn pool_servers(&self) -> Result<Vec<PoolServerInfo>, String> {
-        let pool = self.pool.as_ref().ok_or(NOT_IN_A_POOL)?;
+        let pool = self.pool.as_ref().ok_or(super::admin::NOT_IN_A_POOL)?;
         let view = pool.view();
         Ok(view
             .servers
@@ -299,5 +299,3 @@ impl Daemon {
         Some((pool.name.clone(), pool.servers_for_appliances()))
     }
 }
-
-pub const NOT_IN_A_POOL: &str = "this server is not in a pool (no [pool] endpoints in its config)";

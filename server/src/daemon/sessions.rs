@@ -52,8 +52,10 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
                     appliance,
                     seq,
                     bytes,
+                    encode_us,
                 })) => {
                     if let Ok(d) = daemon.lock() {
+                        d.metrics.frame_encoded(encode_us);
                         d.relay(
                             id,
                             appliance,

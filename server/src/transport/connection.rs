@@ -204,6 +204,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 datagrams: conn.clone(),
                 arrival: hello.arrival.clone(),
                 lost_wait: None,
+                card_in: Default::default(),
             },
         );
     }

@@ -78,6 +78,10 @@ pub struct Server {
     pub wayland_display: String,
     pub dir: PathBuf,
     pub stderr: Arc<Mutex<String>>,
+    /// The admin API's base URL (`WAYRAY_API=`), unless it was turned off.
+    pub api: Option<String>,
+    /// Its state directory (certificate, store, `api-token`).
+    pub state: PathBuf,
 }
 
 #[derive(Default)]
@@ -99,6 +103,7 @@ impl Server {
     pub fn start(dir: &TempDir, opts: ServerOpts) -> Server {
         let socket = format!("wr-test-{}", dir.0.file_name().unwrap().to_string_lossy());
         let state = opts.state_dir.unwrap_or_else(|| dir.path("server-state"));
+        let state_dir = state.clone();
         let mut cmd = Command::new(wrsrvd());
         let listen = opts
             .listen
@@ -119,6 +124,10 @@ impl Server {
         for s in opts.spawn {
             cmd.args(["--spawn", s]);
         }
+        // The admin API's default port would clash between tests running in parallel.
+        if !opts.extra.contains(&"--api-listen") {
+            cmd.args(["--api-listen", "127.0.0.1:0"]);
+        }
         if opts.launcher {
             cmd.arg("--launcher");
         }
@@ -134,7 +143,7 @@ impl Server {
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let (mut listen, mut wayland) = (None, None);
+        let (mut listen, mut wayland, mut api) = (None, None, None);
         let mut line = String::new();
         while listen.is_none() || (wayland.is_none() && !opts.launcher) {
             line.clear();
@@ -150,6 +159,9 @@ impl Server {
             if let Some(v) = line.trim().strip_prefix("WAYLAND_DISPLAY=") {
                 wayland = Some(v.to_string());
             }
+            if let Some(v) = line.trim().strip_prefix("WAYRAY_API=") {
+                api = Some(v.to_string());
+            }
         }
         Server {
             child,
@@ -157,6 +169,8 @@ impl Server {
             wayland_display: wayland.unwrap_or_default(),
             dir: dir.0.clone(),
             stderr,
+            api,
+            state: state_dir,
         }
     }
 
@@ -252,6 +266,22 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `GET /metrics` of the admin API, with the server's token; fails the test unless 200.
+    pub fn metrics(&self) -> String {
+        let api = self.api.as_ref().expect("the admin API is on");
+        let token = std::fs::read_to_string(self.state.join("api-token")).expect("API token");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(format!("{api}/metrics"))
+            .header("Authorization", format!("Bearer {}", token.trim()))
+            .call()
+            .expect("GET /metrics");
+        response.body_mut().read_to_string().expect("metrics text")
     }
 
     pub fn is_running(&mut self) -> bool {

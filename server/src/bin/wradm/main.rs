@@ -1,7 +1,8 @@
-//! `wradm`: the WayRay admin CLI. One request to wrsrvd's admin socket per run, its answer
-//! printed as a table, `key: value` lines or JSON.
+//! `wradm`: the WayRay admin CLI. One request to wrsrvd's admin socket (or, with `--server`,
+//! its HTTP admin API) per run, its answer printed as a table, `key: value` lines or JSON.
 
 mod client;
+mod http;
 mod view;
 
 use std::{
@@ -16,6 +17,9 @@ use wayray_protocol::sessions::{
     parse_session_id, session_id_string, AdminReply, AdminRequest, SessionId,
 };
 
+/// wrsrvd's default `[api] token_file` (its default state directory's `api-token`).
+const DEFAULT_TOKEN_FILE: &str = "/var/lib/wayray/api-token";
+
 /// Where wrsrvd puts `admin.sock` when neither --socket nor WAYRAY_ADMIN_SOCKET says otherwise
 /// and it runs as a system service (no `XDG_RUNTIME_DIR`).
 const SYSTEM_RUN_DIR: &str = "/run/wayray";
@@ -23,7 +27,9 @@ const SYSTEM_RUN_DIR: &str = "/run/wayray";
 /// WayRay admin: list and control the sessions and appliances of a running wrsrvd.
 ///
 /// Sends one request to wrsrvd's admin socket and prints the answer. The socket is only open to
-/// the user wrsrvd runs as, so run wradm as that user (root for a system service).
+/// the user wrsrvd runs as, so run wradm as that user (root for a system service). With
+/// --server, the request goes to wrsrvd's HTTP admin API instead, with the bearer token read
+/// from --token-file.
 ///
 /// Exit status: 0 done; 1 wrsrvd refused or failed the request (its message is printed), did
 /// not answer in time, or answered garbage; 2 wrsrvd is not reachable, or the command line is
@@ -35,6 +41,19 @@ struct Cli {
     /// $XDG_RUNTIME_DIR/wayray/admin.sock, else /run/wayray/admin.sock (where wrsrvd puts it).
     #[arg(long, global = true, env = "WAYRAY_ADMIN_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Use wrsrvd's HTTP admin API at this URL (`http://HOST:PORT`, as wrsrvd prints in
+    /// WAYRAY_API=) instead of the admin socket; every command works the same.
+    #[arg(long, global = true, env = "WAYRAY_SERVER", value_name = "URL", value_parser = parse_url)]
+    server: Option<String>,
+    /// The admin API's bearer token file (wrsrvd's `[api] token_file`), read with --server.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYRAY_API_TOKEN_FILE",
+        value_name = "FILE",
+        default_value = DEFAULT_TOKEN_FILE
+    )]
+    token_file: PathBuf,
     /// How long to wait for wrsrvd's answer, in seconds (fractions allowed).
     #[arg(long, global = true, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout)]
     timeout: Duration,
@@ -106,6 +125,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The servers of this server's pool: list them, or stop or resume placing new sessions on
+    /// one (`drain`, `undrain`).
+    #[command(subcommand)]
+    Server(ServerAction),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// List the pool's servers.
+    ///
+    /// Columns: NAME (`*` marks the server answering), ADDRESS, SESSIONS it runs and its
+    /// CAPACITY, CPU busy, MEMORY used of total, and whether it is DRAINING.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place no new sessions on this server; its sessions keep running there.
+    Drain {
+        /// The server's pool name, as `wradm server list` prints it.
+        name: String,
+    },
+    /// Place new sessions on this server again.
+    Undrain {
+        /// The server's pool name, as `wradm server list` prints it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +192,15 @@ fn parse_id(s: &str) -> Result<SessionId, String> {
     }
 }
 
+fn parse_url(s: &str) -> Result<String, String> {
+    match s.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() => Ok(s.trim_end_matches('/').to_owned()),
+        _ => Err(format!(
+            "{s:?} is not an http:// URL (wrsrvd's admin API speaks plain HTTP: http://HOST:PORT)"
+        )),
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
@@ -176,9 +231,54 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where requests go: the admin socket, or the HTTP admin API with `--server`.
+enum Backend {
+    Socket(PathBuf),
+    Http(http::Api),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error(transparent)]
+    Socket(#[from] client::ClientError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+}
+
+impl ExchangeError {
+    fn unreachable(&self) -> bool {
+        match self {
+            ExchangeError::Socket(e) => e.unreachable(),
+            ExchangeError::Http(e) => e.unreachable(),
+        }
+    }
+}
+
+impl Backend {
+    fn exchange(
+        &self,
+        request: &AdminRequest,
+        timeout: Duration,
+    ) -> Result<AdminReply, ExchangeError> {
+        Ok(match self {
+            Backend::Socket(socket) => client::exchange(socket, request, timeout)?,
+            Backend::Http(api) => api.exchange(request)?,
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let socket = cli.socket.clone().unwrap_or_else(default_socket);
+    let backend = match &cli.server {
+        Some(url) => match http::Api::new(url, cli.token_file.clone(), cli.timeout) {
+            Ok(api) => Backend::Http(api),
+            Err(err) => {
+                eprintln!("wradm: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Backend::Socket(cli.socket.clone().unwrap_or_else(default_socket)),
+    };
     let request = match &cli.command {
         Command::Sessions { .. } => AdminRequest::ListSessions,
         Command::Show { id, .. } => AdminRequest::ShowSession(*id),
@@ -194,8 +294,17 @@ fn main() -> ExitCode {
             action: Some(ApplianceAction::Revoke { id }),
             ..
         } => AdminRequest::RevokeAppliance(id.clone()),
+        Command::Server(ServerAction::List { .. }) => AdminRequest::PoolServers,
+        Command::Server(ServerAction::Drain { name }) => AdminRequest::Drain {
+            server: name.clone(),
+            drain: true,
+        },
+        Command::Server(ServerAction::Undrain { name }) => AdminRequest::Drain {
+            server: name.clone(),
+            drain: false,
+        },
     };
-    let reply = match client::exchange(&socket, &request, cli.timeout) {
+    let reply = match backend.exchange(&request, cli.timeout) {
         Ok(reply) => reply,
         Err(err) => {
             eprintln!("wradm: {err}");
@@ -211,11 +320,7 @@ fn main() -> ExitCode {
             if let Command::Show { id, json } = &cli.command {
                 // CPU and memory come from the session's cgroup, asked for separately; a
                 // daemon that cannot tell (no cgroup, older version) leaves them out.
-                let usage = match client::exchange(
-                    &socket,
-                    &AdminRequest::SessionUsage(*id),
-                    cli.timeout,
-                ) {
+                let usage = match backend.exchange(&AdminRequest::SessionUsage(*id), cli.timeout) {
                     Ok(AdminReply::Usage(usage)) => Some(usage),
                     _ => None,
                 };
@@ -327,6 +432,20 @@ fn print(command: &Command, reply: AdminReply, now_ms: u64) -> Result<String, St
                 known.connections.len()
             ))
         }
+        (Command::Server(ServerAction::List { json: true }), AdminReply::PoolServers(servers)) => {
+            json(serde_json::to_string_pretty(&servers))
+        }
+        (Command::Server(ServerAction::List { json: false }), AdminReply::PoolServers(servers)) => {
+            Ok(view::pool_servers_table(&servers))
+        }
+        (Command::Server(ServerAction::Drain { name }), AdminReply::Done) => Ok(format!(
+            "draining server {}: no new sessions are placed on it\n",
+            view::printable(name)
+        )),
+        (Command::Server(ServerAction::Undrain { name }), AdminReply::Done) => Ok(format!(
+            "server {} takes new sessions again\n",
+            view::printable(name)
+        )),
         (_, other) => Err(format!(
             "wrsrvd gave an answer that does not fit the request ({}); is it another version?",
             reply_name(&other)

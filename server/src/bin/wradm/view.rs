@@ -4,7 +4,10 @@
 use serde::Serialize;
 use wayray_protocol::{
     identity,
-    sessions::{session_id_string, ApplianceInfo, KnownApplianceInfo, SessionInfo, SessionUsage},
+    sessions::{
+        session_id_string, ApplianceInfo, KnownApplianceInfo, PoolServerInfo, SessionInfo,
+        SessionUsage,
+    },
 };
 
 /// A session as `--json` prints it: ids as `wradm` takes them (16 hex digits), kind and state
@@ -138,6 +141,35 @@ pub fn known_appliances_table(known: &[KnownApplianceInfo], now_ms: u64) -> Stri
             "ADDRESS",
             "CLIENT",
             "CONNECTIONS",
+        ],
+        &rows,
+    )
+}
+
+/// `wradm server list`: one row per pool server; `*` marks the one that answered.
+pub fn pool_servers_table(servers: &[PoolServerInfo]) -> String {
+    let rows: Vec<Vec<String>> = servers
+        .iter()
+        .map(|s| {
+            let name = if s.this_server {
+                format!("{} *", printable(&s.name))
+            } else {
+                printable(&s.name)
+            };
+            vec![
+                name,
+                printable(&s.address),
+                s.sessions.to_string(),
+                s.capacity.to_string(),
+                format!("{}.{}%", s.cpu_permille / 10, s.cpu_permille % 10),
+                format!("{}/{} MiB", s.memory_used >> 20, s.memory_total >> 20),
+                if s.draining { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "ADDRESS", "SESSIONS", "CAPACITY", "CPU", "MEMORY", "DRAINING",
         ],
         &rows,
     )
