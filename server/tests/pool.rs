@@ -244,6 +244,100 @@ fn pcsc_pool_of_three_servers_on_etcd() {
     );
     drop(spread);
 
+    // --- the pool through pa's REST API: servers listed, pc drained, no placement on pc ---
+    let api = pool[0]
+        .server()
+        .api
+        .clone()
+        .expect("pa serves its admin API");
+    let token_file = pool[0].server().state.join("api-token");
+    let wradm = |args: &[&str]| {
+        let out = Command::new(support::wrsrvd().with_file_name("wradm"))
+            .args(["--server", &api, "--token-file"])
+            .arg(&token_file)
+            .args(args)
+            .env("WAYRAY_ADMIN_SOCKET", "/nonexistent/admin.sock")
+            .output()
+            .expect("run wradm");
+        assert!(out.status.success(), "wradm {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let servers: serde_json::Value =
+        serde_json::from_str(&wradm(&["server", "list", "--json"])).expect("JSON");
+    let listed: Vec<&str> = servers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(listed, NAMES, "{servers}");
+    // Without the token the API refuses, metrics included.
+    for path in ["/api/v1/pool/servers", "/metrics"] {
+        let status = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .get(format!("{api}{path}"))
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 401, "{path} without credentials");
+    }
+    assert!(
+        pool[0]
+            .server()
+            .metrics()
+            .contains("wayray_frames_sent_total"),
+        "pa's metrics"
+    );
+    wradm(&["server", "drain", "pc"]);
+    wait_for(
+        "pc to show as draining",
+        Duration::from_secs(10),
+        || {
+            serde_json::from_str::<serde_json::Value>(&wradm(&["server", "list", "--json"]))
+                .ok()
+                .and_then(|v| {
+                    v.as_array()?
+                        .iter()
+                        .find(|s| s["name"] == "pc")
+                        .map(|s| s["draining"] == true)
+                })
+                .unwrap_or(false)
+        },
+        || logs(&pool, &dir),
+    );
+    let pc_before = pool[2].log().matches("starting a greeter").count();
+    let mut drained = Vec::new();
+    for i in 0..4 {
+        drained.push(appliance(
+            &dir,
+            &format!("drained{i}"),
+            pool[0].server().listen,
+            None,
+            None,
+            &idle,
+        ));
+    }
+    wait_for(
+        "four more greeters",
+        Duration::from_secs(60),
+        || {
+            pool.iter()
+                .map(|p| p.log().matches("starting a greeter").count())
+                .sum::<usize>()
+                >= 12
+        },
+        || logs(&pool, &dir),
+    );
+    assert_eq!(
+        pool[2].log().matches("starting a greeter").count(),
+        pc_before,
+        "a session was placed on the drained server"
+    );
+    wradm(&["server", "undrain", "pc"]);
+    drop(drained);
+
     // --- a card logs in wherever the pool places it ------------------------------------------
     let script_one = dir.path("one.script");
     std::fs::write(
