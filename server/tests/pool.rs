@@ -16,8 +16,8 @@ use std::{
 use support::{
     etcd::EtcdCluster,
     launcher::{
-        insert_card, is_root, read, session_logs, start_wrsessd, wait_for, wradm_sessions, Killed,
-        User, PORT_A, PORT_B, READER_A, READER_B,
+        insert_card, insert_card_with, is_root, read, session_logs, start_wrsessd, wait_for,
+        wradm_sessions, Killed, User, PORT_A, PORT_B, READER_A, READER_B,
     },
     read_frame_log, wrclient, Server, ServerOpts, TempDir,
 };
@@ -582,4 +582,35 @@ fn pcsc_pool_of_three_servers_on_etcd() {
         || logs(&pool, &dir),
     );
     drop((late, two));
+
+    // --- the card's key holds pool-wide: a copy of its token with another key is refused by
+    // a server that never saw the card's login ----------------------------------------------
+    assert!(
+        cluster
+            .get_prefix("/wayray/v1/cards/")
+            .iter()
+            .any(|(k, _)| k.ends_with(".0a0b0c0d")),
+        "the card's key is not in the pool"
+    );
+    let other_key = dir.path("impostor.key");
+    let _impostor = insert_card_with(PORT_A, "0A0B0C0D", Some(&other_key));
+    let _imp = appliance(
+        &dir,
+        "imp",
+        pool[survivor].server().listen,
+        Some(READER_A),
+        None,
+        &idle,
+    );
+    wait_for(
+        "the impostor card to be refused",
+        Duration::from_secs(30),
+        || {
+            pool[survivor]
+                .log()
+                .lines()
+                .any(|l| l.contains("card refused") && l.contains("is not the key"))
+        },
+        || logs(&pool, &dir),
+    );
 }

@@ -444,8 +444,11 @@ impl Daemon {
             return;
         }
         let identity = slot.identity(id);
+        // Enrolled here, or (in a pool) at any server: a card enrolled at one server must prove
+        // the same key at every other.
+        let pooled = self.pool.as_ref().and_then(|p| p.card_key(token));
         let enrolled = match self.store.card_key(token) {
-            Ok(key) => key,
+            Ok(key) => key.or(pooled),
             Err(err) => {
                 tracing::error!(%err, "cannot read the card keys; refusing the card");
                 self.refuse_card(
@@ -1057,6 +1060,10 @@ impl Daemon {
             _ => None,
         });
         let Some(spki) = proven else { return };
+        if let Some(pool) = &self.pool {
+            // The pool keeps the first key it hears of for the token, as the store does.
+            pool.enrol_card(token, &spki, user);
+        }
         match self.store.enrol_card(token, user, &spki, now_ms()) {
             Ok(true) => {
                 tracing::info!(token, user, key = %key_fingerprint(&spki), "card enrolled");

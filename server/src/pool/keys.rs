@@ -6,7 +6,9 @@
 //! - `<prefix>/v1/bindings/<token>`: [`Binding`], under the lease of the server holding the
 //!   session, so a dead server's bindings go when its lease expires;
 //! - `<prefix>/v1/drain/<name>`: present while `<name>` takes no new sessions (no lease: a
-//!   drain outlives restarts until it is lifted).
+//!   drain outlives restarts until it is lifted);
+//! - `<prefix>/v1/cards/<token>`: [`CardRecord`], the key a card proved at its first login
+//!   (no lease: an enrolment is for good), so every server of the pool holds the card to it.
 
 use serde::{Deserialize, Serialize};
 use wayray_protocol::sessions::SessionId;
@@ -53,6 +55,35 @@ impl Binding {
     }
 }
 
+/// A card's enrolled key, pool-wide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRecord {
+    /// The SubjectPublicKeyInfo (DER) as lowercase hex.
+    pub spki: String,
+    /// Who logged in with it first.
+    pub user: String,
+}
+
+impl CardRecord {
+    pub fn new(spki: &[u8], user: &str) -> Self {
+        Self {
+            spki: spki.iter().map(|b| format!("{b:02x}")).collect(),
+            user: user.to_owned(),
+        }
+    }
+
+    /// The key's DER; `None` for a record whose hex is broken.
+    pub fn spki(&self) -> Option<Vec<u8>> {
+        if self.spki.len() % 2 != 0 {
+            return None;
+        }
+        (0..self.spki.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(self.spki.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+}
+
 /// The key names under one prefix.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -65,6 +96,7 @@ pub enum Key<'a> {
     Server(&'a str),
     Binding(&'a str),
     Drain(&'a str),
+    Card(&'a str),
 }
 
 impl Keys {
@@ -91,6 +123,10 @@ impl Keys {
         format!("{}drain/{name}", self.root)
     }
 
+    pub fn card(&self, token: &str) -> String {
+        format!("{}cards/{token}", self.root)
+    }
+
     /// What `key` names; `None` for keys of another layout or prefix.
     pub fn parse<'a>(&self, key: &'a str) -> Option<Key<'a>> {
         let rest = key.strip_prefix(self.root.as_str())?;
@@ -102,6 +138,7 @@ impl Keys {
             "servers" => Some(Key::Server(name)),
             "bindings" => Some(Key::Binding(name)),
             "drain" => Some(Key::Drain(name)),
+            "cards" => Some(Key::Card(name)),
             _ => None,
         }
     }
@@ -132,5 +169,17 @@ mod tests {
         assert_eq!(rec.load, Load::default());
         let b = Binding::new("a", 0xab);
         assert_eq!(b.session, "00000000000000ab");
+        let card = CardRecord::new(&[0x30, 0x59, 0x00, 0xff], "alice");
+        assert_eq!(card.spki, "305900ff");
+        assert_eq!(card.spki(), Some(vec![0x30, 0x59, 0x00, 0xff]));
+        let broken = CardRecord {
+            spki: "3g".into(),
+            user: "x".into(),
+        };
+        assert_eq!(broken.spki(), None);
+        assert_eq!(
+            Keys::new("/w").parse("/w/v1/cards/atr1.0a"),
+            Some(Key::Card("atr1.0a"))
+        );
     }
 }

@@ -184,6 +184,7 @@ impl Pool {
             lease: None,
             ours: bindings,
             released: HashMap::new(),
+            cards: HashMap::new(),
             view: PoolView::default(),
             view_tx,
             events,
@@ -232,6 +233,19 @@ impl Pool {
             token: token.to_owned(),
             session,
         });
+    }
+
+    /// Records the key a card proved at its first login for the whole pool.
+    pub fn enrol_card(&self, token: &str, spki: &[u8], user: &str) {
+        let _ = self.requests.send(registry::Request::EnrolCard {
+            token: token.to_owned(),
+            record: keys::CardRecord::new(spki, user),
+        });
+    }
+
+    /// The key enrolled for `token` anywhere in the pool, as last seen.
+    pub fn card_key(&self, token: &str) -> Option<Vec<u8>> {
+        self.view.borrow().cards.get(token).cloned()
     }
 
     pub fn set_load(&self, load: Load) {

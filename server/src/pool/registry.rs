@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use wayray_protocol::sessions::{session_id_string, SessionId};
 
 use super::{
-    keys::{Binding, Keys, Load, ServerRecord},
+    keys::{Binding, CardRecord, Keys, Load, ServerRecord},
     view::{Changes, PoolView},
     ClaimOutcome, PoolEvent,
 };
@@ -64,6 +64,11 @@ pub(super) enum Request {
         session: SessionId,
     },
     Load(Load),
+    /// A card's key, recorded for good unless the pool already has one for its token.
+    EnrolCard {
+        token: String,
+        record: CardRecord,
+    },
     Drain {
         server: String,
         drain: bool,
@@ -85,6 +90,8 @@ pub(super) struct Registry {
     pub ours: HashMap<String, SessionId>,
     /// Bindings released while etcd was away: deleted when it is back, if still ours there.
     pub released: HashMap<String, SessionId>,
+    /// Card enrolments made while etcd was away: written when it is back.
+    pub cards: HashMap<String, CardRecord>,
     pub view: PoolView,
     pub view_tx: watch::Sender<Arc<PoolView>>,
     pub events: mpsc::UnboundedSender<PoolEvent>,
@@ -207,6 +214,9 @@ impl Registry {
                 }
             }
             Request::Load(load) => self.me.load = load,
+            Request::EnrolCard { token, record } => {
+                self.cards.insert(token, record);
+            }
             Request::Drain { reply, .. } => {
                 let _ = reply.send(Err(
                     "the pool's etcd is unreachable from this server; try again later".into(),
@@ -368,6 +378,10 @@ impl Registry {
         for (token, session) in released {
             self.release(client, &token, session).await?;
         }
+        let cards: Vec<(String, CardRecord)> = self.cards.drain().collect();
+        for (token, record) in cards {
+            self.enrol_card(client, &token, &record).await?;
+        }
         Ok(())
     }
 
@@ -492,6 +506,12 @@ impl Registry {
                     self.last_load_put = Some((load, Instant::now()));
                 }
             }
+            Request::EnrolCard { token, record } => {
+                if let Err(err) = self.enrol_card(client, &token, &record).await {
+                    self.cards.insert(token, record);
+                    return Err(err);
+                }
+            }
             Request::Drain {
                 server,
                 drain,
@@ -571,6 +591,25 @@ impl Registry {
             .and_then([TxnOp::delete(key, None)]);
         if call(client.txn(txn)).await?.succeeded() {
             self.count_write();
+        }
+        Ok(())
+    }
+
+    /// Writes the card's key unless the pool already holds one for the token (the first
+    /// enrolment stands, as in each server's store).
+    async fn enrol_card(
+        &mut self,
+        client: &mut Client,
+        token: &str,
+        record: &CardRecord,
+    ) -> Result<(), RegistryError> {
+        let key = self.keys.card(token);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, serde_json::to_vec(record)?, None)]);
+        if call(client.txn(txn)).await?.succeeded() {
+            self.count_write();
+            tracing::info!(token, "card enrolled in the pool");
         }
         Ok(())
     }

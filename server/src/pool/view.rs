@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::keys::{Binding, Key, Keys, ServerRecord};
+use super::keys::{Binding, CardRecord, Key, Keys, ServerRecord};
 
 #[derive(Debug, Clone, Default)]
 pub struct PoolView {
     pub servers: BTreeMap<String, ServerRecord>,
     pub bindings: HashMap<String, Binding>,
     pub drained: BTreeSet<String>,
+    /// Enrolled card keys (SubjectPublicKeyInfo DER) by token.
+    pub cards: HashMap<String, Vec<u8>>,
     /// The etcd revision this view is current to (0: never read).
     pub revision: i64,
     /// Whether the registry reaches etcd and holds a live lease now. While it does not, the
@@ -65,6 +67,17 @@ impl PoolView {
             Some(Key::Drain(name)) => {
                 self.drained.insert(name.to_owned());
             }
+            Some(Key::Card(token)) => {
+                match serde_json::from_slice::<CardRecord>(value)
+                    .ok()
+                    .and_then(|c| c.spki())
+                {
+                    Some(spki) => {
+                        self.cards.insert(token.to_owned(), spki);
+                    }
+                    None => tracing::warn!(key, "ignoring a card record that does not parse"),
+                }
+            }
             None => {}
         }
         changes
@@ -81,6 +94,9 @@ impl PoolView {
             }
             Some(Key::Drain(name)) => {
                 self.drained.remove(name);
+            }
+            Some(Key::Card(token)) => {
+                self.cards.remove(token);
             }
             Some(Key::Server(_)) | Some(Key::Binding(_)) | None => {}
         }
