@@ -8,9 +8,9 @@
 //! - a pool server **lost without a goodbye** (idle timeout, reset) gets one quick retry, then
 //!   the other servers of the last pool list are tried in order, quickly, each with
 //!   `Arrival::ServerLost`;
-//! - a server that stays unreachable ([`FAILURES_BEFORE_POOL`] failed attempts, e.g. after an
-//!   orderly restart, or at boot with a pool list kept from before) sends the appliance through
-//!   the pool list as well.
+//! - a failed reconnect to a pool server sends the appliance through the pool list at once;
+//!   after an orderly restart (`Bye(Shutdown)`), or at boot with a pool list kept from before,
+//!   only after [`FAILURES_BEFORE_POOL`] failed attempts.
 //!
 //! Without a pool list everything is as it was: the same server again, with backoff.
 
@@ -110,8 +110,10 @@ pub struct Route {
     pending: VecDeque<Target>,
     /// Redirects followed in a row without a frame shown.
     hops: u8,
-    /// Attempts in a row that reached no server.
+    /// Attempts at `home` in a row that reached no server.
     failures: u32,
+    /// Failed attempts at `home` before the pool's other servers are tried.
+    patience: u32,
     /// The pool server the appliance lost last, and whether it had shown frames from it.
     lost: Option<(String, bool)>,
 }
@@ -128,6 +130,7 @@ impl Route {
             pending: VecDeque::new(),
             hops: 0,
             failures: 0,
+            patience: FAILURES_BEFORE_POOL,
             lost: None,
         }
     }
@@ -153,6 +156,7 @@ impl Route {
         self.next = self.home.clone();
         self.pending.clear();
         self.failures = 0;
+        self.patience = 1;
         self.lost = None;
         let changed = self.pool != pool;
         self.pool = pool;
@@ -210,6 +214,8 @@ impl Route {
             return Pace::Backoff;
         };
         self.lost = Some((name, showed_session));
+        // Should the whole list fail too, the pool is tried again only now and then.
+        self.patience = FAILURES_BEFORE_POOL;
         self.next = Target {
             connect_timeout: FAILOVER_CONNECT_TIMEOUT,
             ..self.home.clone()
@@ -222,29 +228,37 @@ impl Route {
     /// server again after the backoff; should it stay away, the pool's other servers hear that
     /// it was lost.
     pub fn server_restarting(&mut self, showed_session: bool) {
-        self.lost = self.home.name.clone().map(|name| (name, showed_session));
-        self.retry_home();
+        self.retry_home(showed_session);
+        self.patience = FAILURES_BEFORE_POOL;
     }
 
     /// The connection ended for a reason a retry may heal: the same server again after the
-    /// backoff.
-    pub fn retry_home(&mut self) {
+    /// backoff; if that reconnect fails, the pool's other servers at once.
+    pub fn retry_home(&mut self, showed_session: bool) {
         self.pending.clear();
         self.next = self.home.clone();
+        self.lost = self.home.name.clone().map(|name| (name, showed_session));
     }
 
     /// The attempt at `next` reached no server (or was refused). The next pending server at
-    /// once; else the home server after the backoff, and after [`FAILURES_BEFORE_POOL`] such
-    /// rounds the pool list.
+    /// once; else the home server after the backoff, and once it has failed `patience` times,
+    /// the pool list.
     pub fn failed(&mut self) -> Pace {
         if let Some(target) = self.pending.pop_front() {
             self.next = target;
             return Pace::Now;
         }
+        let was_home = self.next.address == self.home.address
+            && self.next.fingerprint == self.home.fingerprint;
         self.next = self.home.clone();
+        if !was_home {
+            // Back from a redirect target or the end of the pool list.
+            return Pace::Backoff;
+        }
         self.failures += 1;
-        if self.failures >= FAILURES_BEFORE_POOL {
+        if self.failures >= self.patience {
             self.failures = 0;
+            self.patience = FAILURES_BEFORE_POOL;
             self.pending = self.failover_candidates();
             if let Some(target) = self.pending.pop_front() {
                 self.next = target;
@@ -455,6 +469,34 @@ mod tests {
             order.push(route.next().name.clone().unwrap());
         }
         assert_eq!(order, ["s1", "s2"]);
+    }
+
+    #[test]
+    fn a_failed_reconnect_goes_to_the_pool_at_once() {
+        // s1 ended the connection for a reason a retry may heal (say, a bad frame).
+        let mut route = at_s1();
+        route.frames_shown();
+        route.retry_home(true);
+        assert_eq!(route.next().name.as_deref(), Some("s1"));
+        // The reconnect fails: the others at once, told that s1 was lost.
+        assert_eq!(route.failed(), Pace::Now);
+        assert_eq!(route.next().name.as_deref(), Some("s2"));
+        assert_eq!(
+            route.next().arrival,
+            Arrival::ServerLost {
+                server: "s1".into(),
+                showed_session: true
+            }
+        );
+        assert_eq!(route.failed(), Pace::Now);
+        assert_eq!(route.next().name.as_deref(), Some("s3"));
+        // Everything down: s1 with the backoff, and the list again only now and then.
+        for _ in 0..FAILURES_BEFORE_POOL {
+            assert_eq!(route.failed(), Pace::Backoff);
+            assert_eq!(route.next().name.as_deref(), Some("s1"));
+        }
+        assert_eq!(route.failed(), Pace::Now);
+        assert_eq!(route.next().name.as_deref(), Some("s2"));
     }
 
     #[test]

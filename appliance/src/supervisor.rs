@@ -243,7 +243,7 @@ async fn reconnect_loop<S: DisplaySink>(
                                 ByeReason::Revoked,
                             )) => {
                                 connector.forget_sessions();
-                                route.retry_home();
+                                route.retry_home(showed_frames);
                                 Pace::Backoff
                             }
                             ApplianceError::Connection(ConnectionError::ServerBye(
@@ -254,7 +254,7 @@ async fn reconnect_loop<S: DisplaySink>(
                             }
                             _ if lost => route.lost(showed_frames),
                             _ => {
-                                route.retry_home();
+                                route.retry_home(showed_frames);
                                 Pace::Backoff
                             }
                         };

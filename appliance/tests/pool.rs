@@ -216,3 +216,83 @@ async fn redirects_in_a_row_stop_at_the_hop_limit() {
         "{stderr}"
     );
 }
+
+/// An orderly restart (`Bye(Shutdown)`) is waited for with the usual backoff; a server that then
+/// stays away for 3 attempts is replaced by another of the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_come_back_after_a_restart_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s1, s2) = (TestServer::start(), TestServer::start());
+    let pool = vec![s1.pool_entry("s1"), s2.pool_entry("s2")];
+    let client = pool_client(dir.path(), &s1, &["--exit-after-frames", "1"]);
+
+    let mut first = s1.accept().await;
+    first.expect_hello().await;
+    first.welcome_as("s1", W, H, pool.clone()).await;
+    first
+        .send_control(&wayray_protocol::ServerControl::Bye(ByeReason::Shutdown))
+        .await;
+    // The appliance has the goodbye when it leaves; then the server is gone for good.
+    tokio::time::timeout(STEP_TIMEOUT, first.conn.closed())
+        .await
+        .expect("the appliance did not leave after the goodbye");
+    s1.vanish();
+
+    // 3 attempts of 5 s each at s1, with the backoff between them, then s2.
+    let mut second = s2.accept_within(Duration::from_secs(60)).await;
+    assert_eq!(
+        second.expect_hello().await.arrival,
+        Arrival::ServerLost {
+            server: "s1".into(),
+            showed_session: false
+        }
+    );
+    second.welcome_as("s2", W, H, pool).await;
+    show_a_frame(&mut second, 1).await;
+    let out = client.wait().await;
+    let stderr = stderr(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("cannot connect error=no answer from the server within 5 s")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    drop(first);
+}
+
+/// The pool list outlives the process: a rebooted appliance whose configured server is down
+/// reaches the pool's other server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebooted_appliance_reaches_the_pool_from_the_kept_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s1, s2) = (TestServer::start(), TestServer::start());
+    let pool = vec![s1.pool_entry("s1"), s2.pool_entry("s2")];
+
+    // First boot: s1 lists the pool.
+    let client = pool_client(dir.path(), &s1, &["--exit-after-frames", "1"]);
+    let mut first = s1.accept().await;
+    first.expect_hello().await;
+    first.welcome_as("s1", W, H, pool.clone()).await;
+    show_a_frame(&mut first, 1).await;
+    let out = client.wait().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // s1 is gone; the appliance boots again.
+    s1.vanish();
+    let client = pool_client(dir.path(), &s1, &["--exit-after-frames", "1"]);
+    let mut second = s2.accept_within(Duration::from_secs(60)).await;
+    // Nothing was lost in this run: a plain arrival, pinned by the kept fingerprint.
+    assert_eq!(second.expect_hello().await.arrival, Arrival::Direct);
+    second.welcome_as("s2", W, H, pool).await;
+    show_a_frame(&mut second, 1).await;
+    let out = client.wait().await;
+    let stderr = stderr(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a pool list is kept from before"),
+        "{stderr}"
+    );
+    assert!(!known_server_file(dir.path(), s2.addr).exists());
+}
