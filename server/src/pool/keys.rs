@@ -74,7 +74,7 @@ impl CardRecord {
 
     /// The key's DER; `None` for a record whose hex is broken.
     pub fn spki(&self) -> Option<Vec<u8>> {
-        if self.spki.len() % 2 != 0 {
+        if !self.spki.len().is_multiple_of(2) {
             return None;
         }
         (0..self.spki.len())
