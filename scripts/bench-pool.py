@@ -96,7 +96,8 @@ def start_server(name):
                 f"[pool]\nlease_ttl_secs = {TTL}\n")
     p = spawn([f"{BIN}/wrsrvd", "-c", f"{d}/wrsrvd.toml", "--listen", "127.0.0.1:0",
                "--state-dir", f"{d}/state", "--run-dir", f"{d}/run", "--launcher",
-               "--appliance-auth", "open", "--pool", ENDPOINTS, "--pool-name", name],
+               "--appliance-auth", "open", "--api-listen", "127.0.0.1:0",
+               "--pool", ENDPOINTS, "--pool-name", name],
               log=f"{d}/wrsrvd.log", pipe=True, env={"XDG_RUNTIME_DIR": f"{d}/xdg"})
     os.makedirs(f"{d}/xdg", mode=0o700, exist_ok=True)
     listen = None
