@@ -169,7 +169,7 @@ class Bench:
         return subprocess.run([program, *args], env=env, capture_output=True, text=True, **kw)
 
     def server(self):
-        self.wrsrvd = self.start("wrsrvd", [f"{BIN}/wrsrvd", "--listen", "127.0.0.1:0",
+        self.wrsrvd = self.start("wrsrvd", [f"{BIN}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off",
                                             "--appliance-auth", "open",
                                             "--state-dir", f"{self.work}/state"])
         wait("wrsrvd", lambda: value(f"{self.work}/wrsrvd.out", "WAYLAND_DISPLAY"))

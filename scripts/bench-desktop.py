@@ -115,7 +115,7 @@ class Run:
         env.pop("DBUS_SESSION_BUS_ADDRESS", None)
         self.procs = []
         self.t0 = time.time()
-        self.server = self.start([f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--appliance-auth", "open", "--state-dir",
+        self.server = self.start([f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off", "--appliance-auth", "open", "--state-dir",
                                   os.path.join(self.dir, "state"), "--run-dir",
                                   os.path.join(xdg, "wayray"), "--desktop", "--size", "1280x800",
                                   "--spawn", "foot"], env, out, self.log)

@@ -99,7 +99,7 @@ def main():
     try:
         # The figure is the card move itself: a PIV card proves its key, so no lock screen comes
         # in between under the default re-attach policy.
-        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--appliance-auth", "open", "--state-dir",
+        server = spawn([f"{BIN}/wrsrvd", "--launcher", "--listen", "127.0.0.1:0", "--api-listen", "off", "--appliance-auth", "open", "--state-dir",
                         f"{work}/state", "--run-dir", run], f"{work}/wrsrvd.log",
                        {"RUST_LOG": "info", "XDG_RUNTIME_DIR": work}, pipe=True)
         listen = None

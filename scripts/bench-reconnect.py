@@ -85,7 +85,7 @@ def main():
         return p
 
     try:
-        start("wrsrvd", [f"{BIN}/wrsrvd", "--listen", "127.0.0.1:0", "--appliance-auth", "open",
+        start("wrsrvd", [f"{BIN}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off", "--appliance-auth", "open",
                          "--state-dir", f"{work}/state"],
               {"RUST_LOG": "info", "XDG_RUNTIME_DIR": f"{work}/run"})
         wait("wrsrvd", lambda: read_value(f"{work}/wrsrvd.out", "WAYRAY_LISTEN"))

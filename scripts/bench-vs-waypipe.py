@@ -497,7 +497,7 @@ def run_wayray(wl, bins, work, impair=(), tag="wayray", server_frames=False, fra
     os.makedirs(xdg, mode=0o700)
     srv_log = os.path.join(run, "wrsrvd.log")
     srv_out = os.path.join(run, "wrsrvd.out")
-    args = [f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--appliance-auth", "open", "--state-dir", os.path.join(run, "state"),
+    args = [f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off", "--appliance-auth", "open", "--state-dir", os.path.join(run, "state"),
             "--run-dir", os.path.join(xdg, "wayray"), "--socket", f"wr-bench-{os.getpid()}"]
     args += list(server_args)
     sfl = os.path.join(run, "server-frames.log")

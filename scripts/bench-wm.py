@@ -99,7 +99,7 @@ class Session:
         self.log, self.out = os.path.join(self.dir, "wrsrvd.log"), os.path.join(self.dir, "wrsrvd.out")
         self.env = dict(os.environ, XDG_RUNTIME_DIR=xdg, RUST_LOG="info")
         self.procs = []
-        argv = [f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--appliance-auth", "open",
+        argv = [f"{bins}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off", "--appliance-auth", "open",
                 "--state-dir", os.path.join(self.dir, "state"), "--socket", f"wayray-bench-{tag}",
                 "--size", "1280x800", "--fixed-size"]
         if wm:
