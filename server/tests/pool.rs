@@ -614,3 +614,102 @@ fn pcsc_pool_of_three_servers_on_etcd() {
         || logs(&pool, &dir),
     );
 }
+
+/// An appliance approved at one server of the pool is admitted by every other (under
+/// `appliance_auth = "required"`, where an unknown one fails the TLS handshake), and revoked
+/// at one, it is refused by all.
+#[test]
+fn an_appliance_decision_at_one_server_holds_in_the_whole_pool() {
+    let dir = TempDir::new("pool-approval");
+    let cluster = EtcdCluster::start(&dir, 1);
+    let start = |name: &str| {
+        let server_dir = TempDir::new(&format!("pool-approval-{name}"));
+        let server = Server::start(
+            &server_dir,
+            ServerOpts {
+                launcher: true,
+                appliance_auth: Some("required"),
+                extra: &["--pool", &cluster.endpoint_list(), "--pool-name", name],
+                ..Default::default()
+            },
+        );
+        server.wait_log("in the pool", 1, Duration::from_secs(20));
+        (server_dir, server)
+    };
+    let (_da, pa) = start("pa");
+    let (_db, pb) = start("pb");
+    let idle = dir.path("idle.script");
+    std::fs::write(&idle, "wait 600000\n").unwrap();
+
+    // Unknown at pa: refused in the handshake, listed there as pending.
+    let first = appliance(&dir, "x", pa.listen, None, None, &idle);
+    let pending = wait_for_known(&pa, "pending");
+    drop(first);
+    let fingerprint = pending["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_owned();
+    let id = &fingerprint[..16];
+    pa.wradm(&["appliances", "approve", id]);
+    wait_for(
+        "the approval to reach the pool",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .get_prefix(&format!("/wayray/v1/appliances/{fingerprint}"))
+                .iter()
+                .any(|(_, v)| v == "approved")
+        },
+        || pa.log(),
+    );
+
+    // The same appliance (same state directory, same key) at pb, which never saw it: admitted.
+    let second = appliance(&dir, "x", pb.listen, None, None, &idle);
+    wait_for(
+        "pb to admit the appliance approved at pa",
+        Duration::from_secs(20),
+        || pb.log().contains("handshake confirmed"),
+        || format!("{}\n--- appliance\n{}", pb.log(), read(&dir.path("x.log"))),
+    );
+    drop(second);
+
+    // Revoked at pb: pa, whose own store says approved, refuses it now.
+    wait_for_known(&pb, "pending");
+    pb.wradm(&["appliances", "revoke", id]);
+    wait_for(
+        "the revocation to reach the pool",
+        Duration::from_secs(10),
+        || {
+            cluster
+                .get_prefix(&format!("/wayray/v1/appliances/{fingerprint}"))
+                .iter()
+                .any(|(_, v)| v == "revoked")
+        },
+        || pb.log(),
+    );
+    let _third = appliance(&dir, "x", pa.listen, None, None, &idle);
+    wait_for(
+        "pa to refuse the appliance revoked at pb",
+        Duration::from_secs(20),
+        || pa.log().contains("refusing a revoked appliance"),
+        || pa.log(),
+    );
+}
+
+/// The appliance `wradm appliances --json` lists at `server` in `state`.
+fn wait_for_known(server: &Server, state: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&server.wradm(&["appliances", "--json"])).unwrap_or_default();
+        if let Some(a) = list.into_iter().find(|a| a["state"] == state) {
+            return a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {state} appliance at the server\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -76,7 +76,9 @@ impl Daemon {
                 None
             }
         };
-        let state = record.as_ref().map(|r| r.state);
+        let state = self
+            .pool_decision(fingerprint)
+            .or(record.as_ref().map(|r| r.state));
         match (state, self.appliance_auth) {
             (Some(ApplianceAuthState::Revoked), _) => {
                 tracing::warn!(appliance = %short, "refusing a revoked appliance in the handshake");
@@ -153,6 +155,7 @@ impl Daemon {
                 (ApplianceAuthState::Pending, false)
             }
         };
+        let state = self.pool_decision(&fingerprint).unwrap_or(state);
         let who = format!("{short} {remote} {client_name}");
         if new {
             let detail = match policy {
@@ -196,6 +199,13 @@ impl Daemon {
         }
     }
 
+    /// In a pool, an administrator's decision on this appliance at any server: it overrides
+    /// what this server's store says (an approval anywhere admits it everywhere, a revocation
+    /// anywhere refuses it everywhere).
+    fn pool_decision(&self, fingerprint: &str) -> Option<ApplianceAuthState> {
+        self.pool.as_ref()?.appliance_decision(fingerprint)
+    }
+
     /// The one known appliance whose fingerprint starts with `prefix` (8 to 64 hex digits).
     fn find_appliance(&self, prefix: &str) -> Result<ApplianceRecord, String> {
         if !identity::is_id_prefix(prefix) {
@@ -228,6 +238,9 @@ impl Daemon {
             .ok_or("the appliance vanished from the store")?;
         let short = identity::short_id(&record.fingerprint).to_owned();
         tracing::info!(appliance = %short, "approved by the administrator");
+        if let Some(pool) = &self.pool {
+            pool.decide_appliance(&record.fingerprint, true);
+        }
         self.audit(
             AuditEvent::new(AuditKind::ApplianceApproved)
                 .appliance(short)
@@ -255,6 +268,9 @@ impl Daemon {
             .map_err(|e| e.to_string())?
             .ok_or("the appliance vanished from the store")?;
         let short = identity::short_id(&record.fingerprint).to_owned();
+        if let Some(pool) = &self.pool {
+            pool.decide_appliance(&record.fingerprint, false);
+        }
         let connections = self.connections_of(&record.fingerprint);
         tracing::warn!(appliance = %short, connections = connections.len(), "revoked by the administrator");
         self.audit(

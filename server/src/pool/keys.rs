@@ -8,7 +8,10 @@
 //! - `<prefix>/v1/drain/<name>`: present while `<name>` takes no new sessions (no lease: a
 //!   drain outlives restarts until it is lifted);
 //! - `<prefix>/v1/cards/<token>`: [`CardRecord`], the key a card proved at its first login
-//!   (no lease: an enrolment is for good), so every server of the pool holds the card to it.
+//!   (no lease: an enrolment is for good), so every server of the pool holds the card to it;
+//! - `<prefix>/v1/appliances/<fingerprint>`: `"approved"` or `"revoked"`, an administrator's
+//!   last decision on that appliance at any server (no lease), so one approval admits it at
+//!   every server it is redirected to.
 
 use serde::{Deserialize, Serialize};
 use wayray_protocol::sessions::SessionId;
@@ -97,6 +100,7 @@ pub enum Key<'a> {
     Binding(&'a str),
     Drain(&'a str),
     Card(&'a str),
+    Appliance(&'a str),
 }
 
 impl Keys {
@@ -127,6 +131,10 @@ impl Keys {
         format!("{}cards/{token}", self.root)
     }
 
+    pub fn appliance(&self, fingerprint: &str) -> String {
+        format!("{}appliances/{fingerprint}", self.root)
+    }
+
     /// What `key` names; `None` for keys of another layout or prefix.
     pub fn parse<'a>(&self, key: &'a str) -> Option<Key<'a>> {
         let rest = key.strip_prefix(self.root.as_str())?;
@@ -139,6 +147,7 @@ impl Keys {
             "bindings" => Some(Key::Binding(name)),
             "drain" => Some(Key::Drain(name)),
             "cards" => Some(Key::Card(name)),
+            "appliances" => Some(Key::Appliance(name)),
             _ => None,
         }
     }

@@ -185,6 +185,7 @@ impl Pool {
             ours: bindings,
             released: HashMap::new(),
             cards: HashMap::new(),
+            decisions: HashMap::new(),
             view: PoolView::default(),
             view_tx,
             events,
@@ -241,6 +242,23 @@ impl Pool {
             token: token.to_owned(),
             record: keys::CardRecord::new(spki, user),
         });
+    }
+
+    /// An administrator approved (or revoked) an appliance here: the pool's other servers
+    /// follow.
+    pub fn decide_appliance(&self, fingerprint: &str, approved: bool) {
+        let _ = self.requests.send(registry::Request::ApplianceDecision {
+            fingerprint: fingerprint.to_owned(),
+            approved,
+        });
+    }
+
+    /// The pool's decision on an appliance, if an administrator made one anywhere.
+    pub fn appliance_decision(
+        &self,
+        fingerprint: &str,
+    ) -> Option<wayray_protocol::sessions::ApplianceAuthState> {
+        self.view.borrow().appliances.get(fingerprint).copied()
     }
 
     /// The key enrolled for `token` anywhere in the pool, as last seen.

@@ -64,6 +64,11 @@ pub(super) enum Request {
         session: SessionId,
     },
     Load(Load),
+    /// An administrator approved or revoked an appliance.
+    ApplianceDecision {
+        fingerprint: String,
+        approved: bool,
+    },
     /// A card's key, recorded for good unless the pool already has one for its token.
     EnrolCard {
         token: String,
@@ -92,6 +97,8 @@ pub(super) struct Registry {
     pub released: HashMap<String, SessionId>,
     /// Card enrolments made while etcd was away: written when it is back.
     pub cards: HashMap<String, CardRecord>,
+    /// Appliance decisions made while etcd was away (fingerprint → approved).
+    pub decisions: HashMap<String, bool>,
     pub view: PoolView,
     pub view_tx: watch::Sender<Arc<PoolView>>,
     pub events: mpsc::UnboundedSender<PoolEvent>,
@@ -216,6 +223,12 @@ impl Registry {
             Request::Load(load) => self.me.load = load,
             Request::EnrolCard { token, record } => {
                 self.cards.insert(token, record);
+            }
+            Request::ApplianceDecision {
+                fingerprint,
+                approved,
+            } => {
+                self.decisions.insert(fingerprint, approved);
             }
             Request::Drain { reply, .. } => {
                 let _ = reply.send(Err(
@@ -382,6 +395,10 @@ impl Registry {
         for (token, record) in cards {
             self.enrol_card(client, &token, &record).await?;
         }
+        let decisions: Vec<(String, bool)> = self.decisions.drain().collect();
+        for (fingerprint, approved) in decisions {
+            self.decide(client, &fingerprint, approved).await?;
+        }
         Ok(())
     }
 
@@ -512,6 +529,15 @@ impl Registry {
                     return Err(err);
                 }
             }
+            Request::ApplianceDecision {
+                fingerprint,
+                approved,
+            } => {
+                if let Err(err) = self.decide(client, &fingerprint, approved).await {
+                    self.decisions.insert(fingerprint, approved);
+                    return Err(err);
+                }
+            }
             Request::Drain {
                 server,
                 drain,
@@ -611,6 +637,20 @@ impl Registry {
             self.count_write();
             tracing::info!(token, "card enrolled in the pool");
         }
+        Ok(())
+    }
+
+    /// Records an administrator's decision on an appliance for the whole pool (the latest
+    /// decision stands).
+    async fn decide(
+        &mut self,
+        client: &mut Client,
+        fingerprint: &str,
+        approved: bool,
+    ) -> Result<(), RegistryError> {
+        let value: &[u8] = if approved { b"approved" } else { b"revoked" };
+        call(client.put(self.keys.appliance(fingerprint), value, None)).await?;
+        self.count_write();
         Ok(())
     }
 

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use wayray_protocol::sessions::ApplianceAuthState;
+
 use super::keys::{Binding, CardRecord, Key, Keys, ServerRecord};
 
 #[derive(Debug, Clone, Default)]
@@ -13,6 +15,8 @@ pub struct PoolView {
     pub drained: BTreeSet<String>,
     /// Enrolled card keys (SubjectPublicKeyInfo DER) by token.
     pub cards: HashMap<String, Vec<u8>>,
+    /// Administrators' decisions on appliances (approved or revoked) by fingerprint.
+    pub appliances: HashMap<String, ApplianceAuthState>,
     /// The etcd revision this view is current to (0: never read).
     pub revision: i64,
     /// Whether the registry reaches etcd and holds a live lease now. While it does not, the
@@ -78,6 +82,17 @@ impl PoolView {
                     None => tracing::warn!(key, "ignoring a card record that does not parse"),
                 }
             }
+            Some(Key::Appliance(fingerprint)) => match value {
+                b"approved" => {
+                    self.appliances
+                        .insert(fingerprint.to_owned(), ApplianceAuthState::Approved);
+                }
+                b"revoked" => {
+                    self.appliances
+                        .insert(fingerprint.to_owned(), ApplianceAuthState::Revoked);
+                }
+                _ => tracing::warn!(key, "ignoring an appliance decision that does not parse"),
+            },
             None => {}
         }
         changes
@@ -97,6 +112,9 @@ impl PoolView {
             }
             Some(Key::Card(token)) => {
                 self.cards.remove(token);
+            }
+            Some(Key::Appliance(fingerprint)) => {
+                self.appliances.remove(fingerprint);
             }
             Some(Key::Server(_)) | Some(Key::Binding(_)) | None => {}
         }
