@@ -176,8 +176,14 @@ fn assert_border(shot: &Shot, what: &str, content: Rect, colour: [u8; 3]) {
 }
 
 /// Seconds since midnight of a log line's RFC 3339 time stamp (`2026-12-04T10:36:34.562405Z`).
+/// Seconds of the day of the log line's time stamp. The first word that looks like one: a
+/// client writing to the same stderr without a newline (the probe's "Protocol error ") can end
+/// up in front of the server's line.
 fn log_seconds(line: &str) -> Option<f64> {
-    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let stamp = line
+        .split_whitespace()
+        .find(|w| w.len() > 20 && w.as_bytes()[4] == b'-' && w.contains('T') && w.ends_with('Z'))?;
+    let time = stamp.split_once('T')?.1;
     let mut parts = time.trim_end_matches('Z').split(':');
     let (h, m, s): (f64, f64, f64) = (
         parts.next()?.parse().ok()?,
