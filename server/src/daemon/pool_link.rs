@@ -13,7 +13,7 @@ use wayray_protocol::{
 
 use super::{now_ms, Daemon, Shared};
 use crate::{
-    pool::{placement, ClaimOutcome, Load, PoolEvent, ServerRecord},
+    pool::{placement, ClaimOutcome, Load, PoolEvent},
     store::{AuditEvent, AuditKind},
     transport::ConnEvent,
 };
@@ -47,14 +47,6 @@ pub async fn report_load(daemon: Shared) {
                 memory_total,
             });
         }
-    }
-}
-
-fn pool_server(record: &ServerRecord) -> PoolServer {
-    PoolServer {
-        name: record.name.clone(),
-        address: record.address.clone(),
-        fingerprint: record.fingerprint.clone(),
     }
 }
 
@@ -107,7 +99,7 @@ impl Daemon {
                         tracing::info!(appliance, server = %lost, "the server the appliance lost is still in the pool; sending it back");
                     }
                 }
-                let server = pool_server(server);
+                let server = server.for_appliances();
                 self.redirect(appliance, server, RedirectReason::SessionThere);
                 return None;
             }
@@ -133,7 +125,7 @@ impl Daemon {
             if let Some(target) = placement::choose(&view, random_unit()) {
                 if target != me {
                     if let Some(server) = view.servers.get(&target) {
-                        let server = pool_server(server);
+                        let server = server.for_appliances();
                         self.redirect(appliance, server, RedirectReason::Placed);
                         return None;
                     }

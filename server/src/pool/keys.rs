@@ -30,6 +30,17 @@ pub struct ServerRecord {
     pub load: Load,
 }
 
+impl ServerRecord {
+    /// What an appliance needs of it to connect there (Welcome's list, a redirect).
+    pub fn for_appliances(&self) -> wayray_protocol::PoolServer {
+        wayray_protocol::PoolServer {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}
+
 /// A server's live load, refreshed in its registration while it changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {

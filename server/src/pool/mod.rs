@@ -291,11 +291,7 @@ impl Pool {
         self.view()
             .servers
             .values()
-            .map(|s| wayray_protocol::PoolServer {
-                name: s.name.clone(),
-                address: s.address.clone(),
-                fingerprint: s.fingerprint.clone(),
-            })
+            .map(ServerRecord::for_appliances)
             .collect()
     }
 }
