@@ -41,7 +41,7 @@ Writes OUT/results.md (the tables it prints) and OUT/results.json (every figure,
 relay's counts); scripts/bench-vs-waypipe draws OUT/ratios.png from it.
 """
 
-import argparse, json, os, random, re, shutil, signal, subprocess, sys, tempfile, time
+import argparse, json, os, random, re, shutil, statistics, signal, subprocess, sys, tempfile, time
 
 CLK = os.sysconf("SC_CLK_TCK")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -841,6 +841,21 @@ def report(results, loss, meta):
             ident = "yes" if r.get("final_frame_identical") else f"NO (server {r.get('server_last')}, appliance {r.get('appliance_last')})"
             out.append(f"| {r['workload']} | {r['loss_pct']} % | {r['reorder_pct']} % | {fmt_bytes(r['bytes_total'])} | "
                        f"{dropped} of {sent} | {r['frames_shown']} | {lat} | {ident} |")
+        # Medians over the repeated runs of each condition (--loss-repeat).
+        groups = {}
+        for r in loss:
+            if not r.get("error") and r.get("latency_p95_ms") is not None:
+                groups.setdefault((r["workload"], r["loss_pct"], r["reorder_pct"]), []).append(r)
+        if any(len(g) > 1 for g in groups.values()):
+            out.append("")
+            out.append("| workload | loss | reordering | runs | median latency p50 / p95 ms | p95 of each run | keys seen by the client |")
+            out.append("|---|--:|--:|--:|--:|---|---|")
+            for (w, l, ro), g in groups.items():
+                p50 = statistics.median(r["latency_p50_ms"] for r in g)
+                p95s = [r["latency_p95_ms"] for r in g]
+                keys = ", ".join(f"{r.get('keys_received_by_client')}/{r.get('keys_sent')}" for r in g)
+                out.append(f"| {w} | {l} % | {ro} % | {len(g)} | {f2(p50)} / {f2(statistics.median(p95s))} | "
+                           f"{', '.join(f2(x) for x in p95s)} | {keys} |")
     return "\n".join(out) + "\n"
 
 
@@ -863,6 +878,14 @@ def main():
     ap.add_argument("--seconds", type=float, default=8.0, help="length of the timed workloads")
     ap.add_argument("--no-zstd", action="store_true", help="skip the waypipe --compress=zstd=5 column")
     ap.add_argument("--no-loss", action="store_true", help="skip the delay/loss runs")
+    ap.add_argument("--loss-only", action="store_true",
+                    help="only the delay/loss runs through WayRay (no CPU runs, no waypipe)")
+    ap.add_argument("--loss-conditions", default=None,
+                    help="comma-separated LOSS:REORDER percentages of the delay/loss runs "
+                         "(default: " + ",".join(f"{l}:{r}" for l, r in LOSS_CONDITIONS) + ")")
+    ap.add_argument("--loss-repeat", type=int, default=1,
+                    help="runs per delay/loss condition, run i with relay seed 42+i; the table "
+                         "also shows the median p50/p95 latency over them")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="CPU runs per system and workload; the table shows the run with the "
@@ -887,7 +910,10 @@ def main():
         "seconds": args.seconds, "work_dir": work,
     }
     results = []
-    for n in names:
+    conditions = LOSS_CONDITIONS
+    if args.loss_conditions:
+        conditions = [tuple(int(x) for x in c.split(":")) for c in args.loss_conditions.split(",") if c]
+    for n in ([] if args.loss_only else names):
         wl = wls[n]
         configs = [("wayray", "WayRay", ())]
         if n in LOSSLESS_BASELINE:
@@ -939,13 +965,14 @@ def main():
     if not args.no_loss:
         for n in [n for n in ("typing", "scroll") if n in names]:
             # Delay and jitter alone first, then with reordering, then with loss as well.
-            for pct_loss, pct_reorder in LOSS_CONDITIONS:
+            for (pct_loss, pct_reorder), rep in [(c, i) for c in conditions
+                                                 for i in range(max(1, args.loss_repeat))]:
                 print(f"==> {wls[n].title}: WayRay, 20 ms RTT, {pct_loss} % loss, "
-                      f"{pct_reorder} % reordering", file=sys.stderr, flush=True)
+                      f"{pct_reorder} % reordering (run {rep + 1})", file=sys.stderr, flush=True)
                 impair = ["--delay-ms", "10", "--jitter-ms", "3", "--loss", str(pct_loss),
-                          "--reorder", str(pct_reorder), "--seed", "42"]
+                          "--reorder", str(pct_reorder), "--seed", str(42 + rep)]
                 try:
-                    r = run_wayray(wls[n], bins, work, impair, tag=f"loss{pct_loss}-reorder{pct_reorder}", server_frames=True)
+                    r = run_wayray(wls[n], bins, work, impair, tag=f"loss{pct_loss}-reorder{pct_reorder}-{rep}", server_frames=True)
                 except Exception as e:  # as above
                     print(f"bench-vs-waypipe: loss run failed: {e}", file=sys.stderr)
                     r = {"workload": n, "error": str(e) or repr(e)}
@@ -953,6 +980,7 @@ def main():
                     PROCS.stop_all()
                 r["loss_pct"] = pct_loss
                 r["reorder_pct"] = pct_reorder
+                r["seed"] = 42 + rep
                 loss.append(r)
     md = report(results, loss, meta)
     with open(os.path.join(args.out, "results.md"), "w") as f:

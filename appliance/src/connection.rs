@@ -14,16 +14,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wayray_protocol::card_proof;
 use wayray_protocol::cursor::CursorError;
+use wayray_protocol::redundancy::{Delayed, FrameOrder, LossWatch};
 use wayray_protocol::{
-    framing, AudioCapabilities, ByeReason, Capabilities, ClientControl, CursorUpdate, Decoder,
-    DisplayMessage, Encoding, FrameReader, FramingError, Hello, InputMessage, Keymap, PhysicalSize,
-    Redirect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    framing, AudioCapabilities, ByeReason, Capabilities, ClientControl, CursorUpdate, Datagram,
+    Decoder, DisplayMessage, Encoding, FrameReader, FrameUpdate, FramingError, Hello, InputMessage,
+    Keymap, PhysicalSize, Redirect, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
+    PROTOCOL_VERSION,
 };
 
+use crate::audio::Audio;
 use crate::config::ScreenSize;
 use crate::display::DisplaySink;
-use crate::input::Action;
-use crate::latency::LatencyError;
+use crate::input::{Action, Input};
+use crate::latency::{LatencyError, LatencyLog};
 use crate::local::Local;
 use crate::screen::{Screen, ScreenError};
 use crate::signals::Command;
@@ -390,6 +393,11 @@ impl Established {
         input.set_connected(true);
         // Per connection: the server starts every connection with a key frame.
         let mut decoder = Decoder::new();
+        // Frames shown once, in order, from the stream or a datagram copy; input copied to
+        // datagrams while the link loses packets (see `wayray_protocol::redundancy`).
+        let mut frame_order = FrameOrder::default();
+        let mut input_copies = InputCopies::default();
+        let mut frames_from_copies = CopyCount("frames shown from their datagram copy", 0);
 
         loop {
             tokio::select! {
@@ -425,7 +433,8 @@ impl Established {
                             screen.move_cursor(pointer);
                         }
                         for message in &messages {
-                            input_stream.send(message).await?;
+                            let index = input_stream.send(message).await?;
+                            input_copies.sent(&self.connection, index, message);
                             if let (Some(latency), InputMessage::Key { keycode, pressed: true, .. }) =
                                 (latency.as_mut(), message)
                             {
@@ -463,7 +472,27 @@ impl Established {
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },
                 datagram = self.connection.read_datagram() => {
-                    audio.datagram(&datagram.map_err(ConnectionError::Lost)?);
+                    let bytes = datagram.map_err(ConnectionError::Lost)?;
+                    match Datagram::decode(&bytes) {
+                        Ok(Datagram::Frame { prev_seq, message }) => {
+                            match frame_copy(&message, max_message_len) {
+                                Some(update) if frame_order.datagram(prev_seq, update.seq) => {
+                                    tracing::trace!(seq = update.seq, "frame shown from its datagram copy");
+                                    frames_from_copies.1 += 1;
+                                    if let Some(ended) = self.show(&update, &mut decoder, screen, audio, latency, input).await? {
+                                        return Ok(ended);
+                                    }
+                                }
+                                Some(_) => {}
+                                None => tracing::debug!("dropping a malformed frame copy"),
+                            }
+                        }
+                        // Sound, or something the audio side reports as malformed.
+                        _ => audio.datagram(&bytes),
+                    }
+                }
+                () = sleep_until(input_copies.delayed.next_due()) => {
+                    input_copies.send_due(&self.connection);
                 }
                 stream = self.connection.accept_uni() => {
                     let stream = stream.map_err(ConnectionError::Lost)?;
@@ -474,26 +503,13 @@ impl Established {
                 }
                 message = next_display_message(&mut display) => match message? {
                     Some(DisplayMessage::Frame(update)) => {
-                        let seq = update.seq;
-                        let changed = !update.tiles.is_empty() || update.video.is_some();
-                        let damage = decoder.apply(&update).map_err(|e| {
-                            ConnectionError::BadFrame { seq, reason: e.to_string() }
-                        })?;
-                        let (width, height) = (decoder.width(), decoder.height());
-                        screen.present(seq, decoder.pixels(), width, height, &damage)?;
-                        audio.frame_presented(seq, update.time_us);
-                        if let (true, Some(latency)) = (changed, latency.as_mut()) {
-                            latency.frame_presented()?;
-                        }
-                        if let Some(pointer) = input.set_output(width, height) {
-                            screen.move_cursor(pointer);
-                        }
-                        // Right away: the server paces this appliance by its acknowledgements.
-                        send(&mut self.control_send, &ClientControl::FrameAck { seq }).await?;
-                        // A frame that found its display gone or swapped made the sink follow.
-                        announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
-                        if screen.frame_budget_spent() {
-                            return Ok(Ended::FrameBudgetSpent);
+                        // Shown already if its datagram copy came first.
+                        if frame_order.stream(update.seq) {
+                            if let Some(ended) = self.show(&update, &mut decoder, screen, audio, latency, input).await? {
+                                return Ok(ended);
+                            }
+                        } else {
+                            tracing::trace!(seq = update.seq, "frame shown from its datagram copy");
                         }
                     }
                     Some(DisplayMessage::Cursor(CursorUpdate::Hidden)) => screen.set_cursor(None),
@@ -505,6 +521,127 @@ impl Established {
                 },
             }
         }
+    }
+}
+
+impl Established {
+    /// Decodes, shows and acknowledges one frame; `Some` when the appliance is to stop.
+    async fn show<S: DisplaySink>(
+        &mut self,
+        update: &FrameUpdate,
+        decoder: &mut Decoder,
+        screen: &mut Screen<S>,
+        audio: &mut Audio,
+        latency: &mut Option<LatencyLog>,
+        input: &mut Input,
+    ) -> Result<Option<Ended>, ConnectionError> {
+        let seq = update.seq;
+        let changed = !update.tiles.is_empty() || update.video.is_some();
+        let damage = decoder
+            .apply(update)
+            .map_err(|e| ConnectionError::BadFrame {
+                seq,
+                reason: e.to_string(),
+            })?;
+        let (width, height) = (decoder.width(), decoder.height());
+        screen.present(seq, decoder.pixels(), width, height, &damage)?;
+        audio.frame_presented(seq, update.time_us);
+        if let (true, Some(latency)) = (changed, latency.as_mut()) {
+            latency.frame_presented()?;
+        }
+        if let Some(pointer) = input.set_output(width, height) {
+            screen.move_cursor(pointer);
+        }
+        // Right away: the server paces this appliance by its acknowledgements.
+        send(&mut self.control_send, &ClientControl::FrameAck { seq }).await?;
+        // A frame that found its display gone or swapped made the sink follow.
+        announce_screen(&mut self.control_send, &mut self.announced, screen).await?;
+        if screen.frame_budget_spent() {
+            return Ok(Some(Ended::FrameBudgetSpent));
+        }
+        Ok(None)
+    }
+}
+
+/// The frame in a datagram copy (framed as on the display stream); `None` if it holds anything
+/// else.
+fn frame_copy(message: &[u8], max_message_len: u32) -> Option<FrameUpdate> {
+    let mut reader = FrameReader::new(max_message_len);
+    reader.push(message);
+    match reader.next::<DisplayMessage>() {
+        Ok(Some(DisplayMessage::Frame(update))) if reader.buffered() == 0 => Some(update),
+        _ => None,
+    }
+}
+
+/// Datagram copies of the input events written to the input stream, while the link loses
+/// packets: a key whose stream packet is lost still reaches the server without waiting for
+/// QUIC's probe timeout, and the server applies each event once, in order.
+struct InputCopies {
+    watch: LossWatch,
+    delayed: Delayed<Vec<u8>>,
+    sent: CopyCount,
+}
+
+impl Default for InputCopies {
+    fn default() -> Self {
+        Self {
+            watch: LossWatch::default(),
+            delayed: Delayed::default(),
+            sent: CopyCount("input events copied to datagrams", 0),
+        }
+    }
+}
+
+/// A count of copies, logged when the connection ends (if any were made): whether the link
+/// needed them.
+struct CopyCount(&'static str, u64);
+
+impl Drop for CopyCount {
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            tracing::info!(count = self.1, "{} on this connection", self.0);
+        }
+    }
+}
+
+impl InputCopies {
+    /// `message` was just written to the input stream as its `index`-th message.
+    fn sent(&mut self, connection: &quinn::Connection, index: u64, message: &InputMessage) {
+        // A keymap is far too big for a datagram, and nothing waits on it.
+        if matches!(message, InputMessage::Keymap(_)) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if !self.watch.lossy(connection.stats().path.lost_packets, now) {
+            return;
+        }
+        let copy = Datagram::Input {
+            seq: index,
+            event: message.clone(),
+        };
+        match copy.encode() {
+            Ok(datagram) => self.delayed.push(now, datagram),
+            Err(error) => tracing::debug!(%error, "cannot encode an input copy"),
+        }
+    }
+
+    /// Sends the copies that are due.
+    fn send_due(&mut self, connection: &quinn::Connection) {
+        for datagram in self.delayed.take_due(std::time::Instant::now()) {
+            match connection.send_datagram(datagram.into()) {
+                Ok(()) => self.sent.1 += 1,
+                Err(error) => tracing::debug!(%error, "cannot send an input copy"),
+            }
+        }
+    }
+}
+
+/// Sleeps until `due` (forever without one).
+async fn sleep_until(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -555,8 +692,9 @@ async fn announce_screen<S: DisplaySink>(
 }
 
 /// The appliance's input stream: opened once per connection, then one framed
-/// [`InputMessage`] per event, written as soon as it happens.
-struct InputStream(SendStream);
+/// [`InputMessage`] per event, written as soon as it happens; with the count of messages
+/// written (the index of each event, which its datagram copy carries).
+struct InputStream(SendStream, u64);
 
 impl InputStream {
     async fn open(connection: &quinn::Connection) -> Result<Self, ConnectionError> {
@@ -566,11 +704,14 @@ impl InputStream {
             .write_all(&[StreamKind::Input as u8])
             .await
             .map_err(ConnectionError::Write)?;
-        Ok(Self(stream))
+        Ok(Self(stream, 0))
     }
 
-    async fn send(&mut self, message: &InputMessage) -> Result<(), ConnectionError> {
-        write_message(&mut self.0, message).await
+    /// Writes `message`; returns its index on the stream (from 1).
+    async fn send(&mut self, message: &InputMessage) -> Result<u64, ConnectionError> {
+        write_message(&mut self.0, message).await?;
+        self.1 += 1;
+        Ok(self.1)
     }
 }
 

@@ -55,13 +55,31 @@ pub struct AudioPacket {
 
 /// What one QUIC datagram carries. Datagrams have no length prefix: one datagram is one
 /// postcard-encoded `Datagram`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Datagram {
     /// Server → appliance: the session's sound.
     Playback(AudioPacket),
     /// Appliance → server: the microphone, only while the server asked for it
     /// ([`crate::ServerControl::Microphone`]).
     Microphone(AudioPacket),
+    /// Appliance → server: a copy of the `seq`-th message of the input stream (counted from 1,
+    /// the keymap included), sent while the link loses packets, so a lost stream packet does not
+    /// hold a key back until QUIC's retransmission timeout. The server applies each index once,
+    /// in order, whichever copy comes first.
+    Input {
+        seq: u64,
+        event: crate::InputMessage,
+    },
+    /// Server → appliance: a copy of a small frame of the display stream, sent while the link
+    /// loses packets. `message` is the framed [`crate::DisplayMessage::Frame`] exactly as on the
+    /// stream; `prev_seq` the frame written to the stream just before it (0: none), so the
+    /// appliance applies it only right after that one — frames are deltas, applied in order —
+    /// and then skips the stream copy.
+    Frame {
+        prev_seq: u64,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
 }
 
 /// A datagram that is not one.
@@ -74,17 +92,25 @@ pub enum DatagramError {
 }
 
 impl Datagram {
-    pub fn packet(&self) -> &AudioPacket {
+    /// The sound it carries, if it is an audio datagram.
+    pub fn packet(&self) -> Option<&AudioPacket> {
         match self {
-            Datagram::Playback(p) | Datagram::Microphone(p) => p,
+            Datagram::Playback(p) | Datagram::Microphone(p) => Some(p),
+            Datagram::Input { .. } | Datagram::Frame { .. } => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), DatagramError> {
+        match self.packet() {
+            Some(packet) if packet.opus.len() > MAX_OPUS_BYTES => {
+                Err(DatagramError::TooLong(packet.opus.len()))
+            }
+            _ => Ok(()),
         }
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, DatagramError> {
-        let len = self.packet().opus.len();
-        if len > MAX_OPUS_BYTES {
-            return Err(DatagramError::TooLong(len));
-        }
+        self.check()?;
         postcard::to_allocvec(self).map_err(|e| DatagramError::Malformed(e.to_string()))
     }
 
@@ -98,10 +124,7 @@ impl Datagram {
                 rest.len()
             )));
         }
-        let len = datagram.packet().opus.len();
-        if len > MAX_OPUS_BYTES {
-            return Err(DatagramError::TooLong(len));
-        }
+        datagram.check()?;
         Ok(datagram)
     }
 }
@@ -141,5 +164,25 @@ mod tests {
         ));
         assert!(Datagram::decode(&[9, 9, 9]).is_err());
         assert!(Datagram::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn input_and_frame_copies_roundtrip() {
+        let input = Datagram::Input {
+            seq: 12,
+            event: crate::InputMessage::Key {
+                time_ms: 5,
+                keycode: 30,
+                pressed: true,
+            },
+        };
+        let bytes = input.encode().unwrap();
+        assert_eq!(Datagram::decode(&bytes).unwrap(), input);
+        let frame = Datagram::Frame {
+            prev_seq: 41,
+            message: vec![1, 2, 3],
+        };
+        assert_eq!(Datagram::decode(&frame.encode().unwrap()).unwrap(), frame);
+        assert_eq!(frame.packet(), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod framing;
 pub mod identity;
 pub mod input;
 pub mod messages;
+pub mod redundancy;
 pub mod sessions;
 
 pub use audio::{AudioCapabilities, AudioPacket, Datagram};

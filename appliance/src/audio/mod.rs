@@ -193,6 +193,9 @@ impl Audio {
                 }
             }
             Ok(Datagram::Microphone(_)) => self.malformed("a microphone packet from the server"),
+            Ok(Datagram::Input { .. }) => self.malformed("an input event from the server"),
+            // Frame copies are the connection's (it hands only the rest to audio).
+            Ok(Datagram::Frame { .. }) => self.malformed("a frame copy"),
             Err(error) => self.malformed(&error.to_string()),
         }
     }

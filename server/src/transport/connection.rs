@@ -9,9 +9,11 @@ use std::{
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
+use wayray_protocol::redundancy::{Delayed, LossWatch};
 use wayray_protocol::{
-    framing, identity, AudioCapabilities, ByeReason, ClientControl, Encoding, FrameReader, Hello,
-    Notice, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN, PROTOCOL_VERSION,
+    framing, identity, AudioCapabilities, ByeReason, ClientControl, Datagram, Encoding,
+    FrameReader, Hello, Notice, ServerControl, StreamKind, Welcome, DEFAULT_MAX_MESSAGE_LEN,
+    PROTOCOL_VERSION,
 };
 
 use super::governor::{Governor, LinkSample};
@@ -217,7 +219,9 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let mut governor = Governor::new(limit, Instant::now());
     // Frames the cap holds back, oldest first; the session renders nothing new while they wait
     // (they count as in flight until acknowledged), so this stays short.
-    let mut held: VecDeque<Arc<[u8]>> = VecDeque::new();
+    let mut held: VecDeque<(u64, Arc<[u8]>)> = VecDeque::new();
+    // On a lossy link, small frames also go as datagrams (see `wayray_protocol::redundancy`).
+    let mut copies = FrameCopies::default();
     let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
     // What the session last heard of the screen: its size and physical size.
     let mut screen = (
@@ -228,13 +232,18 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
         hello.capabilities.physical_size,
     );
     let (output_tx, output_rx) = watch::channel(output);
+    let sink = input::InputSink {
+        appliance: id,
+        daemon: shared.daemon.clone(),
+        output: output_rx,
+        order: Default::default(),
+    };
     let input_task = tokio::spawn(
-        input::accept(conn.clone(), id, shared.daemon.clone(), output_rx)
-            .instrument(tracing::Span::current()),
+        input::accept(conn.clone(), sink.clone()).instrument(tracing::Span::current()),
     );
     let _abort_input = AbortOnDrop(input_task);
     let microphone_task = tokio::spawn(
-        audio::microphone(conn.clone(), id, shared.daemon.clone())
+        audio::microphone(conn.clone(), id, shared.daemon.clone(), sink)
             .instrument(tracing::Span::current()),
     );
     let _abort_microphone = AbortOnDrop(microphone_task);
@@ -243,9 +252,13 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
 
     loop {
         let wait = governor.delay(Instant::now());
+        let copy_due = copies.delayed.next_due();
         tokio::select! {
             _ = tokio::time::sleep(wait), if !held.is_empty() => {
-                send_held(&mut display, &mut held, &mut governor).await?;
+                send_held(&mut display, &mut held, &mut governor, &mut copies, &conn).await?;
+            }
+            _ = sleep_until(copy_due), if copy_due.is_some() => {
+                copies.send_due(&conn);
             }
             _ = link_tick.tick() => {
                 let sample = LinkSample { rtt: conn.rtt(), cwnd: conn.stats().path.cwnd };
@@ -258,8 +271,8 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             event = events.recv() => match event {
                 Some(ConnEvent::Frame { seq, bytes }) => {
                     tracing::trace!(seq, len = bytes.len(), held = held.len(), "sending frame");
-                    held.push_back(bytes);
-                    send_held(&mut display, &mut held, &mut governor).await?;
+                    held.push_back((seq, bytes));
+                    send_held(&mut display, &mut held, &mut governor, &mut copies, &conn).await?;
                 }
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
@@ -413,18 +426,91 @@ impl Handshake {
 /// Writes the held frames the bandwidth cap lets through now, in order.
 async fn send_held(
     display: &mut quinn::SendStream,
-    held: &mut VecDeque<Arc<[u8]>>,
+    held: &mut VecDeque<(u64, Arc<[u8]>)>,
     governor: &mut Governor,
+    copies: &mut FrameCopies,
+    conn: &quinn::Connection,
 ) -> Result<(), ConnError> {
-    while let Some(bytes) = held.front() {
+    while let Some((seq, bytes)) = held.front() {
         if !governor.delay(Instant::now()).is_zero() {
             break;
         }
         display.write_all(bytes).await?;
         governor.spend(bytes.len(), Instant::now());
+        copies.written(conn, *seq, bytes);
         held.pop_front();
     }
     Ok(())
+}
+
+/// Datagram copies of the small frames written to the display stream while the link loses
+/// packets: a frame whose stream packet is lost still shows without waiting for QUIC's probe
+/// timeout (see `wayray_protocol::redundancy`).
+#[derive(Default)]
+struct FrameCopies {
+    watch: LossWatch,
+    delayed: Delayed<bytes::Bytes>,
+    /// The frame written to the display stream last (0: none yet).
+    last_written: u64,
+    /// Copies sent, logged when the connection ends.
+    sent: u64,
+}
+
+impl Drop for FrameCopies {
+    fn drop(&mut self) {
+        if self.sent > 0 {
+            tracing::info!(
+                count = self.sent,
+                "frames copied to datagrams on this connection"
+            );
+        }
+    }
+}
+
+impl FrameCopies {
+    /// Frame `seq` (`bytes`, framed as on the stream) was just written to the display stream.
+    fn written(&mut self, conn: &quinn::Connection, seq: u64, bytes: &[u8]) {
+        let prev_seq = std::mem::replace(&mut self.last_written, seq);
+        let now = Instant::now();
+        if !self.watch.lossy(conn.stats().path.lost_packets, now) {
+            return;
+        }
+        // Only a frame that fits one datagram; a big one is many packets anyway, whose losses
+        // the later ones reveal.
+        let Some(max) = conn.max_datagram_size() else {
+            return;
+        };
+        if bytes.len() >= max {
+            return;
+        }
+        let copy = Datagram::Frame {
+            prev_seq,
+            message: bytes.to_vec(),
+        };
+        match copy.encode() {
+            Ok(datagram) if datagram.len() <= max => self.delayed.push(now, datagram.into()),
+            Ok(_) => {}
+            Err(err) => tracing::debug!(%err, "cannot encode a frame copy"),
+        }
+    }
+
+    /// Sends the copies that are due.
+    fn send_due(&mut self, conn: &quinn::Connection) {
+        for datagram in self.delayed.take_due(Instant::now()) {
+            match conn.send_datagram(datagram) {
+                Ok(()) => self.sent += 1,
+                Err(err) => tracing::debug!(%err, "cannot send a frame copy"),
+            }
+        }
+    }
+}
+
+/// Sleeps until `due` (forever without one).
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Stops the input reader when the connection handler ends, however it ends.

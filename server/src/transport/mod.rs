@@ -7,6 +7,7 @@ pub mod client_auth;
 mod connection;
 pub mod governor;
 mod input;
+mod input_order;
 
 use std::{
     net::SocketAddr,
