@@ -38,7 +38,7 @@ pub async fn microphone(
                 }
             }
             Ok(Datagram::Input { seq, event }) => {
-                if !input.apply(|order| order.from_datagram(seq, event)) {
+                if !input.apply(|order| order.datagram_copy(seq, event)) {
                     return;
                 }
             }

@@ -94,7 +94,7 @@ async fn read_input(mut stream: quinn::RecvStream, sink: &InputSink) {
         loop {
             match reader.next::<InputMessage>() {
                 Ok(Some(event)) => {
-                    if !sink.apply(|order| order.from_stream(Some(event))) {
+                    if !sink.apply(|order| order.stream_message(Some(event))) {
                         return;
                     }
                 }
@@ -103,7 +103,7 @@ async fn read_input(mut stream: quinn::RecvStream, sink: &InputSink) {
                 // index still counts).
                 Err(FramingError::Malformed(why)) => {
                     tracing::warn!(%why, "dropping malformed input event");
-                    if !sink.apply(|order| order.from_stream(None)) {
+                    if !sink.apply(|order| order.stream_message(None)) {
                         return;
                     }
                 }

@@ -52,7 +52,7 @@ impl Drop for InputOrder {
 impl InputOrder {
     /// The next message of the stream (`None`: it was malformed, and only its index counts).
     /// Returns the events to apply now, in order.
-    pub fn from_stream(&mut self, event: Option<InputMessage>) -> Vec<Option<InputMessage>> {
+    pub fn stream_message(&mut self, event: Option<InputMessage>) -> Vec<Option<InputMessage>> {
         self.stream_read += 1;
         let index = self.stream_read;
         if index < self.next {
@@ -69,7 +69,7 @@ impl InputOrder {
     }
 
     /// A datagram copy of index `seq`. Returns the events to apply now, in order.
-    pub fn from_datagram(&mut self, seq: u64, event: InputMessage) -> Vec<Option<InputMessage>> {
+    pub fn datagram_copy(&mut self, seq: u64, event: InputMessage) -> Vec<Option<InputMessage>> {
         if seq < self.next {
             return Vec::new();
         }
@@ -120,34 +120,34 @@ mod tests {
     #[test]
     fn a_datagram_copy_goes_ahead_of_a_held_back_stream_and_the_stream_copy_is_dropped() {
         let mut order = InputOrder::default();
-        assert_eq!(codes(order.from_stream(Some(key(1)))), [1]);
+        assert_eq!(codes(order.stream_message(Some(key(1)))), [1]);
         // Index 2's stream packet is lost: its datagram copy applies at once.
-        assert_eq!(codes(order.from_datagram(2, key(2))), [2]);
-        assert_eq!(codes(order.from_datagram(3, key(3))), [3]);
+        assert_eq!(codes(order.datagram_copy(2, key(2))), [2]);
+        assert_eq!(codes(order.datagram_copy(3, key(3))), [3]);
         // The retransmitted stream brings 2 and 3 again: nothing is applied twice.
-        assert!(order.from_stream(Some(key(2))).is_empty());
-        assert!(order.from_stream(Some(key(3))).is_empty());
-        assert_eq!(codes(order.from_stream(Some(key(4)))), [4]);
-        assert!(order.from_datagram(4, key(4)).is_empty());
+        assert!(order.stream_message(Some(key(2))).is_empty());
+        assert!(order.stream_message(Some(key(3))).is_empty());
+        assert_eq!(codes(order.stream_message(Some(key(4)))), [4]);
+        assert!(order.datagram_copy(4, key(4)).is_empty());
     }
 
     #[test]
     fn a_copy_ahead_of_a_gap_waits_for_the_gap() {
         let mut order = InputOrder::default();
-        assert!(order.from_datagram(2, key(2)).is_empty());
-        assert!(order.from_datagram(3, key(3)).is_empty());
-        assert_eq!(codes(order.from_stream(Some(key(1)))), [1, 2, 3]);
-        assert!(order.from_stream(Some(key(2))).is_empty());
-        assert!(order.from_stream(Some(key(3))).is_empty());
+        assert!(order.datagram_copy(2, key(2)).is_empty());
+        assert!(order.datagram_copy(3, key(3)).is_empty());
+        assert_eq!(codes(order.stream_message(Some(key(1)))), [1, 2, 3]);
+        assert!(order.stream_message(Some(key(2))).is_empty());
+        assert!(order.stream_message(Some(key(3))).is_empty());
     }
 
     #[test]
     fn a_malformed_stream_message_keeps_its_index() {
         let mut order = InputOrder::default();
-        assert!(order.from_datagram(2, key(2)).is_empty());
-        assert_eq!(codes(order.from_stream(None)), [0, 2]);
-        assert!(order.from_stream(Some(key(2))).is_empty());
-        assert_eq!(codes(order.from_stream(Some(key(3)))), [3]);
+        assert!(order.datagram_copy(2, key(2)).is_empty());
+        assert_eq!(codes(order.stream_message(None)), [0, 2]);
+        assert!(order.stream_message(Some(key(2))).is_empty());
+        assert_eq!(codes(order.stream_message(Some(key(3)))), [3]);
     }
 
     /// SplitMix64, for the shuffled arrivals below.
@@ -181,22 +181,22 @@ mod tests {
             let mut stream = 1..=n;
             let mut copies = copies.into_iter();
             loop {
-                let event = if next(&mut rng) % 2 == 0 {
+                let event = if next(&mut rng).is_multiple_of(2) {
                     copies
                         .next()
-                        .map(|seq| order.from_datagram(seq, key(seq as u32)))
+                        .map(|seq| order.datagram_copy(seq, key(seq as u32)))
                 } else {
                     stream
                         .next()
-                        .map(|i| order.from_stream(Some(key(i as u32))))
+                        .map(|i| order.stream_message(Some(key(i as u32))))
                 };
                 match event {
                     Some(events) => applied.extend(codes(events)),
                     None => {
                         if let Some(i) = stream.next() {
-                            applied.extend(codes(order.from_stream(Some(key(i as u32)))));
+                            applied.extend(codes(order.stream_message(Some(key(i as u32)))));
                         } else if let Some(seq) = copies.next() {
-                            applied.extend(codes(order.from_datagram(seq, key(seq as u32))));
+                            applied.extend(codes(order.datagram_copy(seq, key(seq as u32))));
                         } else {
                             break;
                         }
