@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wayray_protocol::{
@@ -29,12 +30,14 @@ const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Events for one connection task from the router.
 #[derive(Debug)]
 pub enum ConnEvent {
+    /// A framed `DisplayMessage::Frame`, shared with the buffer the daemon read it into: it is
+    /// handed to quinn as it is, not copied.
     Frame {
         seq: u64,
-        bytes: Arc<[u8]>,
+        bytes: Bytes,
     },
     Cursor {
-        bytes: Arc<[u8]>,
+        bytes: Bytes,
     },
     /// The session wants the microphone (or no longer does).
     Microphone {
@@ -217,7 +220,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let mut governor = Governor::new(limit, Instant::now());
     // Frames the cap holds back, oldest first; the session renders nothing new while they wait
     // (they count as in flight until acknowledged), so this stays short.
-    let mut held: VecDeque<Arc<[u8]>> = VecDeque::new();
+    let mut held: VecDeque<Bytes> = VecDeque::new();
     let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
     // What the session last heard of the screen: its size and physical size.
     let mut screen = (
@@ -263,7 +266,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 }
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
-                    display.write_all(&bytes).await?;
+                    display.write_chunk(bytes).await?;
                 }
                 Some(ConnEvent::Microphone { open }) => {
                     tracing::debug!(open, "microphone request");
@@ -413,15 +416,17 @@ impl Handshake {
 /// Writes the held frames the bandwidth cap lets through now, in order.
 async fn send_held(
     display: &mut quinn::SendStream,
-    held: &mut VecDeque<Arc<[u8]>>,
+    held: &mut VecDeque<Bytes>,
     governor: &mut Governor,
 ) -> Result<(), ConnError> {
     while let Some(bytes) = held.front() {
         if !governor.delay(Instant::now()).is_zero() {
             break;
         }
-        display.write_all(bytes).await?;
-        governor.spend(bytes.len(), Instant::now());
+        let len = bytes.len();
+        // Handed over as it is: quinn keeps the `Bytes` until they are acknowledged.
+        display.write_chunk(bytes.clone()).await?;
+        governor.spend(len, Instant::now());
         held.pop_front();
     }
     Ok(())
