@@ -9,6 +9,7 @@ use wayray_protocol::{
 };
 
 use super::{
+    quiet_socket::QuietSocket,
     wire::{self, MessageReader},
     Shared,
 };
@@ -20,8 +21,14 @@ pub async fn serve(listener: tokio::net::UnixListener, daemon: Shared) {
 }
 
 async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
-    let (read, write) = stream.into_split();
-    let mut reader = MessageReader::new(read);
+    let socket = match QuietSocket::new(stream) {
+        Ok(socket) => socket,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch a session's socket");
+            return;
+        }
+    };
+    let mut reader = MessageReader::quiet(socket.clone());
     let hello = match reader.next::<SessionHello>().await {
         Ok(Some(hello)) => hello,
         Ok(None) => return,
@@ -33,7 +40,7 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
     let id = hello.session;
     let span = tracing::info_span!("session", id = %session_id_string(id));
     async move {
-        let link = wire::spawn_writer::<ToSession>(write, "session link");
+        let link = wire::spawn_quiet_writer::<ToSession>(socket, "session link");
         let registered = match daemon.lock() {
             Ok(mut d) => d.session_registered(
                 id,

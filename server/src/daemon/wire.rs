@@ -12,6 +12,8 @@ use wayray_protocol::{
     DEFAULT_MAX_MESSAGE_LEN,
 };
 
+use super::quiet_socket::QuietSocket;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("socket: {0}")]
@@ -25,9 +27,24 @@ pub enum WireError {
 /// this buffer.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Where a [`MessageReader`] reads from.
+enum ReadSide {
+    Tokio(OwnedReadHalf),
+    Quiet(QuietSocket),
+}
+
+impl ReadSide {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            ReadSide::Tokio(half) => half.read_buf(buf).await,
+            ReadSide::Quiet(socket) => socket.read_buf(buf).await,
+        }
+    }
+}
+
 /// Reads framed messages from a socket.
 pub struct MessageReader {
-    half: OwnedReadHalf,
+    half: ReadSide,
     /// Bytes read and not yet returned; each message is split off it without a copy.
     buf: BytesMut,
     max_len: u32,
@@ -35,6 +52,15 @@ pub struct MessageReader {
 
 impl MessageReader {
     pub fn new(half: OwnedReadHalf) -> Self {
+        Self::with_side(ReadSide::Tokio(half))
+    }
+
+    /// Reads a socket registered for reading only (a session's: see [`QuietSocket`]).
+    pub fn quiet(socket: QuietSocket) -> Self {
+        Self::with_side(ReadSide::Quiet(socket))
+    }
+
+    fn with_side(half: ReadSide) -> Self {
         Self {
             half,
             buf: BytesMut::new(),
@@ -95,28 +121,76 @@ fn message_len(buf: &[u8], max_len: u32) -> Result<Option<usize>, wayray_protoco
     Ok(Some(len as usize))
 }
 
+/// At most this many bytes of queued messages go out in one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Where a writer task writes.
+enum WriteSide {
+    Tokio(OwnedWriteHalf),
+    Quiet(QuietSocket),
+}
+
+impl WriteSide {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            WriteSide::Tokio(half) => half.write_all(bytes).await,
+            WriteSide::Quiet(socket) => socket.write_all(bytes).await,
+        }
+    }
+}
+
 /// Writes everything sent on the returned channel to `half`, in order, until either side ends.
 pub fn spawn_writer<T: Serialize + Send + 'static>(
-    mut half: OwnedWriteHalf,
+    half: OwnedWriteHalf,
+    what: &'static str,
+) -> mpsc::UnboundedSender<T> {
+    spawn_side_writer(WriteSide::Tokio(half), what)
+}
+
+/// [`spawn_writer`] for a socket registered for reading only (see [`QuietSocket`]).
+pub fn spawn_quiet_writer<T: Serialize + Send + 'static>(
+    socket: QuietSocket,
+    what: &'static str,
+) -> mpsc::UnboundedSender<T> {
+    spawn_side_writer(WriteSide::Quiet(socket), what)
+}
+
+fn spawn_side_writer<T: Serialize + Send + 'static>(
+    mut side: WriteSide,
     what: &'static str,
 ) -> mpsc::UnboundedSender<T> {
     let (tx, mut rx) = mpsc::unbounded_channel::<T>();
     tokio::spawn(async move {
+        let mut batch = Vec::new();
         while let Some(msg) = rx.recv().await {
-            let bytes = match framing::encode(&msg) {
-                Ok(b) => b,
-                Err(err) => {
-                    tracing::error!(%err, what, "cannot encode a message");
-                    continue;
+            batch.clear();
+            append(&mut batch, &msg, what);
+            // What was queued meanwhile (a key's press and release, an ack) goes in the same
+            // write: one system call and one wake-up of the peer.
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => append(&mut batch, &msg, what),
+                    Err(_) => break,
                 }
-            };
-            if let Err(err) = half.write_all(&bytes).await {
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(err) = side.write_all(&batch).await {
                 tracing::debug!(%err, what, "peer socket closed");
                 return;
             }
         }
     });
     tx
+}
+
+/// Appends `msg`, framed, to `batch`.
+fn append<T: Serialize>(batch: &mut Vec<u8>, msg: &T, what: &'static str) {
+    match framing::encode(msg) {
+        Ok(bytes) => batch.extend_from_slice(&bytes),
+        Err(err) => tracing::error!(%err, what, "cannot encode a message"),
+    }
 }
 
 /// Binds a Unix socket, replacing a stale one left by a previous run.
