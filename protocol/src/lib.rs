@@ -9,6 +9,7 @@ pub mod audio;
 pub mod card_proof;
 pub mod codec;
 pub mod cursor;
+pub mod frame_relay;
 pub mod framing;
 pub mod identity;
 pub mod input;

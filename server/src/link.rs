@@ -67,11 +67,12 @@ pub enum ToCompositor {
 /// Compositor → transport.
 #[derive(Debug)]
 pub enum ToTransport {
-    /// A framed `DisplayMessage::Frame`, ready for the display stream of `appliance`.
+    /// A framed `DisplayMessage::Frame`, ready for the display stream of `appliance`; written
+    /// to the daemon from this buffer, without a copy (see `wayray_protocol::frame_relay`).
     Frame {
         appliance: ApplianceId,
         seq: u64,
-        bytes: Arc<[u8]>,
+        bytes: Vec<u8>,
         /// Microseconds the encode took (for the daemon's `wayray_encode_seconds`).
         encode_us: u32,
     },

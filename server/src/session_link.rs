@@ -6,7 +6,7 @@
 //! daemon is away the session counts as detached: it renders nothing and its clients tick slowly.
 
 use std::{
-    io::{Read, Write},
+    io::{IoSlice, Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
     sync::{mpsc, Arc, Mutex},
@@ -15,7 +15,7 @@ use std::{
 
 use smithay::reexports::calloop::channel::Sender;
 use wayray_protocol::{
-    framing,
+    frame_relay, framing,
     sessions::{session_id_string, FromSession, SessionHello, SessionId, ToSession},
     FrameReader, DEFAULT_MAX_MESSAGE_LEN,
 };
@@ -55,39 +55,45 @@ impl LinkTx {
     /// Sends `msg` if the daemon is connected; while it is not, the session counts as detached
     /// and the message is dropped.
     pub fn send(&self, msg: ToTransport) {
-        let msg = match msg {
+        match msg {
+            // The frame goes out from the encoder's buffer, between its envelope's head and
+            // tail: no copy into a message (`wayray_protocol::frame_relay`).
             ToTransport::Frame {
                 appliance,
                 seq,
                 bytes,
                 encode_us,
-            } => FromSession::Frame {
-                appliance,
-                seq,
-                bytes: bytes.to_vec(),
-                encode_us,
+            } => match frame_relay::frame_envelope(appliance, seq, bytes.len(), encode_us) {
+                Ok(env) => self.write([&env.head, &bytes, &env.tail]),
+                Err(err) => tracing::error!(%err, seq, "cannot frame a frame for the daemon"),
             },
-            ToTransport::Cursor { appliance, bytes } => FromSession::Cursor {
+            ToTransport::Cursor { appliance, bytes } => self.send_message(&FromSession::Cursor {
                 appliance,
                 bytes: bytes.to_vec(),
-            },
-            ToTransport::Audio { appliance, bytes } => FromSession::Audio { appliance, bytes },
+            }),
+            ToTransport::Audio { appliance, bytes } => {
+                self.send_message(&FromSession::Audio { appliance, bytes })
+            }
             ToTransport::Microphone { appliance, open } => {
-                FromSession::Microphone { appliance, open }
+                self.send_message(&FromSession::Microphone { appliance, open })
             }
-        };
-        let bytes = match framing::encode(&msg) {
-            Ok(b) => b,
-            Err(err) => {
-                tracing::error!(%err, "cannot encode a message for the daemon");
-                return;
-            }
-        };
+        }
+    }
+
+    fn send_message(&self, msg: &FromSession) {
+        match framing::encode(msg) {
+            Ok(bytes) => self.write([&bytes]),
+            Err(err) => tracing::error!(%err, "cannot encode a message for the daemon"),
+        }
+    }
+
+    /// Writes `parts` back to back as one message, if the daemon is connected.
+    fn write<const N: usize>(&self, parts: [&[u8]; N]) {
         let Ok(mut guard) = self.writer.lock() else {
             return;
         };
         if let Some(stream) = guard.as_mut() {
-            if let Err(err) = stream.write_all(&bytes) {
+            if let Err(err) = write_all_vectored(stream, parts) {
                 // A partial message leaves the stream out of step: end it, and the read side
                 // reconnects.
                 tracing::warn!(%err, "writing to the daemon failed; reconnecting");
@@ -96,6 +102,24 @@ impl LinkTx {
             }
         }
     }
+}
+
+/// Writes all of `parts`, in order, with as few `writev` calls as the socket allows.
+fn write_all_vectored<const N: usize>(
+    stream: &mut impl Write,
+    parts: [&[u8]; N],
+) -> std::io::Result<()> {
+    let mut slices = parts.map(IoSlice::new);
+    let mut bufs = &mut slices[..];
+    while bufs.iter().any(|b| !b.is_empty()) {
+        match stream.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// The daemon's socket once registered, for the compositor's event loop to read: reading it
@@ -416,6 +440,45 @@ mod tests {
             Some(ToCompositor::Detached { appliance: 7 })
         ));
         assert!(lost_rx.try_recv().is_ok(), "the connecting thread is told");
+    }
+
+    /// Takes at most `step` bytes per call, as a full socket buffer would.
+    struct Trickle {
+        got: Vec<u8>,
+        step: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_frame_written_in_pieces_is_the_framed_message() {
+        let frame: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let expected = framing::encode(&FromSession::Frame {
+            appliance: 3,
+            seq: 300,
+            bytes: frame.clone(),
+            encode_us: 99,
+        })
+        .expect("encode");
+        let env = frame_relay::frame_envelope(3, 300, frame.len(), 99).expect("envelope");
+        for step in [1, 3, 7, 4096, usize::MAX] {
+            let mut out = Trickle {
+                got: Vec::new(),
+                step,
+            };
+            write_all_vectored(&mut out, [&env.head, &frame, &[], &env.tail]).expect("write");
+            assert_eq!(out.got, expected, "{step} bytes per write");
+        }
     }
 
     #[test]

@@ -26,7 +26,6 @@ use std::{
     ffi::OsString,
     path::PathBuf,
     process::Command,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -737,7 +736,7 @@ impl WayRay {
                     let msg = ToTransport::Frame {
                         appliance,
                         seq,
-                        bytes: Arc::from(bytes),
+                        bytes,
                         encode_us,
                     };
                     self.to_transport.send(msg);

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod appliances;
 pub mod launcher;
 pub mod pool_link;
+pub mod quiet_socket;
 pub mod sessions;
 pub mod shared;
 pub mod trust;

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wayray_protocol::redundancy::{Delayed, LossWatch};
@@ -31,12 +32,14 @@ const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 /// Events for one connection task from the router.
 #[derive(Debug)]
 pub enum ConnEvent {
+    /// A framed `DisplayMessage::Frame`, shared with the buffer the daemon read it into: it is
+    /// handed to quinn as it is, not copied.
     Frame {
         seq: u64,
-        bytes: Arc<[u8]>,
+        bytes: Bytes,
     },
     Cursor {
-        bytes: Arc<[u8]>,
+        bytes: Bytes,
     },
     /// The session wants the microphone (or no longer does).
     Microphone {
@@ -219,7 +222,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let mut governor = Governor::new(limit, Instant::now());
     // Frames the cap holds back, oldest first; the session renders nothing new while they wait
     // (they count as in flight until acknowledged), so this stays short.
-    let mut held: VecDeque<(u64, Arc<[u8]>)> = VecDeque::new();
+    let mut held: VecDeque<(u64, Bytes)> = VecDeque::new();
     // On a lossy link, small frames also go as datagrams (see `wayray_protocol::redundancy`).
     let mut copies = FrameCopies::default();
     let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
@@ -276,7 +279,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                 }
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");
-                    display.write_all(&bytes).await?;
+                    display.write_chunk(bytes).await?;
                 }
                 Some(ConnEvent::Microphone { open }) => {
                     tracing::debug!(open, "microphone request");
@@ -426,7 +429,7 @@ impl Handshake {
 /// Writes the held frames the bandwidth cap lets through now, in order.
 async fn send_held(
     display: &mut quinn::SendStream,
-    held: &mut VecDeque<(u64, Arc<[u8]>)>,
+    held: &mut VecDeque<(u64, Bytes)>,
     governor: &mut Governor,
     copies: &mut FrameCopies,
     conn: &quinn::Connection,
@@ -435,8 +438,10 @@ async fn send_held(
         if !governor.delay(Instant::now()).is_zero() {
             break;
         }
-        display.write_all(bytes).await?;
-        governor.spend(bytes.len(), Instant::now());
+        let len = bytes.len();
+        // Handed over as it is: quinn keeps the `Bytes` until they are acknowledged.
+        display.write_chunk(bytes.clone()).await?;
+        governor.spend(len, Instant::now());
         copies.written(conn, *seq, bytes);
         held.pop_front();
     }
