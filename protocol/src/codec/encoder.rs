@@ -6,6 +6,7 @@ use zstd::bulk::Compressor;
 
 use super::palette::Palettizer;
 use super::scroll::ScrollDetector;
+use super::stream::StreamCompressor;
 use super::tiles::{self, RowSpan, TileGrid};
 use super::video::{VideoEncoder, VideoError, VideoUpdate};
 use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
@@ -69,6 +70,11 @@ pub struct EncoderConfig {
     /// Send large regions that keep changing with photo-like content (video) as H.264 instead
     /// of tiles; lossy while they play, refreshed losslessly once they stop.
     pub video: bool,
+    /// Compress tiles that are not photo-like as one zstd stream from key frame to key frame,
+    /// with a palette that lives as long (see `stream.rs`): text repeats across tiles and
+    /// frames, and the stream finds it. [`XorChoice::Smaller`] then acts as `Heuristic` (a
+    /// stream cannot take back an attempt).
+    pub stream: bool,
 }
 
 impl Default for EncoderConfig {
@@ -83,6 +89,7 @@ impl Default for EncoderConfig {
             scroll: true,
             merge_rows: true,
             video: true,
+            stream: true,
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct Encoder {
     config: EncoderConfig,
     /// Created on first use (creation can fail): `[level, photo_level]`.
     compressors: [Option<Compressor<'static>>; 2],
+    /// Created on first use with `config.stream`; reset at every key frame.
+    stream: Option<StreamCompressor>,
     scroll: ScrollDetector,
     palette: Palettizer,
     // Scratch reused across tiles and frames, so the steady state allocates only the output.
@@ -123,6 +132,7 @@ impl Encoder {
             key_pending: true,
             config,
             compressors: [None, None],
+            stream: None,
             scroll: ScrollDetector::default(),
             palette: Palettizer::default(),
             damaged: Vec::new(),
@@ -189,6 +199,13 @@ impl Encoder {
         }
 
         let key = self.key_pending;
+        if key && self.config.stream {
+            // The decoder starts its stream over at every key frame: so does the encoder.
+            self.palette.clear();
+            if let Some(stream) = &mut self.stream {
+                stream.reset()?;
+            }
+        }
         self.damaged.clear();
         self.damaged.resize(self.grid.len(), key);
         self.spans.clear();
@@ -324,10 +341,10 @@ impl Encoder {
         } else {
             Score::sample(pixels, Some(&self.reference), rect, fw)
         };
-        let choice = if key {
-            XorChoice::Raw
-        } else {
-            self.config.xor_choice
+        let choice = match self.config.xor_choice {
+            _ if key => XorChoice::Raw,
+            XorChoice::Smaller if self.config.stream => XorChoice::Heuristic,
+            c => c,
         };
         let raw_photo = score.is_photo(score.raw_repeats, &self.config);
         let xor_photo = score.is_photo(score.xor_repeats, &self.config);
@@ -335,20 +352,16 @@ impl Encoder {
         // second pass); XOR needs the old reference, so `Smaller` lets the raw attempt not copy.
         let (data, updated) = match choice {
             XorChoice::Raw => self.encode_raw(pixels, rect, raw_photo, !key)?,
-            XorChoice::Xor => (
-                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
-                false,
-            ),
-            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => (
-                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
-                false,
-            ),
+            XorChoice::Xor => (self.compress_xor(pixels, rect, xor_photo)?, false),
+            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => {
+                (self.compress_xor(pixels, rect, xor_photo)?, false)
+            }
             XorChoice::Heuristic => self.encode_raw(pixels, rect, raw_photo, !key)?,
             XorChoice::Smaller => {
                 let (raw, _) = self.encode_raw(pixels, rect, raw_photo, false)?;
                 let xor = self.compress_xor(pixels, rect, xor_photo)?;
-                if xor.len() < raw.payload_len() {
-                    (TileData::ZstdXor(xor), false)
+                if xor.payload_len() < raw.payload_len() {
+                    (xor, false)
                 } else {
                     (raw, false)
                 }
@@ -379,6 +392,21 @@ impl Encoder {
         photo: bool,
         update_ref: bool,
     ) -> io::Result<(TileData, bool)> {
+        if !photo && self.config.stream {
+            let copy_to = update_ref.then_some(self.reference.as_mut_slice());
+            if let Some(ext) = self.palette.extend(pixels, rect, self.grid.width, copy_to) {
+                let stream = stream_of(&mut self.stream, self.config.level)?;
+                let (number, indices) = stream.compress(&self.palette.indices, &mut self.packed)?;
+                let data = TileData::StreamPalette {
+                    number,
+                    reset: ext.reset,
+                    added: self.palette.colours()[ext.first_new * 4..].to_vec(),
+                    indices,
+                };
+                return Ok((data, update_ref));
+            }
+            return Ok((self.compress_raw(pixels, rect, photo)?, false));
+        }
         let copy_to = update_ref.then_some(self.reference.as_mut_slice());
         if !photo && self.palette.build(pixels, rect, self.grid.width, copy_to) {
             let indices = compress_with(
@@ -393,21 +421,23 @@ impl Encoder {
             };
             return Ok((data, update_ref));
         }
-        Ok((
-            TileData::Zstd(self.compress_raw(pixels, rect, photo)?),
-            false,
-        ))
+        Ok((self.compress_raw(pixels, rect, photo)?, false))
     }
 
-    fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {
+    fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
         self.raw.clear();
         for r in tiles::rows(rect, self.grid.width) {
             self.raw.extend_from_slice(&pixels[r]);
         }
-        self.compress(false, photo)
+        if !photo && self.config.stream {
+            let stream = stream_of(&mut self.stream, self.config.level)?;
+            let (number, data) = stream.compress(&self.raw, &mut self.packed)?;
+            return Ok(TileData::StreamPixels { number, data });
+        }
+        Ok(TileData::Zstd(self.compress(false, photo)?))
     }
 
-    fn compress_xor(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {
+    fn compress_xor(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
         self.xor.resize(rect.area() as usize * BYTES_PER_PIXEL, 0);
         let rows = self.xor.chunks_exact_mut(rect.w as usize * BYTES_PER_PIXEL);
         for (dst, r) in rows.zip(tiles::rows(rect, self.grid.width)) {
@@ -416,7 +446,12 @@ impl Encoder {
                 *d = a ^ b;
             }
         }
-        self.compress(true, photo)
+        if !photo && self.config.stream {
+            let stream = stream_of(&mut self.stream, self.config.level)?;
+            let (number, data) = stream.compress(&self.xor, &mut self.packed)?;
+            return Ok(TileData::StreamXor { number, data });
+        }
+        Ok(TileData::ZstdXor(self.compress(true, photo)?))
     }
 
     /// Compresses the raw or XOR scratch buffer, with the fast level for photo-like content.
@@ -448,6 +483,14 @@ fn compress_with(
     compressor.compress_to_buffer(src, packed)?;
     // Exact-size copy: the scratch buffer keeps the worst-case capacity.
     Ok(packed.clone())
+}
+
+/// The stream's compressor in `slot`, created at `level` on first use.
+fn stream_of(slot: &mut Option<StreamCompressor>, level: i32) -> io::Result<&mut StreamCompressor> {
+    match slot {
+        Some(s) => Ok(s),
+        None => Ok(slot.insert(StreamCompressor::new(level)?)),
+    }
 }
 
 /// Whether `next` continues `last` to the right over exactly the same rows.
