@@ -9,7 +9,7 @@ use super::scroll::ScrollDetector;
 use super::stream::StreamCompressor;
 use super::tiles::{self, RowSpan, TileGrid};
 use super::video::{VideoEncoder, VideoError, VideoUpdate};
-use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
+use super::{CopyRect, FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +242,8 @@ impl Encoder {
         for by in (0..self.grid.rows).step_by(block as usize) {
             row.clear();
             for bx in (0..self.grid.cols).step_by(block as usize) {
-                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key, use_spans)
+                let Some(bounds) =
+                    self.changed_bounds(pixels, bx, by, block, key, use_spans, &copies)
                 else {
                     continue;
                 };
@@ -292,7 +293,9 @@ impl Encoder {
 
     /// Bounding box of the cells of block `(bx, by)` that are damaged and differ from the
     /// reference (all of them in a key frame). Unchanged cells inside the box are sent again:
-    /// as XOR they are zeros, which cost zstd next to nothing.
+    /// as XOR they are zeros, which cost zstd next to nothing. Rows a copy just made equal
+    /// (the scroll search compared them byte for byte) are not compared again.
+    #[allow(clippy::too_many_arguments)]
     fn changed_bounds(
         &self,
         pixels: &[u8],
@@ -301,6 +304,7 @@ impl Encoder {
         block: u32,
         key: bool,
         use_spans: bool,
+        copies: &[CopyRect],
     ) -> Option<Rect> {
         let fw = self.grid.width;
         let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
@@ -316,7 +320,10 @@ impl Encoder {
                 } else {
                     cell
                 };
-                if !key && tiles::rows(look, fw).all(|r| pixels[r.clone()] == self.reference[r]) {
+                let same = |part: Rect| {
+                    tiles::rows(part, fw).all(|r| pixels[r.clone()] == self.reference[r])
+                };
+                if !key && outside_copies(look, copies).into_iter().flatten().all(same) {
                     continue;
                 }
                 x0 = x0.min(cell.x);
@@ -405,7 +412,7 @@ impl Encoder {
                 };
                 return Ok((data, update_ref));
             }
-            return Ok((self.compress_raw(pixels, rect, photo)?, false));
+            return self.compress_raw(pixels, rect, photo, update_ref);
         }
         let copy_to = update_ref.then_some(self.reference.as_mut_slice());
         if !photo && self.palette.build(pixels, rect, self.grid.width, copy_to) {
@@ -421,20 +428,31 @@ impl Encoder {
             };
             return Ok((data, update_ref));
         }
-        Ok((self.compress_raw(pixels, rect, photo)?, false))
+        self.compress_raw(pixels, rect, photo, update_ref)
     }
 
-    fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
+    /// zstd of the tile's pixels; with `update_ref`, each row is also copied into the reference
+    /// while it is in cache (the flag returned says so).
+    fn compress_raw(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        photo: bool,
+        update_ref: bool,
+    ) -> io::Result<(TileData, bool)> {
         self.raw.clear();
         for r in tiles::rows(rect, self.grid.width) {
-            self.raw.extend_from_slice(&pixels[r]);
+            self.raw.extend_from_slice(&pixels[r.clone()]);
+            if update_ref {
+                self.reference[r.clone()].copy_from_slice(&pixels[r]);
+            }
         }
         if !photo && self.config.stream {
             let stream = stream_of(&mut self.stream, self.config.level)?;
             let (number, data) = stream.compress(&self.raw, &mut self.packed)?;
-            return Ok(TileData::StreamPixels { number, data });
+            return Ok((TileData::StreamPixels { number, data }, update_ref));
         }
-        Ok(TileData::Zstd(self.compress(false, photo)?))
+        Ok((TileData::Zstd(self.compress(false, photo)?), update_ref))
     }
 
     fn compress_xor(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
@@ -491,6 +509,21 @@ fn stream_of(slot: &mut Option<StreamCompressor>, level: i32) -> io::Result<&mut
         Some(s) => Ok(s),
         None => Ok(slot.insert(StreamCompressor::new(level)?)),
     }
+}
+
+/// The parts of `look` above and below the rows the first copy that spans its columns wrote:
+/// after the copies, those rows equal the new pixels (the copy moved only rows that matched).
+fn outside_copies(look: Rect, copies: &[CopyRect]) -> [Option<Rect>; 2] {
+    let covering = copies.iter().map(CopyRect::dst).find(|d| {
+        d.x <= look.x && look.x + look.w <= d.x + d.w && d.y < look.y + look.h && look.y < d.y + d.h
+    });
+    let Some(d) = covering else {
+        return [Some(look), None];
+    };
+    let above = (d.y > look.y).then(|| Rect::new(look.x, look.y, look.w, d.y - look.y));
+    let (end, look_end) = (d.y + d.h, look.y + look.h);
+    let below = (end < look_end).then(|| Rect::new(look.x, end, look.w, look_end - end));
+    [above, below]
 }
 
 /// Whether `next` continues `last` to the right over exactly the same rows.
@@ -607,3 +640,34 @@ impl Score {
 /// One row in four is sampled: choices stay within 1 % of compressing both (see [`XorChoice`])
 /// at a quarter of the counting cost.
 const SAMPLE_EVERY: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_a_copy_wrote_are_not_looked_at_again() {
+        let copy = CopyRect {
+            src: Rect::new(0, 40, 256, 100),
+            dst_x: 0,
+            dst_y: 20,
+        };
+        // Inside the copy's rows and columns: nothing left to compare.
+        let inside = Rect::new(64, 64, 64, 50);
+        assert_eq!(outside_copies(inside, &[copy]), [None, None]);
+        // Straddling its top and bottom: the rows above and below it.
+        let tall = Rect::new(0, 0, 64, 128);
+        assert_eq!(
+            outside_copies(tall, &[copy]),
+            [
+                Some(Rect::new(0, 0, 64, 20)),
+                Some(Rect::new(0, 120, 64, 8))
+            ]
+        );
+        // Wider than the copy, or beside it: compared whole.
+        let wide = Rect::new(200, 64, 64, 16);
+        assert_eq!(outside_copies(wide, &[copy]), [Some(wide), None]);
+        let below = Rect::new(0, 120, 64, 8);
+        assert_eq!(outside_copies(below, &[copy]), [Some(below), None]);
+    }
+}

@@ -116,6 +116,9 @@ impl Palettizer {
             return true;
         }
         let rows = tiles::rows(rect, frame_width).zip(self.indices.chunks_exact_mut(w));
+        // The colour of the last run and its index: runs are mostly the background, so most
+        // of them skip the table.
+        let (mut last, mut last_index) = (u64::MAX, 0);
         for (r, dst) in rows {
             // Four pixels of one colour (background, glyph stems) are one 16-byte compare and
             // one table lookup.
@@ -125,10 +128,13 @@ impl Palettizer {
                 let first = u32::from_le_bytes([px4[0], px4[1], px4[2], px4[3]]);
                 let run = u128::from(first) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
                 if u128::from_le_bytes(px4.try_into().unwrap_or_default()) == run {
-                    let Some(index) = table.index(first) else {
-                        return false;
-                    };
-                    d4.fill(index);
+                    if u64::from(first) != last {
+                        let Some(index) = table.index(first) else {
+                            return false;
+                        };
+                        (last, last_index) = (u64::from(first), index);
+                    }
+                    d4.fill(last_index);
                     continue;
                 }
                 if !table.index_all(px4, d4) {
