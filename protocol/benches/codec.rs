@@ -562,7 +562,7 @@ fn scroll(frame: &[u8], w: u32, dy: usize) -> Vec<u8> {
 }
 
 /// Terminal sequences made of the fixture's own glyphs (cells of 7×14 pixels from (2, 26) in
-/// the 1280×800 capture): text is words of a small vocabulary, as in `scripts/bench-vs-waypipe`'s
+/// the 1280×800 capture, made grey): text is words of a small vocabulary, as in `scripts/bench-vs-waypipe`'s
 /// file, laid out in 55 lines of up to 180 cells on page A's background. Typing: one glyph per
 /// frame. Scroll: the text moves up 3 lines a frame. Redraw: a new page of new lines each frame.
 fn terminal_sequences(a: &[u8], b: &[u8], w: u32, h: u32) -> Vec<Workload> {
@@ -583,7 +583,13 @@ fn terminal_sequences(a: &[u8], b: &[u8], w: u32, h: u32) -> Vec<Workload> {
                 let mut cell = Vec::with_capacity((CW * CH * 4) as usize);
                 for y in 0..CH {
                     let i = ((Y0 + l * CH + y) as usize) * stride + ((X0 + c * CW) as usize) * 4;
-                    cell.extend_from_slice(&page[i..i + CW as usize * 4]);
+                    // Grey, as foot draws with greyscale anti-aliasing (the capture's text has
+                    // coloured fringes: over 256 colours per tile, no palette).
+                    for px in page[i..i + CW as usize * 4].chunks_exact(4) {
+                        let v = ((u32::from(px[0]) + 6 * u32::from(px[1]) + 3 * u32::from(px[2]))
+                            / 10) as u8;
+                        cell.extend_from_slice(&[v, v, v, 0xff]);
+                    }
                 }
                 // Blank cells are spaces; skip the rest of the duplicates later by chance.
                 if cell.chunks_exact(4).any(|p| p != &cell[..4]) {
@@ -594,7 +600,9 @@ fn terminal_sequences(a: &[u8], b: &[u8], w: u32, h: u32) -> Vec<Workload> {
     }
     let blank: Vec<u8> = {
         let i = (Y0 as usize) * stride + (w as usize - 8) * 4;
-        a[i..i + 4].repeat((CW * CH) as usize)
+        let px = &a[i..i + 4];
+        let v = ((u32::from(px[0]) + 6 * u32::from(px[1]) + 3 * u32::from(px[2])) / 10) as u8;
+        [v, v, v, 0xff].repeat((CW * CH) as usize)
     };
     let mut rng = 0x5eed_u64;
     let vocabulary: Vec<Vec<usize>> = (0..60)
@@ -627,6 +635,13 @@ fn terminal_sequences(a: &[u8], b: &[u8], w: u32, h: u32) -> Vec<Workload> {
     };
     let page = |first: usize| {
         let mut px = a.to_vec();
+        let (x1, y1) = ((X0 + cols * CW) as usize, (Y0 + lines * CH) as usize);
+        for y in Y0 as usize..y1 {
+            let row = &mut px[y * stride + X0 as usize * 4..y * stride + x1 * 4];
+            for (p, b) in row.chunks_exact_mut(4).zip(blank.chunks_exact(4).cycle()) {
+                p.copy_from_slice(b);
+            }
+        }
         for l in 0..lines {
             for c in 0..cols {
                 let cell = text[first + l as usize].get(c as usize).copied().flatten();

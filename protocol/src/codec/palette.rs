@@ -259,6 +259,41 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_mixes_and_tails_index_like_a_pixel_at_a_time() {
+        // 83-pixel rows (five 16-pixel groups, then tails): runs of random lengths in 12
+        // colours, as text on a background looks.
+        let (w, h) = (83u32, 9u32);
+        let mut seed = 9u64;
+        let mut colours = Vec::new();
+        while colours.len() < (w * h) as usize {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (colour, len) = ((seed >> 33) as u32 % 12, (seed >> 50) as usize % 40 + 1);
+            colours.extend(std::iter::repeat_n(colour * 0x0101_0101, len));
+        }
+        colours.truncate((w * h) as usize);
+        let pixels = frame(colours.iter().copied());
+        let mut p = Palettizer::default();
+        let tile = Rect::new(0, 0, w, h);
+        assert!(p.build(&pixels, tile, w, None));
+        // A pixel at a time: indices in order of first use.
+        let mut order: Vec<u32> = Vec::new();
+        let expect: Vec<u8> = colours
+            .iter()
+            .map(|c| match order.iter().position(|o| o == c) {
+                Some(i) => i as u8,
+                None => {
+                    order.push(*c);
+                    (order.len() - 1) as u8
+                }
+            })
+            .collect();
+        assert_eq!(p.indices, expect);
+        assert_eq!(p.colours(), frame(order.into_iter()));
+    }
+
+    #[test]
     fn extend_keeps_indices_starts_over_when_full_and_restores_on_failure() {
         let mut p = Palettizer::default();
         let a = frame([5, 7, 5, 7].into_iter());
