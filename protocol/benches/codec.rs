@@ -5,6 +5,7 @@
 //! come from `benches/fixtures/{desktop,terminal}-{W}x{H}-{a,b}.png` (made by
 //! `scripts/capture-desktop`); `WAYRAY_BENCH_FIXTURES=DIR` reads them from elsewhere.
 //! `WAYRAY_BENCH_TUNE=1` adds the table of encoder settings used to pick the encoder defaults;
+//! `WAYRAY_BENCH_PROFILE=N` encodes each workload N more times untimed (for `perf record`);
 //! `WAYRAY_BENCH_ONLY=TEXT` keeps the workloads whose "{W}x{H} {name}" contains TEXT. The v1
 //! table runs with video regions off (it measures the
 //! lossless codec); the "video-like" table compares a synthetic video with them on and off.
@@ -32,6 +33,7 @@ const LOSSLESS: EncoderConfig = EncoderConfig {
     block: 4,
     scroll: true,
     merge_rows: true,
+    stream: true,
 };
 
 struct Workload {
@@ -39,9 +41,14 @@ struct Workload {
     /// Frames encoded in turn after an untimed key frame of `frames[0]`.
     frames: Vec<Vec<u8>>,
     damage: Rect,
+    /// Damage of each frame instead of `damage` (same length as `frames`).
+    damages: Option<Vec<Rect>>,
 }
 
+#[derive(Clone)]
 struct Measured {
+    /// Mean wire bytes per timed frame.
+    bytes_mean: usize,
     enc: Duration,
     /// Fastest frame: less disturbed by other processes than the median, for comparing settings.
     enc_min: Duration,
@@ -60,6 +67,7 @@ fn main() {
     let only = std::env::var("WAYRAY_BENCH_ONLY").unwrap_or_default();
     let mut rows = Vec::new();
     let mut tuning = Vec::new();
+    let mut streams = Vec::new();
 
     for (w, h) in SIZES {
         let desktop = load_pair(&dir, "desktop", w, h);
@@ -81,20 +89,24 @@ fn main() {
                 name: "desktop A⇄B, full damage",
                 frames: vec![a.clone(), b],
                 damage: Rect::new(0, 0, w, h),
+                damages: None,
             });
             workloads.push(Workload {
                 name: "desktop A scrolled 3 px, full damage",
                 frames: vec![a, scrolled],
                 damage: Rect::new(0, 0, w, h),
+                damages: None,
             });
         }
         // A full-screen foot window of dense text replaced by another page: what each frame of
         // `foot` scrolling faster than a screen per frame looks like.
         if let Some((a, b)) = load_pair(&dir, "terminal", w, h) {
+            workloads.extend(terminal_sequences(&a, &b, w, h));
             workloads.push(Workload {
                 name: "terminal page A⇄B, full damage",
                 frames: vec![a, b],
                 damage: Rect::new(0, 0, w, h),
+                damages: None,
             });
         }
         let with_glyph = draw_glyph(&base, w, GLYPH);
@@ -102,17 +114,29 @@ fn main() {
             name: glyph_name,
             frames: vec![base, with_glyph],
             damage: GLYPH,
+            damages: None,
         });
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         workloads.push(Workload {
             name: "noise, full damage",
             frames: (0..4).map(|_| noise(&mut rng, w, h)).collect(),
             damage: Rect::new(0, 0, w, h),
+            damages: None,
         });
 
         workloads.retain(|wl| format!("{w}x{h} {}", wl.name).contains(&only));
         for wl in &workloads {
             let m = measure(wl, w, h, LOSSLESS);
+            let off = measure(
+                wl,
+                w,
+                h,
+                EncoderConfig {
+                    stream: false,
+                    ..LOSSLESS
+                },
+            );
+            streams.push((w, h, wl.name, off, m.clone()));
             rows.push((w, h, wl.name, wl.damage.area() as usize * 4, m));
         }
         for wl in workloads
@@ -152,6 +176,32 @@ fn main() {
     println!(
         "\nMB/s counts damaged pixels (zstd-1 raw: the whole frame); enc speed / zstd-1 is zstd \
          time per frame over encoder time per frame."
+    );
+
+    println!("\n## Update stream off → on (same run, medians of {FRAMES} frames; stream off is the codec before it)\n");
+    println!(
+        "| size | workload | enc ms off | enc ms on | enc on/off | dec ms off | dec ms on | dec on/off \
+         | bytes/frame off | bytes/frame on | bytes on/off |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (w, h, name, off, on) in &streams {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "| {w}×{h} | {name} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} | {} | {} | {:.2} |",
+            ms(off.enc),
+            ms(on.enc),
+            on.enc.as_secs_f64() / off.enc.as_secs_f64(),
+            ms(off.dec),
+            ms(on.dec),
+            on.dec.as_secs_f64() / off.dec.as_secs_f64(),
+            off.bytes_mean,
+            on.bytes_mean,
+            on.bytes_mean as f64 / off.bytes_mean as f64,
+        );
+    }
+    println!(
+        "\nbytes/frame: mean over the timed frames (wire bytes). A⇄B alternates two frames, which \
+         the stream's window holds: its gain there is an upper bound, not a terminal's."
     );
 
     if "video-like".contains(&only) || only.contains("video") {
@@ -224,8 +274,9 @@ fn measure(wl: &Workload, w: u32, h: u32, config: EncoderConfig) -> Measured {
     for i in 1..=FRAMES {
         let frame = &wl.frames[i % wl.frames.len()];
         let t = Instant::now();
+        let damage = wl.damages.as_ref().map_or(wl.damage, |d| d[i % d.len()]);
         let u = enc
-            .encode(i as u64, frame, &[wl.damage])
+            .encode(i as u64, frame, &[damage])
             .expect("frame encodes");
         enc_times.push(t.elapsed());
         let t = Instant::now();
@@ -234,6 +285,21 @@ fn measure(wl: &Workload, w: u32, h: u32, config: EncoderConfig) -> Measured {
         // Untimed: the bench doubles as an end-to-end check on real content.
         assert!(dec.pixels() == frame.as_slice(), "decoder diverged");
         sizes.push(wire_len(&u));
+    }
+
+    // For `perf record`: WAYRAY_BENCH_PROFILE=N encodes the frames N more times, untimed, so
+    // the encoder dominates the profile.
+    let extra: usize = std::env::var("WAYRAY_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for i in FRAMES + 1..=FRAMES + extra * FRAMES {
+        let frame = &wl.frames[i % wl.frames.len()];
+        let damage = wl.damages.as_ref().map_or(wl.damage, |d| d[i % d.len()]);
+        black_box(
+            enc.encode(i as u64, frame, &[damage])
+                .expect("frame encodes"),
+        );
     }
 
     let stride = w as usize * 4;
@@ -266,6 +332,7 @@ fn measure(wl: &Workload, w: u32, h: u32, config: EncoderConfig) -> Measured {
         .collect();
 
     Measured {
+        bytes_mean: sizes.iter().sum::<usize>() / sizes.len().max(1),
         enc_min: enc_times.iter().copied().min().unwrap_or_default(),
         enc: median(enc_times),
         dec: median(dec_times),
@@ -492,6 +559,134 @@ fn scroll(frame: &[u8], w: u32, dy: usize) -> Vec<u8> {
     let mut px = frame[dy * stride..].to_vec();
     px.extend_from_slice(&frame[frame.len() - dy * stride..]);
     px
+}
+
+/// Terminal sequences made of the fixture's own glyphs (cells of 7×14 pixels from (2, 26) in
+/// the 1280×800 capture, made grey): text is words of a small vocabulary, as in `scripts/bench-vs-waypipe`'s
+/// file, laid out in 55 lines of up to 180 cells on page A's background. Typing: one glyph per
+/// frame. Scroll: the text moves up 3 lines a frame. Redraw: a new page of new lines each frame.
+fn terminal_sequences(a: &[u8], b: &[u8], w: u32, h: u32) -> Vec<Workload> {
+    const CW: u32 = 7;
+    const CH: u32 = 14;
+    const X0: u32 = 2;
+    const Y0: u32 = 26;
+    if (w, h) != (1280, 800) {
+        return Vec::new();
+    }
+    let (cols, lines) = ((w - X0) / CW, (h - Y0) / CH);
+    let stride = w as usize * 4;
+    // Glyph cells of both pages (their text columns), as rows of 7 pixels.
+    let mut cells: Vec<Vec<u8>> = Vec::new();
+    for page in [a, b] {
+        for l in 0..lines {
+            for c in 0..cols {
+                let mut cell = Vec::with_capacity((CW * CH * 4) as usize);
+                for y in 0..CH {
+                    let i = ((Y0 + l * CH + y) as usize) * stride + ((X0 + c * CW) as usize) * 4;
+                    // Grey, as foot draws with greyscale anti-aliasing (the capture's text has
+                    // coloured fringes: over 256 colours per tile, no palette).
+                    for px in page[i..i + CW as usize * 4].chunks_exact(4) {
+                        let v = ((u32::from(px[0]) + 6 * u32::from(px[1]) + 3 * u32::from(px[2]))
+                            / 10) as u8;
+                        cell.extend_from_slice(&[v, v, v, 0xff]);
+                    }
+                }
+                // Blank cells are spaces; skip the rest of the duplicates later by chance.
+                if cell.chunks_exact(4).any(|p| p != &cell[..4]) {
+                    cells.push(cell);
+                }
+            }
+        }
+    }
+    let blank: Vec<u8> = {
+        let i = (Y0 as usize) * stride + (w as usize - 8) * 4;
+        let px = &a[i..i + 4];
+        let v = ((u32::from(px[0]) + 6 * u32::from(px[1]) + 3 * u32::from(px[2])) / 10) as u8;
+        [v, v, v, 0xff].repeat((CW * CH) as usize)
+    };
+    let mut rng = 0x5eed_u64;
+    let vocabulary: Vec<Vec<usize>> = (0..60)
+        .map(|_| {
+            let n = 2 + next(&mut rng) as usize % 9;
+            (0..n)
+                .map(|_| next(&mut rng) as usize % cells.len())
+                .collect()
+        })
+        .collect();
+    // A text line: indent, words, blanks to the end (`None` = blank cell).
+    let text_line = |rng: &mut u64| -> Vec<Option<usize>> {
+        let mut line: Vec<Option<usize>> = vec![None; next(rng) as usize % 12];
+        for _ in 0..3 + next(rng) % 13 {
+            let word = &vocabulary[next(rng) as usize % vocabulary.len()];
+            line.extend(word.iter().map(|&c| Some(c)));
+            line.push(None);
+        }
+        line.resize(cols.min(98) as usize, None);
+        line
+    };
+    let text: Vec<Vec<Option<usize>>> = (0..lines * 40).map(|_| text_line(&mut rng)).collect();
+    let put = |px: &mut [u8], l: u32, c: u32, cell: Option<usize>| {
+        let src = cell.map_or(&blank, |i| &cells[i]);
+        for y in 0..CH {
+            let i = ((Y0 + l * CH + y) as usize) * stride + ((X0 + c * CW) as usize) * 4;
+            let n = CW as usize * 4;
+            px[i..i + n].copy_from_slice(&src[y as usize * n..(y as usize + 1) * n]);
+        }
+    };
+    let page = |first: usize| {
+        let mut px = a.to_vec();
+        let (x1, y1) = ((X0 + cols * CW) as usize, (Y0 + lines * CH) as usize);
+        for y in Y0 as usize..y1 {
+            let row = &mut px[y * stride + X0 as usize * 4..y * stride + x1 * 4];
+            for (p, b) in row.chunks_exact_mut(4).zip(blank.chunks_exact(4).cycle()) {
+                p.copy_from_slice(b);
+            }
+        }
+        for l in 0..lines {
+            for c in 0..cols {
+                let cell = text[first + l as usize].get(c as usize).copied().flatten();
+                put(&mut px, l, c, cell);
+            }
+        }
+        px
+    };
+    let n = FRAMES + 1;
+    // Typing on the last line of page 0, one glyph per frame.
+    let mut typed = Vec::with_capacity(n);
+    let mut damages = Vec::with_capacity(n);
+    let mut px = page(0);
+    let line = &text[lines as usize * 3];
+    for k in 0..n {
+        if k > 0 {
+            let c = (k - 1) as u32;
+            put(&mut px, lines - 1, c, line[k - 1].or(Some(k)));
+            damages.push(Rect::new(X0 + c * CW, Y0 + (lines - 1) * CH, CW, CH));
+        } else {
+            damages.push(Rect::new(0, 0, 1, 1));
+        }
+        typed.push(px.clone());
+    }
+    let full = Rect::new(0, 0, w, h);
+    vec![
+        Workload {
+            name: "terminal typing (fixture glyphs)",
+            frames: typed,
+            damage: full,
+            damages: Some(damages),
+        },
+        Workload {
+            name: "terminal scroll 3 lines/frame (fixture glyphs)",
+            frames: (0..n).map(|k| page(3 * k)).collect(),
+            damage: full,
+            damages: None,
+        },
+        Workload {
+            name: "terminal redraw, new page/frame (fixture glyphs)",
+            frames: (0..n).map(|k| page(lines as usize * (k + 1))).collect(),
+            damage: full,
+            damages: None,
+        },
+    ]
 }
 
 fn draw_glyph(base: &[u8], w: u32, r: Rect) -> Vec<u8> {

@@ -8,6 +8,10 @@
 //! carry copies: areas that scrolled move inside the appliance's framebuffer, and only the strip
 //! they expose is sent.
 //!
+//! Tiles that are not photo-like travel through the update stream (`stream.rs`): one zstd frame
+//! and one palette that live from a key frame to the next, so text sent in an earlier tile or
+//! frame is a match instead of new bytes. Both sides start the stream over at every key frame.
+//!
 //! Pixels are XRGB8888 little-endian, tightly packed (`stride = width * 4`). The encoder keeps a
 //! copy of what the decoder shows, so both sides agree on the XOR reference without a round trip.
 //! The decoder accepts any tile inside the frame; the grid is the encoder's business.
@@ -20,6 +24,7 @@ mod decoder;
 mod encoder;
 mod palette;
 mod scroll;
+mod stream;
 mod tiles;
 mod video;
 
@@ -27,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub use decoder::{DecodeError, Decoder};
 pub use encoder::{EncodeError, Encoder, EncoderConfig, XorChoice};
+/// Bytes (log2) of earlier tiles a stream tile's zstd blocks may refer to.
+pub use stream::WINDOW_LOG as STREAM_WINDOW_LOG;
 pub use video::{
     i420_to_xrgb, video_size_ok, xrgb_to_i420, OpenH264Decoder, VideoDecoder, VideoError,
     VideoUpdate, I420, MAX_VIDEO_HEIGHT, MAX_VIDEO_WIDTH,
@@ -105,6 +112,33 @@ pub enum TileData {
         #[serde(with = "serde_bytes")]
         indices: Vec<u8>,
     },
+    /// Like [`Zstd`](Self::Zstd), but the payload continues the update stream's zstd frame
+    /// (see [`STREAM_WINDOW_LOG`]): tile `number` of the stream since the last key frame.
+    StreamPixels {
+        number: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Like [`ZstdXor`](Self::ZstdXor), continuing the update stream.
+    StreamXor {
+        number: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Like [`ZstdPalette`](Self::ZstdPalette), continuing the update stream, with indices into
+    /// the stream's palette: it lives from key frame to key frame, so a colour keeps its index
+    /// and a glyph is the same bytes wherever and whenever it is drawn.
+    StreamPalette {
+        number: u32,
+        /// The stream palette is emptied before `added` is appended (it would overflow).
+        reset: bool,
+        /// Colours appended to the stream palette (XRGB8888 little-endian, four bytes each); the
+        /// palette never holds more than [`MAX_PALETTE`].
+        #[serde(with = "serde_bytes")]
+        added: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        indices: Vec<u8>,
+    },
 }
 
 impl TileData {
@@ -114,6 +148,8 @@ impl TileData {
             TileData::Solid(_) => 4,
             TileData::Zstd(b) | TileData::ZstdXor(b) => b.len(),
             TileData::ZstdPalette { colours, indices } => colours.len() + indices.len(),
+            TileData::StreamPixels { data, .. } | TileData::StreamXor { data, .. } => data.len(),
+            TileData::StreamPalette { added, indices, .. } => added.len() + indices.len(),
         }
     }
 }

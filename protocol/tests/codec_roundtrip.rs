@@ -23,6 +23,12 @@ enum Paint {
     Scroll {
         dy: u32,
     },
+    /// Random picks from `colours` colours made from `seed`: palette tiles with many colours,
+    /// so a few of them overflow the update stream's palette and start it over.
+    Palette {
+        seed: u32,
+        colours: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +70,7 @@ fn paint() -> impl Strategy<Value = Paint> {
         any::<u64>().prop_map(Paint::Noise),
         (any::<u32>(), 1u32..20).prop_map(|(colour, period)| Paint::Stripes { colour, period }),
         (1u32..70).prop_map(|dy| Paint::Scroll { dy }),
+        (any::<u32>(), 1u32..=200).prop_map(|(seed, colours)| Paint::Palette { seed, colours }),
     ]
 }
 
@@ -104,9 +111,10 @@ fn config() -> impl Strategy<Value = EncoderConfig> {
             0u8..=100,
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
         )
             .prop_map(
-                |(xor_choice, block, level, photo_below_pct, scroll, merge_rows)| {
+                |(xor_choice, block, level, photo_below_pct, scroll, merge_rows, stream)| {
                     EncoderConfig {
                         level,
                         photo_level: -10,
@@ -116,6 +124,7 @@ fn config() -> impl Strategy<Value = EncoderConfig> {
                         scroll,
                         merge_rows,
                         video: false,
+                        stream,
                     }
                 }
             ),
@@ -146,6 +155,7 @@ impl Frame {
         let r = rect.clip(self.w, self.h)?;
         let mut rng = match paint {
             Paint::Noise(seed) => *seed | 1,
+            Paint::Palette { seed, .. } => u64::from(*seed) << 1 | 1,
             _ => 1,
         };
         for y in r.y..r.y + r.h {
@@ -158,6 +168,13 @@ impl Frame {
                         rng ^= rng >> 7;
                         rng ^= rng << 17;
                         rng as u32
+                    }
+                    Paint::Palette { seed, colours } => {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let pick = (rng % u64::from(colours)) as u32;
+                        seed.wrapping_add(pick.wrapping_mul(0x9E37_79B9))
                     }
                     Paint::Stripes { colour, period } => {
                         if (y / period) % 2 == 0 {
@@ -242,7 +259,7 @@ fn run(w: u32, h: u32, seed: u64, config: EncoderConfig, steps: Vec<Step>) {
             assert!(update
                 .tiles
                 .iter()
-                .all(|t| !matches!(t.data, TileData::ZstdXor(_))));
+                .all(|t| !matches!(t.data, TileData::ZstdXor(_) | TileData::StreamXor { .. })));
         }
         if matches!(step, Step::Idle { .. }) && !expect_key {
             assert!(update.tiles.is_empty(), "unchanged tiles were sent");

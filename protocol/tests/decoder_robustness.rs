@@ -786,3 +786,129 @@ proptest! {
         }
     }
 }
+
+/// Text-like W×H frame: a background and strokes in a few shades, shifted by `phase`, so the
+/// encoder sends palette tiles through the update stream.
+fn text(phase: u32) -> Vec<u8> {
+    let mut px = Vec::with_capacity((W * H * 4) as usize);
+    for y in 0..H {
+        for x in 0..W {
+            let ink = (x + phase) % 7 < 2 && (y + phase) % 9 < 6;
+            let c: u32 = if ink {
+                0x00202020 * ((x + y + phase) % 5)
+            } else {
+                0x00f0f0f0
+            };
+            px.extend_from_slice(&c.to_le_bytes());
+        }
+    }
+    px
+}
+
+#[test]
+fn a_decoder_that_missed_a_stream_update_says_so_until_the_next_key_frame() {
+    let all = [Rect::new(0, 0, W, H)];
+    let mut enc = Encoder::new(W, H);
+    let mut dec = Decoder::new();
+    dec.apply(&enc.encode_full(1, &text(0)).unwrap()).unwrap();
+    let streamed = |u: &FrameUpdate| {
+        u.tiles.iter().any(|t| {
+            matches!(
+                t.data,
+                TileData::StreamPalette { .. }
+                    | TileData::StreamPixels { .. }
+                    | TileData::StreamXor { .. }
+            )
+        })
+    };
+    let lost = enc.encode(2, &text(1), &all).unwrap();
+    assert!(streamed(&lost), "{lost:?}");
+    // Update 2 never arrives (a relay that dropped it, say): update 3 builds on a stream state
+    // the decoder does not have.
+    let next = enc.encode(3, &text(2), &all).unwrap();
+    rejects(&mut dec, &next, |e| {
+        matches!(
+            e,
+            DecodeError::StreamOutOfStep {
+                expected: 1,
+                got: 2,
+                ..
+            }
+        )
+    });
+    // Once out of step, every stream tile is refused, even the one that would have fit.
+    rejects(&mut dec, &lost, |e| {
+        matches!(e, DecodeError::StreamBroken { .. })
+    });
+    // A key frame starts both sides over.
+    enc.reset();
+    let key = enc.encode(4, &text(3), &all).unwrap();
+    assert!(key.key && streamed(&key));
+    dec.apply(&key).unwrap();
+    let u = enc.encode(5, &text(4), &all).unwrap();
+    assert!(streamed(&u));
+    dec.apply(&u).unwrap();
+    assert_eq!(dec.pixels(), &text(4)[..]);
+}
+
+#[test]
+fn corrupt_or_mis_sized_stream_tiles_are_errors() {
+    let all = [Rect::new(0, 0, W, H)];
+    let mut enc = Encoder::new(W, H);
+    let key = enc.encode_full(1, &text(0)).unwrap();
+    let mut dec = Decoder::new();
+    dec.apply(&key).unwrap();
+    let good = enc.encode(2, &text(1), &all).unwrap();
+    let mut bad = good.clone();
+    let tile = bad
+        .tiles
+        .iter_mut()
+        .find(|t| matches!(t.data, TileData::StreamPalette { .. }))
+        .expect("a stream palette tile");
+    // Wrong size: the tile claims one row fewer than its blocks hold.
+    tile.rect.h -= 1;
+    rejects(&mut dec, &bad, |e| {
+        matches!(e, DecodeError::WrongSize { .. })
+    });
+
+    let mut dec = Decoder::new();
+    dec.apply(&key).unwrap();
+    let mut bad = good.clone();
+    for t in &mut bad.tiles {
+        if let TileData::StreamPalette { indices, .. } = &mut t.data {
+            let n = indices.len();
+            indices.truncate(n / 2);
+        }
+    }
+    rejects(&mut dec, &bad, |e| {
+        matches!(
+            e,
+            DecodeError::WrongSize { .. } | DecodeError::Corrupt { .. }
+        )
+    });
+
+    // A palette that would pass 256 colours, and indices past the palette.
+    let mut dec = Decoder::new();
+    dec.apply(&key).unwrap();
+    let mut bad = good.clone();
+    for t in &mut bad.tiles {
+        if let TileData::StreamPalette { added, .. } = &mut t.data {
+            *added = vec![1; 4 * 256];
+        }
+    }
+    rejects(&mut dec, &bad, |e| {
+        matches!(e, DecodeError::BadPalette { .. })
+    });
+    let mut dec = Decoder::new();
+    dec.apply(&key).unwrap();
+    let mut bad = good;
+    for t in &mut bad.tiles {
+        if let TileData::StreamPalette { reset, added, .. } = &mut t.data {
+            *reset = true;
+            *added = vec![1; 4];
+        }
+    }
+    rejects(&mut dec, &bad, |e| {
+        matches!(e, DecodeError::PaletteIndex { .. })
+    });
+}

@@ -3,6 +3,7 @@
 
 use zstd::bulk::Decompressor;
 
+use super::stream::{StreamDecompressor, StreamError};
 use super::tiles;
 use super::video::{VideoDecoder, VideoError, VideoStream};
 use super::{FrameUpdate, Rect, TileData, MAX_COPIES, MAX_DIMENSION, MAX_PALETTE};
@@ -70,6 +71,16 @@ pub enum DecodeError {
     Corrupt { index: usize, reason: String },
     #[error("cannot create a zstd decompression context: {0}")]
     Zstd(String),
+    #[error("tile {index}: stream tile {got} arrived where tile {expected} of the update stream was due (the decoder is out of step with the encoder; a key frame starts both over)")]
+    StreamOutOfStep {
+        index: usize,
+        expected: u32,
+        got: u32,
+    },
+    #[error(
+        "tile {index}: the update stream broke at an earlier tile; only a key frame starts it over"
+    )]
+    StreamBroken { index: usize },
     #[error(
         "video rect {rect:?} is empty, odd-sized, too large or outside the {width}x{height} frame"
     )]
@@ -91,6 +102,13 @@ pub struct Decoder {
     /// found before anything touched the framebuffer.
     scratch: Vec<u8>,
     video: VideoStream,
+    /// The update stream's zstd context (see `stream.rs`), created on first use.
+    stream: Option<StreamDecompressor>,
+    /// The update stream's palette: XRGB8888, four bytes per colour.
+    stream_palette: Vec<u8>,
+    /// The stream palette as each stream palette tile of the update being applied saw it
+    /// (a later tile may start it over), one after the other.
+    palettes_seen: Vec<u8>,
 }
 
 impl Default for Decoder {
@@ -110,6 +128,9 @@ impl Decoder {
             decompressor: None,
             scratch: Vec::new(),
             video: VideoStream::default(),
+            stream: None,
+            stream_palette: Vec::new(),
+            palettes_seen: Vec::new(),
         }
     }
 
@@ -162,8 +183,22 @@ impl Decoder {
             tiles::apply_copy(&mut self.pixels, width, copy);
         }
         let mut offset = 0;
+        let mut seen = 0;
         for tile in &update.tiles {
             let row_len = tile.rect.w as usize * BYTES_PER_PIXEL;
+            let colours = match &tile.data {
+                TileData::ZstdPalette { colours, .. } => Some(colours.as_slice()),
+                TileData::StreamPalette { .. } => {
+                    // The palette's length was saved in front of it.
+                    let len = usize::from(u16::from_le_bytes([
+                        self.palettes_seen[seen],
+                        self.palettes_seen[seen + 1],
+                    ]));
+                    seen += 2 + len;
+                    Some(&self.palettes_seen[seen - len..seen])
+                }
+                _ => None,
+            };
             match &tile.data {
                 TileData::Solid(colour) => {
                     let colour = colour.to_le_bytes();
@@ -173,13 +208,13 @@ impl Decoder {
                         }
                     }
                 }
-                TileData::Zstd(_) => {
+                TileData::Zstd(_) | TileData::StreamPixels { .. } => {
                     for r in tiles::rows(tile.rect, width) {
                         self.pixels[r].copy_from_slice(&self.scratch[offset..offset + row_len]);
                         offset += row_len;
                     }
                 }
-                TileData::ZstdXor(_) => {
+                TileData::ZstdXor(_) | TileData::StreamXor { .. } => {
                     for r in tiles::rows(tile.rect, width) {
                         let src = &self.scratch[offset..offset + row_len];
                         for (d, s) in self.pixels[r].iter_mut().zip(src) {
@@ -188,9 +223,10 @@ impl Decoder {
                         offset += row_len;
                     }
                 }
-                TileData::ZstdPalette { colours, .. } => {
+                TileData::ZstdPalette { .. } | TileData::StreamPalette { .. } => {
                     // Every index was checked against the palette in `decompress_all`.
                     let mut table = [[0u8; BYTES_PER_PIXEL]; MAX_PALETTE];
+                    let colours = colours.unwrap_or_default();
                     for (entry, c) in table.iter_mut().zip(colours.chunks_exact(BYTES_PER_PIXEL)) {
                         entry.copy_from_slice(c);
                     }
@@ -253,6 +289,13 @@ impl Decoder {
         update: &FrameUpdate,
         scratch_len: usize,
     ) -> Result<(), DecodeError> {
+        self.palettes_seen.clear();
+        if update.key {
+            self.stream_palette.clear();
+            if let Some(stream) = &mut self.stream {
+                stream.reset().map_err(DecodeError::Zstd)?;
+            }
+        }
         if scratch_len == 0 {
             return Ok(());
         }
@@ -292,9 +335,78 @@ impl Decoder {
                     }
                     offset += area;
                 }
+                TileData::StreamPixels { number, data } | TileData::StreamXor { number, data } => {
+                    let len = area * BYTES_PER_PIXEL;
+                    let stream = stream_of(&mut self.stream)?;
+                    let dst = &mut self.scratch[offset..offset + len];
+                    stream
+                        .decompress(*number, data, dst)
+                        .map_err(|e| stream_error(e, index))?;
+                    offset += len;
+                }
+                TileData::StreamPalette {
+                    number,
+                    reset,
+                    added,
+                    indices,
+                } => {
+                    let stream = stream_of(&mut self.stream)?;
+                    let dst = &mut self.scratch[offset..offset + area];
+                    stream
+                        .decompress(*number, indices, dst)
+                        .map_err(|e| stream_error(e, index))?;
+                    if *reset {
+                        self.stream_palette.clear();
+                    }
+                    self.stream_palette.extend_from_slice(added);
+                    let bytes = self.stream_palette.len();
+                    if bytes == 0 || bytes > MAX_PALETTE * BYTES_PER_PIXEL {
+                        return Err(DecodeError::BadPalette { index, bytes });
+                    }
+                    let colours = bytes / BYTES_PER_PIXEL;
+                    let found = dst.iter().copied().fold(0, u8::max);
+                    if usize::from(found) >= colours {
+                        return Err(DecodeError::PaletteIndex {
+                            index,
+                            found,
+                            colours,
+                        });
+                    }
+                    self.palettes_seen
+                        .extend_from_slice(&(bytes as u16).to_le_bytes());
+                    self.palettes_seen.extend_from_slice(&self.stream_palette);
+                    offset += area;
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// The stream's decompressor in `slot`, created on first use.
+fn stream_of(
+    slot: &mut Option<StreamDecompressor>,
+) -> Result<&mut StreamDecompressor, DecodeError> {
+    match slot {
+        Some(s) => Ok(s),
+        None => Ok(slot.insert(StreamDecompressor::new().map_err(DecodeError::Zstd)?)),
+    }
+}
+
+fn stream_error(e: StreamError, index: usize) -> DecodeError {
+    match e {
+        StreamError::OutOfStep { expected, got } => DecodeError::StreamOutOfStep {
+            index,
+            expected,
+            got,
+        },
+        StreamError::Broken => DecodeError::StreamBroken { index },
+        StreamError::WrongSize { expected, got } => DecodeError::WrongSize {
+            index,
+            expected,
+            got: got as u64,
+        },
+        StreamError::Corrupt(reason) => DecodeError::Corrupt { index, reason },
     }
 }
 
@@ -356,8 +468,19 @@ fn check_tiles(update: &FrameUpdate) -> Result<usize, DecodeError> {
         match tile.data {
             TileData::Solid(_) => {}
             TileData::ZstdXor(_) if update.key => return Err(DecodeError::XorInKeyFrame { index }),
-            TileData::Zstd(_) | TileData::ZstdXor(_) => {
-                zstd_bytes += rect.area() * BYTES_PER_PIXEL as u64
+            TileData::StreamXor { .. } if update.key => {
+                return Err(DecodeError::XorInKeyFrame { index })
+            }
+            TileData::Zstd(_)
+            | TileData::ZstdXor(_)
+            | TileData::StreamPixels { .. }
+            | TileData::StreamXor { .. } => zstd_bytes += rect.area() * BYTES_PER_PIXEL as u64,
+            TileData::StreamPalette { ref added, .. } => {
+                let bytes = added.len();
+                if bytes % BYTES_PER_PIXEL != 0 || bytes > MAX_PALETTE * BYTES_PER_PIXEL {
+                    return Err(DecodeError::BadPalette { index, bytes });
+                }
+                zstd_bytes += rect.area();
             }
             TileData::ZstdPalette { ref colours, .. } => {
                 let bytes = colours.len();

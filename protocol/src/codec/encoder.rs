@@ -6,9 +6,10 @@ use zstd::bulk::Compressor;
 
 use super::palette::Palettizer;
 use super::scroll::ScrollDetector;
+use super::stream::StreamCompressor;
 use super::tiles::{self, RowSpan, TileGrid};
 use super::video::{VideoEncoder, VideoError, VideoUpdate};
-use super::{FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
+use super::{CopyRect, FrameUpdate, Rect, Tile, TileData, MAX_COPIES, MAX_DIMENSION};
 use crate::BYTES_PER_PIXEL;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,11 @@ pub struct EncoderConfig {
     /// Send large regions that keep changing with photo-like content (video) as H.264 instead
     /// of tiles; lossy while they play, refreshed losslessly once they stop.
     pub video: bool,
+    /// Compress tiles that are not photo-like as one zstd stream from key frame to key frame,
+    /// with a palette that lives as long (see `stream.rs`): text repeats across tiles and
+    /// frames, and the stream finds it. [`XorChoice::Smaller`] then acts as `Heuristic` (a
+    /// stream cannot take back an attempt).
+    pub stream: bool,
 }
 
 impl Default for EncoderConfig {
@@ -83,6 +89,7 @@ impl Default for EncoderConfig {
             scroll: true,
             merge_rows: true,
             video: true,
+            stream: true,
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct Encoder {
     config: EncoderConfig,
     /// Created on first use (creation can fail): `[level, photo_level]`.
     compressors: [Option<Compressor<'static>>; 2],
+    /// Created on first use with `config.stream`; reset at every key frame.
+    stream: Option<StreamCompressor>,
     scroll: ScrollDetector,
     palette: Palettizer,
     // Scratch reused across tiles and frames, so the steady state allocates only the output.
@@ -123,6 +132,7 @@ impl Encoder {
             key_pending: true,
             config,
             compressors: [None, None],
+            stream: None,
             scroll: ScrollDetector::default(),
             palette: Palettizer::default(),
             damaged: Vec::new(),
@@ -189,6 +199,13 @@ impl Encoder {
         }
 
         let key = self.key_pending;
+        if key && self.config.stream {
+            // The decoder starts its stream over at every key frame: so does the encoder.
+            self.palette.clear();
+            if let Some(stream) = &mut self.stream {
+                stream.reset()?;
+            }
+        }
         self.damaged.clear();
         self.damaged.resize(self.grid.len(), key);
         self.spans.clear();
@@ -225,7 +242,8 @@ impl Encoder {
         for by in (0..self.grid.rows).step_by(block as usize) {
             row.clear();
             for bx in (0..self.grid.cols).step_by(block as usize) {
-                let Some(bounds) = self.changed_bounds(pixels, bx, by, block, key, use_spans)
+                let Some(bounds) =
+                    self.changed_bounds(pixels, bx, by, block, key, use_spans, &copies)
                 else {
                     continue;
                 };
@@ -275,7 +293,9 @@ impl Encoder {
 
     /// Bounding box of the cells of block `(bx, by)` that are damaged and differ from the
     /// reference (all of them in a key frame). Unchanged cells inside the box are sent again:
-    /// as XOR they are zeros, which cost zstd next to nothing.
+    /// as XOR they are zeros, which cost zstd next to nothing. Rows a copy just made equal
+    /// (the scroll search compared them byte for byte) are not compared again.
+    #[allow(clippy::too_many_arguments)]
     fn changed_bounds(
         &self,
         pixels: &[u8],
@@ -284,6 +304,7 @@ impl Encoder {
         block: u32,
         key: bool,
         use_spans: bool,
+        copies: &[CopyRect],
     ) -> Option<Rect> {
         let fw = self.grid.width;
         let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
@@ -299,7 +320,10 @@ impl Encoder {
                 } else {
                     cell
                 };
-                if !key && tiles::rows(look, fw).all(|r| pixels[r.clone()] == self.reference[r]) {
+                let same = |part: Rect| {
+                    tiles::rows(part, fw).all(|r| pixels[r.clone()] == self.reference[r])
+                };
+                if !key && outside_copies(look, copies).into_iter().flatten().all(same) {
                     continue;
                 }
                 x0 = x0.min(cell.x);
@@ -324,10 +348,10 @@ impl Encoder {
         } else {
             Score::sample(pixels, Some(&self.reference), rect, fw)
         };
-        let choice = if key {
-            XorChoice::Raw
-        } else {
-            self.config.xor_choice
+        let choice = match self.config.xor_choice {
+            _ if key => XorChoice::Raw,
+            XorChoice::Smaller if self.config.stream => XorChoice::Heuristic,
+            c => c,
         };
         let raw_photo = score.is_photo(score.raw_repeats, &self.config);
         let xor_photo = score.is_photo(score.xor_repeats, &self.config);
@@ -335,20 +359,16 @@ impl Encoder {
         // second pass); XOR needs the old reference, so `Smaller` lets the raw attempt not copy.
         let (data, updated) = match choice {
             XorChoice::Raw => self.encode_raw(pixels, rect, raw_photo, !key)?,
-            XorChoice::Xor => (
-                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
-                false,
-            ),
-            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => (
-                TileData::ZstdXor(self.compress_xor(pixels, rect, xor_photo)?),
-                false,
-            ),
+            XorChoice::Xor => (self.compress_xor(pixels, rect, xor_photo)?, false),
+            XorChoice::Heuristic if score.xor_repeats > score.raw_repeats => {
+                (self.compress_xor(pixels, rect, xor_photo)?, false)
+            }
             XorChoice::Heuristic => self.encode_raw(pixels, rect, raw_photo, !key)?,
             XorChoice::Smaller => {
                 let (raw, _) = self.encode_raw(pixels, rect, raw_photo, false)?;
                 let xor = self.compress_xor(pixels, rect, xor_photo)?;
-                if xor.len() < raw.payload_len() {
-                    (TileData::ZstdXor(xor), false)
+                if xor.payload_len() < raw.payload_len() {
+                    (xor, false)
                 } else {
                     (raw, false)
                 }
@@ -379,6 +399,21 @@ impl Encoder {
         photo: bool,
         update_ref: bool,
     ) -> io::Result<(TileData, bool)> {
+        if !photo && self.config.stream {
+            let copy_to = update_ref.then_some(self.reference.as_mut_slice());
+            if let Some(ext) = self.palette.extend(pixels, rect, self.grid.width, copy_to) {
+                let stream = stream_of(&mut self.stream, self.config.level)?;
+                let (number, indices) = stream.compress(&self.palette.indices, &mut self.packed)?;
+                let data = TileData::StreamPalette {
+                    number,
+                    reset: ext.reset,
+                    added: self.palette.colours()[ext.first_new * 4..].to_vec(),
+                    indices,
+                };
+                return Ok((data, update_ref));
+            }
+            return self.compress_raw(pixels, rect, photo, update_ref);
+        }
         let copy_to = update_ref.then_some(self.reference.as_mut_slice());
         if !photo && self.palette.build(pixels, rect, self.grid.width, copy_to) {
             let indices = compress_with(
@@ -393,21 +428,34 @@ impl Encoder {
             };
             return Ok((data, update_ref));
         }
-        Ok((
-            TileData::Zstd(self.compress_raw(pixels, rect, photo)?),
-            false,
-        ))
+        self.compress_raw(pixels, rect, photo, update_ref)
     }
 
-    fn compress_raw(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {
+    /// zstd of the tile's pixels; with `update_ref`, each row is also copied into the reference
+    /// while it is in cache (the flag returned says so).
+    fn compress_raw(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        photo: bool,
+        update_ref: bool,
+    ) -> io::Result<(TileData, bool)> {
         self.raw.clear();
         for r in tiles::rows(rect, self.grid.width) {
-            self.raw.extend_from_slice(&pixels[r]);
+            self.raw.extend_from_slice(&pixels[r.clone()]);
+            if update_ref {
+                self.reference[r.clone()].copy_from_slice(&pixels[r]);
+            }
         }
-        self.compress(false, photo)
+        if !photo && self.config.stream {
+            let stream = stream_of(&mut self.stream, self.config.level)?;
+            let (number, data) = stream.compress(&self.raw, &mut self.packed)?;
+            return Ok((TileData::StreamPixels { number, data }, update_ref));
+        }
+        Ok((TileData::Zstd(self.compress(false, photo)?), update_ref))
     }
 
-    fn compress_xor(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<Vec<u8>> {
+    fn compress_xor(&mut self, pixels: &[u8], rect: Rect, photo: bool) -> io::Result<TileData> {
         self.xor.resize(rect.area() as usize * BYTES_PER_PIXEL, 0);
         let rows = self.xor.chunks_exact_mut(rect.w as usize * BYTES_PER_PIXEL);
         for (dst, r) in rows.zip(tiles::rows(rect, self.grid.width)) {
@@ -416,7 +464,12 @@ impl Encoder {
                 *d = a ^ b;
             }
         }
-        self.compress(true, photo)
+        if !photo && self.config.stream {
+            let stream = stream_of(&mut self.stream, self.config.level)?;
+            let (number, data) = stream.compress(&self.xor, &mut self.packed)?;
+            return Ok(TileData::StreamXor { number, data });
+        }
+        Ok(TileData::ZstdXor(self.compress(true, photo)?))
     }
 
     /// Compresses the raw or XOR scratch buffer, with the fast level for photo-like content.
@@ -448,6 +501,29 @@ fn compress_with(
     compressor.compress_to_buffer(src, packed)?;
     // Exact-size copy: the scratch buffer keeps the worst-case capacity.
     Ok(packed.clone())
+}
+
+/// The stream's compressor in `slot`, created at `level` on first use.
+fn stream_of(slot: &mut Option<StreamCompressor>, level: i32) -> io::Result<&mut StreamCompressor> {
+    match slot {
+        Some(s) => Ok(s),
+        None => Ok(slot.insert(StreamCompressor::new(level)?)),
+    }
+}
+
+/// The parts of `look` above and below the rows the first copy that spans its columns wrote:
+/// after the copies, those rows equal the new pixels (the copy moved only rows that matched).
+fn outside_copies(look: Rect, copies: &[CopyRect]) -> [Option<Rect>; 2] {
+    let covering = copies.iter().map(CopyRect::dst).find(|d| {
+        d.x <= look.x && look.x + look.w <= d.x + d.w && d.y < look.y + look.h && look.y < d.y + d.h
+    });
+    let Some(d) = covering else {
+        return [Some(look), None];
+    };
+    let above = (d.y > look.y).then(|| Rect::new(look.x, look.y, look.w, d.y - look.y));
+    let (end, look_end) = (d.y + d.h, look.y + look.h);
+    let below = (end < look_end).then(|| Rect::new(look.x, end, look.w, look_end - end));
+    [above, below]
 }
 
 /// Whether `next` continues `last` to the right over exactly the same rows.
@@ -564,3 +640,34 @@ impl Score {
 /// One row in four is sampled: choices stay within 1 % of compressing both (see [`XorChoice`])
 /// at a quarter of the counting cost.
 const SAMPLE_EVERY: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_a_copy_wrote_are_not_looked_at_again() {
+        let copy = CopyRect {
+            src: Rect::new(0, 40, 256, 100),
+            dst_x: 0,
+            dst_y: 20,
+        };
+        // Inside the copy's rows and columns: nothing left to compare.
+        let inside = Rect::new(64, 64, 64, 50);
+        assert_eq!(outside_copies(inside, &[copy]), [None, None]);
+        // Straddling its top and bottom: the rows above and below it.
+        let tall = Rect::new(0, 0, 64, 128);
+        assert_eq!(
+            outside_copies(tall, &[copy]),
+            [
+                Some(Rect::new(0, 0, 64, 20)),
+                Some(Rect::new(0, 120, 64, 8))
+            ]
+        );
+        // Wider than the copy, or beside it: compared whole.
+        let wide = Rect::new(200, 64, 64, 16);
+        assert_eq!(outside_copies(wide, &[copy]), [Some(wide), None]);
+        let below = Rect::new(0, 120, 64, 8);
+        assert_eq!(outside_copies(below, &[copy]), [Some(below), None]);
+    }
+}

@@ -20,6 +20,15 @@ pub(crate) struct Palettizer {
     pub indices: Vec<u8>,
 }
 
+/// What [`Palettizer::extend`] did to the palette.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extended {
+    /// The palette started over: it holds only this tile's colours.
+    pub reset: bool,
+    /// Index of the first colour this tile added.
+    pub first_new: usize,
+}
+
 /// Colour → index, open addressing.
 #[derive(Default)]
 struct Table {
@@ -43,10 +52,63 @@ impl Palettizer {
         pixels: &[u8],
         rect: Rect,
         frame_width: u32,
+        copy_to: Option<&mut [u8]>,
+    ) -> bool {
+        self.table.clear();
+        self.fill(pixels, rect, frame_width, copy_to)
+    }
+
+    /// Like [`build`](Self::build), but onto the palette of earlier calls (the update stream's,
+    /// see `stream.rs`), so a colour keeps its index from tile to tile and frame to frame and
+    /// the same glyph is the same index bytes wherever it is drawn. When the tile's new colours
+    /// do not fit, the palette starts over with the tile's own colours (`reset`); when the
+    /// tile alone has too many, it is not a palette tile and the palette stays as it was.
+    pub fn extend(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        frame_width: u32,
+        mut copy_to: Option<&mut [u8]>,
+    ) -> Option<Extended> {
+        let before = self.table.colours.len() / 4;
+        if self.fill(pixels, rect, frame_width, copy_to.as_deref_mut()) {
+            return Some(Extended {
+                reset: false,
+                first_new: before,
+            });
+        }
+        let saved = self.table.colours[..before * 4].to_vec();
+        if self.build(pixels, rect, frame_width, copy_to) {
+            return Some(Extended {
+                reset: true,
+                first_new: 0,
+            });
+        }
+        self.table.clear();
+        for c in saved.chunks_exact(4) {
+            self.table
+                .index(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+        None
+    }
+
+    /// Forgets the palette [`extend`](Self::extend) builds on (at a key frame).
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+
+    /// Indexes `rect` with the colours already in the table plus new ones.
+    fn fill(
+        &mut self,
+        pixels: &[u8],
+        rect: Rect,
+        frame_width: u32,
         mut copy_to: Option<&mut [u8]>,
     ) -> bool {
         let table = &mut self.table;
-        table.clear();
+        if table.entries.is_empty() {
+            table.clear();
+        }
         let w = rect.w as usize;
         self.indices.clear();
         self.indices.resize(rect.area() as usize, 0);
@@ -54,6 +116,9 @@ impl Palettizer {
             return true;
         }
         let rows = tiles::rows(rect, frame_width).zip(self.indices.chunks_exact_mut(w));
+        // The colour of the last run and its index: runs are mostly the background, so most
+        // of them skip the table.
+        let (mut last, mut last_index) = (u64::MAX, 0);
         for (r, dst) in rows {
             // Four pixels of one colour (background, glyph stems) are one 16-byte compare and
             // one table lookup.
@@ -63,10 +128,13 @@ impl Palettizer {
                 let first = u32::from_le_bytes([px4[0], px4[1], px4[2], px4[3]]);
                 let run = u128::from(first) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
                 if u128::from_le_bytes(px4.try_into().unwrap_or_default()) == run {
-                    let Some(index) = table.index(first) else {
-                        return false;
-                    };
-                    d4.fill(index);
+                    if u64::from(first) != last {
+                        let Some(index) = table.index(first) else {
+                            return false;
+                        };
+                        (last, last_index) = (u64::from(first), index);
+                    }
+                    d4.fill(last_index);
                     continue;
                 }
                 if !table.index_all(px4, d4) {
@@ -188,5 +256,91 @@ mod tests {
         let colliding = frame((0..200u32).map(|i| i << 22));
         assert!(p.build(&colliding, Rect::new(0, 0, 200, 1), 200, None));
         assert_eq!(p.colours(), colliding);
+    }
+
+    #[test]
+    fn long_runs_mixes_and_tails_index_like_a_pixel_at_a_time() {
+        // 83-pixel rows (five 16-pixel groups, then tails): runs of random lengths in 12
+        // colours, as text on a background looks.
+        let (w, h) = (83u32, 9u32);
+        let mut seed = 9u64;
+        let mut colours = Vec::new();
+        while colours.len() < (w * h) as usize {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (colour, len) = ((seed >> 33) as u32 % 12, (seed >> 50) as usize % 40 + 1);
+            colours.extend(std::iter::repeat_n(colour * 0x0101_0101, len));
+        }
+        colours.truncate((w * h) as usize);
+        let pixels = frame(colours.iter().copied());
+        let mut p = Palettizer::default();
+        let tile = Rect::new(0, 0, w, h);
+        assert!(p.build(&pixels, tile, w, None));
+        // A pixel at a time: indices in order of first use.
+        let mut order: Vec<u32> = Vec::new();
+        let expect: Vec<u8> = colours
+            .iter()
+            .map(|c| match order.iter().position(|o| o == c) {
+                Some(i) => i as u8,
+                None => {
+                    order.push(*c);
+                    (order.len() - 1) as u8
+                }
+            })
+            .collect();
+        assert_eq!(p.indices, expect);
+        assert_eq!(p.colours(), frame(order.into_iter()));
+    }
+
+    #[test]
+    fn extend_keeps_indices_starts_over_when_full_and_restores_on_failure() {
+        let mut p = Palettizer::default();
+        let a = frame([5, 7, 5, 7].into_iter());
+        let ext = p.extend(&a, Rect::new(0, 0, 4, 1), 4, None);
+        assert_eq!(
+            ext,
+            Some(Extended {
+                reset: false,
+                first_new: 0
+            })
+        );
+        // 7 keeps index 1, 9 is appended.
+        let b = frame([7, 9].into_iter());
+        let ext = p.extend(&b, Rect::new(0, 0, 2, 1), 2, None);
+        assert_eq!(
+            ext,
+            Some(Extended {
+                reset: false,
+                first_new: 2
+            })
+        );
+        assert_eq!(p.indices, vec![1, 2]);
+        assert_eq!(p.colours(), frame([5, 7, 9].into_iter()));
+        // 254 new colours do not fit next to the three: the palette starts over.
+        let c = frame(100..354u32);
+        let ext = p.extend(&c, Rect::new(0, 0, 254, 1), 254, None);
+        assert_eq!(
+            ext,
+            Some(Extended {
+                reset: true,
+                first_new: 0
+            })
+        );
+        assert_eq!(p.colours(), c);
+        // 300 colours are no palette tile, and the palette stays as it was.
+        let d = frame(1000..1300u32);
+        assert_eq!(p.extend(&d, Rect::new(0, 0, 300, 1), 300, None), None);
+        assert_eq!(p.colours(), c);
+        assert!(p.extend(&c, Rect::new(0, 0, 254, 1), 254, None).is_some());
+        assert!(p.indices.iter().enumerate().all(|(i, &x)| x as usize == i));
+        // A key frame forgets it.
+        p.clear();
+        assert_eq!(
+            p.extend(&b, Rect::new(0, 0, 2, 1), 2, None)
+                .map(|e| e.first_new),
+            Some(0)
+        );
+        assert_eq!(p.colours(), b);
     }
 }

@@ -32,6 +32,9 @@ const MAX_BACKOFF: u32 = 4;
 pub(crate) struct ScrollDetector {
     new: Vec<u64>,
     old: Vec<u64>,
+    /// Whether each sampled new row differs from the reference's row at the same place: what
+    /// a copy gains, estimated without comparing every row a second time.
+    changed: Vec<bool>,
     rows_of: HashMap<u64, u32>,
     votes: HashMap<i64, u32>,
     /// Searches in a row that found no scroll in an area that had changed.
@@ -113,10 +116,13 @@ impl ScrollDetector {
         self.new.clear();
         self.new
             .extend((0..h).step_by(NEW_SAMPLE).map(|i| xxh3_64(row(pixels, i))));
-        let changed = (0..h)
-            .step_by(NEW_SAMPLE)
-            .filter(|&i| row(pixels, i) != row(reference, i))
-            .count();
+        self.changed.clear();
+        self.changed.extend(
+            (0..h)
+                .step_by(NEW_SAMPLE)
+                .map(|i| row(pixels, i) != row(reference, i)),
+        );
+        let changed = self.changed.iter().filter(|&&c| c).count();
         if changed * NEW_SAMPLE < MIN_GAIN_ROWS {
             return Search::LittleChanged;
         }
@@ -153,11 +159,20 @@ impl ScrollDetector {
             return Search::Miss;
         }
 
-        // The longest run of new rows i that equal old rows i + shift, byte for byte.
+        // The run of new rows i that equal old rows i + shift, byte for byte, that changes the
+        // most rows (counted on the sampled rows, times the sampling stride: the estimate only
+        // picks the run, the copy itself is exact).
         let lo = (-shift).max(0) as usize;
         let hi = (h as i64 - shift.max(0)) as usize;
         let (mut best, mut run_start, mut best_gain) = ((0, 0), None, 0usize);
         let mut gain = 0;
+        let gained = |i: usize| {
+            if i.is_multiple_of(NEW_SAMPLE) && self.changed[i / NEW_SAMPLE] {
+                NEW_SAMPLE
+            } else {
+                0
+            }
+        };
         for i in lo..=hi {
             let moved = i < hi && {
                 let j = (i as i64 + shift) as usize;
@@ -166,9 +181,9 @@ impl ScrollDetector {
             match (moved, run_start) {
                 (true, None) => {
                     run_start = Some(i);
-                    gain = usize::from(row(pixels, i) != row(reference, i));
+                    gain = gained(i);
                 }
-                (true, Some(_)) => gain += usize::from(row(pixels, i) != row(reference, i)),
+                (true, Some(_)) => gain += gained(i),
                 (false, Some(start)) => {
                     if gain > best_gain {
                         (best, best_gain) = ((start, i), gain);
