@@ -26,7 +26,7 @@ presses. Then, at the largest N, the same sessions idle (appliances attached, no
 wake-ups per second (voluntary context switches of every thread) and CPU per session, for
 15 s. `WAYRAY_QUIC_TIMERS=tokio` is the daemon's old QUIC timers (see server/src/transport);
 COMPARE_TIMERS=1 instead compares them with the timerfd ones at N=5, alternating RUNS=3 times:
-the daemon's wake-ups and CPU per key.
+the daemon's wake-ups and CPU per key (RTT_MS=20: the appliances through examples/netem).
 """
 
 import json, os, re, signal, subprocess, sys, tempfile, time
@@ -36,6 +36,8 @@ STEPS = [int(x) for x in os.environ.get("STEPS", "5,10,20,30,40,50,60").split(",
 SECONDS_TYPING = float(os.environ.get("SECONDS_TYPING", "20"))
 SECONDS_IDLE = float(os.environ.get("SECONDS_IDLE", "15"))
 LIMIT_MS = float(os.environ.get("LIMIT_MS", "50"))
+# COMPARE_TIMERS mode: the typing appliances reach the server through a relay adding this RTT.
+RTT_MS = float(os.environ.get("RTT_MS", "0"))
 CPS = 5
 USER, PASSWORD = "wrcap", "cap-pw-1"  # users wrcap0, wrcap1, ...
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -44,10 +46,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 
 
-def spawn(args, log, env=None, pipe=False):
+def spawn(args, log, env=None, pipe=False, stdout=None):
     e = dict(os.environ, RUST_LOG="info")
     e.update(env or {})
-    p = subprocess.Popen(args, stdout=subprocess.PIPE if pipe else subprocess.DEVNULL,
+    out = subprocess.PIPE if pipe else (open(stdout, "w") if stdout else subprocess.DEVNULL)
+    p = subprocess.Popen(args, stdout=out,
                          stderr=open(log, "w") if log else subprocess.DEVNULL, env=e, text=True,
                          start_new_session=True)
     procs.append(p)
@@ -131,6 +134,18 @@ def wakeups(pid):
     return n
 
 
+def run_ns(pid):
+    """CPU time of the live threads of `pid` in ns (schedstat: finer than stat's ticks)."""
+    n = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                n += int(f.read().split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return n
+
+
 def memory_kb(pid):
     """(PSS, RSS) in kB."""
     pss = rss = 0
@@ -189,13 +204,23 @@ class Rig:
         self.wrsessd = spawn([f"{BIN}/wrsessd", "--run-dir", self.run, "--greeter-user", "nobody"],
                              f"{work}/wrsessd.log")
         self.sessions = 0
+        # Appliance i -> its netem relay's address (RTT_MS in COMPARE_TIMERS mode).
+        self.relays = {}
 
     def close(self):
         for p in (self.wrsessd, self.server):
             stop(p)
 
+    def relay(self, i, rtt_ms):
+        """Appliance i's typing goes through a relay adding rtt_ms (examples/netem)."""
+        out = f"{self.work}/netem{i}.out"
+        spawn([f"{BIN}/examples/netem", "--to", self.listen, "--delay-ms", str(rtt_ms / 2)],
+              f"{self.work}/netem{i}.log", stdout=out)
+        wait("a netem relay", lambda: "NETEM_LISTEN=" in read(out), 10)
+        self.relays[i] = re.search(r"NETEM_LISTEN=(\S+)", read(out)).group(1)
+
     def appliance(self, i, script, tag, latency=None):
-        args = [f"{BIN}/wrclient", "--server", self.listen, "--state-dir", f"{self.work}/a{i}-state",
+        args = [f"{BIN}/wrclient", "--server", self.relays.get(i, self.listen), "--state-dir", f"{self.work}/a{i}-state",
                 "--display", "headless", "--screen", "1280x800",
                 "--input-script", script, "--exit-after", "600"]
         if latency:
@@ -266,6 +291,7 @@ def sample(rig, appliances):
         "wake_server": {p: wakeups(p) for p in server},
         "wake_appl": sum(wakeups(p.pid) for p in appliances),
         "wake_daemon": wakeups(rig.server.pid),
+        "daemon_ns": run_ns(rig.server.pid),
         "argv": {p: t[p][2] for p in server},
     }
 
@@ -318,7 +344,7 @@ def step(rig, n):
         "appl_cpu": (b["appliances"] - a["appliances"]) / TICK / secs,
         # Keys pressed in the window: N appliances at CPS (the scroller's fewer are ignored).
         "daemon_wake_per_key": (b["wake_daemon"] - a["wake_daemon"]) / (n * CPS * secs),
-        "daemon_us_per_key": 1e6 * (b["daemon"] - a["daemon"]) / TICK / (n * CPS * secs),
+        "daemon_us_per_key": (b["daemon_ns"] - a["daemon_ns"]) / 1e3 / (n * CPS * secs),
     }
 
 
@@ -331,6 +357,9 @@ def compare_timers(runs=3, n=5):
             work = tempfile.mkdtemp(prefix="wayray-bench-capacity-")
             rig = Rig(work)
             try:
+                if RTT_MS:
+                    for i in range(n):
+                        rig.relay(i, RTT_MS)
                 res = step(rig, n)
                 rows[timers].append(res)
                 print(f"bench-capacity: timers={timers}: {res['daemon_wake_per_key']:.2f} wake-ups/key, "
@@ -340,7 +369,7 @@ def compare_timers(runs=3, n=5):
                 subprocess.run(["rm", "-rf", work])
     os.environ.pop("WAYRAY_QUIC_TIMERS")
     med = lambda xs: sorted(xs)[len(xs) // 2]
-    print(f"\n### The daemon's QUIC timers while {n} users type (median of {runs} alternating runs)\n")
+    print(f"\n### The daemon's QUIC timers while {n} users type, RTT +{RTT_MS:.0f} ms (median of {runs} alternating runs)\n")
     print("| timers | daemon wake-ups per key | daemon CPU per key, us | p99 ms |")
     print("|---|--:|--:|--:|")
     for timers, rs in rows.items():
