@@ -23,7 +23,6 @@ mod screen;
 mod screenshot;
 mod signals;
 mod supervisor;
-mod timer;
 mod token;
 mod transport;
 

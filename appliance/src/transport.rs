@@ -21,8 +21,12 @@ use crate::identity::ApplianceIdentity;
 use crate::pinning::{PinError, PinnedCertVerifier, Rejection, Trust};
 
 /// Keep-alives stop NATs and the server's idle timer from dropping a connection to a screen that
-/// is simply not changing.
-const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// is simply not changing. The server sends none (it is the appliance's job), and its idle
+/// timeout is 5 s, the shorter of the two sides', so that is what counts: a keep-alive every
+/// 2 s leaves room for one lost keep-alive and its retransmission. NATs keep a UDP mapping for
+/// 30 s or more, so they need nothing more frequent. Each one costs the appliance and the daemon
+/// about two wake-ups (timer or send, the acknowledgement).
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// How long silence (in milliseconds) means the server is gone; also bounds the handshake. Short,
 /// because the person in front of the appliance is waiting for the "reconnecting" status.
 const IDLE_TIMEOUT_MS: u32 = 10_000;
@@ -240,7 +244,7 @@ pub async fn connect(
         quinn::EndpointConfig::default(),
         None,
         socket,
-        Arc::new(crate::timer::PreciseRuntime),
+        Arc::new(wayray_transport::PreciseRuntime),
     )
     .map_err(TransportError::Bind)?;
 

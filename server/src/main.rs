@@ -514,30 +514,12 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
             bind(run_dir.launcher(), 0o600)?,
             daemon.clone(),
         ));
-        // Tokens whose sessions died at start get their next one once their backoff is over.
-        let retry = daemon.clone();
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                if let Ok(mut d) = retry.lock() {
-                    d.retry_due();
-                }
-            }
-        });
+        // Tokens whose sessions died at start get their next one once their backoff is over;
+        // sessions suspended too long end. One task sleeps until the next such deadline (none:
+        // until the daemon names a new one), so an idle server does not wake for them.
         let timeout = Duration::from_secs(config.suspended_timeout_secs);
-        if !timeout.is_zero() {
-            let d = daemon.clone();
-            runtime.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    tick.tick().await;
-                    if let Ok(mut d) = d.lock() {
-                        d.expire_suspended(timeout);
-                    }
-                }
-            });
-        }
+        let timeout = (!timeout.is_zero()).then_some(timeout);
+        runtime.spawn(daemon_timers(daemon.clone(), timeout));
     } else {
         if let Some(spawner) = shared_spawner {
             daemon::shared::start(daemon.clone(), spawner);
@@ -689,4 +671,37 @@ fn create_private_dir(dir: &Path) -> miette::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot restrict {}", dir.display()))
+}
+
+/// Runs the daemon's deadlines (token backoffs, lost servers' waits, the suspended timeout):
+/// each pass does what is due, then sleeps until the next deadline or a new one.
+async fn daemon_timers(daemon: daemon::Shared, suspended_timeout: Option<Duration>) {
+    let Some(timers) = daemon.lock().ok().map(|d| d.timers.clone()) else {
+        return;
+    };
+    loop {
+        let next = match daemon.lock() {
+            Ok(mut d) => {
+                d.retry_due();
+                if let Some(timeout) = suspended_timeout {
+                    d.expire_suspended(timeout);
+                }
+                d.next_deadline_ms(suspended_timeout)
+            }
+            Err(_) => return,
+        };
+        match next {
+            Some(at) => {
+                // A deadline already past that the pass could not act on (no launcher yet, a
+                // kill that failed) is retried at the old polling rate, not in a busy loop.
+                let now = daemon::now_ms();
+                let wait = Duration::from_millis(if at <= now { 250 } else { at - now });
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = timers.notified() => {}
+                }
+            }
+            None => timers.notified().await,
+        }
+    }
 }

@@ -118,7 +118,7 @@ async fn replay(path: PathBuf, steps: Vec<Step>, events: EventSender, feedback: 
                 }
             }
             Step::Sleep(duration) => {
-                crate::timer::sleep_until(std::time::Instant::now() + duration).await
+                wayray_transport::sleep_until(std::time::Instant::now() + duration).await
             }
             Step::WaitFrame => {
                 frames.borrow_and_update();

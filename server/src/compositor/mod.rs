@@ -134,6 +134,8 @@ pub enum CompositorError {
 /// more is never interleaved with empty frames, which would dilute its cells' change history
 /// (8 of the last 10 frames) and each cost a frame's round trip.
 const VIDEO_QUIET_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest a detached or locked session waits before it polls again (see `arm_poll_timer`).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs the session until the transport says to shut down.
 pub fn run(
@@ -279,6 +281,7 @@ pub fn run(
         last_render: None,
         min_frame_interval: Duration::from_secs(1) / opts.refresh_hz.max(1),
         render_timer_due: None,
+        poll_timer_armed: false,
         loop_handle: event_loop.handle(),
         to_transport,
         socket_name: socket_name.clone(),
@@ -402,12 +405,11 @@ pub fn run(
     .map_err(CompositorError::Confine)?;
 
     let interval = opts.detached_frame_interval;
+    // No periodic wake-up: an attached session whose screen does not change sleeps until a
+    // client, the daemon or a timer has something for it; what needs polling arms
+    // `arm_poll_timer` (see `after_dispatch`).
     event_loop
-        .run(
-            Some(interval.min(Duration::from_millis(250))),
-            &mut state,
-            |state| state.after_dispatch(interval),
-        )
+        .run(None, &mut state, |state| state.after_dispatch(interval))
         .map_err(|e| CompositorError::EventLoop(e.to_string()))?;
     tracing::info!("session compositor stopped");
     Ok(())
@@ -668,8 +670,31 @@ impl WayRay {
                 }
             }
         }
+        if self.pacer.attached().is_none()
+            || self.protocols.lock.is_locked()
+            || self.locker.has_child()
+        {
+            self.arm_poll_timer(detached_interval.min(POLL_INTERVAL));
+        }
         if let Err(err) = self.display_handle.flush_clients() {
             tracing::warn!(%err, "flushing wayland clients failed");
+        }
+    }
+
+    /// Runs the event loop again after `after`, for what is polled rather than woken: a
+    /// detached session's frame callbacks (clients keep drawing, slowly, for nobody) and the
+    /// locker process of a locked session. An attached, unlocked session arms none.
+    fn arm_poll_timer(&mut self, after: Duration) {
+        if self.poll_timer_armed {
+            return;
+        }
+        let timer = Timer::from_duration(after);
+        match self.loop_handle.insert_source(timer, |_, _, state| {
+            state.poll_timer_armed = false;
+            TimeoutAction::Drop
+        }) {
+            Ok(_) => self.poll_timer_armed = true,
+            Err(err) => tracing::error!(%err, "cannot arm the poll timer"),
         }
     }
 

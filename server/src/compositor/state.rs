@@ -98,6 +98,8 @@ pub struct WayRay {
     pub min_frame_interval: std::time::Duration,
     /// When the earliest armed render timer fires, if one is armed.
     pub render_timer_due: Option<Instant>,
+    /// The poll timer (see `arm_poll_timer`) is armed.
+    pub poll_timer_armed: bool,
     pub loop_handle: smithay::reexports::calloop::LoopHandle<'static, WayRay>,
     pub to_transport: crate::session_link::LinkTx,
     /// The Wayland socket's name, for clients the session starts later (the launcher).

@@ -243,6 +243,9 @@ pub struct Daemon {
     pub pending_greeters: HashMap<SessionId, PendingGreeter>,
     /// Counters and histograms of the relay, for `/metrics`.
     pub metrics: crate::api::metrics::RelayMetrics,
+    /// Woken when a new deadline appears (a token's backoff, a suspended session, a lost
+    /// server's wait), so the timer task sleeps until the next one instead of polling.
+    pub timers: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A greeter waiting for its token's claim in the pool.
@@ -271,6 +274,7 @@ impl Daemon {
             pool: None,
             pending_greeters: HashMap::new(),
             metrics: Default::default(),
+            timers: Default::default(),
         }
     }
 
@@ -336,6 +340,9 @@ impl Daemon {
             }
             slot.state = state;
             slot.changed_ms = now;
+            if state == SessionState::Suspended {
+                self.timers.notify_one();
+            }
         }
         if let Err(err) = self.store.set_state(id, state, now) {
             tracing::warn!(%err, "cannot record a session state");
@@ -940,6 +947,7 @@ impl Daemon {
             let delay = Backoff::delay(entry.failures);
             entry.retry_ms = now + delay.as_millis() as u64;
             entry.reason = format!("the {} session ended at start ({status})", s.kind.as_str());
+            self.timers.notify_one();
             tracing::warn!(
                 token,
                 failures = entry.failures,
@@ -1223,6 +1231,30 @@ impl Daemon {
     }
 
     /// User sessions suspended for longer than `timeout` are ended.
+    /// When [`Self::retry_due`] or [`Self::expire_suspended`] (with `suspended_timeout`) next has
+    /// something to do, in [`now_ms`] time; `None`: nothing until a new deadline appears.
+    pub fn next_deadline_ms(&self, suspended_timeout: Option<Duration>) -> Option<u64> {
+        let retries = self
+            .appliances
+            .values()
+            .filter(|a| a.session.is_none())
+            .filter_map(|a| {
+                let token = a.token.as_ref()?;
+                let retry = (!self.bindings.contains_key(token))
+                    .then(|| self.backoff.get(token).map(|b| b.retry_ms))
+                    .flatten();
+                let lost = a.lost_wait.as_ref().map(|(_, deadline)| *deadline);
+                retry.into_iter().chain(lost).min()
+            });
+        let expiries = suspended_timeout.into_iter().flat_map(|timeout| {
+            self.sessions
+                .values()
+                .filter(|s| s.state == SessionState::Suspended && s.kind != SessionKind::Shared)
+                .map(move |s| s.changed_ms + timeout.as_millis() as u64 + 1)
+        });
+        retries.chain(expiries).min()
+    }
+
     pub fn expire_suspended(&mut self, timeout: Duration) {
         let cutoff = now_ms().saturating_sub(timeout.as_millis() as u64);
         let expired: Vec<SessionId> = self
@@ -1289,5 +1321,31 @@ mod tests {
         assert_eq!(daemon.backoff.get("tok").map(|b| b.failures), Some(2));
         daemon.authenticated(id, "tok", "alice");
         assert!(!daemon.backoff.contains_key("tok"));
+    }
+
+    #[tokio::test]
+    async fn timers_sleep_until_a_deadline_appears() {
+        let store = Store::open_in_memory().unwrap();
+        let mut daemon = Daemon::new(Mode::Launcher, store);
+        let timeout = Duration::from_secs(60);
+        let (id, _) = daemon
+            .create_session(SessionKind::User, Some("alice".into()), Some("tok"))
+            .unwrap();
+        daemon.set_state(id, SessionState::Active);
+        // Nothing suspended, no backoff: nothing to wake up for.
+        assert_eq!(daemon.next_deadline_ms(Some(timeout)), None);
+        let timers = daemon.timers.clone();
+        daemon.set_state(id, SessionState::Suspended);
+        // The timer task hears of it, and sleeps until the session's timeout.
+        tokio::time::timeout(Duration::from_secs(5), timers.notified())
+            .await
+            .expect("a suspended session wakes the timer task");
+        let changed = daemon.sessions[&id].changed_ms;
+        assert_eq!(
+            daemon.next_deadline_ms(Some(timeout)),
+            Some(changed + 60_001)
+        );
+        // Without a suspended timeout, a suspended session is no deadline.
+        assert_eq!(daemon.next_deadline_ms(None), None);
     }
 }

@@ -92,6 +92,7 @@ impl Daemon {
                             };
                             if let Some(slot) = self.appliances.get_mut(&appliance) {
                                 slot.lost_wait = Some((lost.clone(), deadline));
+                                self.timers.notify_one();
                                 let _ = slot.tx.send(ConnEvent::Notice(notice));
                             }
                             return None;

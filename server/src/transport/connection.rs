@@ -26,7 +26,8 @@ use crate::daemon::{now_ms, ApplianceSlot, CardCheck};
 
 /// How long an appliance may take between connecting and saying Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the session hears what the link can carry.
+/// How often the session hears what the link can carry, while frames flow: an idle link's
+/// estimate does not change, so an idle connection is not woken for it.
 const LINK_QUALITY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Events for one connection task from the router.
@@ -225,7 +226,9 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let mut held: VecDeque<(u64, Bytes)> = VecDeque::new();
     // On a lossy link, small frames also go as datagrams (see `wayray_protocol::redundancy`).
     let mut copies = FrameCopies::default();
-    let mut link_tick = tokio::time::interval(LINK_QUALITY_INTERVAL);
+    // When the session next hears the link's quality: at once, then a second after a frame
+    // went out (none while nothing changes on screen).
+    let mut link_due = Some(tokio::time::Instant::now());
     // What the session last heard of the screen: its size and physical size.
     let mut screen = (
         (
@@ -263,7 +266,8 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             _ = sleep_until(copy_due), if copy_due.is_some() => {
                 copies.send_due(&conn);
             }
-            _ = link_tick.tick() => {
+            _ = tokio::time::sleep_until(link_due.unwrap_or_else(tokio::time::Instant::now)), if link_due.is_some() => {
+                link_due = None;
                 let sample = LinkSample { rtt: conn.rtt(), cwnd: conn.stats().path.cwnd };
                 let video_bitrate = governor.video_bitrate(sample);
                 tracing::trace!(rtt = ?sample.rtt, cwnd = sample.cwnd, video_bitrate, "link");
@@ -276,6 +280,7 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                     tracing::trace!(seq, len = bytes.len(), held = held.len(), "sending frame");
                     held.push_back((seq, bytes));
                     send_held(&mut display, &mut held, &mut governor, &mut copies, &conn).await?;
+                    link_due.get_or_insert_with(|| tokio::time::Instant::now() + LINK_QUALITY_INTERVAL);
                 }
                 Some(ConnEvent::Cursor { bytes }) => {
                     tracing::trace!(len = bytes.len(), "sending cursor");

@@ -88,7 +88,10 @@ pub fn endpoint(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     // A vanished appliance is noticed within a few seconds, so its session is detached promptly.
-    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    // The appliance's keep-alives (every 2 s, see appliance/src/transport.rs) keep an idle but
+    // live connection open; the server sends none of its own, so an idle session's connection
+    // wakes the daemon once per appliance keep-alive instead of twice a second more.
+    transport.keep_alive_interval(None);
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(5))
             .map_err(|e| TransportError::Tls(e.to_string()))?,
@@ -109,7 +112,28 @@ pub fn endpoint(
     transport.max_concurrent_uni_streams(8u32.into());
     transport.max_concurrent_bidi_streams(4u32.into());
     config.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(config, addr).map_err(|source| TransportError::Bind { addr, source })
+    let socket =
+        std::net::UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        quic_runtime(),
+    )
+    .map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// Quinn's runtime for the endpoint: its connection timers (loss detection, delayed ACKs, idle)
+/// on a timerfd, which fires once at its deadline where Tokio's wheel wakes the daemon two or
+/// three times per timer. `WAYRAY_QUIC_TIMERS=tokio` keeps Tokio's timers, for `scripts/bench
+/// capacity` to compare the two in one run.
+fn quic_runtime() -> Arc<dyn quinn::Runtime> {
+    if std::env::var_os("WAYRAY_QUIC_TIMERS").is_some_and(|v| v == "tokio") {
+        tracing::info!("QUIC timers on Tokio's timer wheel (WAYRAY_QUIC_TIMERS=tokio)");
+        Arc::new(quinn::TokioRuntime)
+    } else {
+        Arc::new(wayray_transport::PreciseRuntime)
+    }
 }
 
 /// Accepts appliances and routes frames until shutdown (Ctrl-C / SIGTERM).

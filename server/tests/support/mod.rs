@@ -485,7 +485,13 @@ pub async fn raw_connect(addr: SocketAddr) -> quinn::Connection {
     tls.alpn_protocols = vec![wayray_protocol::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // Like wrclient (appliance/src/transport.rs): the server sends no keep-alives of its own,
+    // so a peer that only listens would hit its 5 s idle timeout.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(2)));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
     endpoint
         .connect(addr, "wayray-server")
         .unwrap()

@@ -1,4 +1,5 @@
-//! Precise timers on a timerfd, for quinn's connection timer and the input script's sleeps.
+//! Precise timers on a timerfd, for quinn's connection timers (daemon and appliance) and the
+//! appliance's input script's sleeps.
 //!
 //! Tokio's timer wheel has 1 ms slots and wakes early at slot boundaries to cascade timers
 //! from its coarser levels, so a timer 20–60 ms out (a QUIC loss-detection timer, a script's
