@@ -10,7 +10,7 @@ session: a server's users each have their own compositor, clients and sound serv
 what a server's capacity is made of (in shared mode every appliance would show one and the same
 session: N viewers, not N users).
 
-For N = STEPS (default 5,10,20,30,40,50,60; sessions are added as N grows and kept), N appliances
+For N = STEPS (default 5,10,20,40,60,...,160, about 10 min; sessions are added as N grows and kept), N appliances
 re-attach (`--reattach direct`, so no lock screen) and type into their foot at 5 characters per
 second for SECONDS_TYPING (default 20) s; one of them instead runs `seq 60` every 10 s (a page
 of output scrolls). Reported per N:
@@ -32,7 +32,7 @@ the daemon's wake-ups and CPU per key (RTT_MS=20: the appliances through example
 import json, os, re, signal, subprocess, sys, tempfile, time
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release"
-STEPS = [int(x) for x in os.environ.get("STEPS", "5,10,20,30,40,50,60").split(",")]
+STEPS = [int(x) for x in os.environ.get("STEPS", "5,10,20,40,60,80,100,120,140,160").split(",")]
 SECONDS_TYPING = float(os.environ.get("SECONDS_TYPING", "20"))
 SECONDS_IDLE = float(os.environ.get("SECONDS_IDLE", "15"))
 LIMIT_MS = float(os.environ.get("LIMIT_MS", "50"))
