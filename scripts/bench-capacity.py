@@ -10,7 +10,7 @@ session: a server's users each have their own compositor, clients and sound serv
 what a server's capacity is made of (in shared mode every appliance would show one and the same
 session: N viewers, not N users).
 
-For N = STEPS (default 5,10,20,30,40,50,60; sessions are added as N grows and kept), N appliances
+For N = STEPS (default 5,10,20,40,60,...,160, about 10 min; sessions are added as N grows and kept), N appliances
 re-attach (`--reattach direct`, so no lock screen) and type into their foot at 5 characters per
 second for SECONDS_TYPING (default 20) s; one of them instead runs `seq 60` every 10 s (a page
 of output scrolls). Reported per N:
@@ -32,13 +32,15 @@ the daemon's wake-ups and CPU per key (RTT_MS=20: the appliances through example
 import json, os, re, signal, subprocess, sys, tempfile, time
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release"
-STEPS = [int(x) for x in os.environ.get("STEPS", "5,10,20,30,40,50,60").split(",")]
+STEPS = [int(x) for x in os.environ.get("STEPS", "5,10,20,40,60,80,100,120,140,160").split(",")]
 SECONDS_TYPING = float(os.environ.get("SECONDS_TYPING", "20"))
 SECONDS_IDLE = float(os.environ.get("SECONDS_IDLE", "15"))
 LIMIT_MS = float(os.environ.get("LIMIT_MS", "50"))
 # COMPARE_TIMERS mode: the typing appliances reach the server through a relay adding this RTT.
 RTT_MS = float(os.environ.get("RTT_MS", "0"))
 CPS = 5
+# When typing starts, after the first appliance started: every appliance is attached by then.
+START_MS = 4000
 USER, PASSWORD = "wrcap", "cap-pw-1"  # users wrcap0, wrcap1, ...
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -261,8 +263,8 @@ class Rig:
         return {s["id"]: below(t, [int(s["pid"])]) for s in self.user_sessions() if s.get("pid")}
 
 
-def typing_script(path, i, seconds, scroller):
-    lines = ["wait 1500", f"type-delay {1000 // CPS}"]
+def typing_script(path, start_ms, seconds, scroller):
+    lines = [f"wait {start_ms}", f"type-delay {1000 // CPS}"]
     if scroller:
         # A page of output every 10 s: `seq 60` scrolls foot's 40-odd rows by a page and more.
         for _ in range(int(seconds // 10)):
@@ -314,15 +316,18 @@ def step(rig, n):
     keys_sent = 0
     for i in range(n):
         script = f"{lat_dir}/type{i}.script"
-        typing_script(script, i, SECONDS_TYPING, scroller=(i == 0))
+        # Appliance i starts i/N s after the first; all of them attach (a key frame each) before
+        # anyone types, and their key presses are spread over the 200 ms between two keys.
+        start_ms = int(START_MS - i * 1000 / n + i * (1000 / CPS) / n)
+        typing_script(script, start_ms, SECONDS_TYPING, scroller=(i == 0))
         keys_sent += sum(len(l) - 5 for l in open(script) if l.startswith("type ")) + \
             sum(1 for l in open(script) if l.startswith("key "))
         apps.append(rig.appliance(i, script, f"type{n}", latency=f"{lat_dir}/{i}.log"))
         time.sleep(1.0 / n)  # spread the key presses over the 200 ms between them
-    # The typing window: after every appliance's first second (attach, key frame), before the end.
-    time.sleep(3.0)
+    # The typing window: from when everyone types, to before the first ones stop.
+    time.sleep(START_MS / 1000)
     a = sample(rig, apps)
-    time.sleep(SECONDS_TYPING - 4.0)
+    time.sleep(SECONDS_TYPING - 2.0)
     b = sample(rig, apps)
     for p in apps:
         p.wait(120)
