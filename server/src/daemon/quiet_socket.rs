@@ -8,7 +8,7 @@
 //! registration for writing) only when the session has stopped reading.
 
 use std::{
-    io::{self, Write},
+    io,
     os::{fd::AsRawFd, unix::net::UnixStream},
     sync::Arc,
 };
@@ -57,7 +57,7 @@ impl QuietSocket {
     pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         let mut room: Option<AsyncFd<UnixStream>> = None;
         while !bytes.is_empty() {
-            match self.fd.get_ref().write(bytes) {
+            match send(self.fd.get_ref(), bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => bytes = &bytes[n..],
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -85,6 +85,20 @@ fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixSt
     unsafe { AsyncFd::register_with_interest(stream, interest) }.map_err(|e| e.into_parts().1)
 }
 
+/// One `send` of (a prefix of) `bytes`; a session gone away is an error, never SIGPIPE.
+fn send(stream: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads at most `bytes.len()` bytes from the slice.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 /// One `recv` into `buf`'s spare capacity.
 fn recv_into(stream: &UnixStream, buf: &mut BytesMut) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
@@ -107,7 +121,7 @@ fn recv_into(stream: &UnixStream, buf: &mut BytesMut) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     #[tokio::test]
     async fn reads_and_writes_including_past_a_full_socket_buffer() {
