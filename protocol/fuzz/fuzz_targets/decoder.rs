@@ -76,13 +76,13 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
             u.int_in_range(0..=width + 2)?,
             u.int_in_range(0..=height + 2)?,
         );
-        let data = match u.int_in_range(0..=4)? {
+        let data = match u.int_in_range(0..=7)? {
             0 => TileData::Solid(u.arbitrary()?),
             1 => TileData::Zstd(u.arbitrary()?),
             kind => {
                 // Usually the exact size, sometimes a little off either way. Palette tiles
-                // (kind 4) hold one index byte per pixel.
-                let per_pixel = if kind == 4 { 1 } else { 4 };
+                // (kinds 4 and 7) hold one index byte per pixel.
+                let per_pixel = if kind == 4 || kind == 7 { 1 } else { 4 };
                 let exact = rect.w as usize * rect.h as usize * per_pixel;
                 let len = match u.int_in_range(0..=3)? {
                     0 => exact.saturating_sub(u.int_in_range(1..=8)?),
@@ -100,9 +100,20 @@ fn structured_update(u: &mut Unstructured) -> Result<FrameUpdate> {
                 let z = c
                     .compress(&raw)
                     .map_err(|_| libfuzzer_sys::arbitrary::Error::IncorrectFormat)?;
+                // Update-stream tiles: a whole zstd frame is a valid start of the stream; the
+                // number is usually the one a fresh decoder expects next.
+                let number = u.int_in_range(0..=3)?;
                 match kind {
                     2 => TileData::Zstd(z),
                     3 => TileData::ZstdXor(z),
+                    5 => TileData::StreamPixels { number, data: z },
+                    6 => TileData::StreamXor { number, data: z },
+                    7 => TileData::StreamPalette {
+                        number,
+                        reset: u.arbitrary()?,
+                        added: vec![0x5a; 4 * u.int_in_range(0..=257)?],
+                        indices: z,
+                    },
                     _ => {
                         // Mostly a valid palette size, sometimes empty, ragged or too long.
                         let colours = match u.int_in_range(0..=5)? {

@@ -28,6 +28,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
         scroll: u.arbitrary()?,
         merge_rows: u.arbitrary()?,
         video: u.arbitrary()?,
+        stream: u.arbitrary()?,
     };
     // Up to 260×200, so video regions (at least 128×128) can form.
     let (mut w, mut h) = (u.int_in_range(1..=260)?, u.int_in_range(1..=200)?);
