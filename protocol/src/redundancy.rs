@@ -36,6 +36,11 @@ impl LossWatch {
         self.last_loss
             .is_some_and(|at| now.saturating_duration_since(at) < LOSSY_FOR)
     }
+
+    /// The lost-packet count seen last.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
 }
 
 /// Copies waiting for their send time, oldest first.
