@@ -509,7 +509,7 @@ impl Established {
                                 return Ok(ended);
                             }
                         } else {
-                            tracing::trace!(seq = update.seq, "frame shown from its datagram copy");
+                            tracing::trace!(seq = update.seq, "skipping the stream copy of a frame shown already");
                         }
                     }
                     Some(DisplayMessage::Cursor(CursorUpdate::Hidden)) => screen.set_cursor(None),

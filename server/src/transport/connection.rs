@@ -471,6 +471,7 @@ impl Drop for FrameCopies {
         if self.sent > 0 {
             tracing::info!(
                 count = self.sent,
+                lost_packets = self.watch.lost(),
                 "frames copied to datagrams on this connection"
             );
         }
