@@ -323,16 +323,7 @@ impl Decoder {
                 TileData::ZstdPalette { colours, indices } => {
                     let dst = &mut self.scratch[offset..offset + area];
                     decompress_exact(dctx, indices, dst, index)?;
-                    let colours = colours.len() / BYTES_PER_PIXEL;
-                    // A fold over bytes vectorizes; `max()` by reference does not.
-                    let found = dst.iter().copied().fold(0, u8::max);
-                    if usize::from(found) >= colours {
-                        return Err(DecodeError::PaletteIndex {
-                            index,
-                            found,
-                            colours,
-                        });
-                    }
+                    check_indices(dst, colours.len() / BYTES_PER_PIXEL, index)?;
                     offset += area;
                 }
                 TileData::StreamPixels { number, data } | TileData::StreamXor { number, data } => {
@@ -363,15 +354,7 @@ impl Decoder {
                     if bytes == 0 || bytes > MAX_PALETTE * BYTES_PER_PIXEL {
                         return Err(DecodeError::BadPalette { index, bytes });
                     }
-                    let colours = bytes / BYTES_PER_PIXEL;
-                    let found = dst.iter().copied().fold(0, u8::max);
-                    if usize::from(found) >= colours {
-                        return Err(DecodeError::PaletteIndex {
-                            index,
-                            found,
-                            colours,
-                        });
-                    }
+                    check_indices(dst, bytes / BYTES_PER_PIXEL, index)?;
                     self.palettes_seen
                         .extend_from_slice(&(bytes as u16).to_le_bytes());
                     self.palettes_seen.extend_from_slice(&self.stream_palette);
@@ -391,6 +374,20 @@ fn stream_of(
         Some(s) => Ok(s),
         None => Ok(slot.insert(StreamDecompressor::new().map_err(DecodeError::Zstd)?)),
     }
+}
+
+/// Every index of tile `index` names one of its palette's `colours`.
+fn check_indices(indices: &[u8], colours: usize, index: usize) -> Result<(), DecodeError> {
+    // A fold over bytes vectorizes; `max()` by reference does not.
+    let found = indices.iter().copied().fold(0, u8::max);
+    if usize::from(found) >= colours {
+        return Err(DecodeError::PaletteIndex {
+            index,
+            found,
+            colours,
+        });
+    }
+    Ok(())
 }
 
 fn stream_error(e: StreamError, index: usize) -> DecodeError {

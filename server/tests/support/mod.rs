@@ -356,6 +356,27 @@ pub fn read_frame_log(path: &Path) -> Vec<FrameLine> {
         .collect()
 }
 
+/// Every frame the appliance shows is one the server rendered, byte for byte, each once and in
+/// increasing order.
+pub fn assert_shown_frames_were_sent(sent: &[FrameLine], shown: &[FrameLine]) {
+    let sent: std::collections::HashMap<u64, &FrameLine> =
+        sent.iter().map(|f| (f.seq, f)).collect();
+    for frame in shown {
+        let expected = sent
+            .get(&frame.seq)
+            .unwrap_or_else(|| panic!("appliance shows frame {} the server never sent", frame.seq));
+        assert_eq!(
+            frame, *expected,
+            "framebuffers differ at frame {}",
+            frame.seq
+        );
+    }
+    assert!(
+        shown.windows(2).all(|w| w[0].seq < w[1].seq),
+        "frames shown twice or out of order"
+    );
+}
+
 /// Runs `wrclient` against `server` to completion with the given extra flags.
 pub fn run_appliance(dir: &TempDir, server: SocketAddr, extra: &[&str]) -> Output {
     let mut cmd = Command::new(wrclient());
