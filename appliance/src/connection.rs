@@ -262,6 +262,9 @@ async fn exchange(connection: &quinn::Connection, hello: Hello) -> Result<Establ
             Some(ServerControl::Redirect(_)) => {
                 Err(ConnectionError::Unexpected("a redirect before Welcome"))
             }
+            Some(ServerControl::UsbPolicy { .. }) => {
+                Err(ConnectionError::Unexpected("a USB policy before Welcome"))
+            }
             None => Err(ConnectionError::StreamEnded("control")),
         }
     }
@@ -468,6 +471,10 @@ impl Established {
                             "the server redirects this appliance"
                         );
                         return Ok(Ended::Redirected(redirect));
+                    }
+                    Some(ServerControl::UsbPolicy { filter }) => {
+                        // Forwarding arrives with issue 21; until then every device stays local.
+                        tracing::debug!(?filter, "USB policy received; this build keeps USB devices local");
                     }
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },

@@ -16,6 +16,7 @@ pub mod input;
 pub mod messages;
 pub mod redundancy;
 pub mod sessions;
+pub mod usb;
 
 pub use audio::{AudioCapabilities, AudioPacket, Datagram};
 pub use codec::{
@@ -38,8 +39,9 @@ pub const DEFAULT_PORT: u16 = 7390;
 /// notices (why no desktop is shown), appliance certificates. v6: audio (capabilities, datagrams,
 /// the microphone request, frame times for lip sync). v7: pools (the pool's servers in Welcome,
 /// redirects, how an appliance arrived, the failed-server notice). v8: cheaper frames and typing
-/// over lossy links (issue 20: what the display stream and datagrams carry for it).
-pub const PROTOCOL_VERSION: u16 = 8;
+/// over lossy links (issue 20: what the display stream and datagrams carry for it). v9: devices
+/// follow the user (USB streams, the USB policy, PC/SC streams).
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// Largest message either side accepts unless the Hello/Welcome exchange agreed on a smaller one.
 /// A key frame of 1920×1080 random noise is ~8 MiB after (failed) compression, so 64 MiB leaves

@@ -16,8 +16,15 @@ pub enum StreamKind {
     Input = 2,
     /// Audio frames, either direction.
     Audio = 3,
-    /// One forwarded USB device.
+    /// One forwarded USB device (protocol v9): a *bidirectional* stream the appliance opens per
+    /// device. After this tag byte: one length-prefixed [`crate::usb::UsbDeviceOpen`] from the
+    /// appliance, one length-prefixed [`crate::usb::UsbDeviceReply`] from the server, then
+    /// USB/IP `CMD_SUBMIT`/`RET_SUBMIT`/`CMD_UNLINK`/`RET_UNLINK` bytes unchanged, both ways, until
+    /// either side finishes the stream (unplug, policy change, detach).
     Usb = 4,
+    /// One PC/SC client connection of the session (protocol v9): a *bidirectional* stream the
+    /// server opens to the attached appliance, whose requests reach the appliance's pcscd.
+    Pcsc = 5,
 }
 
 impl StreamKind {
@@ -27,6 +34,7 @@ impl StreamKind {
             2 => Some(Self::Input),
             3 => Some(Self::Audio),
             4 => Some(Self::Usb),
+            5 => Some(Self::Pcsc),
             _ => None,
         }
     }
@@ -317,6 +325,14 @@ pub enum ServerControl {
     /// Connect to another server of the pool instead (see [`Redirect`]); the server closes this
     /// connection once it is sent.
     Redirect(Redirect),
+    /// Which of the appliance's USB devices the server takes from now on (protocol v9). Sent
+    /// right after `Welcome` and again whenever it changes (a session attached or detached, a
+    /// per-user policy). `filter` is in usbredir rule syntax (see [`crate::usb`]); `None` means
+    /// no device is taken now (login screen, no session attached, no `vhci-hcd` on the server):
+    /// the appliance ends every device stream and keeps its devices local.
+    UsbPolicy {
+        filter: Option<String>,
+    },
 }
 
 /// Server → appliance on the display stream.
