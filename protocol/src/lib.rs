@@ -14,6 +14,7 @@ pub mod framing;
 pub mod identity;
 pub mod input;
 pub mod messages;
+pub mod pcsc;
 pub mod redundancy;
 pub mod sessions;
 pub mod usb;

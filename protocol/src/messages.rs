@@ -23,7 +23,9 @@ pub enum StreamKind {
     /// either side finishes the stream (unplug, policy change, detach).
     Usb = 4,
     /// One PC/SC client connection of the session (protocol v9): a *bidirectional* stream the
-    /// server opens to the attached appliance, whose requests reach the appliance's pcscd.
+    /// server opens to the attached appliance, whose requests reach the appliance's pcscd. After
+    /// this tag byte: length-prefixed [`crate::pcsc::PcscRequest`]s from the server, each answered
+    /// by one length-prefixed [`crate::pcsc::PcscReply`] (see [`crate::pcsc`]).
     Pcsc = 5,
 }
 
