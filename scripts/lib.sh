@@ -17,8 +17,9 @@ WAYRAY_DESKTOP_PACKAGES=(swaybg waybar mako-notifier libnotify-bin fuzzel dbus-d
 # toolkit probes in server/tests/apps are Python: PyGObject and PyQt6).
 WAYRAY_APP_PACKAGES=(firefox-esr chromium gtk-4-examples python3-gi gir1.2-gtk-4.0 python3-pyqt6
     qt6-wayland)
-# Smart cards (real pcscd with vsmartcard's virtual readers) and PAM for the session tests.
-WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd pamtester sox etcd-server etcd-client)
+# Smart cards (real pcscd with vsmartcard's virtual readers; opensc-tool as a PC/SC program in
+# the session) and PAM for the session tests.
+WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd opensc pamtester sox etcd-server etcd-client)
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu;
 # sox makes the test tones that scripts/tone.py checks).
 WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools

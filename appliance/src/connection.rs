@@ -501,6 +501,11 @@ impl Established {
                 () = sleep_until(input_copies.delayed.next_due()) => {
                     input_copies.send_due(&self.connection);
                 }
+                stream = self.connection.accept_bi() => {
+                    // The session's PC/SC (the only bidirectional stream a server opens).
+                    let (send, recv) = stream.map_err(ConnectionError::Lost)?;
+                    crate::pcsc::accept(send, recv, tokens.lent_reader());
+                }
                 stream = self.connection.accept_uni() => {
                     let stream = stream.map_err(ConnectionError::Lost)?;
                     if display.is_some() {

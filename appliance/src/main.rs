@@ -14,6 +14,7 @@ mod input;
 mod keymap;
 mod latency;
 mod local;
+mod pcsc;
 mod pinning;
 mod pointer;
 mod pool_file;

@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use crate::card::{CardError, CardProver, CardWatcher};
+use crate::card::{CardError, CardProver, CardWatcher, FollowedReader};
 
 /// How the appliance decides who is at it (`--card`, `--card-reader`, `--require-card`,
 /// `--token`).
@@ -21,6 +21,7 @@ pub struct TokenPolicy {
 pub struct Tokens {
     card: Option<watch::Receiver<Option<String>>>,
     prover: Option<CardProver>,
+    followed: Option<FollowedReader>,
     _watcher: Option<CardWatcher>,
     pseudo: String,
     require_card: bool,
@@ -41,6 +42,7 @@ impl Tokens {
         Ok(Self {
             card: watcher.as_ref().map(|w| w.subscribe()),
             prover: watcher.as_ref().map(|w| w.prover()),
+            followed: watcher.as_ref().map(|w| w.followed()),
             _watcher: watcher,
             pseudo,
             require_card: policy.require_card,
@@ -68,6 +70,11 @@ impl Tokens {
         (self.fixed.is_none() && card.as_deref() == Some(token))
             .then(|| self.prover.clone())
             .flatten()
+    }
+
+    /// The card reader the session's PC/SC may use (the token's); `None` without one.
+    pub fn lent_reader(&self) -> Option<FollowedReader> {
+        self.followed.clone()
     }
 
     /// Resolves when a card goes in or out; never when there is no reader to follow.

@@ -95,13 +95,22 @@ pub enum PcscReply {
     /// It worked and there is nothing to return.
     Done,
     /// PC/SC said no: its return code (`SCARD_E_*`, `SCARD_W_*`).
-    Failed { code: u32 },
+    Failed {
+        code: u32,
+    },
     Readers(Vec<ReaderInfo>),
     /// A wait ended; `changed`: because the readers changed (else it was stopped).
-    WaitEnded { changed: bool },
+    WaitEnded {
+        changed: bool,
+    },
     /// `card` names the connection in later requests on this stream.
-    Connected { card: u32, protocol: u32 },
-    Reconnected { protocol: u32 },
+    Connected {
+        card: u32,
+        protocol: u32,
+    },
+    Reconnected {
+        protocol: u32,
+    },
     Transmitted {
         #[serde(with = "serde_bytes")]
         response: Vec<u8>,
@@ -210,7 +219,10 @@ mod tests {
             reader.push(&encode(request).unwrap());
         }
         for request in &requests {
-            assert_eq!(reader.next::<PcscRequest>().unwrap().as_ref(), Some(request));
+            assert_eq!(
+                reader.next::<PcscRequest>().unwrap().as_ref(),
+                Some(request)
+            );
         }
         for reply in &replies {
             reader.push(&encode(reply).unwrap());

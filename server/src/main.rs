@@ -15,6 +15,7 @@ mod confine;
 mod daemon;
 mod font;
 mod link;
+mod pcsc;
 mod pool;
 mod session_link;
 // The store's read side (audit log, lookups) serves its tests and future wradm commands.
@@ -419,6 +420,15 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         Mode::Shared
     };
     let mut daemon = Daemon::new(mode.clone(), store);
+    // Sessions' PC/SC sockets: the daemon makes them after leaving root, so the directory
+    // becomes its own (see `pcsc`).
+    let pcsc_dir = run_dir.0.join("pcsc");
+    match std::fs::create_dir_all(&pcsc_dir) {
+        Ok(()) => daemon.pcsc = pcsc::Sessions::new(Some(pcsc_dir.clone())),
+        Err(err) => {
+            tracing::warn!(dir = %pcsc_dir.display(), %err, "no PC/SC for sessions")
+        }
+    }
     daemon.unproven_cards = config.unproven_cards;
     daemon.reattach = config.reattach;
     daemon.appliance_auth = config.appliance_auth;
@@ -540,7 +550,11 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     tracing::info!(%local, run_dir = %run_dir.0.display(), ?mode, "listening for appliances");
 
     // Root is no longer needed: the sockets are bound and the store is open.
-    match confine::privileges::drop_to(&config.user, &[&config.state_dir]) {
+    let mut owned: Vec<&std::path::Path> = vec![&config.state_dir];
+    if pcsc_dir.is_dir() {
+        owned.push(&pcsc_dir);
+    }
+    match confine::privileges::drop_to(&config.user, &owned) {
         Ok(confine::privileges::Dropped::User { name, uid, gid }) => {
             tracing::info!(user = name, uid, gid, "left root")
         }
@@ -602,6 +616,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
 
     let (to_compositor, from_link) = channel::channel();
     let to_link = session_link::LinkTx::new();
+    let pcsc_socket = pcsc::socket_path(&args.daemon, args.id);
     let link = session_link::LinkConfig {
         socket: args.daemon,
         session: args.id,
@@ -631,6 +646,7 @@ fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {
         locker,
         seccomp: config.seccomp,
         audio: config.audio && !args.no_audio,
+        pcsc_socket: Some(pcsc_socket),
     };
     let result = compositor::run(opts, to_link, from_link, |socket| {
         if let Some(tx) = link_tx.take() {

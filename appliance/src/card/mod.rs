@@ -23,7 +23,7 @@ use tokio::sync::watch;
 #[cfg(test)]
 #[allow(unused_imports)] // For consumers' tests, which may not exist yet.
 pub use self::memory::MemoryCardReader;
-pub use self::pcsc::{CardProver, CardWatcher};
+pub use self::pcsc::{CardProver, CardWatcher, FollowedReader};
 
 /// A card reader, as the connection loop sees it: the token of the card in it, now and as it
 /// changes. The seam for testing what consumes cards with a `MemoryCardReader`.

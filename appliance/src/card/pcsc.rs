@@ -78,6 +78,7 @@ impl CardWatcher {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             context: Mutex::new(None),
+            followed: Mutex::new(None),
         });
         let (first_look, looked) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
@@ -99,6 +100,13 @@ impl CardWatcher {
     /// watcher is dropped, `changed()` on the receiver returns an error.
     pub fn subscribe(&self) -> watch::Receiver<Option<String>> {
         self.shared.token.subscribe()
+    }
+
+    /// The reader followed, for lending it to the session.
+    pub fn followed(&self) -> FollowedReader {
+        FollowedReader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Has the card in the reader prove itself; see [`CardProver`].
@@ -208,6 +216,22 @@ struct Shared {
     wake: Condvar,
     /// The context the thread is waiting in, for SCardCancel.
     context: Mutex<Option<Context>>,
+    /// The reader followed now, by its full name.
+    followed: Mutex<Option<String>>,
+}
+
+/// The reader a [`CardWatcher`] follows, by name: the one reader lent to the session's PC/SC
+/// (see `crate::pcsc`). Cheap to clone.
+#[derive(Clone)]
+pub struct FollowedReader {
+    shared: Arc<Shared>,
+}
+
+impl FollowedReader {
+    /// Its name now; `None` while no reader is followed (none plugged in, pcscd away).
+    pub fn name(&self) -> Option<String> {
+        lock(&self.shared.followed).clone()
+    }
 }
 
 impl Shared {
@@ -402,6 +426,7 @@ impl<'a> Follower<'a> {
         tracing::info!(reader = %name, "following card reader");
         self.said_waiting = false;
         self.reader = name.clone();
+        *lock(&self.shared.followed) = Some(name.clone());
         self.tracker = Tracker::default();
         self.states
             .push(ReaderState::new(cname.clone(), State::UNAWARE));
@@ -443,6 +468,7 @@ impl<'a> Follower<'a> {
     /// The followed reader is gone, or pcscd is: whatever card was in it is too.
     fn reader_gone(&mut self) {
         self.states.truncate(1);
+        *lock(&self.shared.followed) = None;
         for change in self.tracker.reader_gone() {
             self.act(change);
         }

@@ -109,6 +109,8 @@ pub struct SessionOptions {
     /// Sound: the session's own PipeWire with the WayRay output and microphone (`audio/`).
     /// `false` for greeters and with config `audio = false`.
     pub audio: bool,
+    /// The session's PC/SC socket (`PCSCLITE_CSOCK_NAME` for its clients; see `crate::pcsc`).
+    pub pcsc_socket: Option<PathBuf>,
     /// The session's window manager (a shell command), the only client that may bind the WM
     /// protocol; `None`: the built-in floating WM.
     pub window_manager: Option<String>,
@@ -371,6 +373,10 @@ pub fn run(
     };
     if let Some(n) = x11_display {
         client_env.push(("DISPLAY".to_string(), OsString::from(format!(":{n}"))));
+    }
+    if let Some(socket) = &opts.pcsc_socket {
+        // Smart cards are the attached appliance's, never this server's own readers.
+        client_env.push(("PCSCLITE_CSOCK_NAME".to_string(), socket.clone().into()));
     }
     state.client_env = client_env;
     state.app_launcher = app_launcher;

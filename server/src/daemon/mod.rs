@@ -246,6 +246,8 @@ pub struct Daemon {
     /// Woken when a new deadline appears (a token's backoff, a suspended session, a lost
     /// server's wait), so the timer task sleeps until the next one instead of polling.
     pub timers: std::sync::Arc<tokio::sync::Notify>,
+    /// Each session's PC/SC socket, following the session from appliance to appliance.
+    pub pcsc: crate::pcsc::Sessions,
 }
 
 /// A greeter waiting for its token's claim in the pool.
@@ -275,6 +277,7 @@ impl Daemon {
             pending_greeters: HashMap::new(),
             metrics: Default::default(),
             timers: Default::default(),
+            pcsc: crate::pcsc::Sessions::new(None),
         }
     }
 
@@ -702,6 +705,7 @@ impl Daemon {
                 let _ = link.send(msg);
             }
         }
+        self.pcsc_follow(session);
         tracing::info!(appliance, session = %session_id_string(session), lock, "attached");
         self.set_state(session, SessionState::Active);
         let mut event = AuditEvent::new(AuditKind::Attached)
@@ -727,6 +731,7 @@ impl Daemon {
                 if let Some(link) = &s.link {
                     let _ = link.send(ToSession::Detached { appliance });
                 }
+                self.pcsc.attachment(session, None);
             }
         }
         tracing::info!(appliance, session = %session_id_string(session), why, "detached; the session keeps running");
@@ -795,6 +800,28 @@ impl Daemon {
     }
 
     // ---- session processes -----------------------------------------------------------
+
+    /// The session's process registered and runs as `uid`: its PC/SC socket serves that user,
+    /// on the appliance it is shown on.
+    pub fn pcsc_session_started(&mut self, id: SessionId, uid: u32) {
+        self.pcsc.session_started(id, uid);
+        self.pcsc_follow(id);
+    }
+
+    /// Points the session's PC/SC at the appliance it is shown on now (or at none).
+    fn pcsc_follow(&mut self, session: SessionId) {
+        let to = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.appliance)
+            .and_then(|a| {
+                self.appliances.get(&a).map(|slot| crate::pcsc::Attachment {
+                    appliance: a,
+                    connection: slot.datagrams.clone(),
+                })
+            });
+        self.pcsc.attachment(session, to);
+    }
 
     /// A session process connected and proved its identity.
     pub fn session_registered(
@@ -889,6 +916,7 @@ impl Daemon {
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
+        self.pcsc.session_ended(id);
         tracing::info!(session = %session_id_string(id), status, "session ended");
         let tokens: Vec<String> = self
             .bindings

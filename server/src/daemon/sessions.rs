@@ -21,6 +21,8 @@ pub async fn serve(listener: tokio::net::UnixListener, daemon: Shared) {
 }
 
 async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
+    // Whose session this is: its PC/SC socket serves that user alone.
+    let uid = wire::peer_uid(&stream);
     let socket = match QuietSocket::new(stream) {
         Ok(socket) => socket,
         Err(err) => {
@@ -55,6 +57,9 @@ async fn handle(stream: tokio::net::UnixStream, daemon: Shared) {
         if let Err(why) = registered {
             tracing::warn!(why, pid = hello.pid, "refused a session process");
             return;
+        }
+        if let (Some(uid), Ok(mut d)) = (uid, daemon.lock()) {
+            d.pcsc_session_started(id, uid);
         }
         loop {
             let body = match reader.next_body().await {
