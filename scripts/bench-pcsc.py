@@ -36,12 +36,20 @@ def spawn(args, log, env=None):
     return p
 
 
+LOGS = []
+
+
 def wait(what, cond, timeout=30.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return
         time.sleep(0.05)
+    for log in LOGS:
+        try:
+            print(f"--- {log}\n" + open(log, errors="replace").read()[-3000:], file=sys.stderr)
+        except FileNotFoundError:
+            pass
     sys.exit(f"timed out waiting for {what}")
 
 
@@ -62,7 +70,10 @@ def probe(socket, transaction):
 
 def main():
     work = tempfile.mkdtemp(prefix="wayray-bench-pcsc-")
+    # The daemon leaves root: it must still reach its run dir (and the PC/SC sockets in it).
+    os.chmod(work, 0o755)
     run = f"{work}/run"
+    LOGS.extend([f"{work}/server.log", f"{work}/a.log"])
     try:
         server = spawn([f"{BIN}/wrsrvd", "--listen", "127.0.0.1:0", "--api-listen", "off",
                         "--appliance-auth", "open", "--state-dir", f"{work}/state", "--run-dir", run],
