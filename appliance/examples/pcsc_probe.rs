@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! pcsc_probe readers                      one reader name per line
+//! pcsc_probe wait                         waits for the first reader's state to change
 //! pcsc_probe apdu HEX [--reader NAME] [--exclusive] [--transaction] [--repeat N] [--hold SECS]
 //! ```
 //! `apdu` connects to the reader (the first one unless named), prints `atr HEX`, sends the APDU
@@ -34,6 +35,21 @@ fn run() -> Result<(), String> {
         Some("readers") => {
             for reader in &readers {
                 println!("{}", reader.to_string_lossy());
+            }
+            Ok(())
+        }
+        Some("wait") => {
+            // Until the first reader's state changes (pcsc_scan's wait), however long it takes.
+            let reader = readers.first().cloned().ok_or("no readers")?;
+            let mut states = [pcsc::ReaderState::new(reader, pcsc::State::UNAWARE)];
+            context
+                .get_status_change(None, &mut states)
+                .map_err(|e| format!("first look: {e}"))?;
+            states[0].sync_current_state();
+            println!("waiting");
+            match context.get_status_change(None, &mut states) {
+                Ok(()) => println!("changed {:?}", states[0].event_state()),
+                Err(e) => println!("ended {e}"),
             }
             Ok(())
         }
@@ -92,7 +108,7 @@ fn run() -> Result<(), String> {
                 .map_err(|(_, e)| format!("disconnect: {e}"))?;
             Ok(())
         }
-        _ => Err("usage: pcsc_probe readers | apdu HEX [--reader NAME] [--exclusive] [--transaction] [--repeat N] [--hold SECS]".into()),
+        _ => Err("usage: pcsc_probe readers | wait | apdu HEX [--reader NAME] [--exclusive] [--transaction] [--repeat N] [--hold SECS]".into()),
     }
 }
 

@@ -269,6 +269,29 @@ fn pcsc_in_the_session_follows_the_card() {
         "opensc-tool --atr at B\n{}",
         text(&out)
     );
+    // A program waiting for reader changes when the appliance vanishes (SIGKILL, no goodbye)
+    // is answered at once (the reader is gone), not left hanging.
+    let waiter = Command::new("runuser")
+        .args(["-u", &user.0, "--", "env"])
+        .arg(format!("PCSCLITE_CSOCK_NAME={}", socket.display()))
+        .arg(probe())
+        .arg("wait")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the waiting client");
+    std::thread::sleep(Duration::from_secs(2));
+    drop(_b);
+    let waited = wait_with_timeout(waiter, Duration::from_secs(20));
+    let said = String::from_utf8_lossy(&waited.stdout).to_string();
+    assert!(
+        waited.status.success() && said.contains("waiting") && said.contains("changed"),
+        "a wait in the session when the appliance vanished\n{}\n{}",
+        text(&waited),
+        all_logs()
+    );
+    assert!(readers(&user.0, &socket).is_empty(), "{}", all_logs());
+
     // Exactly one user session: the card's session moved, it was not started again.
     assert_eq!(
         server.log().matches("starting the user's session").count(),
