@@ -802,8 +802,13 @@ impl Daemon {
     // ---- session processes -----------------------------------------------------------
 
     /// The session's process registered and runs as `uid`: its PC/SC socket serves that user,
-    /// on the appliance it is shown on.
+    /// on the appliance it is shown on. Greeters get none: every greeter runs as the one
+    /// greeter user, and a login form has no use for the card.
     pub fn pcsc_session_started(&mut self, id: SessionId, uid: u32) {
+        match self.sessions.get(&id).map(|s| s.kind) {
+            Some(SessionKind::User | SessionKind::Shared) => {}
+            _ => return,
+        }
         self.pcsc.session_started(id, uid);
         self.pcsc_follow(id);
     }
