@@ -53,3 +53,7 @@ pub enum UsbDeviceReply {
     /// Not forwarded; the text says why (policy, no session, no `vhci-hcd`, no free port).
     Refused { reason: String },
 }
+
+pub mod filter;
+
+pub use filter::{FilterError, UsbFilter, UsbFilterRule, Verdict};
