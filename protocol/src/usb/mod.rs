@@ -55,5 +55,6 @@ pub enum UsbDeviceReply {
 }
 
 pub mod filter;
+pub mod usbip;
 
 pub use filter::{FilterError, UsbFilter, UsbFilterRule, Verdict};
