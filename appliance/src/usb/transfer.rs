@@ -137,6 +137,14 @@ pub async fn endpoint_task<T: BulkOrInterrupt, D: EndpointDirection>(
                 })
             }
         };
+        if let Reply::Submit(r) = &reply {
+            tracing::trace!(
+                seqnum = r.seqnum,
+                status = r.status,
+                actual = r.actual_length,
+                "URB done"
+            );
+        }
         // Queued for the writer before the URB leaves `in_flight`: an unlink that no longer
         // finds it is answered after this reply, as the spec orders them.
         let _ = replies.send(reply);
@@ -186,6 +194,12 @@ pub async fn endpoint_task<T: BulkOrInterrupt, D: EndpointDirection>(
                 } else {
                     Buffer::from(cmd.data)
                 };
+                tracing::trace!(
+                    seqnum = cmd.seqnum,
+                    endpoint = ep.endpoint_address(),
+                    requested,
+                    "URB submitted"
+                );
                 ep.submit(buffer);
                 queue.push_back(Submitted {
                     seqnum: cmd.seqnum,
