@@ -557,3 +557,159 @@ impl Drop for Served {
 fn endpoint_address(ep: u32, direction: Direction) -> u8 {
     (ep & 0x0f) as u8 | if direction == Direction::In { 0x80 } else { 0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use wayray_protocol::usb::{UsbDeviceOpen, UsbInterfaceClass};
+
+    use super::*;
+
+    /// A QUIC connection over loopback: (the appliance's end, the server's end, both endpoints
+    /// to keep alive).
+    async fn pair() -> (quinn::Connection, quinn::Connection, [quinn::Endpoint; 2]) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let identity = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = CertificateDer::from(identity.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            identity.signing_key.serialize_der(),
+        ));
+        let tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let server_config = quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
+        ));
+        let server =
+            quinn::Endpoint::server(server_config, (Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client =
+            quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+        )));
+        let connecting = client
+            .connect(server.local_addr().unwrap(), "localhost")
+            .unwrap();
+        let (appliance, server_side) =
+            tokio::join!(connecting, async { server.accept().await.unwrap().await });
+        (appliance.unwrap(), server_side.unwrap(), [server, client])
+    }
+
+    fn stick() -> Present {
+        Present {
+            info: UsbDeviceOpen {
+                busid: "9-9".into(),
+                devid: 9 << 16 | 99,
+                speed: 3,
+                vendor: 0x46f4,
+                product: 1,
+                version: 0,
+                class: 0,
+                subclass: 0,
+                protocol: 0,
+                interfaces: vec![UsbInterfaceClass {
+                    class: 8,
+                    subclass: 6,
+                    protocol: 0x50,
+                }],
+                manufacturer: Some("QEMU".into()),
+                product_name: None,
+                serial: None,
+            },
+            busnum: 9,
+            devnum: 99,
+            has_input: false,
+        }
+    }
+
+    /// What the server side reads first on a device stream: the tag byte and the opening.
+    async fn accept_device(server: &quinn::Connection) -> (SendStream, RecvStream, UsbDeviceOpen) {
+        let (send, mut recv) = server.accept_bi().await.unwrap();
+        let mut tag = [0u8];
+        recv.read_exact(&mut tag).await.unwrap();
+        assert_eq!(tag[0], StreamKind::Usb as u8);
+        let mut frames = FrameReader::new(MAX_REPLY);
+        let open = loop {
+            if let Some(open) = frames.next::<UsbDeviceOpen>().unwrap() {
+                break open;
+            }
+            let chunk = recv
+                .read_chunk(frames.wanted(), true)
+                .await
+                .unwrap()
+                .unwrap();
+            frames.push(&chunk.bytes);
+        };
+        (send, recv, open)
+    }
+
+    #[tokio::test]
+    async fn a_refused_device_is_never_claimed_and_its_stream_ends() {
+        let (appliance, server, _endpoint) = pair().await;
+        let (_stop, stop_rx) = oneshot::channel();
+        let forwarding = tokio::spawn(forward(appliance.clone(), stick(), stop_rx));
+        let (mut send, mut recv, open) = accept_device(&server).await;
+        assert_eq!(open, stick().info);
+        let reply = UsbDeviceReply::Refused {
+            reason: "policy".into(),
+        };
+        send.write_all(&framing::encode(&reply).unwrap())
+            .await
+            .unwrap();
+        // Refused before any device was opened: 9-9 does not exist here, and nothing asks.
+        let ended = forwarding.await.unwrap().unwrap();
+        assert!(
+            matches!(ended, Ended::Refused(ref r) if r == "policy"),
+            "{ended:?}"
+        );
+        assert_eq!(recv.read_to_end(1024).await.unwrap(), Vec::<u8>::new());
+    }
+
+    #[tokio::test]
+    async fn a_stop_before_the_answer_finishes_the_stream() {
+        let (appliance, server, _endpoint) = pair().await;
+        let (stop, stop_rx) = oneshot::channel();
+        let forwarding = tokio::spawn(forward(appliance.clone(), stick(), stop_rx));
+        let (_send, mut recv, _) = accept_device(&server).await;
+        stop.send("unplugged".into()).unwrap();
+        let ended = forwarding.await.unwrap().unwrap();
+        assert!(
+            matches!(ended, Ended::Stopped(ref r) if r == "unplugged"),
+            "{ended:?}"
+        );
+        assert_eq!(recv.read_to_end(1024).await.unwrap(), Vec::<u8>::new());
+    }
+
+    #[tokio::test]
+    async fn attached_to_a_device_that_is_gone_ends_the_stream_with_an_error() {
+        let (appliance, server, _endpoint) = pair().await;
+        let (_stop, stop_rx) = oneshot::channel();
+        let forwarding = tokio::spawn(forward(appliance.clone(), stick(), stop_rx));
+        let (mut send, mut recv, _) = accept_device(&server).await;
+        let reply = UsbDeviceReply::Attached { port: 3 };
+        send.write_all(&framing::encode(&reply).unwrap())
+            .await
+            .unwrap();
+        // Bus 9 device 99 is not plugged in on this machine: the claim fails and the server
+        // sees the stream end rather than URBs into nothing.
+        let ended = forwarding.await.unwrap();
+        assert!(
+            matches!(ended, Err(ForwardError::Gone | ForwardError::Device(_))),
+            "{ended:?}"
+        );
+        assert_eq!(recv.read_to_end(1024).await.unwrap(), Vec::<u8>::new());
+    }
+}
