@@ -86,7 +86,7 @@ pub struct Cli {
 
     /// TOML file with any of: server, server-name, server-cert, state-dir, screen, physical-size, display, card, mode, input, input-device (a list),
     /// xkb-layout, xkb-variant, xkb-model, xkb-options, audio-device, microphone-device, audio-out-wav, audio-in-wav,
-    /// no-audio (same meaning as the flags; a flag given on the command
+    /// no-audio, no-usb, seccomp (same meaning as the flags; a flag given on the command
     /// line wins).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -201,6 +201,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub audio_report: Option<PathBuf>,
 
+    /// Keep every USB device on the appliance, whatever the server's USB policy allows
+    /// (README.md, "USB forwarding").
+    #[arg(long)]
+    pub no_usb: bool,
+
     /// System-call filter: true (a call outside wrclient's allow-list kills it), log (the kernel
     /// logs such calls: `dmesg | grep type=1326`) or false (none, for debugging) [default: true].
     #[arg(long, env = "WAYRAY_SECCOMP", value_name = "true|log|false")]
@@ -231,6 +236,7 @@ struct ConfigFile {
     audio_out_wav: Option<PathBuf>,
     audio_in_wav: Option<PathBuf>,
     no_audio: Option<bool>,
+    no_usb: Option<bool>,
     seccomp: Option<crate::confine::SeccompMode>,
 }
 
@@ -307,6 +313,8 @@ pub struct Config {
     pub seccomp: crate::confine::SeccompMode,
     /// Speaker, microphone and the audio report.
     pub audio: crate::audio::AudioConfig,
+    /// `--no-usb` / `no-usb`: whether devices may be forwarded at all.
+    pub usb: crate::usb::UsbConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -453,9 +461,14 @@ impl Config {
             in_wav: cli.audio_in_wav.or(file.audio_in_wav),
             report: cli.audio_report,
         };
+        let usb = crate::usb::UsbConfig {
+            enabled: !(cli.no_usb || file.no_usb.unwrap_or(false)),
+            ..Default::default()
+        };
         Ok(Self {
             server,
             audio,
+            usb,
             server_name: cli
                 .server_name
                 .or(file.server_name)
@@ -1071,6 +1084,25 @@ mod tests {
         assert_eq!(audio.microphone_device, "plughw:0");
         assert_eq!(audio.out_wav.as_deref(), Some(Path::new("/tmp/o.wav")));
         assert!(!audio.enabled);
+    }
+
+    #[test]
+    fn usb_forwarding_is_on_unless_the_flag_or_file_says_no() {
+        let resolve = |args: &[&str]| {
+            let mut argv = vec!["wrclient", "--server", "s"];
+            argv.extend_from_slice(args);
+            Config::resolve(Cli::try_parse_from(argv).unwrap())
+                .unwrap()
+                .usb
+        };
+        assert!(resolve(&[]).enabled);
+        assert!(!resolve(&["--no-usb"]).enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(&path, "no-usb = true\n").unwrap();
+        assert!(!resolve(&["--config", path.to_str().unwrap()]).enabled);
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--no-usb"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod signals;
 mod supervisor;
 mod token;
 mod transport;
+mod usb;
 
 use std::io::IsTerminal;
 

@@ -53,3 +53,8 @@ pub enum UsbDeviceReply {
     /// Not forwarded; the text says why (policy, no session, no `vhci-hcd`, no free port).
     Refused { reason: String },
 }
+
+pub mod filter;
+pub mod usbip;
+
+pub use filter::{FilterError, UsbFilter, UsbFilterRule, Verdict};
