@@ -564,10 +564,7 @@ impl Encoder {
             return Ok(None);
         }
         let (config, fw) = (self.config, self.grid.width);
-        let is_photo = |rect| {
-            let score = Score::sample(pixels, None, rect, fw);
-            score.is_photo(score.raw_repeats, &config)
-        };
+        let is_photo = |rect| looks_photo(pixels, rect, fw, &config);
         let spans = use_spans.then_some(self.spans.as_slice());
         let result = self.video.frame(
             pixels,
@@ -637,6 +634,31 @@ impl Score {
     }
 }
 
+/// `Score::sample(..).is_photo(raw_repeats)` for a tile without a reference, but it stops
+/// reading rows once enough repeats are counted to rule a photo out: the video classifier asks
+/// this of every changed cell, and text cells (mostly background) answer within about half of
+/// their sampled rows.
+fn looks_photo(pixels: &[u8], rect: Rect, frame_width: u32, config: &EncoderConfig) -> bool {
+    let sampled_rows = (rect.h as usize).div_ceil(SAMPLE_EVERY);
+    let pairs = sampled_rows * (rect.w as usize * BYTES_PER_PIXEL / 8);
+    // Not a photo as soon as `repeats * 100 >= pairs * pct`, as `Score::is_photo` decides.
+    let enough = pairs * usize::from(config.photo_below_pct);
+    let mut repeats = 0;
+    for r in tiles::rows(rect, frame_width).step_by(SAMPLE_EVERY) {
+        repeats += pixels[r]
+            .chunks_exact(8)
+            .map(|c| {
+                let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                usize::from(v as u32 == (v >> 32) as u32)
+            })
+            .sum::<usize>();
+        if repeats * 100 >= enough {
+            return false;
+        }
+    }
+    repeats * 100 < enough
+}
+
 /// One row in four is sampled: choices stay within 1 % of compressing both (see [`XorChoice`])
 /// at a quarter of the counting cost.
 const SAMPLE_EVERY: usize = 4;
@@ -644,6 +666,37 @@ const SAMPLE_EVERY: usize = 4;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn looks_photo_decides_as_the_full_sample_does() {
+        // Tiles from all-repeats to no repeats, at widths with and without a tail pair.
+        let (fw, fh) = (67u32, 40u32);
+        let config = EncoderConfig::default();
+        for noise in [0u64, 10, 30, 45, 50, 55, 70, 100] {
+            let mut seed = noise + 1;
+            let pixels: Vec<u8> = (0..fw * fh)
+                .flat_map(|i| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let c = if (seed >> 40) % 100 < noise { i } else { 7 };
+                    c.to_le_bytes()
+                })
+                .collect();
+            for rect in [
+                Rect::new(0, 0, fw, fh),
+                Rect::new(3, 5, 64, 33),
+                Rect::new(1, 1, 9, 1),
+            ] {
+                let score = Score::sample(&pixels, None, rect, fw);
+                assert_eq!(
+                    looks_photo(&pixels, rect, fw, &config),
+                    score.is_photo(score.raw_repeats, &config),
+                    "noise {noise} % in {rect:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn rows_a_copy_wrote_are_not_looked_at_again() {

@@ -116,30 +116,36 @@ impl Palettizer {
             return true;
         }
         let rows = tiles::rows(rect, frame_width).zip(self.indices.chunks_exact_mut(w));
-        // The colour of the last run and its index: runs are mostly the background, so most
-        // of them skip the table.
-        let (mut last, mut last_index) = (u64::MAX, 0);
+        // The colour of the pixel before and its index: most groups of eight pixels repeat it
+        // (background, glyph stems), and those are one vector compare and no table lookup.
+        // The tile's first pixel starts it, indexed first as it would be anyway.
+        let first = pixel(&pixels[tiles::rows(rect, frame_width).next().map_or(0, |r| r.start)..]);
+        let Some(mut last_index) = table.index(first) else {
+            return false;
+        };
+        let mut last = first;
         for (r, dst) in rows {
-            // Four pixels of one colour (background, glyph stems) are one 16-byte compare and
-            // one table lookup.
-            let mut src = pixels[r.clone()].chunks_exact(16);
-            let mut out = dst.chunks_exact_mut(4);
-            for (px4, d4) in (&mut src).zip(&mut out) {
-                let first = u32::from_le_bytes([px4[0], px4[1], px4[2], px4[3]]);
-                let run = u128::from(first) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
-                if u128::from_le_bytes(px4.try_into().unwrap_or_default()) == run {
-                    if u64::from(first) != last {
-                        let Some(index) = table.index(first) else {
-                            return false;
-                        };
-                        (last, last_index) = (u64::from(first), index);
-                    }
-                    d4.fill(last_index);
+            let mut src = pixels[r.clone()].chunks_exact(32);
+            let mut out = dst.chunks_exact_mut(8);
+            for (px8, d8) in (&mut src).zip(&mut out) {
+                let mut group = [0u32; 8];
+                for (g, px) in group.iter_mut().zip(px8.chunks_exact(4)) {
+                    *g = pixel(px);
+                }
+                // `&`, not `&&`: no early exit, so the compiler compares all eight at once.
+                if group.iter().fold(true, |all, &c| all & (c == last)) {
+                    d8.fill(last_index);
                     continue;
                 }
-                if !table.index_all(px4, d4) {
-                    return false;
+                // Every pixel looks up its home slot: no branch on the content, which in text
+                // changes too often to predict.
+                for (d, &c) in d8.iter_mut().zip(&group) {
+                    let Some(index) = table.index(c) else {
+                        return false;
+                    };
+                    *d = index;
                 }
+                (last, last_index) = (group[7], d8[7]);
             }
             if !table.index_all(src.remainder(), out.into_remainder()) {
                 return false;
@@ -156,6 +162,12 @@ impl Palettizer {
     pub fn colours(&self) -> &[u8] {
         &self.table.colours
     }
+}
+
+/// The XRGB8888 pixel at the start of `px`.
+#[inline]
+fn pixel(px: &[u8]) -> u32 {
+    u32::from_le_bytes([px[0], px[1], px[2], px[3]])
 }
 
 impl Table {
