@@ -160,8 +160,16 @@ const RUNTIME_X86_64: &[i64] = &[];
 
 /// The daemon (`wrsrvd`), after its sockets are open and it has left root: QUIC, the Unix
 /// sockets, the SQLite store, `kill(pid, 0)` to see whether a session process still lives. It
-/// starts nothing itself (the shared session goes through its spawner).
-const DAEMON: &[i64] = calls![SYS_kill, SYS_wait4, SYS_waitid, SYS_pidfd_open];
+/// starts nothing itself (the shared session goes through its spawner). USB forwarding hands
+/// forwarded devices' `/dev` nodes to the session's user (`fchownat`, `fchmodat`).
+const DAEMON: &[i64] = calls![
+    SYS_kill,
+    SYS_wait4,
+    SYS_waitid,
+    SYS_pidfd_open,
+    SYS_fchownat,
+    SYS_fchmodat
+];
 
 /// A session compositor (`wrsrvd session`), after its first clients are up: Wayland clients
 /// (shared-memory buffers come as file descriptors over the socket; `memfd_create` for keymaps

@@ -13,6 +13,7 @@ pub mod quiet_socket;
 pub mod sessions;
 pub mod shared;
 pub mod trust;
+pub mod usb;
 pub mod wire;
 
 use std::{
@@ -246,6 +247,8 @@ pub struct Daemon {
     /// Woken when a new deadline appears (a token's backoff, a suspended session, a lost
     /// server's wait), so the timer task sleeps until the next one instead of polling.
     pub timers: std::sync::Arc<tokio::sync::Notify>,
+    /// USB forwarding: the vhci controller, the `[usb]` policy (see `usb.rs`).
+    pub usb: usb::UsbState,
 }
 
 /// A greeter waiting for its token's claim in the pool.
@@ -275,6 +278,7 @@ impl Daemon {
             pending_greeters: HashMap::new(),
             metrics: Default::default(),
             timers: Default::default(),
+            usb: Default::default(),
         }
     }
 
@@ -709,6 +713,7 @@ impl Daemon {
             .appliance(identity);
         event.token = token;
         self.audit(event);
+        self.usb_changed(appliance);
     }
 
     /// Takes whatever session `appliance` shows off it; the session keeps running.
@@ -737,6 +742,7 @@ impl Daemon {
             .detail(why);
         event.token = token;
         self.audit(event);
+        self.usb_changed(appliance);
     }
 
     /// Forwards a message from an appliance to the session it shows.
