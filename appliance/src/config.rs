@@ -201,6 +201,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub audio_report: Option<PathBuf>,
 
+    /// Keep every USB device on the appliance, whatever the server's USB policy allows
+    /// (README.md, "USB forwarding").
+    #[arg(long)]
+    pub no_usb: bool,
+
     /// System-call filter: true (a call outside wrclient's allow-list kills it), log (the kernel
     /// logs such calls: `dmesg | grep type=1326`) or false (none, for debugging) [default: true].
     #[arg(long, env = "WAYRAY_SECCOMP", value_name = "true|log|false")]
@@ -231,6 +236,7 @@ struct ConfigFile {
     audio_out_wav: Option<PathBuf>,
     audio_in_wav: Option<PathBuf>,
     no_audio: Option<bool>,
+    no_usb: Option<bool>,
     seccomp: Option<crate::confine::SeccompMode>,
 }
 
@@ -307,6 +313,8 @@ pub struct Config {
     pub seccomp: crate::confine::SeccompMode,
     /// Speaker, microphone and the audio report.
     pub audio: crate::audio::AudioConfig,
+    /// `--no-usb` / `no-usb`: whether devices may be forwarded at all.
+    pub usb: crate::usb::UsbConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -453,9 +461,14 @@ impl Config {
             in_wav: cli.audio_in_wav.or(file.audio_in_wav),
             report: cli.audio_report,
         };
+        let usb = crate::usb::UsbConfig {
+            enabled: !(cli.no_usb || file.no_usb.unwrap_or(false)),
+            ..Default::default()
+        };
         Ok(Self {
             server,
             audio,
+            usb,
             server_name: cli
                 .server_name
                 .or(file.server_name)

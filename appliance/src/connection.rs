@@ -375,6 +375,7 @@ impl Established {
             hotplug,
             tokens,
             audio,
+            usb,
         } = local;
         let (width, height) = (self.welcome.output_width, self.welcome.output_height);
         screen.resize(width, height)?;
@@ -394,6 +395,8 @@ impl Established {
             input_stream.send(&InputMessage::Keymap(keymap)).await?;
         }
         input.set_connected(true);
+        // Devices leave only while this connection lasts: dropping the session gives them back.
+        let usb = crate::usb::UsbSession::start(usb, &self.connection);
         // Per connection: the server starts every connection with a key frame.
         let mut decoder = Decoder::new();
         // Frames shown once, in order, from the stream or a datagram copy; input copied to
@@ -472,10 +475,7 @@ impl Established {
                         );
                         return Ok(Ended::Redirected(redirect));
                     }
-                    Some(ServerControl::UsbPolicy { filter }) => {
-                        // Forwarding arrives with issue 21; until then every device stays local.
-                        tracing::debug!(?filter, "USB policy received; this build keeps USB devices local");
-                    }
+                    Some(ServerControl::UsbPolicy { filter }) => usb.policy(filter),
                     None => return Err(ConnectionError::StreamEnded("control")),
                 },
                 datagram = self.connection.read_datagram() => {

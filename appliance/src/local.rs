@@ -20,6 +20,8 @@ pub struct Local<S> {
     pub tokens: Tokens,
     /// Speaker and microphone (their threads live as long as the appliance).
     pub audio: Audio,
+    /// USB forwarding settings; each connection starts its own `crate::usb::UsbSession`.
+    pub usb: crate::usb::UsbConfig,
 }
 
 impl<S: DisplaySink> Local<S> {

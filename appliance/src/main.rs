@@ -25,6 +25,7 @@ mod signals;
 mod supervisor;
 mod token;
 mod transport;
+mod usb;
 
 use std::io::IsTerminal;
 

@@ -138,6 +138,7 @@ pub async fn run<S: DisplaySink>(
         hotplug,
         tokens,
         audio,
+        usb: config.usb.clone(),
     };
     local.screen.move_cursor(local.input.pointer());
     let frames = local.screen.watch_frames();

@@ -68,8 +68,8 @@ impl Hotplug {
 }
 
 /// Hands `socket` to tokio's reactor, which wakes [`Hotplug::next`] when a datagram is queued.
-#[cfg_attr(not(feature = "drm"), allow(dead_code))]
-fn register(socket: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+/// (The USB watcher, `crate::usb::watch`, registers its own uevent socket the same way.)
+pub(crate) fn register(socket: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` is an open descriptor that stays open, naming the same socket, until
     // it is dropped, which only the `AsyncFd` owning it does.
     let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
@@ -111,8 +111,7 @@ async fn wait_for_hotplug(socket: &AsyncFd<OwnedFd>) -> std::io::Result<()> {
 }
 
 /// What one receive got.
-#[cfg_attr(not(feature = "drm"), allow(dead_code))]
-enum Received {
+pub(crate) enum Received {
     /// A datagram of this many bytes (truncated to the buffer) from the kernel.
     Datagram(usize),
     /// A datagram from a process, not the kernel: ignored.
@@ -121,8 +120,8 @@ enum Received {
     Overflow,
 }
 
-#[cfg(feature = "drm")]
-mod netlink {
+/// The kernel's uevent socket, shared with the USB watcher (`crate::usb::watch`).
+pub(crate) mod netlink {
     use std::os::fd::{AsFd, OwnedFd};
 
     use rustix::io::Errno;
@@ -164,18 +163,6 @@ mod netlink {
         } else {
             Received::Datagram(len.min(buffer.len()))
         })
-    }
-}
-
-#[cfg(not(feature = "drm"))]
-mod netlink {
-    use std::os::fd::OwnedFd;
-
-    use super::Received;
-
-    /// Without the DRM sink nothing opens a uevent socket, so nothing reads one.
-    pub fn receive(_socket: &OwnedFd, _buffer: &mut [u8]) -> std::io::Result<Received> {
-        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
