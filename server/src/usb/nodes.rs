@@ -3,12 +3,11 @@
 //! `/dev/hidrawN`, …) have their `/dev` node handed to that user, mode 0600, so no other
 //! session's user (nor the `disk` group) opens them.
 //!
-//! The kernel's own uevents are used (netlink group 1): devtmpfs has created the node before
-//! the event is sent, and they exist where no udev runs. On a server running udev, udev handles
-//! the same event after us and applies its rules: the ownership stays ours unless a rule sets
-//! `OWNER`/`GROUP`/`MODE` for these devices (udev's default rules give block devices to
-//! `disk` — add a rule file with `SUBSYSTEMS=="usb", KERNELS=="vhci_hcd.0", OPTIONS+="…"` or
-//! leave such devices out of udev's permissions, see README.md).
+//! The kernel's own uevents (netlink group 1) come where no udev runs (devtmpfs has created the
+//! node before the event is sent). On a server running udev, udev handles the same event and
+//! applies its rules (its defaults give block devices to group `disk`, mode 0660), possibly after
+//! us: so udev's own events (group 2, sent once its rules ran) are handled too, and the node is
+//! handed to the user again.
 
 use std::{
     collections::HashMap,
@@ -56,22 +55,41 @@ pub struct Uevent<'a> {
     pub devname: Option<&'a str>,
 }
 
-/// Parses a kernel uevent datagram; `None` for anything else (udev's own messages start with
-/// "libudev").
+/// Parses a uevent datagram: the kernel's (`ACTION@DEVPATH\0KEY=VALUE\0…`) or udev's
+/// (a "libudev" header giving where its `KEY=VALUE\0` properties are); `None` for anything else.
 pub fn parse_uevent(msg: &[u8]) -> Option<Uevent<'_>> {
-    let mut fields = msg.split(|b| *b == 0).map(|f| std::str::from_utf8(f).ok());
-    let header = fields.next()??;
-    let (action, _) = header.split_once('@')?;
-    let (mut devpath, mut devname) = (None, None);
-    for field in fields.flatten() {
-        if let Some(v) = field.strip_prefix("DEVPATH=") {
+    let properties = if msg.starts_with(b"libudev\0") {
+        // prefix[8], magic (big-endian 0xfeedcafe), header_size, properties_off,
+        // properties_len (native endian).
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(msg.get(at..at + 4)?.try_into().ok()?))
+        };
+        if msg.get(8..12)? != 0xfeedcafe_u32.to_be_bytes() {
+            return None;
+        }
+        let off = word(16)? as usize;
+        let len = word(20)? as usize;
+        msg.get(off..off.checked_add(len)?)?
+    } else {
+        let end = msg.iter().position(|b| *b == 0)?;
+        std::str::from_utf8(&msg[..end]).ok()?.split_once('@')?;
+        &msg[end + 1..]
+    };
+    let (mut action, mut devpath, mut devname) = (None, None, None);
+    for field in properties
+        .split(|b| *b == 0)
+        .filter_map(|f| std::str::from_utf8(f).ok())
+    {
+        if let Some(v) = field.strip_prefix("ACTION=") {
+            action = Some(v);
+        } else if let Some(v) = field.strip_prefix("DEVPATH=") {
             devpath = Some(v);
         } else if let Some(v) = field.strip_prefix("DEVNAME=") {
             devname = Some(v);
         }
     }
     Some(Uevent {
-        action,
+        action: action?,
         devpath: devpath?,
         devname,
     })
@@ -134,7 +152,8 @@ impl Watcher {
             let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
             let mut addr: libc::sockaddr_nl = std::mem::zeroed();
             addr.nl_family = libc::AF_NETLINK as u16;
-            addr.nl_groups = 1;
+            // 1: the kernel's events; 2: udev's, after its rules ran (none without udev).
+            addr.nl_groups = 1 | 2;
             let size = 1024 * 1024;
             libc::setsockopt(
                 std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -230,6 +249,29 @@ mod tests {
         assert_eq!(e.action, "add");
         assert_eq!(e.devname, Some("sda"));
         assert!(parse_uevent(b"libudev\0\xfe\xed").is_none());
+        assert!(parse_uevent(b"no header").is_none());
+    }
+
+    #[test]
+    fn udev_events_parse() {
+        let props = b"ACTION=add\0DEVPATH=/devices/platform/vhci_hcd.0/usb1/1-1\0DEVNAME=/dev/bus/usb/001/002\0";
+        let mut msg = b"libudev\0".to_vec();
+        msg.extend_from_slice(&0xfeedcafe_u32.to_be_bytes());
+        for v in [40u32, 40, props.len() as u32, 0, 0] {
+            msg.extend_from_slice(&v.to_ne_bytes());
+        }
+        msg.resize(40, 0);
+        msg.extend_from_slice(props);
+        let e = parse_uevent(&msg).unwrap();
+        assert_eq!(e.action, "add");
+        assert_eq!(e.devpath, "/devices/platform/vhci_hcd.0/usb1/1-1");
+        assert_eq!(
+            node_path(e.devname.unwrap()).as_deref(),
+            Some("/dev/bus/usb/001/002")
+        );
+        // A header pointing past the end is refused, not read.
+        msg[16] = 0xff;
+        assert!(parse_uevent(&msg).is_none());
     }
 
     #[test]
