@@ -9,6 +9,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::watch,
 };
+use tracing::Instrument;
 use wayray_protocol::{
     framing,
     usb::{UsbDeviceOpen, UsbDeviceReply},
@@ -42,7 +43,21 @@ pub async fn serve(
     };
     let name = describe(&open);
     let span = tracing::info_span!("usb", device = %name);
-    let _enter = span.enter();
+    decide_and_relay(send, recv, open, name, grants, forwarding, audit)
+        .instrument(span)
+        .await;
+}
+
+/// The policy check, the attach, the relay and the detach of one described device.
+async fn decide_and_relay(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    open: UsbDeviceOpen,
+    name: String,
+    grants: watch::Receiver<Option<Grant>>,
+    forwarding: Arc<Forwarding>,
+    audit: AuditSink,
+) {
     let grant = grants.borrow().clone();
     let decision = match (&forwarding.host, &grant) {
         (Err(why), _) => Err(format!("USB forwarding is off on this server ({why})")),
