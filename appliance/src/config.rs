@@ -86,7 +86,7 @@ pub struct Cli {
 
     /// TOML file with any of: server, server-name, server-cert, state-dir, screen, physical-size, display, card, mode, input, input-device (a list),
     /// xkb-layout, xkb-variant, xkb-model, xkb-options, audio-device, microphone-device, audio-out-wav, audio-in-wav,
-    /// no-audio (same meaning as the flags; a flag given on the command
+    /// no-audio, no-usb, seccomp (same meaning as the flags; a flag given on the command
     /// line wins).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -1084,6 +1084,25 @@ mod tests {
         assert_eq!(audio.microphone_device, "plughw:0");
         assert_eq!(audio.out_wav.as_deref(), Some(Path::new("/tmp/o.wav")));
         assert!(!audio.enabled);
+    }
+
+    #[test]
+    fn usb_forwarding_is_on_unless_the_flag_or_file_says_no() {
+        let resolve = |args: &[&str]| {
+            let mut argv = vec!["wrclient", "--server", "s"];
+            argv.extend_from_slice(args);
+            Config::resolve(Cli::try_parse_from(argv).unwrap())
+                .unwrap()
+                .usb
+        };
+        assert!(resolve(&[]).enabled);
+        assert!(!resolve(&["--no-usb"]).enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wrclient.toml");
+        std::fs::write(&path, "no-usb = true\n").unwrap();
+        assert!(!resolve(&["--config", path.to_str().unwrap()]).enabled);
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--no-usb"));
     }
 
     #[test]
