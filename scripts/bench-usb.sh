@@ -3,7 +3,8 @@
 # the appliance guest to the server guest (vhci-hcd), against the same kind of stick (QEMU
 # usb-storage on qemu-xhci, same image size) plugged straight into the server guest, measured
 # in one run inside the same guest kernel: ratio forwarded/local per round, median of ROUNDS=3.
-# dd with O_DIRECT on the raw block devices, BLOCK_MIB=1 blocks, SIZE_MIB=32 per transfer.
+# dd with O_DIRECT on the raw block devices, BLOCK_MIB=1 blocks, SIZE_MIB=32 per transfer. The
+# server guest runs the release wrsrvd, the appliance image its release wrclient.
 #
 # The local stick sits in the server guest, not the appliance guest: the appliance image has no
 # shell to run dd in, and in the server guest both sticks are read by the same kernel, the same
@@ -23,10 +24,15 @@ if [ "${1:-}" != --no-build ]; then
     ensure_rust
     ensure_packages "${WAYRAY_BUILD_PACKAGES[@]}" "${WAYRAY_IMAGE_PACKAGES[@]}"
     cargo build --workspace --bins --examples --locked
+    cargo build --release --locked -p wayray-server --bin wrsrvd
     image/build
 fi
 bin="${CARGO_TARGET_DIR:-target}/debug"
 case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
+# The release wrsrvd relays (a debug build's QUIC under TCG is the bottleneck otherwise); the
+# session's client is the debug input_probe.
+server_bin="${bin%/debug}/release"
+[ -x "$server_bin/wrsrvd" ] || { echo "bench-usb: no $server_bin/wrsrvd (run without --no-build)" >&2; exit 1; }
 out="$repo/out/bench-usb"
 rm -rf "$out"
 share="$out/share"

@@ -4,7 +4,7 @@
 #
 # The caller sets: repo, out, share (with share/cmd), bin, port, stick (the stick's image),
 # started (SECONDS at its start); optional server_qemu_args (array: --qemu-arg ARG pairs for
-# scripts/qemu-server-guest).
+# scripts/qemu-server-guest) and server_bin (the directory of the wrsrvd to run; default $bin).
 
 server_qemu_args=("${server_qemu_args[@]}")
 
@@ -73,7 +73,7 @@ start_server_guest() {
 export XDG_RUNTIME_DIR=/tmp/wayray-runtime-0
 mkdir -p -m 700 "\$XDG_RUNTIME_DIR"
 cd "$share"
-RUST_LOG=info PATH="$bin/examples:\$PATH" "$bin/wrsrvd" --config "$share/wrsrvd.toml" \\
+RUST_LOG=info PATH="$bin/examples:\$PATH" "${server_bin:-$bin}/wrsrvd" --config "$share/wrsrvd.toml" \\
     --listen 10.78.0.1:7390 --api-listen off --appliance-auth open --state-dir /tmp/wayray-state \\
     --spawn "input_probe probe 600 400 3366cc" >"$share/wrsrvd.out" 2>"$share/wrsrvd.log" &
 echo \$! >"$share/wrsrvd.pid"
