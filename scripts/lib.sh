@@ -23,7 +23,7 @@ WAYRAY_SESSION_PACKAGES=(pcscd pcsc-tools vsmartcard-vpcd opensc pamtester sox e
 # The appliance image (image/build) and booting it in QEMU (scripts/qemu-appliance, test-qemu;
 # sox makes the test tones that scripts/tone.py checks).
 WAYRAY_IMAGE_PACKAGES=(kmod cpio zstd xkb-data libinput-bin syslinux syslinux-common mtools dosfstools
-    fdisk qemu-system-x86 socat iproute2 python3 sox)
+    fdisk qemu-system-x86 socat iproute2 python3 sox sqlite3)
 
 # ensure_packages PKG... : apt-get installs the ones not yet installed (needs root).
 ensure_packages() {

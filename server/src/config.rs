@@ -125,6 +125,10 @@ pub struct Config {
     /// The authenticated admin API and Prometheus metrics (README.md, "Admin API and
     /// metrics"): the `[api]` table.
     pub api: ApiConfig,
+    /// USB forwarding (README.md, "USB forwarding"): the `[usb]` table, with `enabled`, the
+    /// default `filter`, and `[[usb.network]]` / `[[usb.user]]` filters (see `UsbConfig`).
+    /// Default: forward everything but HID devices, where the kernel has `vhci-hcd`.
+    pub usb: crate::usb::UsbConfig,
 }
 
 /// `[api]`: the HTTP admin API (`wradm --server URL`) and `/metrics`. Every request needs
@@ -232,6 +236,7 @@ impl Default for Config {
             audio: true,
             pool: crate::pool::PoolConfig::default(),
             api: ApiConfig::default(),
+            usb: crate::usb::UsbConfig::default(),
         }
     }
 }
@@ -262,6 +267,8 @@ pub enum ConfigError {
     CursorTheme,
     #[error("[api] listen = {0:?} is neither HOST:PORT nor \"off\"")]
     ApiListen(String),
+    #[error(transparent)]
+    Usb(#[from] crate::usb::policy::PolicyError),
 }
 
 impl Config {
@@ -297,6 +304,7 @@ impl Config {
             return Err(ConfigError::CursorTheme);
         }
         self.api.listen_addr()?;
+        self.usb.validate()?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ mod session_link;
 #[allow(dead_code)]
 mod store;
 mod transport;
+mod usb;
 
 use std::{
     net::SocketAddr,
@@ -482,6 +483,30 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         runtime.spawn(daemon::pool_link::serve(events, daemon.clone()));
         runtime.spawn(daemon::pool_link::report_load(daemon.clone()));
     }
+    // USB forwarding opens vhci-hcd's files and the uevent socket while still root.
+    {
+        // SAFETY: a plain system call.
+        let euid = unsafe { libc::geteuid() };
+        let root = if euid != 0 {
+            Err("wrsrvd does not run as root (vhci-hcd's attach and the device nodes need root)")
+        } else if !config.user.is_empty() {
+            Err("the daemon leaves root after start-up (config `user`); only root can hand a forwarded device's nodes to the session's user: set user = \"\" to forward USB devices")
+        } else {
+            Ok(())
+        };
+        let forwarding = usb::Forwarding::start(&config.usb, root);
+        if let Ok(mut d) = daemon.lock() {
+            d.usb = daemon::usb::UsbState {
+                forwarding: Arc::new(forwarding),
+                policy: config.usb.clone(),
+                // The shared session runs as the account wrsrvd was started as.
+                shared_user: (mode == Mode::Shared)
+                    .then(daemon::usb::Account::current)
+                    .flatten(),
+            };
+        }
+    }
+    runtime.spawn(reload_usb_on_hangup(cli.config.clone(), daemon.clone()));
     // The admin API's socket and token, while still root (the token file may be anywhere).
     let api = match config.api.listen_addr()? {
         Some(addr) => {
@@ -577,6 +602,39 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     // Let the shared session see its Shutdown before the runtime (and its sockets) go away.
     std::thread::sleep(Duration::from_millis(200));
     Ok(())
+}
+
+/// `SIGHUP` re-reads the config file's `[usb]` table (the rest needs a restart): appliances get
+/// their new filters and devices the new policy refuses are detached.
+async fn reload_usb_on_hangup(path: Option<PathBuf>, daemon: daemon::Shared) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGHUP: the USB policy is not reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: no config file (--config) to reload the USB policy from");
+            continue;
+        };
+        let loaded =
+            Config::load(path).and_then(|c| c.usb.validate().map(|()| c).map_err(Into::into));
+        match loaded {
+            Ok(config) => {
+                tracing::info!(path = %path.display(), "SIGHUP: USB policy reloaded");
+                if let Ok(mut d) = daemon.lock() {
+                    d.usb_policy_changed(config.usb);
+                }
+            }
+            Err(err) => tracing::warn!(
+                err = %miette::Report::new(err),
+                "SIGHUP: the config file is not valid; the USB policy stays as it was"
+            ),
+        }
+    }
 }
 
 fn run_session(mut config: Config, args: SessionArgs) -> miette::Result<()> {

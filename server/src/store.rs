@@ -237,6 +237,14 @@ pub enum AuditKind {
     /// A token bound here while etcd was unreachable turned out to be bound to another server
     /// of the pool; the pool's binding stands (the detail names the owner).
     PoolConflict,
+    /// A USB device of an appliance was attached to the session's virtual host controller
+    /// (the detail names the device and the vhci port).
+    UsbAttached,
+    /// A USB device was not forwarded (the detail says why: policy, no session, no vhci-hcd).
+    UsbRefused,
+    /// A forwarded USB device was detached (the detail says why: unplugged, card out,
+    /// appliance gone, policy change).
+    UsbDetached,
 }
 
 impl AuditKind {
@@ -258,6 +266,9 @@ impl AuditKind {
             AuditKind::ApplianceRefused => "appliance_refused",
             AuditKind::Redirected => "redirected",
             AuditKind::PoolConflict => "pool_conflict",
+            AuditKind::UsbAttached => "usb_attached",
+            AuditKind::UsbRefused => "usb_refused",
+            AuditKind::UsbDetached => "usb_detached",
         }
     }
 
@@ -279,6 +290,9 @@ impl AuditKind {
             "appliance_refused" => AuditKind::ApplianceRefused,
             "redirected" => AuditKind::Redirected,
             "pool_conflict" => AuditKind::PoolConflict,
+            "usb_attached" => AuditKind::UsbAttached,
+            "usb_refused" => AuditKind::UsbRefused,
+            "usb_detached" => AuditKind::UsbDetached,
             _ => return None,
         })
     }

@@ -160,13 +160,15 @@ const RUNTIME_X86_64: &[i64] = &[];
 
 /// The daemon (`wrsrvd`), after its sockets are open and it has left root: QUIC, the Unix
 /// sockets, the SQLite store, `kill(pid, 0)` to see whether a session process still lives. It
-/// starts nothing itself (the shared session goes through its spawner).
-/// Each session's PC/SC socket is opened up (chmod 0666) once bound; see `crate::pcsc`.
+/// starts nothing itself (the shared session goes through its spawner). USB forwarding hands
+/// forwarded devices' `/dev` nodes to the session's user (`fchownat`, `fchmodat`); each
+/// session's PC/SC socket is opened up (chmod 0666) once bound; see `crate::pcsc`.
 const DAEMON: &[i64] = calls![
     SYS_kill,
     SYS_wait4,
     SYS_waitid,
     SYS_pidfd_open,
+    SYS_fchownat,
     SYS_fchmodat
 ];
 

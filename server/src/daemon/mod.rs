@@ -13,6 +13,7 @@ pub mod quiet_socket;
 pub mod sessions;
 pub mod shared;
 pub mod trust;
+pub mod usb;
 pub mod wire;
 
 use std::{
@@ -248,6 +249,8 @@ pub struct Daemon {
     pub timers: std::sync::Arc<tokio::sync::Notify>,
     /// Each session's PC/SC socket, following the session from appliance to appliance.
     pub pcsc: crate::pcsc::Sessions,
+    /// USB forwarding: the vhci controller, the `[usb]` policy (see `usb.rs`).
+    pub usb: usb::UsbState,
 }
 
 /// A greeter waiting for its token's claim in the pool.
@@ -278,6 +281,7 @@ impl Daemon {
             metrics: Default::default(),
             timers: Default::default(),
             pcsc: crate::pcsc::Sessions::new(None),
+            usb: Default::default(),
         }
     }
 
@@ -713,6 +717,7 @@ impl Daemon {
             .appliance(identity);
         event.token = token;
         self.audit(event);
+        self.usb_changed(appliance);
     }
 
     /// Takes whatever session `appliance` shows off it; the session keeps running.
@@ -742,6 +747,7 @@ impl Daemon {
             .detail(why);
         event.token = token;
         self.audit(event);
+        self.usb_changed(appliance);
     }
 
     /// Forwards a message from an appliance to the session it shows.

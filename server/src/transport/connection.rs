@@ -18,7 +18,7 @@ use wayray_protocol::{
 };
 
 use super::governor::{Governor, LinkSample};
-use super::{audio, client_auth, input, Shared};
+use super::{audio, client_auth, input, streams, Shared};
 use wayray_protocol::sessions::{ApplianceId, ToSession};
 
 use crate::cards::{self, ProofOutcome};
@@ -54,6 +54,9 @@ pub enum ConnEvent {
     Revoked,
     /// The appliance's token belongs on another server of the pool: tell it where, and close.
     Redirect(wayray_protocol::Redirect),
+    /// What the appliance may forward changed (session shown, policy): tell it, and detach what
+    /// is no longer covered.
+    UsbPolicy(Option<crate::usb::Grant>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +172,9 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
     let welcome_size = (welcome.output_width, welcome.output_height);
     let welcome_audio = welcome.audio;
     send(&mut ctrl_send, &ServerControl::Welcome(welcome)).await?;
+    // No USB device is taken before a session is shown here (the daemon says when).
+    send(&mut ctrl_send, &ServerControl::UsbPolicy { filter: None }).await?;
+    let (usb_grant, usb_grant_rx) = watch::channel(None::<crate::usb::Grant>);
 
     let mut display = conn.open_uni().await.map_err(ConnError::Open)?;
     display.write_all(&[StreamKind::Display as u8]).await?;
@@ -253,6 +259,22 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
             .instrument(tracing::Span::current()),
     );
     let _abort_microphone = AbortOnDrop(microphone_task);
+    let usb = shared.daemon.lock().ok().map(|d| d.usb.forwarding.clone());
+    let bidi_task = tokio::spawn(
+        streams::accept(
+            conn.clone(),
+            streams::BidiContext {
+                appliance: id,
+                daemon: shared.daemon.clone(),
+                usb_grant: usb_grant_rx,
+                usb: usb.unwrap_or_else(|| {
+                    std::sync::Arc::new(crate::usb::Forwarding::off("daemon gone"))
+                }),
+            },
+        )
+        .instrument(tracing::Span::current()),
+    );
+    let _abort_bidi = AbortOnDrop(bidi_task);
     // The counter of the last card proof taken on this connection; each is accepted once.
     let mut last_proof = 0u64;
 
@@ -310,6 +332,15 @@ async fn run(incoming: quinn::Incoming, id: ApplianceId, shared: &Shared) -> Res
                     let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
                     conn.close(0u32.into(), b"redirected");
                     return Ok(());
+                }
+                Some(ConnEvent::UsbPolicy(grant)) => {
+                    let filter = grant.as_ref().map(|g| g.filter.text.clone());
+                    let before = usb_grant.borrow().as_ref().map(|g| g.filter.text.clone());
+                    usb_grant.send_replace(grant);
+                    if filter != before {
+                        tracing::info!(?filter, "USB policy for the appliance");
+                        send(&mut ctrl_send, &ServerControl::UsbPolicy { filter }).await?;
+                    }
                 }
                 Some(ConnEvent::Shutdown) | None => {
                     bye(&conn, &mut ctrl_send, ByeReason::Shutdown).await;

@@ -8,6 +8,7 @@ mod connection;
 pub mod governor;
 mod input;
 mod input_order;
+mod streams;
 
 use std::{
     net::SocketAddr,
@@ -110,7 +111,8 @@ pub fn endpoint(
     // experimental; the loss rows of scripts/bench-vs-waypipe keep an eye on it.
     transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     transport.max_concurrent_uni_streams(8u32.into());
-    transport.max_concurrent_bidi_streams(4u32.into());
+    // The control stream and one per forwarded USB device (protocol v9).
+    transport.max_concurrent_bidi_streams(32u32.into());
     config.transport_config(Arc::new(transport));
     let socket =
         std::net::UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
