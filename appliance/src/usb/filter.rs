@@ -1,5 +1,6 @@
 //! Whether one device leaves the appliance: the server's filter decides, within limits the
-//! appliance keeps whatever the server says (hubs, and what the appliance's own input reads).
+//! appliance keeps whatever the server says (hubs, what the appliance's own input reads, and
+//! smart-card readers).
 
 use wayray_protocol::usb::{UsbFilter, Verdict};
 
@@ -32,6 +33,13 @@ pub fn decide(policy: Option<&UsbFilter>, device: &Present) -> Decision {
         .any(|i| i.class == 3 && i.subclass == 1 && matches!(i.protocol, 1 | 2));
     if boot_hid || device.has_input {
         return Decision::Keep("the appliance's own input reads it".into());
+    }
+    // A CCID reader is where the appliance reads its token; the session gets the card in it
+    // through its own PC/SC socket instead (forwarding the reader would take it from both).
+    if device.info.class == 0x0b || device.info.interfaces.iter().any(|i| i.class == 0x0b) {
+        return Decision::Keep(
+            "smart-card readers stay: the session reaches the card through PC/SC".into(),
+        );
     }
     Decision::Forward
 }
@@ -97,13 +105,15 @@ mod tests {
             panic!()
         };
         assert!(why.contains("denied by rule 1"), "{why}");
-        // Allowed by an (unwise) filter, still kept: a keyboard, a hub, an evdev device.
+        // Allowed by an (unwise) filter, still kept: a keyboard, a hub, an evdev device, a
+        // smart-card reader.
         let all = UsbFilter::parse("-1,-1,-1,-1,1").unwrap();
         for device in [
             present(0, &[(3, 1, 1)], false),
             present(0, &[(3, 1, 2)], false),
             present(9, &[(9, 0, 0)], false),
             present(0, &[(3, 0, 0)], true),
+            present(0, &[(0x0b, 0, 0)], false),
         ] {
             assert!(
                 matches!(decide(Some(&all), &device), Decision::Keep(_)),

@@ -7,7 +7,8 @@
 //!   nothing. On every policy, every plugged-in device is decided again ([`filter::decide`]):
 //!   the filter (usbredir rules, `wayray_protocol::usb::filter`) first, then what the appliance
 //!   keeps whatever the server says: hubs, devices with a boot-protocol HID interface (its
-//!   keyboard and mouse) and devices with an evdev node (its input may read them).
+//!   keyboard and mouse), devices with an evdev node (its input may read them) and smart-card
+//!   readers (its token reader; the session gets the card through PC/SC).
 //! - Devices come from a scan of `/sys/bus/usb/devices` and again after each burst of USB or
 //!   input uevents ([`watch`]); descriptors are read from sysfs, so a denied device is never
 //!   opened.
