@@ -4,9 +4,12 @@
 #
 # The caller sets: repo, out, share (with share/cmd), bin, port, stick (the stick's image),
 # started (SECONDS at its start); optional server_qemu_args (array: --qemu-arg ARG pairs for
-# scripts/qemu-server-guest) and server_bin (the directory of the wrsrvd to run; default $bin).
+# scripts/qemu-server-guest), server_bin (the directory of the wrsrvd to run; default $bin) and
+# guest_cpu (a QEMU -cpu model for both guests; default QEMU's own).
 
 server_qemu_args=("${server_qemu_args[@]}")
+cpu_args=()
+[ -z "${guest_cpu:-}" ] || cpu_args=(--qemu-arg -cpu --qemu-arg "$guest_cpu")
 
 sg=""   # scripts/qemu-server-guest
 qa=""   # scripts/qemu-appliance
@@ -93,7 +96,7 @@ wait
 EOF
     echo "==> server guest (vhci-hcd; this machine's wrsrvd over 9p; link on 127.0.0.1:$port)"
     scripts/qemu-server-guest --out "$out/server" --share "$share" --script "$share/agent.sh" --port "$port" \
-        "${server_qemu_args[@]}" >"$out/server-guest.log" 2>&1 &
+        "${server_qemu_args[@]}" "${cpu_args[@]}" >"$out/server-guest.log" 2>&1 &
     sg=$!
     wait_file "$out/server/serial.log" 'server-guest: .*ready: .*vhci-hcd yes' 90 "server guest with vhci-hcd"
     wait_file "$share/wrsrvd.out" '^WAYRAY_LISTEN=' 120 "wrsrvd listening in the server guest"
@@ -109,7 +112,7 @@ start_appliance_guest() {
         --qemu-arg -drive --qemu-arg "if=none,id=stickdrive,format=raw,file=$stick" \
         --qemu-arg -device --qemu-arg usb-storage,id=stick,bus=xhci.0,drive=stickdrive,serial=WRSTICK1 \
         --qemu-arg -device --qemu-arg usb-kbd,id=kbd,bus=xhci.0 \
-        --qemu-arg -device --qemu-arg usb-ccid,id=ccid,bus=xhci.0 \
+        --qemu-arg -device --qemu-arg usb-ccid,id=ccid,bus=xhci.0 "${cpu_args[@]}" \
         >"$out/qemu-appliance.log" 2>&1 &
     qa=$!
 }
