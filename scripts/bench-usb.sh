@@ -50,7 +50,8 @@ server_qemu_args=(--qemu-arg -device --qemu-arg qemu-xhci,id=lxhci
 guest_cpu="${WAYRAY_BENCH_CPU:-max}"
 source scripts/usb-guests.sh
 
-printf 'user = ""\n' >"$share/wrsrvd.toml"
+ensure_daemon_user
+: >"$share/wrsrvd.toml"
 start_server_guest
 start_appliance_guest
 wait_file "$share/wrsrvd.log" '46f4:0001.*USB device attached' 180 "the stick attached"

@@ -483,18 +483,17 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         runtime.spawn(daemon::pool_link::serve(events, daemon.clone()));
         runtime.spawn(daemon::pool_link::report_load(daemon.clone()));
     }
-    // USB forwarding opens vhci-hcd's files and the uevent socket while still root.
-    {
+    // USB forwarding opens vhci-hcd's files and the uevent socket while still root; its node
+    // keeper is settled once the daemon has left root (below).
+    let usb_keeper = {
         // SAFETY: a plain system call.
         let euid = unsafe { libc::geteuid() };
         let root = if euid != 0 {
-            Err("wrsrvd does not run as root (vhci-hcd's attach and the device nodes need root)")
-        } else if !config.user.is_empty() {
-            Err("the daemon leaves root after start-up (config `user`); only root can hand a forwarded device's nodes to the session's user: set user = \"\" to forward USB devices")
+            Err("wrsrvd does not run as root (vhci-hcd's attach and the device nodes need root at start-up)")
         } else {
             Ok(())
         };
-        let forwarding = usb::Forwarding::start(&config.usb, root);
+        let (forwarding, keeper) = usb::Forwarding::start(&config.usb, root);
         if let Ok(mut d) = daemon.lock() {
             d.usb = daemon::usb::UsbState {
                 forwarding: Arc::new(forwarding),
@@ -505,7 +504,8 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
                     .flatten(),
             };
         }
-    }
+        keeper
+    };
     runtime.spawn(reload_usb_on_hangup(cli.config.clone(), daemon.clone()));
     // The admin API's socket and token, while still root (the token file may be anywhere).
     let api = match config.api.listen_addr()? {
@@ -579,12 +579,30 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
     if pcsc_dir.is_dir() {
         owned.push(&pcsc_dir);
     }
-    match confine::privileges::drop_to(&config.user, &owned) {
+    let left_root = match confine::privileges::drop_to(&config.user, &owned) {
         Ok(confine::privileges::Dropped::User { name, uid, gid }) => {
-            tracing::info!(user = name, uid, gid, "left root")
+            tracing::info!(user = name, uid, gid, "left root");
+            true
         }
-        Ok(confine::privileges::Dropped::NotRoot) => {}
+        Ok(confine::privileges::Dropped::NotRoot) => false,
         Err(err) => return Err(miette::Report::new(err)),
+    };
+    if let Some(keeper) = usb_keeper {
+        match keeper.settle(left_root) {
+            Ok(()) if left_root => tracing::info!(
+                "USB forwarding's node keeper kept CAP_CHOWN and CAP_FOWNER (nothing else does)"
+            ),
+            Ok(()) => {}
+            Err(why) => {
+                tracing::warn!(
+                    why,
+                    "USB forwarding is off: appliances keep their USB devices"
+                );
+                if let Ok(mut d) = daemon.lock() {
+                    d.usb.forwarding = Arc::new(usb::Forwarding::off(&why));
+                }
+            }
+        }
     }
     #[cfg(target_os = "linux")]
     confine::install("daemon", config.seccomp, &confine::seccomp::daemon())

@@ -2,6 +2,8 @@
 //! create /run/wayray and its state directory. After that it relays frames, keeps its SQLite
 //! store and answers on sockets it already holds, so it continues as its own system user
 //! (config `user`, default `wayray`, made by `scripts/lib.sh`'s set-up with `useradd --system`).
+//! The one exception is USB forwarding's node keeper thread, which keeps `CAP_CHOWN` and
+//! `CAP_FOWNER` over the switch (`usb::nodes::Keeper`).
 
 use std::{ffi::CString, path::Path};
 

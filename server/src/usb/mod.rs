@@ -15,6 +15,12 @@ pub mod vhci;
 
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
+pub use nodes::Keeper;
+/// Elsewhere there is no node keeper (nor vhci-hcd).
+#[cfg(not(target_os = "linux"))]
+pub enum Keeper {}
+
 pub use policy::{Filter, UsbConfig};
 
 /// Whom a session's forwarded devices belong to, and what may come: what the daemon decides
@@ -51,10 +57,10 @@ pub struct Forwarding {
 
 impl Forwarding {
     /// Opens `vhci-hcd` (loading it once) and starts handing device nodes to their users,
-    /// while the daemon is still root. `root`: whether the daemon is and stays root after
-    /// start-up (config `user = ""`), and why not; without root it cannot hand nodes to a
-    /// session's user, so forwarding is off. Says once in the log when it is off, and why.
-    pub fn start(config: &UsbConfig, root: Result<(), &str>) -> Forwarding {
+    /// while the daemon is still root (`root`: whether it is, and why not). Says once in the log
+    /// when forwarding is off, and why. The node keeper that comes with it must be settled once
+    /// the daemon has left root ([`nodes::Keeper::settle`]).
+    pub fn start(config: &UsbConfig, root: Result<(), &str>) -> (Forwarding, Option<Keeper>) {
         let owners = nodes::Owners::default();
         let host = if !config.enabled {
             Err("[usb] enabled = false".to_owned())
@@ -64,12 +70,20 @@ impl Forwarding {
             vhci::Host::open().map_err(|e| e.to_string())
         };
         #[cfg(target_os = "linux")]
-        let host = host.and_then(|host| {
-            let watcher = nodes::Watcher::open()
-                .map_err(|e| format!("cannot watch kernel uevents for device nodes: {e}"))?;
-            tokio::spawn(watcher.run(owners.clone()));
-            Ok(host)
-        });
+        let (host, keeper) = match host {
+            Ok(host) => match nodes::Watcher::open()
+                .and_then(|watcher| watcher.spawn(owners.clone()))
+            {
+                Ok(keeper) => (Ok(host), Some(keeper)),
+                Err(e) => (
+                    Err(format!("cannot watch kernel uevents for device nodes: {e}")),
+                    None,
+                ),
+            },
+            Err(why) => (Err(why), None),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let keeper = None;
         match &host {
             Ok(host) => tracing::info!(?host, "USB forwarding through vhci-hcd"),
             Err(why) => tracing::warn!(
@@ -77,7 +91,7 @@ impl Forwarding {
                 "USB forwarding is off: appliances keep their USB devices"
             ),
         }
-        Forwarding { host, owners }
+        (Forwarding { host, owners }, keeper)
     }
 
     /// Forwarding that is off (tests, or before start-up).

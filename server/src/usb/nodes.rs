@@ -8,6 +8,12 @@
 //! applies its rules (its defaults give block devices to group `disk`, mode 0660), possibly after
 //! us: so udev's own events (group 2, sent once its rules ran) are handled too, and the node is
 //! handed to the user again.
+//!
+//! The daemon leaves root after start-up; handing a root-owned node to another user needs
+//! `CAP_CHOWN` and `CAP_FOWNER`. So the watcher runs on a thread of its own which keeps exactly
+//! those two capabilities over the switch ([`Keeper::settle`]); every other thread of the daemon
+//! keeps none, and the capabilities are never inheritable, so no program the daemon starts gets
+//! them.
 
 use std::{
     collections::HashMap,
@@ -143,7 +149,7 @@ impl Watcher {
         unsafe {
             let fd = libc::socket(
                 libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
                 libc::NETLINK_KOBJECT_UEVENT,
             );
             if fd < 0 {
@@ -174,42 +180,59 @@ impl Watcher {
         }
     }
 
-    /// Hands the nodes of devices below registered ports to their owners, for ever.
-    pub async fn run(self, owners: Owners) {
+    /// Starts handing the nodes of devices below registered ports to their owners, on the
+    /// node keeper's thread; called while the daemon is root. [`Keeper::settle`] must follow
+    /// once the daemon has left root (or decided to stay).
+    pub fn spawn(self, owners: Owners) -> std::io::Result<Keeper> {
+        use std::sync::mpsc::sync_channel;
+        let (started_tx, started) = sync_channel(1);
+        let (settle, settle_rx) = sync_channel::<bool>(1);
+        let (settled_tx, settled) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("usb-nodes".into())
+            .spawn(move || {
+                // Per thread: this one keeps its permitted capabilities over the setresuid
+                // that glibc applies to every thread of the process.
+                // SAFETY: a plain system call on this thread's own attributes.
+                let kept = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } == 0;
+                let _ = started_tx.send(kept.then_some(()).ok_or_else(std::io::Error::last_os_error));
+                let Ok(left_root) = settle_rx.recv() else {
+                    return;
+                };
+                let result = if left_root { keep_only_node_caps() } else { Ok(()) };
+                // SAFETY: as above.
+                unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+                let failed = result.is_err();
+                let _ = settled_tx.send(result);
+                if !failed {
+                    self.run(owners);
+                }
+            })?;
+        started
+            .recv()
+            .map_err(|_| std::io::Error::other("the node keeper thread ended"))??;
+        Ok(Keeper { settle, settled })
+    }
+
+    /// Reads uevents for ever (blocking: this is the keeper's own thread).
+    fn run(self, owners: Owners) {
         use std::os::fd::AsRawFd;
-        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open for its lifetime.
-        let registered = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(self.fd, tokio::io::Interest::READABLE)
-        };
-        let fd = match registered.map_err(|e| e.into_parts().1) {
-            Ok(fd) => fd,
-            Err(err) => {
-                tracing::warn!(%err, "cannot watch uevents: forwarded devices keep their default owners");
-                return;
-            }
-        };
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            let Ok(mut ready) = fd.readable().await else {
-                return;
-            };
             // SAFETY: reading into our own buffer.
             let n = unsafe {
-                libc::recv(
-                    fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
             };
             if n < 0 {
                 let err = std::io::Error::last_os_error();
-                if err.kind() == std::io::ErrorKind::WouldBlock {
-                    ready.clear_ready();
-                } else {
-                    tracing::debug!(%err, "uevent socket");
+                match err.raw_os_error() {
+                    // Interrupted, or events were lost while we were busy: the next ones come.
+                    Some(libc::EINTR | libc::ENOBUFS) => continue,
+                    _ => {
+                        tracing::warn!(%err, "cannot read uevents: nodes of forwarded devices keep their default owners");
+                        return;
+                    }
                 }
-                continue;
             }
             let Some(event) = parse_uevent(&buf[..n as usize]) else {
                 continue;
@@ -236,6 +259,52 @@ impl Watcher {
             }
         }
     }
+}
+
+/// The node keeper's thread, waiting to hear whether the daemon left root.
+#[cfg(target_os = "linux")]
+pub struct Keeper {
+    settle: std::sync::mpsc::SyncSender<bool>,
+    settled: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+#[cfg(target_os = "linux")]
+impl Keeper {
+    /// Tells the keeper whether the daemon has just left root (then it trims its capabilities
+    /// to `CAP_CHOWN` and `CAP_FOWNER`) or stays root, and waits until it has: before the
+    /// daemon's seccomp filter, which does not allow `capset`, is installed. An error means
+    /// the keeper could not keep them and handles no nodes.
+    pub fn settle(self, left_root: bool) -> Result<(), String> {
+        self.settle
+            .send(left_root)
+            .map_err(|_| "the node keeper thread ended".to_owned())?;
+        self.settled
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .map_err(|_| "the node keeper thread did not answer".to_owned())?
+    }
+}
+
+/// This thread's capabilities become exactly `CAP_CHOWN` and `CAP_FOWNER`, effective and
+/// permitted, none inheritable or ambient (the daemon's uid is no longer 0 when this runs).
+#[cfg(target_os = "linux")]
+fn keep_only_node_caps() -> Result<(), String> {
+    use caps::{CapSet, Capability, CapsHashSet};
+    let keep: CapsHashSet = [Capability::CAP_CHOWN, Capability::CAP_FOWNER].into();
+    let step = |what: &str, r: Result<(), caps::errors::CapsError>| {
+        r.map_err(|e| format!("cannot keep CAP_CHOWN and CAP_FOWNER ({what}): {e}"))
+    };
+    step("permitted", caps::set(None, CapSet::Permitted, &keep))?;
+    step("effective", caps::set(None, CapSet::Effective, &keep))?;
+    step("inheritable", caps::clear(None, CapSet::Inheritable))?;
+    step("ambient", caps::clear(None, CapSet::Ambient))?;
+    let effective = caps::read(None, CapSet::Effective)
+        .map_err(|e| format!("cannot read this thread's capabilities: {e}"))?;
+    if effective != keep {
+        return Err(format!(
+            "the node keeper holds {effective:?} instead of CAP_CHOWN and CAP_FOWNER"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
