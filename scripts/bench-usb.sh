@@ -28,6 +28,7 @@ if [ "${1:-}" != --no-build ]; then
     ensure_packages "${WAYRAY_BUILD_PACKAGES[@]}" "${WAYRAY_IMAGE_PACKAGES[@]}"
     cargo build --workspace --bins --examples --locked
     cargo build --release --locked -p wayray-server --bin wrsrvd
+    cargo build --release --locked -p wayray-transport --example quic_bulk
     image/build
 fi
 bin="${CARGO_TARGET_DIR:-target}/debug"
@@ -35,7 +36,9 @@ case "$bin" in /*) ;; *) bin="$repo/$bin" ;; esac
 # The release wrsrvd relays (a debug build's QUIC under TCG is the bottleneck otherwise); the
 # session's client is the debug input_probe.
 server_bin="${bin%/debug}/release"
-[ -x "$server_bin/wrsrvd" ] || { echo "bench-usb: no $server_bin/wrsrvd (run without --no-build)" >&2; exit 1; }
+for f in "$server_bin/wrsrvd" "$server_bin/examples/quic_bulk"; do
+    [ -x "$f" ] || { echo "bench-usb: no $f (run without --no-build)" >&2; exit 1; }
+done
 out="$repo/out/bench-usb"
 rm -rf "$out"
 share="$out/share"
@@ -80,9 +83,24 @@ results="$out/rounds.txt"
 for r in $(seq "$rounds"); do
     guest "round$r" 600 <<<"sh $share/round.sh" >>"$results" || fail "round $r failed: $(cat "$share/cmd/round$r.out")"
 done
-python3 - "$results" "$rounds" "$size_mib" "$block_mib" "$((SECONDS - started))" <<'PY'
+# The ceiling QUIC itself sets: the same bytes through WayRay's QUIC settings and TLS, with no
+# USB on either end, both ends in the server guest (one emulated CPU doing both halves), and
+# natively on this machine (no emulation).
+quic_mib=$((size_mib / 2))
+guest quic 600 <<<"$server_bin/examples/quic_bulk --megabytes $quic_mib --repeat $rounds" >"$out/quic-guest.txt" \
+    || fail "quic_bulk failed in the server guest: $(cat "$out/quic-guest.txt")"
+"$server_bin/examples/quic_bulk" --megabytes $((size_mib * 4)) --repeat "$rounds" >"$out/quic-native.txt"
+python3 - "$results" "$rounds" "$size_mib" "$block_mib" "$((SECONDS - started))" "$out/quic-guest.txt" "$out/quic-native.txt" <<'PY'
 import statistics, sys
-path, rounds, size, block, wall = sys.argv[1:]
+path, rounds, size, block, wall, quic_guest, quic_native = sys.argv[1:]
+def quic(path):
+    values = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "MB/s":
+            values[parts[0]] = float(parts[2])
+    return values
+qg, qn = quic(quic_guest), quic(quic_native)
 lines = [l.split() for l in open(path) if l.strip()]
 fwd = [tuple(map(float, l[1:])) for l in lines if l[0] == "forwarded"]
 loc = [tuple(map(float, l[1:])) for l in lines if l[0] == "local"]
@@ -94,5 +112,11 @@ print("| | forwarded MB/s | local MB/s | ratio (median of per-round ratios) |")
 print("|---|---|---|---|")
 print(f"| sequential read | {med([f[0] for f in fwd]):.2f} | {med([l[0] for l in loc]):.2f} | {med(rr):.2f} |")
 print(f"| sequential write | {med([f[1] for f in fwd]):.2f} | {med([l[1] for l in loc]):.2f} | {med(wr):.2f} |")
+print(f"\n### The same bytes through QUIC alone (quic_bulk: WayRay's QUIC settings and TLS, no USB; median of {rounds})\n")
+print("| | stream MB/s | one 120 KiB request at a time MB/s |")
+print("|---|---|---|")
+print(f"| both ends in the server guest (one emulated CPU) | {qg['stream']:.2f} | {qg['request']:.2f} |")
+print(f"| both ends on this machine, natively | {qn['stream']:.2f} | {qn['request']:.2f} |")
+print(f"\nforwarded read / QUIC alone in the guest (requests): {med([f[0] for f in fwd]) / qg['request']:.2f}; emulation slowdown of QUIC itself (native / guest, requests): {qn['request'] / qg['request']:.0f}x")
 print(f"\nper-round ratios: read {', '.join(f'{x:.2f}' for x in rr)}; write {', '.join(f'{x:.2f}' for x in wr)}; wall time {wall} s")
 PY

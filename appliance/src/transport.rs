@@ -30,14 +30,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// How long silence (in milliseconds) means the server is gone; also bounds the handshake. Short,
 /// because the person in front of the appliance is waiting for the "reconnecting" status.
 const IDLE_TIMEOUT_MS: u32 = 10_000;
-/// Packets the server may take before it must acknowledge (QUIC ACK frequency, which both
-/// sides' quinn speak). Bulk uploads (a forwarded USB stick) would otherwise bring an ACK every
-/// second packet, and on a thin client's CPU receiving and decrypting those is a good part of
-/// the cost of sending: measured in QEMU, reading a forwarded stick went from 4.7 to 5.5 MB/s.
-const ACK_ELICITING_THRESHOLD: u32 = 10;
-/// The longest the server delays an acknowledgement under [`ACK_ELICITING_THRESHOLD`]: short,
-/// so a lost packet is still noticed within a few milliseconds on a LAN.
-const MAX_ACK_DELAY: Duration = Duration::from_millis(5);
 /// How long a clean close waits for the close to reach the server before giving up on it.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -224,15 +216,6 @@ impl Link {
     }
 }
 
-/// What the appliance asks of the server's acknowledgements (see [`ACK_ELICITING_THRESHOLD`]).
-fn ack_frequency() -> quinn::AckFrequencyConfig {
-    let mut config = quinn::AckFrequencyConfig::default();
-    config
-        .ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into())
-        .max_ack_delay(Some(MAX_ACK_DELAY));
-    config
-}
-
 /// Resolves `server` and completes a QUIC + TLS 1.3 handshake with it, checking its certificate
 /// against `trust`. A first-use certificate is stored before this returns.
 pub async fn connect(
@@ -245,7 +228,7 @@ pub async fn connect(
     let (tls, verifier) = connector.tls_for(trust)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.ack_frequency_config(Some(ack_frequency()));
+    transport.ack_frequency_config(Some(wayray_transport::upload_ack_frequency()));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS).into()));
     let mut client_config = quinn::ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(tls).map_err(TransportError::Quic)?,

@@ -349,6 +349,7 @@ fn run_daemon(config: &mut Config, cli: DaemonArgs) -> miette::Result<()> {
         config.api.listen = v;
     }
     config.validate()?;
+    daemon::usb::check_shared_user(&config.usb).map_err(|e| miette::miette!("{e}"))?;
     if config.pool.enabled() {
         config.pool.validate()?;
         if !config.launcher {
@@ -638,8 +639,10 @@ async fn reload_usb_on_hangup(path: Option<PathBuf>, daemon: daemon::Shared) {
             tracing::warn!("SIGHUP: no config file (--config) to reload the USB policy from");
             continue;
         };
-        let loaded =
-            Config::load(path).and_then(|c| c.usb.validate().map(|()| c).map_err(Into::into));
+        let loaded = Config::load(path)
+            .and_then(|c| c.usb.validate().map(|()| c).map_err(Into::into))
+            .map_err(|e| miette::Report::new(e).to_string())
+            .and_then(|c| daemon::usb::check_shared_user(&c.usb).map(|()| c));
         match loaded {
             Ok(config) => {
                 tracing::info!(path = %path.display(), "SIGHUP: USB policy reloaded");
@@ -648,7 +651,7 @@ async fn reload_usb_on_hangup(path: Option<PathBuf>, daemon: daemon::Shared) {
                 }
             }
             Err(err) => tracing::warn!(
-                err = %miette::Report::new(err),
+                err,
                 "SIGHUP: the config file is not valid; the USB policy stays as it was"
             ),
         }

@@ -58,6 +58,17 @@ impl Account {
     }
 }
 
+/// `[usb] shared_user` must name an account here: it owns the shared session's devices, and an
+/// unknown one would leave every appliance keeping its devices without a word.
+pub fn check_shared_user(policy: &UsbConfig) -> Result<(), String> {
+    match &policy.shared_user {
+        Some(name) if policy.enabled && Account::by_name(name).is_none() => Err(format!(
+            "[usb] shared_user = {name:?} is not an account on this server"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Daemon {
     /// What `appliance` may forward now: nothing unless forwarding works, the appliance shows
     /// a user's session (or the shared one), and the policy for that user and the appliance's
@@ -130,5 +141,27 @@ impl Daemon {
             tracing::debug!(session = %session_id_string(g.session), "usb audit");
         }
         self.audit(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_shared_user_is_refused_while_forwarding_is_on() {
+        let mut policy = UsbConfig {
+            shared_user: Some("no-such-user-wayray-test".into()),
+            ..UsbConfig::default()
+        };
+        let err = check_shared_user(&policy).unwrap_err();
+        assert!(err.contains("no-such-user-wayray-test"), "{err}");
+        policy.shared_user = Some("root".into());
+        assert_eq!(check_shared_user(&policy), Ok(()));
+        policy.shared_user = None;
+        assert_eq!(check_shared_user(&policy), Ok(()));
+        policy.shared_user = Some("no-such-user-wayray-test".into());
+        policy.enabled = false;
+        assert_eq!(check_shared_user(&policy), Ok(()));
     }
 }

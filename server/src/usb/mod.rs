@@ -71,15 +71,15 @@ impl Forwarding {
         };
         #[cfg(target_os = "linux")]
         let (host, keeper) = match host {
-            Ok(host) => match nodes::Watcher::open()
-                .and_then(|watcher| watcher.spawn(owners.clone()))
-            {
-                Ok(keeper) => (Ok(host), Some(keeper)),
-                Err(e) => (
-                    Err(format!("cannot watch kernel uevents for device nodes: {e}")),
-                    None,
-                ),
-            },
+            Ok(host) => {
+                match nodes::Watcher::open().and_then(|watcher| watcher.spawn(owners.clone())) {
+                    Ok(keeper) => (Ok(host), Some(keeper)),
+                    Err(e) => (
+                        Err(format!("cannot watch kernel uevents for device nodes: {e}")),
+                        None,
+                    ),
+                }
+            }
             Err(why) => (Err(why), None),
         };
         #[cfg(not(target_os = "linux"))]

@@ -195,11 +195,16 @@ impl Watcher {
                 // that glibc applies to every thread of the process.
                 // SAFETY: a plain system call on this thread's own attributes.
                 let kept = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } == 0;
-                let _ = started_tx.send(kept.then_some(()).ok_or_else(std::io::Error::last_os_error));
+                let _ =
+                    started_tx.send(kept.then_some(()).ok_or_else(std::io::Error::last_os_error));
                 let Ok(left_root) = settle_rx.recv() else {
                     return;
                 };
-                let result = if left_root { keep_only_node_caps() } else { Ok(()) };
+                let result = if left_root {
+                    keep_only_node_caps()
+                } else {
+                    Ok(())
+                };
                 // SAFETY: as above.
                 unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
                 let failed = result.is_err();
@@ -220,9 +225,8 @@ impl Watcher {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // SAFETY: reading into our own buffer.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {
