@@ -77,6 +77,8 @@ for dev in \$fwd \$loc; do
     w=\$(dd if=/dev/zero of=/dev/\$dev bs=${block_mib}M count=$((size_mib / block_mib)) oflag=direct conv=fsync 2>&1 | rate)
     [ "\$dev" = "\$fwd" ] && echo "forwarded \$r \$w" || echo "local \$r \$w"
 done
+# UDP datagrams the server guest's kernel dropped for a full socket buffer (so far).
+awk '/^Udp:/ { if (!seen) { seen = 1; split(\$0, h); next } for (i = 2; i <= NF; i++) if (h[i] == "RcvbufErrors") print "udp-rcvbuf-errors", \$i }' /proc/net/snmp
 EOF
 results="$out/rounds.txt"
 : >"$results"
@@ -118,5 +120,8 @@ print("|---|---|---|")
 print(f"| both ends in the server guest (one emulated CPU) | {qg['stream']:.2f} | {qg['request']:.2f} |")
 print(f"| both ends on this machine, natively | {qn['stream']:.2f} | {qn['request']:.2f} |")
 print(f"\nforwarded read / QUIC alone in the guest (requests): {med([f[0] for f in fwd]) / qg['request']:.2f}; emulation slowdown of QUIC itself (native / guest, requests): {qn['request'] / qg['request']:.0f}x")
+drops = [int(l[1]) for l in lines if l[0] == "udp-rcvbuf-errors"]
+if drops:
+    print(f"\nUDP datagrams the server guest dropped for a full socket buffer: {drops[-1]}")
 print(f"\nper-round ratios: read {', '.join(f'{x:.2f}' for x in rr)}; write {', '.join(f'{x:.2f}' for x in wr)}; wall time {wall} s")
 PY

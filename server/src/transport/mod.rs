@@ -116,6 +116,7 @@ pub fn endpoint(
     config.transport_config(Arc::new(transport));
     let socket =
         std::net::UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
+    grow_receive_buffer(&socket);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(config),
@@ -123,6 +124,26 @@ pub fn endpoint(
         quic_runtime(),
     )
     .map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// Datagrams the server's socket may hold unread. Every appliance's uploads arrive on this one
+/// socket: a forwarded USB stick's reads come as bursts of ~85 datagrams per 120 KiB, and with
+/// the kernel's default (~208 KiB, about 90 datagrams of memory) a busy daemon dropped some and
+/// the appliance's congestion control then slowed all its uploads.
+const RECEIVE_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Raises the socket's receive buffer to [`RECEIVE_BUFFER`]: past `net.core.rmem_max` while
+/// root (the daemon binds before it leaves root), else as far as that limit allows.
+fn grow_receive_buffer(socket: &std::net::UdpSocket) {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_recv_buffer_size_force(socket, RECEIVE_BUFFER).is_err() {
+        if let Err(err) = sockopt::set_socket_recv_buffer_size(socket, RECEIVE_BUFFER) {
+            tracing::debug!(%err, "cannot raise the UDP receive buffer");
+        }
+    }
+    if let Ok(size) = sockopt::socket_recv_buffer_size(socket) {
+        tracing::debug!(bytes = size, "UDP receive buffer");
+    }
 }
 
 /// Quinn's runtime for the endpoint: its connection timers (loss detection, delayed ACKs, idle)
