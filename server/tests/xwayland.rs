@@ -81,6 +81,10 @@ fn xterm(server: &Server, display: &str, extra: &[&str]) -> Client {
             "10",
         ])
         .args(extra)
+        // A plain sh, not the account's shell: root's ~/.bashrc on these machines runs
+        // `pyenv init`, which waits for ever on a lock another process left behind, and the
+        // typed command then never runs.
+        .env("SHELL", "/bin/sh")
         .env("PS1", "$ ")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

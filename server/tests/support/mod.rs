@@ -118,6 +118,10 @@ impl Server {
             .args(opts.extra)
             .env("XDG_RUNTIME_DIR", dir.path("run"))
             .env("RUST_LOG", "info,wrsrvd=debug")
+            // Terminals in the shared session (foot) run a plain sh, not the account's shell
+            // and its rc files (root's ~/.bashrc here runs `pyenv init`, which can hang on a
+            // lock another process left behind).
+            .env("SHELL", "/bin/sh")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -197,6 +201,7 @@ impl Server {
         let mut cmd = Command::new(program);
         cmd.env("XDG_RUNTIME_DIR", self.dir.join("run"))
             .env("WAYLAND_DISPLAY", &self.wayland_display)
+            .env("SHELL", "/bin/sh")
             .env_remove("DISPLAY");
         cmd
     }
