@@ -104,6 +104,19 @@ def main():
                 return False
 
         wait("the appliance's reader in the session", attached)
+
+        def card_in():
+            # pcscd notices the virtual card a poll after vcard connects to vpcd.
+            env = dict(os.environ)
+            env.pop("PCSCLITE_CSOCK_NAME", None)
+            try:
+                out = subprocess.run([f"{BIN}/examples/pcsc_probe", "apdu", GET_UID, "--reader", READER],
+                                     capture_output=True, text=True, env=env, timeout=10)
+                return out.returncode == 0
+            except subprocess.TimeoutExpired:
+                return False
+
+        wait("the virtual card in the appliance's reader", card_in)
         rows = []
         for transaction in (False, True):
             local, session, ratios = [], [], []

@@ -6,8 +6,8 @@
 # dd with O_DIRECT on the raw block devices, BLOCK_MIB=1 blocks, SIZE_MIB=32 per transfer. The
 # server guest runs the release wrsrvd, the appliance image its release wrclient.
 #
-# Both guests emulate QEMU's `-cpu max` (WAYRAY_BENCH_CPU): every appliance and server CPU of
-# the last decade has AES instructions, and without them TLS is done in software under TCG.
+# Both guests emulate QEMU's `-cpu max` (WAYRAY_BENCH_CPU): x86 CPUs of the last decade and most
+# ARMv8 thin-client SoCs have AES instructions, and without them TLS is done in software under TCG.
 #
 # The local stick sits in the server guest, not the appliance guest: the appliance image has no
 # shell to run dd in, and in the server guest both sticks are read by the same kernel, the same
