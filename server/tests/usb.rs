@@ -148,3 +148,27 @@ async fn without_vhci_hcd_devices_stay_on_the_appliance_and_refusals_are_audited
         "{log}"
     );
 }
+
+/// A `[usb] shared_user` that is no account here stops the daemon at start-up with a message
+/// naming it, instead of every appliance silently keeping its devices.
+#[test]
+fn an_unknown_shared_user_stops_the_daemon_with_its_name() {
+    let dir = TempDir::new("usb-shared-user");
+    let config = dir.path("wrsrvd.toml");
+    std::fs::write(&config, "[usb]\nshared_user = \"no-such-wayray-user\"\n").unwrap();
+    let out = std::process::Command::new(wrsrvd())
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--api-listen", "off"])
+        .arg("--state-dir")
+        .arg(dir.path("state"))
+        .env("XDG_RUNTIME_DIR", dir.path("run"))
+        .output()
+        .unwrap();
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "wrsrvd started anyway:\n{stderr}");
+    assert!(
+        stderr.contains("shared_user = \"no-such-wayray-user\" is not an account"),
+        "{stderr}"
+    );
+}
